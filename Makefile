@@ -1,0 +1,33 @@
+# eghn-md — every target does its own set-up into .venv on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# torch first: a pinned CPU build avoids pulling a multi-GB CUDA wheel. Override with TORCH_SPEC="torch>=2.2".
+TORCH_SPEC ?= torch==2.13.0
+DEMO_DIR ?= demo-out
+
+.PHONY: install test test-slow demo clean bench
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+demo: install
+	bash examples/demo.sh $(DEMO_DIR)
+
+bench: install
+	$(PY) examples/benchmarks/model_speed.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache build *.egg-info

@@ -1,0 +1,47 @@
+"""Helpers shared by the command modules: consoles, JSON output, common options."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+__all__ = ["stderr_console", "emit_json", "quiet_option", "json_option", "overwrite_option", "device_option"]
+
+
+def stderr_console(quiet: bool = False) -> Console:
+    """Console for progress and human summaries: stderr, so that ``--json`` output on stdout stays clean."""
+    return Console(stderr=True, quiet=quiet, highlight=False)
+
+
+def emit_json(obj: Any) -> None:
+    """Print one JSON document on stdout."""
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=_default) + "\n")
+    sys.stdout.flush()
+
+
+def _default(o: Any):
+    import numpy as np
+
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars or summaries (errors still shown).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON summary on stdout.")
+overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+device_option = click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where to run: 'auto' picks CUDA when available.",
+)

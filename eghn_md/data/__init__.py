@@ -1,0 +1,1 @@
+"""Datasets (HDF5), windowed samples and disjoint-union batching."""

@@ -1,0 +1,147 @@
+"""The one data structure every model consumes: a disjoint union of graphs of (possibly) different sizes.
+
+Conventions
+-----------
+* ``edge_index[0]`` is the *receiving* node ``i``, ``edge_index[1]`` the *sending* node ``j``; messages ``m_ij`` are
+  aggregated onto ``i``. Both directions of an undirected edge are present; there are no self loops.
+* Node indices of graph ``g`` are contiguous: ``ptr[g] <= node < ptr[g + 1]`` and ``batch[node] == g``.
+* Positions are absolute (not centred): models centre per graph themselves, so a translation of ``pos`` (and of
+  ``target``) is a translation of the problem. Velocities are free vectors (never translated).
+* ``edge_attr`` holds invariant edge scalars only (bond flag, charges product, ...). Distances are computed by the
+  models from ``pos``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["GraphBatch", "collate"]
+
+
+@dataclass
+class GraphBatch:
+    """A batch of graphs as one disjoint-union graph.
+
+    Shapes (N nodes in the batch, E directed edges, G graphs, F node scalars, D edge scalars):
+
+    * ``pos``: (N, 3) [Å] positions at the input time t.
+    * ``vel``: (N, 3) [Å per horizon, or the dataset's velocity unit] velocity channel (see ``eghn_md.data.samples``).
+    * ``h``: (N, F) invariant node scalars.
+    * ``edge_index``: (2, E) long, global edges (cutoff + sequence neighbours).
+    * ``edge_attr``: (E, D) invariant edge scalars (D may be 0).
+    * ``batch``: (N,) long, graph id of every node.
+    * ``ptr``: (G + 1,) long, node offsets of each graph.
+    * ``local_edge_index``: (2, E_loc) long or None, covalent / sequence bonds (used by pooling networks; falls back
+      to ``edge_index`` when None).
+    * ``target``: (N, 3) [Å] or None, positions at t + ΔT.
+    """
+
+    pos: Tensor
+    vel: Tensor
+    h: Tensor
+    edge_index: Tensor
+    edge_attr: Tensor
+    batch: Tensor
+    ptr: Tensor
+    local_edge_index: Optional[Tensor] = None
+    target: Optional[Tensor] = None
+
+    @property
+    def num_graphs(self) -> int:
+        return int(self.ptr.numel() - 1)
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.pos.shape[0])
+
+    @property
+    def bonds(self) -> Tensor:
+        """Local (bond) edges, or the global edges when no bonds were given."""
+        return self.edge_index if self.local_edge_index is None else self.local_edge_index
+
+    def to(self, device=None, dtype: Optional[torch.dtype] = None) -> "GraphBatch":
+        """Move to ``device``; floating tensors are cast to ``dtype`` when given, index tensors are kept long."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, Tensor):
+                if v.is_floating_point() and dtype is not None:
+                    v = v.to(device=device, dtype=dtype)
+                else:
+                    v = v.to(device=device)
+            out[f.name] = v
+        return GraphBatch(**out)
+
+    def replace(self, **changes) -> "GraphBatch":
+        return replace(self, **changes)
+
+    @staticmethod
+    def single(
+        *,
+        pos: Tensor,
+        vel: Tensor,
+        h: Tensor,
+        edge_index: Tensor,
+        edge_attr: Optional[Tensor] = None,
+        local_edge_index: Optional[Tensor] = None,
+        target: Optional[Tensor] = None,
+    ) -> "GraphBatch":
+        """A batch holding one graph."""
+        n = pos.shape[0]
+        if edge_attr is None:
+            edge_attr = pos.new_zeros((edge_index.shape[1], 0))
+        return GraphBatch(
+            pos=pos,
+            vel=vel,
+            h=h,
+            edge_index=edge_index.long(),
+            edge_attr=edge_attr,
+            batch=torch.zeros(n, dtype=torch.long, device=pos.device),
+            ptr=torch.tensor([0, n], dtype=torch.long, device=pos.device),
+            local_edge_index=None if local_edge_index is None else local_edge_index.long(),
+            target=target,
+        )
+
+
+def collate(graphs: Sequence[GraphBatch]) -> GraphBatch:
+    """Concatenate batches (each holding one or more graphs) into one disjoint-union batch.
+
+    Edge indices are shifted by the node offset of their graph. ``target`` / ``local_edge_index`` must be present in
+    all inputs or in none.
+    """
+    if len(graphs) == 0:
+        raise ValueError("collate() needs at least one graph")
+    if len(graphs) == 1:
+        return graphs[0]
+    offsets = []
+    n = 0
+    g = 0
+    batches = []
+    ptrs = [graphs[0].ptr[:1]]
+    for gb in graphs:
+        offsets.append(n)
+        batches.append(gb.batch + g)
+        ptrs.append(gb.ptr[1:] + n)
+        n += gb.num_nodes
+        g += gb.num_graphs
+    has_target = [gb.target is not None for gb in graphs]
+    has_local = [gb.local_edge_index is not None for gb in graphs]
+    if len(set(has_target)) != 1 or len(set(has_local)) != 1:
+        raise ValueError("collate(): target/local_edge_index must be present in all graphs or in none")
+    return GraphBatch(
+        pos=torch.cat([gb.pos for gb in graphs]),
+        vel=torch.cat([gb.vel for gb in graphs]),
+        h=torch.cat([gb.h for gb in graphs]),
+        edge_index=torch.cat([gb.edge_index + o for gb, o in zip(graphs, offsets)], dim=1),
+        edge_attr=torch.cat([gb.edge_attr for gb in graphs]),
+        batch=torch.cat(batches),
+        ptr=torch.cat(ptrs),
+        local_edge_index=(
+            torch.cat([gb.local_edge_index + o for gb, o in zip(graphs, offsets)], dim=1) if has_local[0] else None
+        ),
+        target=torch.cat([gb.target for gb in graphs]) if has_target[0] else None,
+    )

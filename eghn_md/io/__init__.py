@@ -1,0 +1,1 @@
+"""File boundaries: trajectory readers (MDAnalysis, mdtraj), atomic output writing, checksums."""

@@ -1,0 +1,1 @@
+"""Equivariant building blocks: scatter helpers, MLPs, EMMP, E-Pool, E-UpPool."""
