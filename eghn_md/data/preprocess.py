@@ -1,0 +1,154 @@
+"""``eghn-md preprocess``: topology + trajectories → one residue-graph dataset file.
+
+Everything that can be checked is checked before the first frame is read (output path, stride, files and formats,
+atom counts, the selection, frames left after the stride); frames are then streamed block by block into the
+dataset, which replaces the output only once complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from eghn_md.data.dataset import Dataset, TrajectoryData, chunk_frames, trajectory_name, write_dataset
+from eghn_md.errors import DataError, UsageError
+from eghn_md.graph.nodes import node_table
+from eghn_md.io.atomic import check_output_path
+from eghn_md.io.readers import open_system, sha256_file
+
+__all__ = ["DEFAULT_SELECTION", "preprocess", "read_block_frames"]
+
+DEFAULT_SELECTION = "protein and name CA"
+_CHUNKS_PER_BLOCK = 16  # frames are gathered in blocks of whole HDF5 chunks (~4 MiB) before each write
+
+
+def read_block_frames(n_nodes: int) -> int:
+    """Frames per read/write block: 16 HDF5 chunks, about 4 MiB of float32 positions."""
+    return _CHUNKS_PER_BLOCK * chunk_frames(n_nodes)
+
+
+def preprocess(
+    topology: str | os.PathLike,
+    trajectories: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    select: str = DEFAULT_SELECTION,
+    stride: int = 1,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Write the dataset of ``select``-ed nodes of every trajectory (one group each) to ``output``.
+
+    Args:
+        topology: topology file (any MDAnalysis topology format, or an mdtraj ``.h5``).
+        trajectories: one or more trajectories of that topology (one group each in the output).
+        output: dataset file to write (HDF5).
+        select: MDAnalysis selection of the node atoms (default one Cα per protein residue).
+        stride: keep every ``stride``-th frame, starting with the first.
+        overwrite: replace an existing ``output``.
+        progress: draw a progress bar on stderr.
+
+    Returns:
+        :meth:`Dataset.summary` of the written file plus ``elapsed_s``, ``frames_per_s`` and ``warnings``.
+
+    Raises:
+        UsageError: bad arguments (missing file, unknown format, invalid/empty selection, existing output, stride).
+        DataError: unreadable or inconsistent input (atom counts, < 2 frames, NaN/Inf coordinates).
+    """
+    t0 = time.perf_counter()
+    if isinstance(trajectories, (str, os.PathLike)):
+        trajectories = [trajectories]
+    if int(stride) != stride or stride < 1:
+        raise UsageError(f"--stride must be a positive integer, got {stride!r}")
+    stride = int(stride)
+    out = check_output_path(output, overwrite=overwrite)
+    for p in [topology, *trajectories]:
+        if Path(p).exists() and Path(p).resolve() == out.resolve():
+            raise UsageError(f"output {str(out)!r} is also an input file; choose another output path")
+
+    with open_system(topology, trajectories) as system:
+        atoms = system.select(select)
+        nodes = node_table(atoms)
+        for src in system.trajectories:
+            kept = src.n_strided(stride)
+            if kept < 2:
+                detail = f" ({src.n_frames} before --stride {stride})" if stride > 1 else ""
+                raise DataError(f"trajectory {str(src.path)!r} has {kept} frame{'s' * (kept != 1)}{detail}; need at least 2")
+        block = read_block_frames(nodes.n_nodes)
+        names: list[str] = []
+        datas = []
+        for src in system.trajectories:
+            names.append(trajectory_name(src.path, names))
+            datas.append(
+                TrajectoryData(
+                    name=names[-1],
+                    n_frames=src.n_strided(stride),
+                    blocks=src.iter_blocks(atoms.indices, stride=stride, block=block),
+                    source=src.path.name,
+                    source_path=str(src.path.resolve()),
+                    source_format=src.format,
+                    sha256=sha256_file(src.path),
+                    stride=stride,
+                    n_source_frames=src.n_frames,
+                )
+            )
+        with _progress_bar(progress, datas) as on_frames:
+            write_dataset(
+                out,
+                nodes,
+                datas,
+                selection=select,
+                topology=system.topology.name,
+                topology_path=str(system.topology.resolve()),
+                topology_sha256=sha256_file(system.topology),
+                overwrite=overwrite,
+                on_frames=on_frames,
+            )
+
+    with Dataset(out) as ds:
+        summary = ds.summary()
+    elapsed = time.perf_counter() - t0
+    summary["elapsed_s"] = round(elapsed, 3)
+    summary["frames_per_s"] = round(summary["n_frames_total"] / elapsed, 1) if elapsed > 0 else None
+    summary["warnings"] = [
+        f"trajectory {t['name']!r}: frame times do not increase (time step {t['time_step_ps']} ps); "
+        "the reader found no usable time step in the file"
+        for t in summary["trajectories"]
+        if not t["time_step_ps"] or t["time_step_ps"] <= 0
+    ]
+    return summary
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, datas: list[TrajectoryData]) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("frames"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        tasks = [bar.add_task(d.source or d.name, total=d.n_frames) for d in datas]
+
+        def on_frames(number: int, n: int) -> None:
+            bar.advance(tasks[number], n)
+
+        yield on_frames

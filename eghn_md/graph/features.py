@@ -1,0 +1,149 @@
+"""Node scalar features h computed from node metadata only (never from coordinates).
+
+The features are a pure function of a :class:`~eghn_md.graph.nodes.NodeTable` and a :class:`FeatureSpec`, so a
+trained model that stores its spec can rebuild exactly the same features for a new topology:
+
+======================  ====  =====================================================================================
+block                   size  content
+======================  ====  =====================================================================================
+residue type one-hot    21    :data:`RESIDUE_TYPES`: the 20 standard amino acids, then ``OTHER``. Force-field
+                              variants map to their parent (HSD/HSE/HSP/HID/HIE/HIP → HIS, CYX/CYM → CYS,
+                              ASH → ASP, GLH → GLU, LYN → LYS, MSE → MET) and Amber terminal names (NALA, CALA …)
+                              to the residue without the prefix.
+atom name one-hot       6     :data:`ATOM_TYPES` (``N, CA, C, O, CB, OTHER``), only when ``spec.atom`` — by default
+                              when nodes are atoms (several nodes per residue, e.g. ``--select backbone``).
+                              Terminal carboxyl oxygens (OT1, OT2, OC1, OC2, OXT, O1, O2) count as ``O``.
+charge                  1     the node's charge in e, only when ``spec.charge`` (opt-in; needs a topology with
+                              charges): the atom's partial charge for atom nodes, the residue's net charge for
+                              one-node-per-residue graphs (see :mod:`eghn_md.graph.nodes`).
+======================  ====  =====================================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from eghn_md.errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from eghn_md.graph.nodes import NodeTable
+
+__all__ = [
+    "RESIDUE_TYPES",
+    "ATOM_TYPES",
+    "FeatureSpec",
+    "residue_type_index",
+    "atom_type_index",
+    "default_feature_spec",
+    "node_features",
+]
+
+RESIDUE_TYPES: tuple[str, ...] = (
+    "ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE",
+    "LEU", "LYS", "MET", "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL",
+    "OTHER",
+)  # fmt: skip
+ATOM_TYPES: tuple[str, ...] = ("N", "CA", "C", "O", "CB", "OTHER")
+
+_RESIDUE_INDEX = {name: i for i, name in enumerate(RESIDUE_TYPES[:-1])}
+_RESIDUE_ALIASES = {
+    "HSD": "HIS", "HSE": "HIS", "HSP": "HIS", "HID": "HIS", "HIE": "HIS", "HIP": "HIS", "HISD": "HIS",
+    "HISE": "HIS", "HISH": "HIS", "HISA": "HIS", "HISB": "HIS", "HIS1": "HIS", "HIS2": "HIS",
+    "CYX": "CYS", "CYM": "CYS", "CYS2": "CYS", "CYN": "CYS", "ASH": "ASP", "ASPH": "ASP", "GLH": "GLU",
+    "GLUH": "GLU", "LYN": "LYS", "LSN": "LYS", "LYSH": "LYS", "ARGN": "ARG", "MSE": "MET",
+}  # fmt: skip
+_ATOM_INDEX = {name: i for i, name in enumerate(ATOM_TYPES[:-1])}
+_ATOM_ALIASES = {"OT1": "O", "OT2": "O", "OC1": "O", "OC2": "O", "OXT": "O", "O1": "O", "O2": "O"}
+
+
+def residue_type_index(resname: str) -> int:
+    """Index of ``resname`` in :data:`RESIDUE_TYPES` (``OTHER`` = 20 for anything non-standard)."""
+    name = str(resname).strip().upper()
+    name = _RESIDUE_ALIASES.get(name, name)
+    if name not in _RESIDUE_INDEX and len(name) == 4 and name[0] in "NC":  # Amber termini: NALA, CLYS, NHIE …
+        name = _RESIDUE_ALIASES.get(name[1:], name[1:])
+    return _RESIDUE_INDEX.get(name, len(RESIDUE_TYPES) - 1)
+
+
+def atom_type_index(name: str) -> int:
+    """Index of an atom name in :data:`ATOM_TYPES` (``OTHER`` = 5 for anything else)."""
+    key = str(name).strip().upper()
+    key = _ATOM_ALIASES.get(key, key)
+    return _ATOM_INDEX.get(key, len(ATOM_TYPES) - 1)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which feature blocks :func:`node_features` concatenates (in this order: residue, atom, charge).
+
+    Stored inside model checkpoints (``to_dict``/``from_dict``) so that features can be rebuilt for any topology.
+    """
+
+    residue: bool = True
+    atom: bool = False
+    charge: bool = False
+
+    @property
+    def n_features(self) -> int:
+        return len(RESIDUE_TYPES) * self.residue + len(ATOM_TYPES) * self.atom + int(self.charge)
+
+    def names(self) -> list[str]:
+        """One name per feature column, e.g. ``['res:ALA', …, 'atom:CA', …, 'charge']``."""
+        out: list[str] = []
+        if self.residue:
+            out += [f"res:{r}" for r in RESIDUE_TYPES]
+        if self.atom:
+            out += [f"atom:{a}" for a in ATOM_TYPES]
+        if self.charge:
+            out.append("charge")
+        return out
+
+    def to_dict(self) -> dict[str, bool]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FeatureSpec":
+        unknown = set(d) - {"residue", "atom", "charge"}
+        if unknown:
+            raise DataError(f"unknown feature spec keys {sorted(unknown)}; valid: ['atom', 'charge', 'residue']")
+        return cls(**{k: bool(v) for k, v in d.items()})
+
+
+def default_feature_spec(nodes: "NodeTable", *, charge: bool = False) -> FeatureSpec:
+    """Residue one-hot, plus the atom-name one-hot when nodes are atoms, plus charge if asked for."""
+    return FeatureSpec(residue=True, atom=nodes.level == "atom", charge=charge)
+
+
+def node_features(nodes: "NodeTable", spec: FeatureSpec | None = None) -> np.ndarray:
+    """Node scalars h of shape ``(n_nodes, spec.n_features)``, float32, from metadata only.
+
+    Args:
+        nodes: node metadata (residue names, atom names, charges).
+        spec: feature blocks; default :func:`default_feature_spec` (no charge).
+
+    Raises:
+        DataError: ``spec.charge`` is set but the nodes carry no charges (the topology had none).
+    """
+    spec = default_feature_spec(nodes) if spec is None else spec
+    n = nodes.n_nodes
+    blocks: list[np.ndarray] = []
+    if spec.residue:
+        blocks.append(_one_hot(nodes.residue_type, len(RESIDUE_TYPES)))
+    if spec.atom:
+        blocks.append(_one_hot(nodes.atom_type, len(ATOM_TYPES)))
+    if spec.charge:
+        if nodes.charge is None:
+            raise DataError("charge features requested but the topology has no charges (use a PSF/TPR/PRMTOP topology)")
+        blocks.append(np.asarray(nodes.charge, dtype=np.float32).reshape(n, 1))
+    if not blocks:
+        return np.zeros((n, 0), dtype=np.float32)
+    return np.concatenate(blocks, axis=1).astype(np.float32, copy=False)
+
+
+def _one_hot(index: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros((len(index), size), dtype=np.float32)
+    out[np.arange(len(index)), np.asarray(index, dtype=np.int64)] = 1.0
+    return out
