@@ -1,0 +1,206 @@
+"""EGHN: EMMP → E-Pool → high-level message passing → E-UpPool, in two variants that share every block.
+
+``eghn`` (:data:`EQUATIONS`) follows eqs. 1–13 of the paper; ``eghn-published`` (:data:`PUBLISHED`) reproduces the
+authors' released code (``paper/IMPLEMENTATION-NOTES.md``). They differ only through :class:`EGHNOptions`:
+
+================  ==========================================  =============================================
+option            eghn (equations)                            eghn-published
+================  ==========================================  =============================================
+low / high        EMMP layers (Gram invariants)               EGNN layers (no h residual, mean clamped ±100)
+pool_edges        global edges (A_low of eq. 5)               local (bond) edges
+pool vectors      Z = [x − x̄, v]                              Z = [x − x̄, nf = x_low − x, v], cross-block inv.
+pooled vectors    EMMP output (eq. 7)                         input positions / velocities
+cluster graph     complete, no self loops, [rownorm A, log1p A]  complete with self loops, raw (Sᵀ A S)_pq
+decoder           one step, V = [Z_low−Z̄, Z_agg−Z̄, Z_low−Z_0]   stacked, V = [SΔX, x−SX, v−SV, nf], l2 Gram
+output            x + disp_scale · decoder vector             S(X + ΔX) + decoder vector
+regulariser       ‖rownorm(Sᵀ A_global S) − I‖_F²             ‖rownorm(Sᵀ A_local S) − I‖_F
+================  ==========================================  =============================================
+
+Internally positions are in units of ``length_scale`` and velocities of ``vel_scale``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from eghn_md.data.batch import GraphBatch
+from eghn_md.models.config import ModelConfig
+from eghn_md.models.output import ModelOutput
+from eghn_md.nn.egnn import EGNNLayer
+from eghn_md.nn.emmp import EMMP
+from eghn_md.nn.invariants import centre, channel_scale, graph_mean
+from eghn_md.nn.pool import (
+    AssignHead,
+    cluster_adjacency,
+    complete_graph,
+    pool_mean,
+    pooling_regulariser,
+    row_normalise,
+    unpool,
+)
+from eghn_md.nn.uppool import VectorDecoder
+
+__all__ = ["EGHN", "EGHNOptions", "EQUATIONS", "PUBLISHED"]
+
+
+@dataclass(frozen=True)
+class EGHNOptions:
+    """The switches between the two EGHN variants (see the module docstring)."""
+
+    published: bool = False
+
+    @property
+    def layer(self) -> str:  # message passing at both levels
+        return "egnn" if self.published else "emmp"
+
+
+EQUATIONS = EGHNOptions(published=False)
+PUBLISHED = EGHNOptions(published=True)
+
+
+class EGHN(nn.Module):
+    """Equivariant graph hierarchy network with one pooling level (N nodes → K clusters per graph)."""
+
+    def __init__(self, config: ModelConfig, options: EGHNOptions = EQUATIONS):
+        super().__init__()
+        c = config
+        self.config = c
+        self.options = options
+        self.n_clusters = c.n_clusters
+        H = c.hidden
+        pub = options.published
+        self.embed = nn.Linear(c.node_in, H)
+        coord_scale = c.disp_scale / c.length_scale
+        if pub:
+            mk_egnn = lambda edge_in: EGNNLayer(  # noqa: E731
+                hidden=H, edge_in=edge_in, velocity=True, residual=False, coord_scale=coord_scale, clamp=100.0
+            )
+            self.low = nn.ModuleList(mk_egnn(c.edge_in) for _ in range(c.n_layers))
+            self.high = nn.ModuleList(mk_egnn(1) for _ in range(c.n_layers))
+            # only the scalars of the score network are read: its last layer needs no vector update
+            self.pool_net = nn.ModuleList(
+                EMMP(
+                    hidden=H,
+                    n_vectors=3,
+                    translating=(True, False, False),
+                    invariants="cross",
+                    h_agg="sum",
+                    update_vectors=k < c.n_pool_layers - 1,
+                )
+                for k in range(c.n_pool_layers)
+            )
+            self.assign = AssignHead(H, c.n_clusters, width=8, act="tanh")
+            self.decoder = VectorDecoder(
+                n_vectors=4, scalar_in=2 * H, hidden=H, n_stack=c.n_decoder_layers, mlp_layers=2, gram_norm="l2"
+            )
+        else:
+            tr = (True, False)
+            self.low = nn.ModuleList(
+                EMMP(hidden=H, n_vectors=2, translating=tr, edge_in=c.edge_in) for _ in range(c.n_layers)
+            )
+            self.pool_net = nn.ModuleList(
+                EMMP(hidden=H, n_vectors=2, translating=tr, edge_in=c.edge_in) for _ in range(c.n_pool_layers)
+            )
+            self.high = nn.ModuleList(
+                EMMP(hidden=H, n_vectors=2, translating=tr, edge_in=2) for _ in range(c.n_layers)
+            )
+            self.assign = AssignHead(H, c.n_clusters)
+            self.decoder = VectorDecoder(
+                n_vectors=6, scalar_in=2 * H, hidden=H, n_stack=1, mlp_layers=c.n_decoder_layers, gram_norm="none"
+            )
+
+    # ------------------------------------------------------------------ shared steps
+    def _cluster_graph(self, A: Tensor, G: int):
+        """Complete graph on each graph's K clusters and its invariant edge features from A = Sᵀ A S (G, K, K)."""
+        K = self.n_clusters
+        pub = self.options.published
+        edges = complete_graph(G, K, self_loops=pub, device=A.device)
+        a = A.reshape(-1)
+        flat = (edges[0] % K) * K + edges[1] % K + (edges[0] // K) * K * K
+        if pub:
+            feat = a[flat].unsqueeze(1)
+        else:
+            feat = torch.stack([row_normalise(A).reshape(-1)[flat], torch.log1p(a[flat])], dim=1)
+        batch_high = torch.arange(G, device=A.device).repeat_interleave(K)
+        return edges, feat, batch_high
+
+    def forward(self, batch: GraphBatch) -> ModelOutput:
+        c = self.config
+        G = batch.num_graphs
+        b = batch.batch
+        x = batch.pos / c.length_scale
+        xbar = graph_mean(x, b, G)  # (G, 3)
+        xc = x - xbar.index_select(0, b)
+        v = batch.vel / c.vel_scale
+        h = self.embed(batch.h)
+        ea = batch.edge_attr if c.edge_in else None
+        if self.options.published:
+            out, S, reg = self._forward_published(batch, xc, v, h, ea, G)
+        else:
+            out, S, reg = self._forward_equations(batch, xc, v, h, ea, G)
+        pos = (xbar.index_select(0, b) + out) * c.length_scale
+        return ModelOutput(pos=pos, reg=reg, assign=S)
+
+    # ------------------------------------------------------------------ eghn (equations)
+    def _forward_equations(self, batch, xc, v, h, ea, G):
+        c = self.config
+        b = batch.batch
+        Z0 = torch.stack([xc, v], dim=2)  # (N, 3, 2)
+        Z = Z0
+        for layer in self.low:
+            Z, h = layer(Z, h, batch.edge_index, ea, b, G)
+        Zl, hl = Z, h
+        for layer in self.pool_net:  # eq. 5
+            Z, h = layer(Z, h, batch.edge_index, ea, b, G)
+        S = self.assign(h)  # eq. 6
+        Zh = pool_mean(S, Z, b, G).reshape(G * self.n_clusters, 3, 2)  # eq. 7
+        hh = pool_mean(S, hl, b, G).reshape(G * self.n_clusters, -1)  # eq. 8
+        A = cluster_adjacency(S, batch.edge_index, b, G)  # eq. 9
+        edges, feat, bh = self._cluster_graph(A, G)
+        for layer in self.high:
+            Zh, hh = layer(Zh, hh, edges, feat.to(hh.dtype), bh, G)
+        K = self.n_clusters
+        Zagg = unpool(S, Zh.reshape(G, K, 3, 2), b)  # eq. 10
+        hagg = unpool(S, hh.reshape(G, K, -1), b)  # eq. 11
+        tr = (True, False)
+        V = torch.cat([centre(Zl, b, G, tr), centre(Zagg, b, G, tr), Zl - Z0], dim=2)  # (N, 3, 6)
+        V = V / channel_scale(V, b, G)
+        d = self.decoder(V, torch.cat([hl, hagg.to(hl.dtype)], dim=1))  # eqs. 12-13
+        out = xc + (c.disp_scale / c.length_scale) * d
+        reg = pooling_regulariser(A, squared=True)
+        return out, S, reg
+
+    # ------------------------------------------------------------------ eghn-published
+    def _forward_published(self, batch, xc, v, h, ea, G):
+        b = batch.batch
+        K = self.n_clusters
+        x = xc
+        for layer in self.low:
+            x, h = layer(x, v, h, batch.edge_index, ea)
+        nf = x - xc
+        Z = torch.stack([xc, nf, v], dim=2)
+        hp = h
+        for layer in self.pool_net:
+            Z, hp = layer(Z, hp, batch.bonds, None, b, G)
+        S = self.assign(hp)
+        X = pool_mean(S, xc, b, G).reshape(G * K, 3)
+        Vh = pool_mean(S, v, b, G).reshape(G * K, 3)
+        Hh = pool_mean(S, h, b, G).reshape(G * K, -1)
+        A = cluster_adjacency(S, batch.edge_index, b, G)
+        edges, feat, _ = self._cluster_graph(A, G)
+        Xh = X
+        for layer in self.high:
+            Xh, Hh = layer(Xh, Vh, Hh, edges, feat.to(Hh.dtype))
+        dX = unpool(S, (Xh - X).reshape(G, K, 3), b)
+        SX = unpool(S, X.reshape(G, K, 3), b)
+        SV = unpool(S, Vh.reshape(G, K, 3), b)
+        SH = unpool(S, Hh.reshape(G, K, -1), b)
+        V = torch.stack([dX, xc - SX, v - SV, nf], dim=2)
+        d = self.decoder(V, torch.cat([h, SH.to(h.dtype)], dim=1))
+        out = SX + dX + d
+        A_loc = cluster_adjacency(S, batch.bonds, b, G)
+        reg = pooling_regulariser(A_loc, squared=False)
+        return out, S, reg

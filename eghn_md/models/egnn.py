@@ -1,0 +1,44 @@
+"""EGNN baseline (Satorras et al. 2021, with velocity): ``n_layers`` sparse EGNN layers, positions updated in place."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from eghn_md.data.batch import GraphBatch
+from eghn_md.models.config import ModelConfig
+from eghn_md.models.output import ModelOutput
+from eghn_md.nn.egnn import EGNNLayer
+from eghn_md.nn.invariants import graph_mean
+
+__all__ = ["EGNN"]
+
+
+class EGNN(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.embed = nn.Linear(c.node_in, c.hidden)
+        self.layers = nn.ModuleList(
+            EGNNLayer(
+                hidden=c.hidden,
+                edge_in=c.edge_in,
+                velocity=True,
+                residual=True,
+                coord_scale=c.disp_scale / c.length_scale,
+                update_h=k < c.n_layers - 1,  # the last layer's scalars are not read
+            )
+            for k in range(c.n_layers)
+        )
+
+    def forward(self, batch: GraphBatch) -> ModelOutput:
+        c = self.config
+        x = batch.pos / c.length_scale
+        xbar = graph_mean(x, batch.batch, batch.num_graphs).index_select(0, batch.batch)
+        x = x - xbar
+        v = batch.vel / c.vel_scale
+        h = self.embed(batch.h)
+        ea = batch.edge_attr if c.edge_in else None
+        for layer in self.layers:
+            x, h = layer(x, v, h, batch.edge_index, ea)
+        return ModelOutput(pos=(x + xbar) * c.length_scale, reg=x.new_zeros(()), assign=None)

@@ -1,0 +1,24 @@
+"""What every model returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from torch import Tensor
+
+__all__ = ["ModelOutput"]
+
+
+@dataclass
+class ModelOutput:
+    """Prediction for a :class:`~eghn_md.data.batch.GraphBatch`.
+
+    * ``pos``: (N, 3) [Å] predicted absolute positions at t + ΔT.
+    * ``reg``: () pooling regulariser (zero for models without pooling).
+    * ``assign``: (N, K) soft cluster assignment S, or None.
+    """
+
+    pos: Tensor
+    reg: Tensor
+    assign: Optional[Tensor] = None

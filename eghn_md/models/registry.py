@@ -1,0 +1,67 @@
+"""Name → model builder. ``build_model(ModelConfig(name=..., node_in=...))``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from eghn_md.errors import UsageError
+from eghn_md.models.config import MODEL_NAMES, ModelConfig
+
+__all__ = ["MODEL_NAMES", "build_model"]
+
+
+def _eghn(c: ModelConfig) -> nn.Module:
+    from eghn_md.models.eghn import EGHN, EQUATIONS
+
+    return EGHN(c, EQUATIONS)
+
+
+def _eghn_published(c: ModelConfig) -> nn.Module:
+    from eghn_md.models.eghn import EGHN, PUBLISHED
+
+    return EGHN(c, PUBLISHED)
+
+
+def _egnn(c: ModelConfig) -> nn.Module:
+    from eghn_md.models.egnn import EGNN
+
+    return EGNN(c)
+
+
+def _gnn(c: ModelConfig) -> nn.Module:
+    from eghn_md.models.gnn import GNN
+
+    return GNN(c)
+
+
+def _rf(c: ModelConfig) -> nn.Module:
+    from eghn_md.models.rf import RF
+
+    return RF(c)
+
+
+def _linear(c: ModelConfig) -> nn.Module:
+    from eghn_md.models.linear import LinearModel
+
+    return LinearModel(c)
+
+
+_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "eghn": _eghn,
+    "eghn-published": _eghn_published,
+    "egnn": _egnn,
+    "gnn": _gnn,
+    "rf": _rf,
+    "linear": _linear,
+}
+assert tuple(_BUILDERS) == MODEL_NAMES
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """Build the model ``config.name`` names; unknown names raise :class:`UsageError` listing the valid ones."""
+    builder = _BUILDERS.get(config.name)
+    if builder is None:
+        raise UsageError(f"unknown model name {config.name!r}; valid: {', '.join(MODEL_NAMES)}")
+    return builder(config)

@@ -1,0 +1,57 @@
+"""Radial-field baseline (Köhler et al. 2019, velocity form as in Satorras et al.'s comparison).
+
+``x_i' = x_i + s (φ_v(|v_i|) v_i + mean_j (x_i − x_j) φ(‖x_i − x_j‖², e_ij))``, repeated ``n_layers`` times; no
+node features (norms only).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from eghn_md.data.batch import GraphBatch
+from eghn_md.models.config import ModelConfig
+from eghn_md.models.output import ModelOutput
+from eghn_md.nn.mlp import MLP
+from eghn_md.nn.scatter import scatter_mean
+
+__all__ = ["RF"]
+
+
+class _RFLayer(nn.Module):
+    def __init__(self, hidden: int, edge_in: int, coord_scale: float):
+        super().__init__()
+        self.edge_in = edge_in
+        self.coord_scale = coord_scale
+        self.phi = MLP(1 + edge_in, hidden, 1, n_layers=2, out_init_scale=0.01)
+        self.phi_v = MLP(1, hidden, 1, n_layers=2)
+
+    def forward(self, x, v, edge_index, edge_attr):
+        i, j = edge_index[0], edge_index[1]
+        rel = x.index_select(0, i) - x.index_select(0, j)
+        d2 = (rel * rel).sum(1, keepdim=True)
+        feat = torch.cat([d2, edge_attr.to(d2.dtype)], dim=1) if self.edge_in else d2
+        agg = scatter_mean(rel * torch.tanh(self.phi(feat)).to(rel.dtype), i, x.shape[0])
+        vn = v.norm(dim=1, keepdim=True)
+        return x + self.coord_scale * (agg + self.phi_v(vn).to(v.dtype) * v)
+
+
+class RF(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.layers = nn.ModuleList(
+            _RFLayer(c.hidden, c.edge_in, c.disp_scale / c.length_scale) for _ in range(c.n_layers)
+        )
+
+    def forward(self, batch: GraphBatch) -> ModelOutput:
+        c = self.config
+        x = batch.pos / c.length_scale
+        x0 = x
+        v = batch.vel / c.vel_scale
+        ea = batch.edge_attr if c.edge_in else None
+        for layer in self.layers:
+            x = layer(x, v, batch.edge_index, ea)
+        pos = batch.pos + (x - x0) * c.length_scale
+        return ModelOutput(pos=pos, reg=pos.new_zeros(()), assign=None)

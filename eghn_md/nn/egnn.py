@@ -1,0 +1,78 @@
+"""E(n)-equivariant graph convolution with velocity (Satorras et al. 2021, "EGNN_vel").
+
+::
+
+    m_ij = φ_e(h_i, h_j, ‖x_i − x_j‖², e_ij)
+    x_i' = x_i + s · (φ_v(h_i) v_i + mean_j (x_i − x_j) φ_x(m_ij))     (mean optionally clamped, as published)
+    h_i' = [h_i +] φ_h(h_i, Σ_j m_ij)
+
+``s`` (``coord_scale``) converts the network's O(1) output to the coordinate units (``disp_scale / length_scale``).
+The h_i, h_j parts of φ_e's first layer are computed per node (:class:`~eghn_md.nn.mlp.PairLinear`).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from eghn_md.nn.mlp import MLP, PairLinear, silu_linear
+from eghn_md.nn.scatter import scatter_mean, scatter_sum
+
+__all__ = ["EGNNLayer"]
+
+
+class EGNNLayer(nn.Module):
+    """One EGNN layer (``update_h=False``: the last layer of a stack whose scalars are not read, no φ_h).
+
+    Shapes: x (N, 3), v (N, 3) or None, h (N, H), edge_index (2, E), edge_attr (E, D) or None -> x' (N, 3), h' (N, H).
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden: int,
+        edge_in: int = 0,
+        velocity: bool = True,
+        residual: bool = True,
+        coord_scale: float = 1.0,
+        clamp: Optional[float] = None,
+        update_h: bool = True,
+    ):
+        super().__init__()
+        self.edge_in = edge_in
+        self.residual = residual
+        self.coord_scale = float(coord_scale)
+        self.clamp = clamp
+        self.first = PairLinear(hidden, 1 + edge_in, hidden)
+        self.second = nn.Linear(hidden, hidden)
+        self.coord1 = nn.Linear(hidden, hidden)
+        self.coord2 = nn.Linear(hidden, 1, bias=False)
+        nn.init.xavier_uniform_(self.coord2.weight, gain=0.001)
+        self.vel = MLP(hidden, hidden, 1, n_layers=2) if velocity else None
+        self.node = MLP(2 * hidden, hidden, hidden, n_layers=2) if update_h else None
+
+    def forward(self, x: Tensor, v: Optional[Tensor], h: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor]):
+        i, j = edge_index[0], edge_index[1]
+        n = x.shape[0]
+        rel = x.index_select(0, i) - x.index_select(0, j)  # (E, 3)
+        d2 = (rel * rel).sum(1, keepdim=True)
+        feat = torch.cat([d2, edge_attr.to(d2.dtype)], dim=1) if self.edge_in else d2
+        pre1 = self.first(h, feat.to(h.dtype), edge_index)
+        pre2 = silu_linear(pre1, self.second)
+        msg = F.silu(pre2)
+        t = silu_linear(pre2, self.coord1)
+        phi = silu_linear(t, self.coord2)  # (E, 1)
+        agg = scatter_mean(rel * phi.to(rel.dtype), i, n)
+        if self.clamp is not None:
+            agg = agg.clamp(-self.clamp, self.clamp)
+        if self.vel is not None and v is not None:
+            agg = agg + self.vel(h).to(v.dtype) * v
+        x = x + self.coord_scale * agg
+        if self.node is None:  # last layer of a stack whose h is not used
+            return x, h
+        out = self.node(torch.cat([h, scatter_sum(msg, i, n).to(h.dtype)], dim=1))
+        h = h + out if self.residual else out
+        return x, h

@@ -1,0 +1,128 @@
+"""Equivariant Matrix Message Passing (EMMP, eqs. 1–4 of the EGHN paper).
+
+Every node carries vectors ``Z_i`` (3, m) and scalars ``h_i`` (H)::
+
+    H_ij = MLP(inv(Ẑ_ij), h_i, h_j, e_ij)          (1)   Ẑ_ij = [Z_i − Z̄, Z_j − Z̄]
+    M_ij = Ẑ_ij C(H_ij)                            (2)   C: linear head, (2m × m) coefficients
+    h_i' = h_i + MLP(h_i, mean_j H_ij)             (3)
+    Z_i' = Z_i + mean_j M_ij                       (4)
+
+``Z̄`` is the per-graph mean for translating channels (positions) and zero for the others.
+
+Two invariant/message forms are provided (the only difference between ``eghn`` and ``eghn-published``):
+
+* ``invariants="gram"`` (equations): the Gram matrix ``Ẑ_ijᵀẐ_ij``. Its diagonal blocks ``Z_iᵀZ_i`` / ``Z_jᵀZ_j``
+  are per-node terms (computed per node, gathered by the first layer); the cross block ``Z_iᵀZ_j`` is per edge. To
+  keep them O(1) on real proteins each channel is divided by its per-graph RMS norm (an invariant). The relative
+  Gram ``(Z_i − Z_j)ᵀ(Z_i − Z_j)`` (a function of ``Ẑ_ijᵀẐ_ij``) is added explicitly so local distances are not a
+  difference of large numbers. The message spans ``[Z_i − Z_j, Z_j − Z̄]`` (the same span as ``Ẑ_ij``).
+* ``invariants="cross"`` (published code): only the cross block ``Z_jᵀZ_i``, L2-normalised, and ``M_ij = (Z_j − Z̄)
+  C_ij``; scalars aggregate with a sum.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from eghn_md.nn.invariants import centre, channel_scale, gram_features
+from eghn_md.nn.mlp import MLP, PairLinear, silu_linear
+from eghn_md.nn.scatter import scatter_mean, scatter_sum
+
+__all__ = ["EMMP"]
+
+
+class EMMP(nn.Module):
+    """One EMMP layer.
+
+    Args:
+        hidden: width H of scalars and edge messages.
+        n_vectors: m, vector channels per node (kept).
+        translating: per channel, whether it is a position (centred per graph) or a free vector.
+        edge_in: D, invariant edge scalars.
+        invariants: ``"gram"`` (equations) or ``"cross"`` (published).
+        h_agg: ``"mean"`` or ``"sum"`` aggregation of scalar messages.
+        update_vectors: False for a last layer whose vectors are not read (Z is returned unchanged).
+
+    Shapes:
+        Z (N, 3, m), h (N, H), edge_index (2, E), edge_attr (E, D) or None, batch (N,) -> Z' (N, 3, m), h' (N, H).
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden: int,
+        n_vectors: int,
+        translating: Sequence[bool],
+        edge_in: int = 0,
+        invariants: str = "gram",
+        h_agg: str = "mean",
+        update_vectors: bool = True,
+    ):
+        super().__init__()
+        if invariants not in ("gram", "cross"):
+            raise ValueError(f"unknown invariants {invariants!r}; valid: gram, cross")
+        if h_agg not in ("mean", "sum"):
+            raise ValueError(f"unknown h_agg {h_agg!r}; valid: mean, sum")
+        if len(translating) != n_vectors:
+            raise ValueError(f"translating has {len(translating)} entries for {n_vectors} vector channels")
+        m = n_vectors
+        self.m = m
+        self.translating = tuple(bool(t) for t in translating)
+        self.invariants = invariants
+        self.h_agg = h_agg
+        self.edge_in = edge_in
+        tri = m * (m + 1) // 2
+        if invariants == "gram":
+            node_dim, edge_dim, n_basis = hidden + tri, m * m + tri + edge_in, 2 * m
+        else:
+            node_dim, edge_dim, n_basis = hidden, m * m + edge_in, m
+        self.n_basis = n_basis
+        self.first = PairLinear(node_dim, edge_dim, hidden)
+        self.second = nn.Linear(hidden, hidden)
+        self.coef = nn.Linear(hidden, n_basis * m) if update_vectors else None
+        if self.coef is not None:
+            with torch.no_grad():
+                self.coef.weight.mul_(0.01)
+                self.coef.bias.zero_()
+        self.node = MLP(2 * hidden, hidden, hidden, n_layers=2)
+
+    def forward(
+        self,
+        Z: Tensor,
+        h: Tensor,
+        edge_index: Tensor,
+        edge_attr: Optional[Tensor],
+        batch: Tensor,
+        num_graphs: int,
+    ):
+        i, j = edge_index[0], edge_index[1]
+        n = Z.shape[0]
+        Zc = centre(Z, batch, num_graphs, self.translating)
+        Zi, Zj = Zc.index_select(0, i), Zc.index_select(0, j)  # (E, 3, m)
+        if self.invariants == "gram":
+            Zn = Zc / channel_scale(Zc, batch, num_graphs)
+            node_feat = torch.cat([h, gram_features(Zn, symmetric=True).to(h.dtype)], dim=1)
+            rel = Zi - Zj
+            inv = [gram_features(Zn.index_select(0, i), Zn.index_select(0, j)), gram_features(rel, symmetric=True)]
+            basis = torch.cat([rel, Zj], dim=2)  # (E, 3, 2m): span of Ẑ_ij
+        else:
+            node_feat = h
+            inv = [F.normalize(gram_features(Zj, Zi), dim=1)]
+            basis = Zj
+        if self.edge_in:
+            inv.append(edge_attr.to(inv[0].dtype))
+        edge_feat = torch.cat(inv, dim=1).to(h.dtype) if len(inv) > 1 else inv[0].to(h.dtype)
+        pre1 = self.first(node_feat, edge_feat, edge_index)
+        pre2 = silu_linear(pre1, self.second)  # (E, H)
+        msg = F.silu(pre2)
+        if self.coef is not None:
+            coef = silu_linear(pre2, self.coef).view(-1, self.n_basis, self.m)  # (E, 2m, m)
+            M = torch.einsum("ecb,ebm->ecm", basis, coef.to(basis.dtype))  # (E, 3, m)
+            Z = Z + scatter_mean(M, i, n)
+        agg = scatter_mean(msg, i, n) if self.h_agg == "mean" else scatter_sum(msg, i, n)
+        h = h + self.node(torch.cat([h, agg.to(h.dtype)], dim=1))
+        return Z, h

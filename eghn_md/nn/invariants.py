@@ -1,0 +1,58 @@
+"""Per-graph centring and numerically tame invariants of vector channels.
+
+Vector channels are stored as ``Z`` (N, 3, m). Only *translating* channels (positions) are centred; the others
+(velocities, displacements) are free vectors. All per-graph reductions use ``batch`` (N,) and scatter, so a graph's
+result never depends on the other graphs in its batch.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from eghn_md.nn.scatter import scatter_mean
+
+__all__ = ["centre", "graph_mean", "channel_scale", "gram_features", "tri_indices"]
+
+
+def graph_mean(x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    """Per-graph mean of node rows: (N, *F) -> (G, *F)."""
+    return scatter_mean(x, batch, num_graphs)
+
+
+def centre(Z: Tensor, batch: Tensor, num_graphs: int, translating: Sequence[bool]) -> Tensor:
+    """Subtract each graph's mean from the translating channels of ``Z`` (N, 3, m); others are returned as is."""
+    mask = torch.tensor([bool(t) for t in translating], dtype=Z.dtype, device=Z.device)
+    if not bool(mask.any()):
+        return Z
+    mean = graph_mean(Z, batch, num_graphs)  # (G, 3, m)
+    return Z - mean.index_select(0, batch) * mask
+
+
+def channel_scale(Z: Tensor, batch: Tensor, num_graphs: int, eps: float = 1e-6) -> Tensor:
+    """Per-graph RMS norm of every channel, gathered per node: (N, 3, m) -> (N, 1, m), invariant and > 0.
+
+    Dividing a channel by it keeps the channel equivariant and makes its entries O(1) whatever the protein's size
+    (centred coordinates reach ±50 Å on real proteins).
+    """
+    sq = (Z * Z).sum(1)  # (N, m)
+    rms = (graph_mean(sq, batch, num_graphs) + eps).sqrt()  # (G, m)
+    return rms.index_select(0, batch).unsqueeze(1)
+
+
+def tri_indices(m: int, device=None):
+    """Upper-triangle (incl. diagonal) indices of an m×m symmetric matrix."""
+    return torch.triu_indices(m, m, device=device)
+
+
+def gram_features(A: Tensor, B: Optional[Tensor] = None, *, symmetric: bool = False) -> Tensor:
+    """Flattened ``Aᵀ B`` for stacks of 3×m matrices: (M, 3, a), (M, 3, b) -> (M, a·b) (upper triangle if symmetric)."""
+    if B is None:
+        B = A
+    g = torch.einsum("nca,ncb->nab", A, B)
+    if symmetric:
+        iu = tri_indices(g.shape[-1], device=g.device)
+        return g[:, iu[0], iu[1]]
+    return g.reshape(g.shape[0], -1)

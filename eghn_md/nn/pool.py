@@ -1,0 +1,103 @@
+"""E-Pool pieces (eqs. 6–9) and the pooling regulariser, per graph with index/scatter operations.
+
+A batch holds G graphs; each is pooled to its own K clusters. Cluster ``k`` of graph ``g`` has flat index
+``g·K + k``. Costs are O(N·K) and O(N·K²) (never N², never padded to the largest graph).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from eghn_md.nn.mlp import MLP
+from eghn_md.nn.scatter import scatter_sum
+
+__all__ = [
+    "AssignHead",
+    "pool_mean",
+    "unpool",
+    "cluster_adjacency",
+    "row_normalise",
+    "pooling_regulariser",
+    "complete_graph",
+]
+
+
+class AssignHead(nn.Module):
+    """Soft assignment ``S = softmax(MLP(h))`` of every node to K clusters (eq. 6); softmax in float32.
+
+    Shapes: h (N, H) -> S (N, K), rows sum to 1.
+    """
+
+    def __init__(self, hidden: int, n_clusters: int, *, width: int = 1, act: str = "silu"):
+        super().__init__()
+        self.mlp = MLP(hidden, width * hidden, n_clusters, n_layers=2, act=act)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return torch.softmax(self.mlp(h).float(), dim=-1)
+
+
+def pool_mean(S: Tensor, X: Tensor, batch: Tensor, num_graphs: int, eps: float = 1e-5) -> Tensor:
+    """Assignment-weighted mean per cluster (eqs. 7, 8): ``Y_gk = Σ_i s_ik X_i / max(Σ_i s_ik, eps)``.
+
+    Shapes: S (N, K), X (N, *F), batch (N,) -> (G, K, *F).
+    """
+    n, k = S.shape
+    Sx = S.to(X.dtype)
+    flat = X.reshape(n, -1)
+    num = scatter_sum(Sx.unsqueeze(2) * flat.unsqueeze(1), batch, num_graphs)  # (G, K, F)
+    den = scatter_sum(Sx, batch, num_graphs).clamp_min(eps)  # (G, K)
+    return (num / den.unsqueeze(2)).reshape((num_graphs, k) + tuple(X.shape[1:]))
+
+
+def unpool(S: Tensor, Y: Tensor, batch: Tensor) -> Tensor:
+    """Broadcast cluster values back to nodes (eqs. 10, 11): ``X_i = Σ_k s_ik Y_{g_i k}``.
+
+    Shapes: S (N, K), Y (G, K, *F), batch (N,) -> (N, *F).
+    """
+    n, k = S.shape
+    g = Y.shape[0]
+    flat = Y.reshape(g, k, -1)
+    out = torch.bmm(S.to(Y.dtype).unsqueeze(1), flat.index_select(0, batch)).squeeze(1)
+    return out.reshape((n,) + tuple(Y.shape[2:]))
+
+
+def cluster_adjacency(S: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    """``Sᵀ A S`` per graph (eq. 9) for the 0/1 adjacency given by ``edge_index``.
+
+    Computed as ``Sᵀ (A S)``: ``(A S)_i = Σ_j S_j`` over edges into i (O(E·K)), then a per-graph sum of
+    ``S_i ⊗ (A S)_i`` (O(N·K²)). Shapes: S (N, K), edge_index (2, E), batch (N,) -> (G, K, K).
+    """
+    n = S.shape[0]
+    AS = scatter_sum(S.index_select(0, edge_index[1]), edge_index[0], n)  # (N, K)
+    return scatter_sum(S.unsqueeze(2) * AS.unsqueeze(1), batch, num_graphs)
+
+
+def row_normalise(A: Tensor, eps: float = 1e-8) -> Tensor:
+    """Divide every row of (…, K, K) by its sum."""
+    return A / A.sum(-1, keepdim=True).clamp_min(eps)
+
+
+def pooling_regulariser(A_high: Tensor, *, squared: bool) -> Tensor:
+    """``mean_g ‖rownorm(Sᵀ A S)_g − I‖_F`` (``squared``: its square), a scalar.
+
+    Zero when every node is assigned to one cluster and clusters share no edges (a perfect block assignment of a
+    block-diagonal adjacency). Shapes: A_high (G, K, K) -> ().
+    """
+    k = A_high.shape[-1]
+    eye = torch.eye(k, dtype=A_high.dtype, device=A_high.device)
+    sq = ((row_normalise(A_high) - eye) ** 2).sum((-2, -1))
+    per_graph = sq if squared else sq.clamp_min(1e-20).sqrt()
+    return per_graph.mean()
+
+
+def complete_graph(num_graphs: int, k: int, *, self_loops: bool, device=None) -> Tensor:
+    """Edges of a complete graph on each graph's K clusters (flat ids ``g·K + k``): (2, G·K·(K or K−1))."""
+    a = torch.arange(k, device=device)
+    ii, jj = torch.meshgrid(a, a, indexing="ij")
+    ii, jj = ii.reshape(-1), jj.reshape(-1)
+    if not self_loops:
+        keep = ii != jj
+        ii, jj = ii[keep], jj[keep]
+    off = (torch.arange(num_graphs, device=device) * k).view(-1, 1)
+    return torch.stack([(ii.view(1, -1) + off).reshape(-1), (jj.view(1, -1) + off).reshape(-1)])

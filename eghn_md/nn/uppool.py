@@ -1,0 +1,57 @@
+"""E-UpPool decoder (eqs. 12–13): node-wise invariant scalars → coefficients of equivariant vectors.
+
+Given vectors ``V_i`` (3, c) and scalars ``s_i``, one step is::
+
+    c_i = MLP(inv(V_iᵀ V_i), s_i)        (12)
+    out_i = V_i c_i                      (13)
+
+Stacking ``n_stack`` steps, each step appending its output to the vectors the next one sees, is the published code's
+"equivariant scalar net" decoder (GMN-style); ``n_stack = 1`` is eqs. 12–13. ``gram_norm="l2"`` L2-normalises the
+flattened Gram matrix (published); ``"none"`` uses it as is (the caller scales the vectors).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from eghn_md.nn.invariants import gram_features
+from eghn_md.nn.mlp import MLP
+
+__all__ = ["VectorDecoder"]
+
+
+class VectorDecoder(nn.Module):
+    """Shapes: V (N, 3, c), s (N, F) -> (N, 3)."""
+
+    def __init__(
+        self,
+        *,
+        n_vectors: int,
+        scalar_in: int,
+        hidden: int,
+        n_stack: int = 1,
+        mlp_layers: int = 2,
+        gram_norm: str = "none",
+    ):
+        super().__init__()
+        if gram_norm not in ("none", "l2"):
+            raise ValueError(f"unknown gram_norm {gram_norm!r}; valid: none, l2")
+        self.gram_norm = gram_norm
+        self.steps = nn.ModuleList()
+        for t in range(n_stack):
+            c = n_vectors + t
+            mlp = MLP(c * (c + 1) // 2 + scalar_in, hidden, c, n_layers=mlp_layers)
+            self.steps.append(mlp)
+
+    def forward(self, V: Tensor, s: Tensor) -> Tensor:
+        out = None
+        for mlp in self.steps:
+            g = gram_features(V, symmetric=True)
+            if self.gram_norm == "l2":
+                g = F.normalize(g, dim=1)
+            coef = mlp(torch.cat([g.to(s.dtype), s], dim=1))
+            out = torch.einsum("ncv,nv->nc", V, coef.to(V.dtype))
+            V = torch.cat([V, out.unsqueeze(2)], dim=2)
+        return out
