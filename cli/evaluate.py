@@ -1,0 +1,44 @@
+"""``eghn-md evaluate``: MSE at the horizon of a trained model, beside the static and constant-velocity baselines."""
+
+from __future__ import annotations
+
+import click
+
+from cli._common import device_option, emit_json, json_option, quiet_option, stderr_console
+
+
+@click.command("evaluate")
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.argument("data", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True,
+              help="Time block of each trajectory (the model's split fractions) or 'all' windows.")
+@click.option("--per-node", "per_node_csv", type=click.Path(dir_okay=False), default=None,
+              help="CSV of per-node errors (default: next to MODEL as errors_<split>.csv).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@device_option
+@quiet_option
+@json_option
+def evaluate(model_path, data, split, per_node_csv, batch_size, device, quiet, as_json):
+    """Evaluate MODEL (RUN/model.pt) on DATA.h5 files: the paper's MSE per coordinate [Å²] at the horizon."""
+    from pathlib import Path
+
+    from eghn_md.train.evaluate import evaluate_model
+
+    if per_node_csv is None:
+        per_node_csv = str(Path(model_path).parent / f"errors_{split}.csv")
+    result = evaluate_model(model_path, list(data), split=split, device=device, batch_size=batch_size,
+                            per_node_csv=per_node_csv)
+    if as_json:
+        emit_json(result)
+        return
+    console = stderr_console(quiet)
+    from rich.table import Table
+
+    t = Table(title=f"{result['model']} on {', '.join(result['data'])} [{split}], ΔT = {result['horizon_frames']} frames")
+    t.add_column("predictor")
+    t.add_column("MSE per coord. [Å²]", justify="right")
+    t.add_column("MSD per node [Å²]", justify="right")
+    for k, label in (("model", result["model"]), ("static", "static (x_t)"), ("const_velocity", "constant velocity")):
+        t.add_row(label, f"{result[k]:.4f}", f"{3 * result[k]:.4f}")
+    console.print(t)
+    console.print(f"{result['windows']} windows; per-node errors in {result['per_node_csv']}")

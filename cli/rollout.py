@@ -1,0 +1,56 @@
+"""``eghn-md rollout``: autoregressive prediction written as DCD + PDB (open with ``vmd pred.pdb pred.dcd``)."""
+
+from __future__ import annotations
+
+import click
+
+from cli._common import device_option, emit_json, json_option, overwrite_option, quiet_option, stderr_console
+
+
+@click.command("rollout")
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.argument("topology", type=click.Path(dir_okay=False))
+@click.argument("trajectories", metavar="TRAJECTORY...", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--frame", type=click.IntRange(min=0), default=None,
+              help="Start frame (0-based; needs one horizon of history). Default: the model's horizon.")
+@click.option("--steps", type=click.IntRange(min=1), required=True, help="Number of predicted frames (each ΔT).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PRED.dcd (PRED.pdb beside it).")
+@click.option("--truth", is_flag=True, help="Also write the true frames (PRED_truth.dcd) and PRED_rmsd.csv.")
+@device_option
+@overwrite_option
+@quiet_option
+@json_option
+def rollout(model_path, topology, trajectories, frame, steps, output, truth, device, overwrite, quiet, as_json):
+    """Roll MODEL out from a frame of TOPOLOGY + TRAJECTORY for --steps horizons."""
+    from rich.progress import Progress
+
+    from eghn_md.rollout.rollout import rollout_run
+
+    console = stderr_console(quiet)
+    if frame is None:
+        from eghn_md.train.checkpoint import load_checkpoint
+
+        frame = int(load_checkpoint(model_path).data_config["horizon"])
+    with Progress(console=console, transient=True, disable=quiet) as prog:
+        task = prog.add_task("rollout", total=steps)
+        summary = rollout_run(model_path, topology, list(trajectories), output, frame=frame, steps=steps,
+                              truth=truth, device=device, overwrite=overwrite,
+                              progress=lambda k: prog.update(task, completed=k))
+    if truth:
+        from eghn_md.export.figures import maybe_plot_rollout
+
+        fig = maybe_plot_rollout(summary)
+        if fig:
+            summary["outputs"].append(fig)
+    if as_json:
+        emit_json(summary)
+        return
+    console.print(f"Wrote {steps} predicted frames ({summary['step_ps']:.4g} ps apart) from frame {frame}:")
+    for p in summary["outputs"]:
+        console.print(f"  {p}")
+    if truth:
+        r = summary["final_rmsd_A"]
+        console.print(f"RMSD to truth after {steps} steps: model {r['model']:.3f} Å, static {r['static']:.3f} Å, "
+                      f"constant velocity {r['const_velocity']:.3f} Å")
+    pdb = summary["outputs"][1]
+    console.print(f"Open with:  vmd {pdb} {output}    or    pymol {pdb} -d 'load_traj {output}'")

@@ -1,0 +1,91 @@
+"""``eghn-md train``: thin wrapper around :func:`eghn_md.train.run.train_run`."""
+
+from __future__ import annotations
+
+import click
+
+from cli._common import emit_json, json_option, overwrite_option, quiet_option, stderr_console
+
+_MODEL_CHOICES = ["eghn", "eghn-published", "egnn", "gnn", "rf", "linear"]
+
+
+@click.command("train")
+@click.argument("data", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory (model.pt, last.pt, config.yaml, history.csv, metrics.json).")
+@click.option("--preset", type=click.Choice(["tiny", "default", "paper"]), default=None,
+              help="Built-in configuration (default: 'default'); --config and options override it.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML file with model:/data:/train: sections.")
+@click.option("--model", type=click.Choice(_MODEL_CHOICES), default=None, help="Architecture.")
+@click.option("--horizon", type=click.IntRange(min=1), default=None, help="ΔT in stored frames.")
+@click.option("--cutoff", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Contact cutoff in Å (default 10 for Cα nodes, 8 for atom nodes).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=None)
+@click.option("--hidden", type=click.IntRange(min=1), default=None, help="Hidden width.")
+@click.option("--clusters", type=click.IntRange(min=1), default=None, help="Number of pooling clusters K (EGHN).")
+@click.option("--schedule", type=click.Choice(["cosine", "plateau", "none"]), default=None)
+@click.option("--patience", type=click.IntRange(min=0), default=None,
+              help="Early stopping: evaluations without improvement (0 = off).")
+@click.option("--seed", type=int, default=None)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Default: auto.")
+@click.option("--amp", is_flag=True, default=None, help="bf16/fp16 autocast on CUDA.")
+@click.option("--val", "val_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Dataset file used whole as validation set (repeatable).")
+@click.option("--test", "test_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Dataset file used whole as test set (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its last completed epoch.")
+@overwrite_option
+@quiet_option
+@json_option
+def train(data, out_dir, preset, config_file, model, horizon, cutoff, epochs, batch_size, lr, weight_decay, hidden,
+          clusters, schedule, patience, seed, device, amp, val_files, test_files, resume, overwrite, quiet, as_json):
+    """Train a surrogate on DATA.h5 files (made by `eghn-md preprocess`).
+
+    \b
+    Examples:
+      eghn-md train adk.h5 -o run --preset tiny
+      eghn-md train adk.h5 -o run --preset paper --device cuda
+      eghn-md train adk.h5 -o run --resume
+      torchrun --nproc_per_node 4 -m cli.main train adk.h5 -o run --preset paper
+    """
+    from eghn_md.train.config import resolve_config
+    from eghn_md.train.progress import TrainProgress
+    from eghn_md.train.run import train_run
+
+    overrides = {
+        "model": {"name": model, "hidden": hidden, "n_clusters": clusters},
+        "data": {"horizon": horizon, "cutoff": cutoff},
+        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+                  "schedule": schedule, "patience": patience, "seed": seed, "device": device, "amp": amp},
+    }
+    config = resolve_config(preset=preset, config_file=config_file, overrides=overrides)
+    console = stderr_console(quiet)
+    progress = None if quiet else TrainProgress(console=console, description=config.model.get("name", "train"))
+    metrics = train_run(list(data), out_dir, config=config, val=list(val_files), test=list(test_files),
+                        resume=resume, overwrite=overwrite, progress=progress, log=console.print)
+    if as_json:
+        emit_json(metrics)
+    else:
+        _summary(console, metrics, out_dir)
+
+
+def _summary(console, metrics: dict, out_dir: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{metrics['model']} — MSE per coordinate at ΔT = {metrics['horizon_frames']} frames [Å²]")
+    table.add_column("split")
+    table.add_column("windows", justify="right")
+    for k in ("model", "static", "const. velocity"):
+        table.add_column(k, justify="right")
+    for split, v in metrics["splits"].items():
+        table.add_row(split, str(v["windows"]), f"{v['model']:.4f}", f"{v['static']:.4f}",
+                      f"{v['const_velocity']:.4f}")
+    console.print(table)
+    console.print(
+        f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
+        f"{metrics['train_samples_per_s']:.1f} train samples/s; wrote {out_dir}/model.pt"
+    )

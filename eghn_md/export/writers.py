@@ -1,0 +1,95 @@
+"""Writing node trajectories (predicted or true) as PDB + DCD/XTC/… through MDAnalysis, atomically.
+
+The PDB holds the node topology (one ATOM record per node with its residue name/id, segment and atom name) so that
+``vmd pred.pdb pred.dcd`` and PyMOL (``load pred.pdb; load_traj pred.dcd``) show residues correctly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from eghn_md.io.atomic import atomic_path
+
+__all__ = ["node_universe", "write_node_trajectory"]
+
+
+def node_universe(nodes: dict, frames: np.ndarray, *, dt_ps: float, start_time_ps: float = 0.0):
+    """An in-memory MDAnalysis Universe of the nodes with ``frames`` as its trajectory.
+
+    Args:
+        nodes: node metadata (``resname``, ``resid``, ``segid``, ``name`` lists, as stored in checkpoints).
+        frames: (T, N, 3) [Å] coordinates.
+        dt_ps: time between frames [ps].
+        start_time_ps: time of the first frame [ps].
+    """
+    import MDAnalysis as mda
+    from MDAnalysis.coordinates.memory import MemoryReader
+
+    frames = np.ascontiguousarray(frames, dtype=np.float32)
+    n = frames.shape[1]
+    resid = np.asarray(nodes["resid"], dtype=np.int64)
+    segid = np.asarray(nodes.get("segid") or [""] * n, dtype=object)
+    # one residue per (segid, resid) run of consecutive nodes
+    new_res = np.ones(n, dtype=bool)
+    new_res[1:] = (resid[1:] != resid[:-1]) | (segid[1:] != segid[:-1])
+    atom_resindex = np.cumsum(new_res) - 1
+    n_res = int(atom_resindex[-1]) + 1
+    first = np.flatnonzero(new_res)
+    seg_names = list(dict.fromkeys(str(s) for s in segid))
+    seg_of_res = np.array([seg_names.index(str(segid[i])) for i in first], dtype=np.int64)
+    u = mda.Universe.empty(n, n_residues=n_res, n_segments=len(seg_names), atom_resindex=atom_resindex,
+                           residue_segindex=seg_of_res, trajectory=True)
+    u.add_TopologyAttr("names", [str(x) for x in nodes["name"]])
+    u.add_TopologyAttr("types", [str(x)[:1] for x in nodes["name"]])
+    u.add_TopologyAttr("elements", [str(x)[:1] for x in nodes["name"]])
+    u.add_TopologyAttr("resnames", [str(nodes["resname"][i]) for i in first])
+    u.add_TopologyAttr("resids", resid[first])
+    u.add_TopologyAttr("segids", seg_names)
+    chains = nodes.get("chain") or [""] * n
+    u.add_TopologyAttr("chainIDs", [str(c) if str(c) else (str(segid[i])[:1] or "A") for i, c in enumerate(chains)])
+    u.add_TopologyAttr("tempfactors", np.zeros(n))
+    u.add_TopologyAttr("occupancies", np.ones(n))
+    u.load_new(frames, format=MemoryReader, dt=float(dt_ps))
+    if start_time_ps:
+        u.trajectory.ts.data["time_offset"] = float(start_time_ps)
+    return u
+
+
+def write_node_trajectory(
+    path: str | Path,
+    nodes: dict,
+    frames: np.ndarray,
+    *,
+    dt_ps: float,
+    start_time_ps: float = 0.0,
+    pdb_path: Optional[str | Path] = None,
+) -> list[Path]:
+    """Write ``frames`` (T, N, 3) [Å] to ``path`` (any MDAnalysis trajectory format by extension) and the first frame
+    with the node topology to ``pdb_path`` (default: ``path`` with ``.pdb``). Both files appear atomically.
+    """
+    import MDAnalysis as mda
+
+    path = Path(path)
+    pdb_path = Path(pdb_path) if pdb_path is not None else path.with_suffix(".pdb")
+    u = node_universe(nodes, frames, dt_ps=dt_ps, start_time_ps=start_time_ps)
+    written = []
+    with contextlib.ExitStack() as stack, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmp_traj = stack.enter_context(atomic_path(path))
+        tmp_pdb = stack.enter_context(atomic_path(pdb_path)) if pdb_path != path else None
+        with mda.Writer(str(tmp_traj), n_atoms=u.atoms.n_atoms, dt=float(dt_ps)) as w:
+            for _ in u.trajectory:
+                w.write(u.atoms)
+        if tmp_pdb is not None:
+            u.trajectory[0]
+            with mda.Writer(str(tmp_pdb), n_atoms=u.atoms.n_atoms, multiframe=False) as w:
+                w.write(u.atoms)
+    written.append(path)
+    if pdb_path != path:
+        written.append(pdb_path)
+    return written

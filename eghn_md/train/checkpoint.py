@@ -1,0 +1,202 @@
+"""Checkpoints: weights + resolved config + normalisation stats + node metadata + format version.
+
+A checkpoint is a plain dict of tensors, numbers, strings and lists, saved with :func:`torch.save` and read with
+``torch.load(weights_only=True)`` (no pickled objects, so an untrusted file cannot run code). A SHA-256 digest over
+the metadata and the model weights detects corrupted or edited files. Files are written atomically.
+
+Format history:
+
+* 1 — initial format: ``kind``, ``format_version``, ``eghn_md_version``, ``model_config``, ``data_config``,
+  ``train_config``, ``stats``, ``nodes``, ``state_dict``, ``digest``; optional ``train_state``, ``metrics``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from eghn_md import __version__
+from eghn_md.errors import DataError
+from eghn_md.io.atomic import atomic_path
+
+__all__ = ["FORMAT_VERSION", "KIND", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "describe"]
+
+FORMAT_VERSION = 1
+KIND = "eghn-md-model"
+_META_KEYS = ("model_config", "data_config", "train_config", "stats", "nodes")
+
+
+def _digest(meta: dict, state_dict: dict) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().to("cpu").contiguous()
+        h.update(key.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _tensor_free(obj: Any) -> Any:
+    """Metadata must be plain data: convert tensors to lists."""
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, dict):
+        return {str(k): _tensor_free(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_tensor_free(v) for v in obj]
+    return obj
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint (plain data; build the model with :func:`load_model`)."""
+
+    path: Path
+    model_config: dict
+    data_config: dict
+    train_config: dict
+    stats: dict
+    nodes: dict
+    state_dict: dict
+    format_version: int
+    eghn_md_version: str
+    train_state: Optional[dict] = None
+    metrics: dict = field(default_factory=dict)
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model_config: dict,
+    data_config: dict,
+    train_config: dict,
+    stats: dict,
+    nodes: dict,
+    state_dict: dict,
+    train_state: Optional[dict] = None,
+    metrics: Optional[dict] = None,
+) -> Path:
+    """Write a checkpoint atomically (temp file, fsync, rename) and return its path."""
+    meta = {
+        "model_config": _tensor_free(model_config),
+        "data_config": _tensor_free(data_config),
+        "train_config": _tensor_free(train_config),
+        "stats": _tensor_free(stats),
+        "nodes": _tensor_free(nodes),
+    }
+    state_dict = {k: v.detach().to("cpu") for k, v in state_dict.items()}
+    payload = {
+        "kind": KIND,
+        "format_version": FORMAT_VERSION,
+        "eghn_md_version": __version__,
+        **meta,
+        "state_dict": state_dict,
+        "digest": _digest(meta, state_dict),
+        "metrics": _tensor_free(metrics or {}),
+    }
+    if train_state is not None:
+        payload["train_state"] = train_state
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
+    """Read and validate a checkpoint.
+
+    Raises :class:`DataError` for a missing/unreadable file, a file that is not an eghn-md checkpoint, a newer format
+    version than this eghn-md understands, or content whose digest does not match (corrupted or modified).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"checkpoint {str(path)!r} does not exist")
+    if path.is_dir():
+        raise DataError(f"checkpoint {str(path)!r} is a directory; pass RUN/model.pt")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{str(path)!r} is not a readable eghn-md checkpoint ({first[:200]})") from None
+    if not isinstance(payload, dict) or payload.get("kind") != KIND:
+        raise DataError(f"{str(path)!r} is not an eghn-md checkpoint (no kind={KIND!r} entry)")
+    version = payload.get("format_version")
+    if not isinstance(version, int):
+        raise DataError(f"{str(path)!r} has no integer format_version")
+    if version > FORMAT_VERSION:
+        raise DataError(
+            f"{str(path)!r} has checkpoint format {version}, newer than this eghn-md {__version__} reads "
+            f"(<= {FORMAT_VERSION}); upgrade eghn-md"
+        )
+    missing = [k for k in (*_META_KEYS, "state_dict", "digest") if k not in payload]
+    if missing:
+        raise DataError(f"{str(path)!r} is missing checkpoint entries {missing}")
+    if verify:
+        meta = {k: payload[k] for k in _META_KEYS}
+        if _digest(meta, payload["state_dict"]) != payload["digest"]:
+            raise DataError(f"{str(path)!r} failed its integrity check (content modified or corrupted)")
+    return Checkpoint(
+        path=path,
+        model_config=payload["model_config"],
+        data_config=payload["data_config"],
+        train_config=payload["train_config"],
+        stats=payload["stats"],
+        nodes=payload["nodes"],
+        state_dict=payload["state_dict"],
+        format_version=version,
+        eghn_md_version=str(payload.get("eghn_md_version", "?")),
+        train_state=payload.get("train_state"),
+        metrics=payload.get("metrics") or {},
+    )
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu"):
+    """Load a checkpoint and build its model in eval mode: returns ``(model, checkpoint)``."""
+    from eghn_md.models import ModelConfig, build_model
+    from eghn_md.utils import resolve_device
+
+    ckpt = load_checkpoint(path)
+    model = build_model(ModelConfig.from_dict(ckpt.model_config))
+    try:
+        model.load_state_dict(ckpt.state_dict)
+    except RuntimeError as exc:
+        raise DataError(f"{str(path)!r}: weights do not fit model {ckpt.model_config.get('name')!r} "
+                        f"({str(exc).splitlines()[0]})") from None
+    model = model.to(resolve_device(device)).eval()
+    return model, ckpt
+
+
+def describe(path: str | Path) -> dict:
+    """A summary of a checkpoint for ``eghn-md info``."""
+    ckpt = load_checkpoint(path)
+    n_params = sum(int(t.numel()) for t in ckpt.state_dict.values())
+    mc, dc = ckpt.model_config, ckpt.data_config
+    nodes = ckpt.nodes
+    out = {
+        "file": str(ckpt.path),
+        "format_version": ckpt.format_version,
+        "eghn_md_version": ckpt.eghn_md_version,
+        "model": mc.get("name"),
+        "parameters": n_params,
+        "hidden": mc.get("hidden"),
+        "layers": mc.get("n_layers"),
+        "clusters": mc.get("n_clusters") if str(mc.get("name", "")).startswith("eghn") else None,
+        "horizon_frames": dc.get("horizon"),
+        "horizon_ps": ckpt.stats.get("horizon_ps"),
+        "cutoff_A": dc.get("cutoff"),
+        "selection": nodes.get("selection"),
+        "nodes": len(nodes.get("resname", [])),
+        "trained_epochs": (ckpt.train_state or {}).get("epoch", ckpt.metrics.get("epochs")),
+        "best_epoch": ckpt.metrics.get("best_epoch"),
+        "best_val_mse_A2": ckpt.metrics.get("best_val_mse"),
+    }
+    return out

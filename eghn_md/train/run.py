@@ -1,0 +1,189 @@
+"""``eghn-md train`` as one library call: datasets → splits → model → fit → checkpoints, history and metrics.
+
+Output directory layout::
+
+    RUN/model.pt       best-on-validation weights + config + stats + node metadata (what other commands load)
+    RUN/last.pt        last completed epoch, with optimizer/scheduler state (what --resume continues from)
+    RUN/config.yaml    the resolved configuration
+    RUN/history.csv    one row per epoch (losses, validation MSE, learning rate, samples/s)
+    RUN/metrics.json   final summary (best epoch, validation/test MSE beside the static and constant-velocity
+                       baselines, throughput)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from eghn_md import __version__
+from eghn_md.errors import UsageError
+from eghn_md.io.atomic import atomic_path
+from eghn_md.train.checkpoint import load_checkpoint, save_checkpoint
+from eghn_md.train.config import RunConfig
+from eghn_md.train.loop import FitResult, TrainState, fit
+from eghn_md.train.sources import build_splits
+
+__all__ = ["train_run", "write_text_atomic", "HISTORY_FIELDS"]
+
+HISTORY_FIELDS = ("epoch", "train_loss", "train_mse", "train_reg", "val_mse", "lr", "epoch_time_s", "samples_per_s")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _history_csv(history: list) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for row in history:
+        w.writerow({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _check_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output {str(out)!r} exists and is not a directory")
+    existing = [p.name for p in (out / "model.pt", out / "last.pt") if p.exists()]
+    if resume:
+        if not (out / "last.pt").exists():
+            raise UsageError(f"--resume: {str(out / 'last.pt')!r} does not exist (nothing to resume)")
+        return
+    if existing and not overwrite:
+        raise UsageError(
+            f"run directory {str(out)!r} already holds {', '.join(existing)}; pass --resume to continue it or "
+            "--overwrite to start again"
+        )
+
+
+def train_run(
+    data: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    config: RunConfig,
+    val: Sequence[str | Path] = (),
+    test: Sequence[str | Path] = (),
+    resume: bool = False,
+    overwrite: bool = False,
+    progress=None,
+    log=None,
+) -> dict:
+    """Train a model and write the run directory; returns the metrics summary (also in ``metrics.json``).
+
+    With ``resume`` the configuration stored in ``RUN/last.pt`` is used (only ``train.epochs`` may be raised) and
+    training continues from its last completed epoch, following the same curve as an uninterrupted run.
+    """
+    from eghn_md.models import ModelConfig, build_model
+
+    out = Path(out_dir)
+    _check_run_dir(out, resume=resume, overwrite=overwrite)
+    resume_state: Optional[TrainState] = None
+    if resume:
+        last = load_checkpoint(out / "last.pt")
+        if last.train_state is None:
+            raise UsageError(f"{str(out / 'last.pt')!r} holds no training state to resume from")
+        stored = RunConfig.from_dict({"model": dict(last.train_config.get("_model_section", {})),
+                                      "data": last.data_config, "train": dict(last.train_config["train"])})
+        stored.train.epochs = max(stored.train.epochs, config.train.epochs)
+        stored.train.device = config.train.device
+        config = stored
+        resume_state = TrainState.from_dict(last.train_state)
+    out.mkdir(parents=True, exist_ok=True)
+
+    t_start = time.perf_counter()
+    with build_splits(data, config=config.data, val=val, test=test) as splits:
+        sets = splits.sets
+        if len(sets["train"]) == 0 or len(sets["val"]) == 0:
+            counts = {k: len(v) for k, v in sets.items()}
+            raise UsageError(
+                f"not enough frames for horizon {config.data.horizon}: windows per split {counts} (a window needs "
+                f"2×horizon+1 consecutive frames inside one block); lower --horizon or pass --val/--test files"
+            )
+        from eghn_md.data.samples import compute_stats
+
+        stats = compute_stats(sets["train"])
+        stats["frame_dt_ps"] = splits.frame_dt_ps
+        stats["horizon_ps"] = splits.frame_dt_ps * config.data.horizon
+        model_section = dict(config.model)
+        if resume:
+            model_cfg = ModelConfig.from_dict(last.model_config)
+        else:
+            model_cfg = ModelConfig.from_dict({
+                **model_section,
+                "node_in": int(splits.system.h.shape[1]),
+                "edge_in": 1,
+                "length_scale": stats["length_scale"],
+                "vel_scale": stats["vel_scale"],
+                "disp_scale": stats["disp_scale"],
+            })
+        config.train.reg_weight = float(model_cfg.reg_weight)
+        resolved_data = config.data.to_dict()
+        resolved_data["cutoff"] = splits.cutoff
+        write_text_atomic(out / "config.yaml", RunConfig(
+            model=model_cfg.to_dict(), data=config.data, train=config.train).to_yaml().replace(
+            "cutoff: null", f"cutoff: {splits.cutoff}"))
+        model = build_model(model_cfg)
+        nodes_meta = splits.system.metadata()
+        train_cfg_meta = {"train": config.train.to_dict(), "_model_section": model_section}
+        common = dict(model_config=model_cfg.to_dict(), data_config=resolved_data, train_config=train_cfg_meta,
+                      stats=stats, nodes=nodes_meta)
+
+        def on_epoch_end(state: TrainState, is_best: bool) -> None:
+            if is_best:
+                save_checkpoint(out / "model.pt", state_dict=state.best_state,
+                                metrics={"best_epoch": state.best_epoch, "best_val_mse": state.best_val,
+                                         "epochs": state.epoch}, **common)
+            save_checkpoint(out / "last.pt", state_dict=state.model_state, train_state=state.to_dict(),
+                            metrics={"epochs": state.epoch, "best_epoch": state.best_epoch,
+                                     "best_val_mse": state.best_val}, **common)
+            write_text_atomic(out / "history.csv", _history_csv(state.history))
+
+        try:
+            result: FitResult = fit(model, sets["train"], sets["val"], config=config.train, resume=resume_state,
+                                    on_epoch_end=on_epoch_end, progress=progress)
+        except KeyboardInterrupt:
+            if log is not None:
+                done = (out / "last.pt").exists()
+                log(f"Interrupted: {'resume with --resume from ' + str(out / 'last.pt') if done else 'no epoch completed'}")
+            raise
+
+        # final evaluation of the best weights
+        from eghn_md.train.evaluate import evaluate_sets
+
+        model.load_state_dict(result.best_state)
+        evals = evaluate_sets(model, {k: v for k, v in sets.items() if k != "train" and len(v) > 0},
+                              batch_size=config.train.batch_size, device=config.train.device)
+        metrics = {
+            "eghn_md_version": __version__,
+            "model": model_cfg.name,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "epochs_run": result.last_state.epoch,
+            "stopped_early": result.stopped_early,
+            "best_epoch": result.best_epoch,
+            "best_val_mse": result.best_val_mse,
+            "train_samples_per_s": result.train_samples_per_s,
+            "wall_time_s": time.perf_counter() - t_start,
+            "n_windows": {k: len(v) for k, v in sets.items()},
+            "horizon_frames": config.data.horizon,
+            "horizon_ps": stats["horizon_ps"],
+            "cutoff_A": splits.cutoff,
+            "n_nodes": splits.system.n_nodes,
+            "metric": "MSE per coordinate [Å²] at the horizon (the paper's metric; ×3 = mean squared displacement)",
+            "splits": evals,
+            "sources": splits.sources,
+        }
+        write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=float) + "\n")
+        # the best checkpoint carries the final metrics too
+        save_checkpoint(out / "model.pt", state_dict=result.best_state,
+                        metrics={"best_epoch": result.best_epoch, "best_val_mse": result.best_val_mse,
+                                 "epochs": result.last_state.epoch,
+                                 **{f"{k}_mse": v["model"] for k, v in evals.items()}}, **common)
+    return metrics

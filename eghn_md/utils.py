@@ -1,0 +1,43 @@
+"""Small shared utilities: device resolution and seeding."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from eghn_md.errors import UsageError
+
+__all__ = ["resolve_device", "seed_everything", "DEVICE_CHOICES"]
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Map ``auto|cpu|cuda|cuda:N`` to a :class:`torch.device`; ``auto`` picks CUDA when available.
+
+    Under ``torchrun`` (``LOCAL_RANK`` set) CUDA devices are assigned one per local rank.
+    """
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+        if name == "cuda" and "LOCAL_RANK" in os.environ:
+            name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise UsageError(f"unknown device {device!r}; valid choices: {', '.join(DEVICE_CHOICES)}")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
