@@ -11,7 +11,8 @@ Layout (format version 1)::
     /trajectories/<name>/  positions (n_frames, n_nodes, 3) float32 [Å], chunked by frames
                            times (n_frames,) float64 [ps], the reader's frame times
                            frame_index (n_frames,) int64, frame numbers in the source file
-                           attrs: source, source_path, source_format, sha256, stride, n_source_frames
+                           attrs: source, source_path, source_format, sha256, stride, n_source_frames,
+                                  times_from_file (False: the file had no time step, times = frame × 1 ps)
 
 Format history: 1 — first version.
 
@@ -54,6 +55,7 @@ class TrajectoryData:
         source, source_path, source_format, sha256: provenance of the file the frames came from.
         stride: frame stride used when reading; ``frame_index`` = 0, stride, 2·stride, …
         n_source_frames: frames in the source file (default ``n_frames``).
+        times_from_file: False when the source had no time step and ``times`` are frame numbers × 1 ps.
     """
 
     name: str
@@ -65,6 +67,7 @@ class TrajectoryData:
     sha256: str = ""
     stride: int = 1
     n_source_frames: int | None = None
+    times_from_file: bool = True
 
     @classmethod
     def from_arrays(
@@ -186,6 +189,7 @@ def _write_trajectory(g, traj: TrajectoryData, n_nodes: int, number: int, on_fra
     g.attrs["sha256"] = traj.sha256
     g.attrs["stride"] = int(traj.stride)
     g.attrs["n_source_frames"] = int(traj.n_source_frames if traj.n_source_frames is not None else n)
+    g.attrs["times_from_file"] = bool(traj.times_from_file)
 
 
 def chunk_frames(n_nodes: int) -> int:
@@ -351,6 +355,7 @@ class Dataset:
                     "time_step_ps": dt,
                     "t_start_ps": float(t[0]) if len(t) else None,
                     "t_end_ps": float(t[-1]) if len(t) else None,
+                    "times_from_file": bool(ta.get("times_from_file", True)),
                     "sha256": ta.get("sha256", ""),
                 }
             )

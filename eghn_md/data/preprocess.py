@@ -93,6 +93,7 @@ def preprocess(
                     sha256=sha256_file(src.path),
                     stride=stride,
                     n_source_frames=src.n_frames,
+                    times_from_file=src.times_from_file,
                 )
             )
         with _progress_bar(progress, datas) as on_frames:
@@ -113,12 +114,16 @@ def preprocess(
     elapsed = time.perf_counter() - t0
     summary["elapsed_s"] = round(elapsed, 3)
     summary["frames_per_s"] = round(summary["n_frames_total"] / elapsed, 1) if elapsed > 0 else None
-    summary["warnings"] = [
-        f"trajectory {t['name']!r}: frame times do not increase (time step {t['time_step_ps']} ps); "
-        "the reader found no usable time step in the file"
-        for t in summary["trajectories"]
-        if not t["time_step_ps"] or t["time_step_ps"] <= 0
-    ]
+    warnings = []
+    for t in summary["trajectories"]:
+        if not t["times_from_file"]:
+            warnings.append(f"{t['source']!r} stores no time step; frame times were set to frame number x 1 ps")
+        elif not t["time_step_ps"] or t["time_step_ps"] <= 0:
+            warnings.append(
+                f"{t['source']!r}: frame times do not increase (time step {t['time_step_ps']} ps); "
+                "the file stores no usable time step"
+            )
+    summary["warnings"] = warnings
     return summary
 
 

@@ -121,12 +121,14 @@ class TrajectorySource:
         format: upper-case format key (``DCD``, ``XTC`` …, ``H5`` for mdtraj HDF5).
         n_atoms: atoms per frame in the file.
         n_frames: frames in the file (before any stride).
+        times_from_file: False when the file stores no time step and the reader assumes 1 ps per frame.
     """
 
     path: Path
     format: str
     n_atoms: int
     n_frames: int
+    times_from_file: bool = True
     _reader: object = field(default=None, repr=False)
 
     def n_strided(self, stride: int = 1) -> int:
@@ -166,7 +168,12 @@ class TrajectorySource:
                 buf[k] = ts.positions
             else:
                 np.take(ts.positions, indices, axis=0, out=buf[k])
-            times[k] = ts.time
+            if self.times_from_file:
+                times[k] = ts.time
+            else:  # MDAnalysis warns on every access; the missing time step is reported once by preprocess
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    times[k] = ts.time
             k += 1
             if k == block:
                 yield buf, times
@@ -201,7 +208,14 @@ def _open_trajectory(path: Path, fmt: str, n_atoms_topology: int) -> TrajectoryS
                 reader = reader_cls(str(path), n_atoms=n_atoms_topology)
         except Exception as exc:  # any reader failure is a data problem of this file
             raise DataError(f"cannot read trajectory {str(path)!r}: {_one_line(exc)}") from exc
-        src = TrajectorySource(path=path, format=fmt, n_atoms=reader.n_atoms, n_frames=reader.n_frames, _reader=reader)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _ = reader.ts.time
+        known = not any("no dt information" in str(w.message) for w in caught)
+        src = TrajectorySource(
+            path=path, format=fmt, n_atoms=reader.n_atoms, n_frames=reader.n_frames, times_from_file=known,
+            _reader=reader,
+        )
     if src.n_atoms != n_atoms_topology:
         src.close()
         raise DataError(

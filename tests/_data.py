@@ -1,0 +1,75 @@
+"""Small inputs for the reader / dataset / preprocess tests: MDAnalysisTests files and tiny generated files."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["datafile", "mda_positions", "write_mdtraj_h5", "write_nan_dcd", "leftovers", "run_cli"]
+
+
+def datafile(name: str) -> str:
+    """Path of an MDAnalysisTests data file by its ``MDAnalysisTests.datafiles`` name (PSF, DCD, GRO, …)."""
+    from MDAnalysisTests import datafiles
+
+    return str(getattr(datafiles, name))
+
+
+def mda_positions(topology: str, trajectory: str, selection: str, stride: int = 1):
+    """Reference ``(positions (T, n, 3) float32, times (T,))`` from a plain MDAnalysis loop."""
+    import MDAnalysis as mda
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = mda.Universe(topology, trajectory)
+    ag = u.select_atoms(selection)
+    pos, times = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Reader has no dt information" (TRJ, PDB)
+        for ts in u.trajectory[::stride]:
+            pos.append(ag.positions.copy())
+            times.append(ts.time)
+    return np.asarray(pos, dtype=np.float32), np.asarray(times)
+
+
+def write_mdtraj_h5(path: Path, n_frames: int = 4) -> Path:
+    """The first ``n_frames`` AdK frames (PSF + DCD) converted to mdtraj's HDF5 format (nm, with topology)."""
+    import mdtraj
+
+    traj = mdtraj.load_dcd(datafile("DCD"), top=datafile("PSF"), frame=None)[:n_frames]
+    traj.time = np.arange(n_frames) * 2.5  # ps, to check that times are carried over
+    traj.save_hdf5(str(path))
+    return path
+
+
+def write_nan_dcd(path: Path, *, bad_frame: int = 1, n_frames: int = 3) -> Path:
+    """A DCD of the AdK PSF whose frame ``bad_frame`` has a NaN coordinate on a Cα atom."""
+    import MDAnalysis as mda
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = mda.Universe(datafile("PSF"), datafile("DCD"))
+        ca = u.select_atoms("name CA")[5].index
+        with mda.Writer(str(path), n_atoms=u.atoms.n_atoms) as w:
+            for ts in u.trajectory[:n_frames]:
+                if ts.frame == bad_frame:
+                    ts.positions[ca, 1] = np.nan
+                w.write(u.atoms)
+    return path
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Hidden/temporary files left in ``directory`` (atomic writes use ``.NAME.*.tmp*``)."""
+    return sorted(n for n in os.listdir(directory) if n.startswith(".") or ".tmp" in n)
+
+
+def run_cli(*args: str):
+    """Invoke ``eghn-md`` in-process; returns Click's Result (``exit_code``, ``stdout``, ``stderr``)."""
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
