@@ -21,14 +21,17 @@ def _sort_unique(ei: Tensor, n: int) -> Tensor:
     return torch.stack([key // n, key % n])
 
 
-def radius_graph(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None) -> Tensor:
+def radius_graph(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, *, method: str = "auto") -> Tensor:
     """Pairs of nodes of the same graph closer than ``cutoff`` (strictly) [Å].
 
     A cell list (cells of edge ``cutoff``; each node looks at the 27 cells around its own) makes it
-    O(N · neighbours) in time and memory. Shapes: pos (N, 3), batch (N,) or None -> (2, E).
+    O(N · neighbours) in time and memory. ``method``: ``"cells"``, ``"dense"`` (cdist, O(N²)) or ``"auto"`` (dense
+    up to 2048 nodes). Shapes: pos (N, 3), batch (N,) or None -> (2, E).
     """
     if not cutoff > 0:
         raise ValueError(f"cutoff must be > 0, got {cutoff!r}")
+    if method not in ("auto", "cells", "dense"):
+        raise ValueError(f"unknown method {method!r}; valid: auto, cells, dense")
     n = pos.shape[0]
     device = pos.device
     if n == 0:
@@ -38,7 +41,7 @@ def radius_graph(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None) -> 
     p = pos.detach().double()
     if not bool(torch.isfinite(p).all()):
         raise ValueError("radius_graph: positions contain NaN or inf")
-    if n <= _DENSE_MAX:
+    if method == "dense" or (method == "auto" and n <= _DENSE_MAX):
         d = torch.cdist(p, p)
         adj = (d < cutoff) & (batch.view(-1, 1) == batch.view(1, -1))
         adj.fill_diagonal_(False)

@@ -87,7 +87,8 @@ def pooling_regulariser(A_high: Tensor, *, squared: bool) -> Tensor:
     k = A_high.shape[-1]
     eye = torch.eye(k, dtype=A_high.dtype, device=A_high.device)
     sq = ((row_normalise(A_high) - eye) ** 2).sum((-2, -1))
-    per_graph = sq if squared else sq.clamp_min(1e-20).sqrt()
+    # sqrt with a finite gradient at exactly zero
+    per_graph = sq if squared else torch.where(sq > 0, sq.clamp_min(1e-30).sqrt(), torch.zeros_like(sq))
     return per_graph.mean()
 
 

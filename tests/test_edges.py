@@ -1,0 +1,62 @@
+"""Edge construction: the cell-list radius graph against brute force; sequence edges; union."""
+
+import pytest
+import torch
+
+from eghn_md.graph.edges import merge_edges, radius_graph, sequence_edges
+
+
+def _brute(pos, cutoff, batch):
+    out = set()
+    n = pos.shape[0]
+    d = torch.cdist(pos.double(), pos.double())
+    for i in range(n):
+        for j in range(n):
+            if i != j and batch[i] == batch[j] and d[i, j] < cutoff:
+                out.add((i, j))
+    return out
+
+
+def _set(ei):
+    return set(map(tuple, ei.t().tolist()))
+
+
+@pytest.mark.parametrize("method", ["cells", "dense", "auto"])
+def test_radius_graph_matches_brute_force(method):
+    gen = torch.Generator().manual_seed(0)
+    sizes = [40, 7, 90, 1]
+    pos = torch.cat([torch.rand(n, 3, generator=gen) * 12 - 6 + 3 * g for g, n in enumerate(sizes)])
+    batch = torch.cat([torch.full((n,), g) for g, n in enumerate(sizes)])
+    ei = radius_graph(pos, 3.0, batch, method=method)
+    assert ei.dtype == torch.long and ei.shape[0] == 2
+    assert _set(ei) == _brute(pos, 3.0, batch)
+    assert ei.shape[1] == len(_set(ei))  # no duplicates
+
+
+def test_radius_graph_single_graph_and_large():
+    gen = torch.Generator().manual_seed(1)
+    pos = torch.rand(3000, 3, generator=gen, dtype=torch.float64) * 40
+    a = radius_graph(pos, 4.0)  # auto → cell list above 2048 nodes
+    b = radius_graph(pos, 4.0, method="dense")
+    assert torch.equal(a, b)
+    assert _set(radius_graph(pos[:50], 4.0)) == _brute(pos[:50], 4.0, torch.zeros(50, dtype=torch.long))
+
+
+def test_radius_graph_rejects_bad_input():
+    with pytest.raises(ValueError, match="cutoff"):
+        radius_graph(torch.zeros(3, 3), 0.0)
+    with pytest.raises(ValueError, match="method"):
+        radius_graph(torch.zeros(3, 3), 1.0, method="kd")
+
+
+def test_sequence_edges_respect_chain_ids():
+    ids = torch.tensor([0, 0, 0, 1, 1, 2])
+    assert _set(sequence_edges(ids, k=1)) == {(0, 1), (1, 0), (1, 2), (2, 1), (3, 4), (4, 3)}
+    assert (0, 2) in _set(sequence_edges(ids, k=2)) and (2, 3) not in _set(sequence_edges(ids, k=2))
+
+
+def test_merge_edges_union_dedup():
+    a = torch.tensor([[0, 1], [1, 0]])
+    b = torch.tensor([[1, 2, 0], [0, 1, 1]])
+    m = merge_edges(a, b)
+    assert _set(m) == {(0, 1), (1, 0), (2, 1)} and m.shape[1] == 3

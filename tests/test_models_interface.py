@@ -1,0 +1,92 @@
+"""Model interface: config validation and round trip, registry, loss, gradients, dtypes and autocast."""
+
+import pytest
+import torch
+
+from eghn_md.errors import UsageError
+from eghn_md.models import MODEL_NAMES, ModelConfig, ModelOutput, build_model, compute_loss
+from eghn_md.testing.synthetic import chain_graph, random_batch
+
+
+def _cfg(name, **kw):
+    base = dict(name=name, node_in=4, edge_in=2, hidden=8, n_layers=2, n_pool_layers=2, n_clusters=3)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def test_config_round_trip_and_validation():
+    c = _cfg("eghn", reg_weight=2.0)
+    assert ModelConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(UsageError, match="bogus.*valid: name"):
+        ModelConfig.from_dict({**c.to_dict(), "bogus": 1})
+    with pytest.raises(UsageError, match="'transformer'.*eghn-published"):
+        ModelConfig(name="transformer", node_in=3)
+    with pytest.raises(UsageError, match="hidden.*0"):
+        ModelConfig(node_in=3, hidden=0)
+    with pytest.raises(UsageError, match="length_scale"):
+        ModelConfig(node_in=3, length_scale=-1.0)
+    with pytest.raises(UsageError, match="reg_weight"):
+        ModelConfig(node_in=3, reg_weight=float("nan"))
+    with pytest.raises(TypeError):
+        ModelConfig("eghn", 3)  # keyword-only
+
+
+def test_registry_lists_valid_names():
+    assert set(MODEL_NAMES) == {"eghn", "eghn-published", "egnn", "gnn", "rf", "linear"}
+    c = _cfg("eghn")
+    c.name = "nope"  # bypasses __post_init__: the registry must still refuse with the list
+    with pytest.raises(UsageError, match="valid: eghn, eghn-published, egnn, gnn, rf, linear"):
+        build_model(c)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_parameter_gets_a_gradient(name):
+    torch.manual_seed(0)
+    model = build_model(_cfg(name)).double()
+    batch = random_batch((6, 9, 4), node_in=4, edge_in=2)
+    out = model(batch)
+    assert isinstance(out, ModelOutput) and out.pos.shape == (batch.num_nodes, 3)
+    total, mse, reg = compute_loss(out, batch.target, reg_weight=1.0)
+    total.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not bool((p.grad != 0).any())]
+    assert not missing, f"parameters without gradient: {missing}"
+    assert torch.isfinite(total)
+
+
+def test_compute_loss_is_per_coordinate_mse_plus_weighted_reg():
+    pos = torch.zeros(4, 3, dtype=torch.float64)
+    target = torch.ones(4, 3, dtype=torch.float64) * 2.0
+    out = ModelOutput(pos=pos, reg=torch.tensor(0.5, dtype=torch.float64))
+    total, mse, reg = compute_loss(out, target, reg_weight=3.0)
+    assert float(mse) == pytest.approx(4.0) and float(reg) == pytest.approx(0.5)
+    assert float(total) == pytest.approx(5.5) and total.dtype == torch.float64
+    with pytest.raises(ValueError, match="shape"):
+        compute_loss(out, target[:2], reg_weight=1.0)
+
+
+@pytest.mark.parametrize("name", ["eghn", "eghn-published", "egnn"])
+def test_float32_default_and_cpu_autocast(name):
+    torch.manual_seed(0)
+    model = build_model(_cfg(name, node_in=20, edge_in=0, length_scale=3.8))
+    batch = chain_graph(60, node_in=20)
+    out = model(batch)
+    assert out.pos.dtype == torch.float32 and torch.isfinite(out.pos).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out16 = model(batch)
+        total, _, _ = compute_loss(out16, batch.target, reg_weight=1.0)
+    total.backward()
+    assert torch.isfinite(total)
+    if out16.assign is not None:
+        assert out16.assign.dtype == torch.float32  # softmax kept in fp32
+    assert (out16.pos.float() - out.pos).abs().max() < 0.5
+
+
+@pytest.mark.parametrize("name", ["eghn", "eghn-published"])
+def test_pooling_models_are_tame_on_protein_sized_coordinates(name):
+    # a 400-node chain spans ±30 Å; with no length scale at all outputs must stay finite and moderate
+    torch.manual_seed(0)
+    model = build_model(_cfg(name, node_in=20, edge_in=0, hidden=16, n_clusters=5))
+    batch = chain_graph(400, node_in=20)
+    out = model(batch)
+    assert torch.isfinite(out.pos).all()
+    assert (out.pos - batch.pos).norm(dim=1).max() < 50.0
