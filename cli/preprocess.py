@@ -20,7 +20,9 @@ __all__ = ["preprocess"]
     show_default=True,
     help="MDAnalysis selection of the node atoms (e.g. 'backbone' for N, CA, C, O nodes).",
 )
-@click.option("--stride", default=1, show_default=True, type=int, help="Keep every N-th frame, starting with the first.")
+@click.option(
+    "--stride", default=1, show_default=True, type=int, help="Keep every N-th frame, starting with the first."
+)
 @overwrite_option
 @quiet_option
 @json_option

@@ -128,7 +128,8 @@ def test_info_dataset(tmp_path):
     for needle in ("855", "backbone", "adk_dims", "format version", "time step"):
         assert needle in text
     s = json.loads(_ok(run_cli("info", out, "--json")).stdout)
-    assert s["n_nodes"] == 855 and s["format_version"] == 1 and s["trajectories"][0]["time_step_ps"] == pytest.approx(10, rel=1e-6)
+    assert s["n_nodes"] == 855 and s["format_version"] == 1
+    assert s["trajectories"][0]["time_step_ps"] == pytest.approx(10, rel=1e-6)
 
 
 def test_info_checkpoint_uses_describe(tmp_path, monkeypatch):

@@ -37,7 +37,9 @@ from eghn_md.errors import DataError, UsageError
 from eghn_md.graph.nodes import NodeTable
 from eghn_md.io.atomic import atomic_path, check_output_path
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "TrajectoryData", "write_dataset", "Dataset", "trajectory_name", "chunk_frames"]
+__all__ = [
+    "FORMAT_NAME", "FORMAT_VERSION", "TrajectoryData", "write_dataset", "Dataset", "trajectory_name", "chunk_frames",
+]
 
 FORMAT_NAME = "eghn-md dataset"
 FORMAT_VERSION = 1

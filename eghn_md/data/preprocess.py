@@ -76,7 +76,8 @@ def preprocess(
             kept = src.n_strided(stride)
             if kept < 2:
                 detail = f" ({src.n_frames} before --stride {stride})" if stride > 1 else ""
-                raise DataError(f"trajectory {str(src.path)!r} has {kept} frame{'s' * (kept != 1)}{detail}; need at least 2")
+                frames = f"{kept} frame{'s' * (kept != 1)}"
+                raise DataError(f"trajectory {str(src.path)!r} has {frames}{detail}; need at least 2")
         block = read_block_frames(nodes.n_nodes)
         names: list[str] = []
         datas = []

@@ -8,10 +8,10 @@ block                   size  content
 ======================  ====  =====================================================================================
 residue type one-hot    21    :data:`RESIDUE_TYPES`: the 20 standard amino acids, then ``OTHER``. Force-field
                               variants map to their parent (HSD/HSE/HSP/HID/HIE/HIP → HIS, CYX/CYM → CYS,
-                              ASH → ASP, GLH → GLU, LYN → LYS, MSE → MET) and Amber terminal names (NALA, CALA …)
-                              to the residue without the prefix.
-atom name one-hot       6     :data:`ATOM_TYPES` (``N, CA, C, O, CB, OTHER``), only when ``spec.atom`` — by default
-                              when nodes are atoms (several nodes per residue, e.g. ``--select backbone``).
+                              ASH → ASP, GLH → GLU, LYN → LYS, MSE → MET) and Amber terminal names
+                              (NALA, CALA …) to the residue without the prefix.
+atom name one-hot       6     :data:`ATOM_TYPES` (``N, CA, C, O, CB, OTHER``), only when ``spec.atom``: by
+                              default when nodes are atoms (several nodes per residue, e.g. ``--select backbone``).
                               Terminal carboxyl oxygens (OT1, OT2, OC1, OC2, OXT, O1, O2) count as ``O``.
 charge                  1     the node's charge in e, only when ``spec.charge`` (opt-in; needs a topology with
                               charges): the atom's partial charge for atom nodes, the residue's net charge for

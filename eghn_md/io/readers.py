@@ -61,7 +61,9 @@ def _supported() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 SUPPORTED_TOPOLOGY_EXTENSIONS, SUPPORTED_TRAJECTORY_EXTENSIONS = _supported()
-SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(sorted(set(SUPPORTED_TOPOLOGY_EXTENSIONS) | set(SUPPORTED_TRAJECTORY_EXTENSIONS)))
+SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(
+    sorted(set(SUPPORTED_TOPOLOGY_EXTENSIONS) | set(SUPPORTED_TRAJECTORY_EXTENSIONS))
+)
 
 
 def sha256_file(path: str | os.PathLike, *, block_size: int = 1 << 20) -> str:
@@ -362,7 +364,8 @@ def _universe_from_mdtraj(path: Path):
     u.add_TopologyAttr("masses", [a.element.mass if a.element is not None else 0.0 for a in atoms])
     u.add_TopologyAttr("resnames", [r.name for r in residues])
     u.add_TopologyAttr("resids", [r.resSeq for r in residues])
-    u.add_TopologyAttr("segids", [(c.residue(0).segment_id if c.n_residues else "") or cid for c, cid in zip(chains, chain_ids)] or [""])
+    segids = [(c.residue(0).segment_id if c.n_residues else "") or cid for c, cid in zip(chains, chain_ids)]
+    u.add_TopologyAttr("segids", segids or [""])
     u.add_TopologyAttr("chainIDs", [chain_ids[a.residue.chain.index] for a in atoms])
     bonds = [(b[0].index, b[1].index) for b in top.bonds]
     if bonds:
