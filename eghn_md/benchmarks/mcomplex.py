@@ -11,8 +11,9 @@ intra-complex distances are exact up to round-off):
 * ``"rigid"``: Newton–Euler. Net force / mass → centre-of-mass acceleration; net torque → angular momentum
   ``L``; ``ω = I⁻¹ L`` with the world-frame inertia tensor ``I = R I_body Rᵀ`` (pseudo-inverse for two-particle
   complexes); ``R ← exp(ω dt) R`` (Rodrigues).
-* ``"published"`` (default, reproduces the paper's Linear-baseline error): the approximations of the authors' generator — centre acceleration = net force / n² (the mean
-  force divided by the size), ``ω`` itself integrated with ``dω = τ / J dt`` where ``J = Σ_i |r_i⊥ω|² / 3``.
+* ``"published"`` (default: it reproduces the paper's Linear-baseline error): the approximations of the authors'
+  generator — centre acceleration = net force / n² (the mean force divided by the size), ``ω`` itself integrated
+  with ``dω = τ / J dt`` where ``J = Σ_i |r_i⊥ω|² / 3``.
 
 Initial conditions follow the authors' generator: σ = (N/5)^(1/3) + 0.5; complex centres uniform in [−σ, σ]³ at
 least 1.6 apart (20 tries each); each particle at distance (0.6 … 1.1)·d_min/1.6 from its centre in a random

@@ -1,0 +1,165 @@
+"""``eghn-md bench``: the paper's benchmarks (M-complex simulation, CMU motion capture).
+
+\b
+  eghn-md bench mcomplex generate -o mc33.npz --n-complex 3 --mean-size 3
+  eghn-md bench mcomplex train mc33.npz --model linear --model egnn --seeds 1,2,3 --epochs 200
+  eghn-md bench mocap train --model egnn --seeds 1,2,3 --epochs 200
+"""
+
+from __future__ import annotations
+
+import click
+
+from cli._common import emit_json, json_option, overwrite_option, quiet_option, stderr_console
+
+MODEL_CHOICES = ("linear", "gnn", "rf", "egnn", "eghn", "eghn-published")
+
+
+def _parse_seeds(value: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not seeds:
+        raise click.BadParameter("give at least one seed")
+    return seeds
+
+
+def _train_options(f):
+    opts = [
+        click.option("--model", "models", multiple=True, type=click.Choice(MODEL_CHOICES), default=("egnn",),
+                     show_default=True, help="Model(s) to train; repeat the option for several."),
+        click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated training seeds."),
+        click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True),
+        click.option("--lr", type=float, default=5e-4, show_default=True),
+        click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True),
+        click.option("--n-layers", type=click.IntRange(min=1), default=4, show_default=True,
+                     help="Layers of the flat models (EGHN uses --eghn-layers per level)."),
+        click.option("--eghn-layers", type=click.IntRange(min=1), default=3, show_default=True),
+        click.option("--clusters", type=click.IntRange(min=1), default=None,
+                     help="EGHN clusters K (default: the number of complexes for M-complex, 3 for mocap)."),
+        click.option("--eval-every", type=click.IntRange(min=1), default=5, show_default=True),
+        click.option("--patience", type=click.IntRange(min=0), default=50, show_default=True,
+                     help="Evaluations without improvement before stopping (0: never)."),
+        click.option("--max-train", type=click.IntRange(min=1), default=None,
+                     help="Use only this many training samples."),
+        click.option("--max-eval", type=click.IntRange(min=1), default=None,
+                     help="Use only this many validation and test samples."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True),
+        json_option,
+        quiet_option,
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _settings(p: dict, n_clusters: int):
+    from eghn_md.benchmarks.runner import BenchSettings
+
+    eghn = {"n_layers": p["eghn_layers"]}
+    return BenchSettings(hidden=p["hidden"], n_layers=p["n_layers"], n_clusters=p["clusters"] or n_clusters,
+                         epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], eval_every=p["eval_every"],
+                         patience=p["patience"], device=p["device"],
+                         model_overrides={"eghn": eghn, "eghn-published": eghn})
+
+
+def _run_and_report(title: str, train, val, test, p: dict, settings, paper) -> None:
+    from eghn_md.benchmarks.runner import format_table, run_benchmark, summarise
+
+    console = stderr_console(p["quiet"])
+    console.print(f"{title}: {len(train)} train / {len(val)} val / {len(test)} test samples")
+    rows = run_benchmark(train, val, test, models=list(dict.fromkeys(p["models"])),
+                         seeds=_parse_seeds(p["seeds"]), settings=settings, log=console.print)
+    summary = summarise(rows)
+    if p["as_json"]:
+        emit_json({"benchmark": title, "settings": settings.to_dict(), "runs": rows, "summary": summary,
+                   "sizes": {"train": len(train), "val": len(val), "test": len(test)}})
+    else:
+        click.echo(format_table(summary, paper))
+
+
+@click.group()
+def bench() -> None:
+    """The paper's benchmarks: M-complex simulation and CMU motion capture (AdK: see `eghn-md train`)."""
+
+
+@bench.group()
+def mcomplex() -> None:
+    """Charged particles in rigid complexes (EGHN paper, Table 1)."""
+
+
+@mcomplex.command()
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Output .npz file.")
+@click.option("--n-complex", "-M", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--mean-size", type=click.IntRange(min=2), default=3, show_default=True, help="N / M.")
+@click.option("--system-types", type=click.IntRange(min=1), default=1, show_default=True,
+              help="1: single system; 5: the paper's 'multiple systems'.")
+@click.option("--n-train", type=click.IntRange(min=0), default=1000, show_default=True)
+@click.option("--n-val", type=click.IntRange(min=0), default=2000, show_default=True)
+@click.option("--n-test", type=click.IntRange(min=0), default=2000, show_default=True)
+@click.option("--dynamics", type=click.Choice(["published", "rigid"]), default="published", show_default=True,
+              help="'published': the authors' rigid-body approximations (matches the paper's Linear error); "
+                   "'rigid': Newton–Euler with the inertia tensor.")
+@click.option("--sample-every", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Integration steps between samples (input = sample 10, target = sample 25).")
+@click.option("--seed", type=int, default=43, show_default=True)
+@overwrite_option
+@json_option
+@quiet_option
+def generate(output, n_complex, mean_size, system_types, n_train, n_val, n_test, dynamics, sample_every, seed,
+             overwrite, as_json, quiet) -> None:
+    """Simulate the train / val / test systems and write them to OUTPUT."""
+    from eghn_md.benchmarks import mcomplex as mc
+    from eghn_md.io.atomic import check_output_path
+
+    check_output_path(output, overwrite=overwrite)
+    cfg = mc.MComplexConfig(n_complex=n_complex, mean_size=mean_size, system_types=system_types, n_train=n_train,
+                            n_val=n_val, n_test=n_test, dynamics=dynamics, sample_every=sample_every, seed=seed)
+    console = stderr_console(quiet)
+    data = mc.generate(cfg, progress=console.print)
+    mc.save(data, output)
+    summary = {"output": str(output), "system_sizes": data["meta"]["system_sizes"],
+               "samples": {s: int(len(data[f"{s}_ptr"]) - 1) for s in mc.SPLITS}, "config": data["meta"]["config"]}
+    if as_json:
+        emit_json(summary)
+    else:
+        console.print(f"wrote {output}: {summary['samples']}, complex sizes {summary['system_sizes']}")
+
+
+@mcomplex.command("train")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False))
+@_train_options
+def mcomplex_train(data, **p) -> None:
+    """Train and test models on an M-complex file; prints test MSE (×10⁻²) mean ± std over seeds."""
+    from eghn_md.benchmarks import mcomplex as mc
+
+    raw = mc.load(data)
+    cfg = raw["meta"]["config"]
+    val_n = p["max_eval"]
+    train = mc.MComplexDataset(raw, "train", max_samples=p["max_train"])
+    val = mc.MComplexDataset(raw, "val", max_samples=val_n)
+    test = mc.MComplexDataset(raw, "test", max_samples=val_n)
+    key = (cfg["n_complex"], cfg["mean_size"])
+    paper = mc.PAPER_TABLE.get(key) if cfg["system_types"] == 1 else None
+    _run_and_report(f"M-complex {key} ({cfg['system_types']} system type(s), {cfg['dynamics']} dynamics)",
+                    train, val, test, p, _settings(p, cfg["n_complex"]), paper)
+
+
+@bench.group()
+def mocap() -> None:
+    """CMU motion capture, subject #9 run (EGHN paper, Table 2)."""
+
+
+@mocap.command("train")
+@click.option("--delta-frame", type=click.IntRange(min=1), default=30, show_default=True)
+@_train_options
+def mocap_train(delta_frame, **p) -> None:
+    """Train and test models on the packaged mocap data; prints test MSE (×10⁻²) mean ± std over seeds."""
+    from eghn_md.benchmarks import mocap as mo
+
+    train = mo.MocapDataset("train", delta_frame=delta_frame, max_samples=p["max_train"])
+    val = mo.MocapDataset("val", delta_frame=delta_frame, max_samples=p["max_eval"])
+    test = mo.MocapDataset("test", delta_frame=delta_frame, max_samples=p["max_eval"])
+    _run_and_report("MoCap subject 9 run", train, val, test, p, _settings(p, 3), mo.PAPER_TABLE)
