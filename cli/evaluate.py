@@ -34,11 +34,11 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, device, quiet, a
     console = stderr_console(quiet)
     from rich.table import Table
 
-    t = Table(title=f"{result['model']} on {', '.join(result['data'])} [{split}], ΔT = {result['horizon_frames']} frames")
+    t = Table(title=f"{result['model_name']} on {', '.join(result['data'])} ({split} split), ΔT = {result['horizon_frames']} frames")
     t.add_column("predictor")
     t.add_column("MSE per coord. [Å²]", justify="right")
     t.add_column("MSD per node [Å²]", justify="right")
-    for k, label in (("model", result["model"]), ("static", "static (x_t)"), ("const_velocity", "constant velocity")):
+    for k, label in (("model", result["model_name"]), ("static", "static (x_t)"), ("const_velocity", "constant velocity")):
         t.add_row(label, f"{result[k]:.4f}", f"{3 * result[k]:.4f}")
     console.print(t)
     console.print(f"{result['windows']} windows; per-node errors in {result['per_node_csv']}")

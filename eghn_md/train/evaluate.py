@@ -105,7 +105,7 @@ def evaluate_model(
             samples = splits.sets[split]
             result = _evaluate(model, samples, ckpt, batch_size, device, per_node_csv)
     result.update({"model_file": str(model_path), "data": [str(d) for d in data], "split": split,
-                   "horizon_frames": dc.horizon, "model": ckpt.model_config.get("name")})
+                   "horizon_frames": dc.horizon, "model_name": ckpt.model_config.get("name")})
     return result
 
 

@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -125,11 +126,12 @@ def train_run(
                 "disp_scale": stats["disp_scale"],
             })
         config.train.reg_weight = float(model_cfg.reg_weight)
+        config.data.cutoff = splits.cutoff
         resolved_data = config.data.to_dict()
-        resolved_data["cutoff"] = splits.cutoff
-        write_text_atomic(out / "config.yaml", RunConfig(
-            model=model_cfg.to_dict(), data=config.data, train=config.train).to_yaml().replace(
-            "cutoff: null", f"cutoff: {splits.cutoff}"))
+        is_main = int(os.environ.get("RANK", "0")) == 0
+        if is_main:
+            write_text_atomic(out / "config.yaml",
+                              RunConfig(model=model_cfg.to_dict(), data=config.data, train=config.train).to_yaml())
         model = build_model(model_cfg)
         nodes_meta = splits.system.metadata()
         train_cfg_meta = {"train": config.train.to_dict(), "_model_section": model_section}
@@ -180,6 +182,8 @@ def train_run(
             "splits": evals,
             "sources": splits.sources,
         }
+        if not is_main:
+            return metrics
         write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=float) + "\n")
         # the best checkpoint carries the final metrics too
         save_checkpoint(out / "model.pt", state_dict=result.best_state,
