@@ -177,16 +177,30 @@ def _attr(atoms: "AtomGroup", key: str, n: int, default: str) -> np.ndarray:
 def _node_bonds(atoms: "AtomGroup", level: str, segid: np.ndarray, chain: np.ndarray) -> tuple[np.ndarray, str]:
     """(n_bonds, 2) int64 node pairs and the rule used (see module docstring)."""
     n = atoms.n_atoms
-    if level == "atom" and hasattr(atoms.universe.atoms, "bonds"):
-        pairs = np.asarray(atoms.intra_bonds.indices, dtype=np.int64).reshape(-1, 2)
+    all_bonds = _topology_bonds(atoms.universe) if level == "atom" else None
+    if all_bonds is not None and len(all_bonds):
+        lookup = np.full(atoms.universe.atoms.n_atoms, -1, dtype=np.int64)
+        lookup[atoms.indices] = np.arange(n)
+        pairs = lookup[all_bonds]
+        pairs = pairs[(pairs >= 0).all(axis=1)]
         if len(pairs):
-            lookup = np.full(atoms.universe.atoms.n_atoms, -1, dtype=np.int64)
-            lookup[atoms.indices] = np.arange(n)
-            return _canonical(lookup[pairs]), "topology"
+            return _canonical(pairs), "topology"
     same = (segid[1:] == segid[:-1]) & (chain[1:] == chain[:-1])
     i = np.nonzero(same)[0]
     pairs = np.stack([i, i + 1], axis=1) if len(i) else np.zeros((0, 2), dtype=np.int64)
     return _canonical(pairs), "sequence" if level == "residue" else "consecutive"
+
+
+def _topology_bonds(universe) -> np.ndarray | None:
+    """(n_bonds, 2) atom index pairs of the whole topology, or None when it has no bond information."""
+    try:  # the raw index pairs: avoids building MDAnalysis Bond objects for the whole system
+        values = universe._topology.bonds.values
+    except AttributeError:
+        try:
+            return np.asarray(universe.atoms.bonds.indices, dtype=np.int64).reshape(-1, 2)
+        except AttributeError:  # NoDataError derives from AttributeError
+            return None
+    return np.asarray(values, dtype=np.int64).reshape(-1, 2)
 
 
 def _canonical(pairs: np.ndarray) -> np.ndarray:

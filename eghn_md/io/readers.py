@@ -325,11 +325,18 @@ def _load_topology(path: Path, fmt: str):
         return _universe_from_mdtraj(path)
     import MDAnalysis as mda
 
+    from MDAnalysis.topology.core import get_parser_for
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            # topology only: coordinates come from the trajectories (a PDB/GRO also gets its own first frame).
-            return mda.Universe(str(path))
+            # Topology only, no coordinates: `mda.Universe(path)` would also read a GRO/PDB/TPR topology's own
+            # coordinates, parsing the file a second time; the positions come from the trajectories instead.
+            with get_parser_for(str(path))(str(path)) as parser:
+                topology = parser.parse()
+            universe = mda.Universe(topology)
+            universe.filename = str(path)
+            return universe
     except Exception as exc:
         raise DataError(f"cannot read topology {str(path)!r}: {_one_line(exc)}") from exc
 
