@@ -3,8 +3,8 @@
 Both sides are timed end to end on the MDAnalysisTests trajectories (largest: AdK in water, 47 681 atoms, as
 GRO+XTC and TPR+TRR): the bare loop opens the Universe and copies the selected positions of every frame into one
 array; `preprocess` also checksums the inputs, writes the HDF5 dataset (fsync + rename) and reads its summary back.
-Each figure is the best of ``--repeat`` runs after one warm-up (XTC/TRR offsets cached). Prints a Markdown table;
-``--record`` writes it to section ``## Preprocess`` of examples/benchmarks/RESULTS.md.
+Each figure is the best of ``--repeat`` interleaved runs after one warm-up (XTC/TRR offsets cached). Prints a
+Markdown table; ``--record`` writes it to section ``## Preprocess`` of examples/benchmarks/RESULTS.md.
 
     python examples/benchmarks/preprocess.py [--repeat 5] [--record]
 """
@@ -59,14 +59,17 @@ def run_preprocess(top: str, traj: str | list[str], selection: str, out: Path) -
     return preprocess(top, trajs, out, select=selection, overwrite=True)["n_frames_total"]
 
 
-def best_of(fn, repeat: int) -> float:
-    fn()  # warm-up: page cache, XTC/TRR offset files, imports
-    times = []
+def best_of(fns, repeat: int) -> list[float]:
+    """Best wall time of each function; runs are interleaved so that both sides see the same machine load."""
+    for fn in fns:
+        fn()  # warm-up: page cache, XTC/TRR offset files, imports
+    best = [float("inf")] * len(fns)
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
 
 
 def main() -> None:
@@ -81,8 +84,9 @@ def main() -> None:
         out = Path(tmp) / "bench.h5"
         for label, top, traj, sel in cases():
             n_frames, ref = bare_loop(top, traj, sel)
-            t_bare = best_of(lambda: bare_loop(top, traj, sel), args.repeat)
-            t_pre = best_of(lambda: run_preprocess(top, traj, sel, out), args.repeat)
+            t_bare, t_pre = best_of(
+                [lambda: bare_loop(top, traj, sel), lambda: run_preprocess(top, traj, sel, out)], args.repeat
+            )
             import h5py
 
             with h5py.File(out) as f:  # same numbers as the bare loop
@@ -102,7 +106,10 @@ def main() -> None:
             f"{n_frames / t_pre:,.0f} | {t_pre / t_bare:.2f}x |"
         )
     table = "\n".join(lines)
-    env = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    env = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end"
+    )
     print(table)
     print(f"\nbest of {args.repeat} after a warm-up; {env}")
     if args.record:
@@ -111,10 +118,10 @@ def main() -> None:
 
 def record(table: str, repeat: int, env: str) -> None:
     body = (
-        f"{SECTION}\n\n`python examples/benchmarks/preprocess.py --record` ({env}; best of {repeat} runs after a "
-        "warm-up, end to end: opening the files, reading every frame, and for `preprocess` also SHA-256 of the "
-        "inputs, the HDF5 write with fsync + rename and the summary read-back). Target: preprocess within 1.5x of "
-        "the bare read.\n\n" + table + "\n"
+        f"{SECTION}\n\n`python examples/benchmarks/preprocess.py --record` ({env}; best of {repeat} interleaved "
+        "runs after a warm-up, end to end: opening the files, reading every frame, and for `preprocess` also SHA-256 "
+        "of the inputs, the HDF5 write with fsync + rename and the summary read-back). Target: preprocess within "
+        "1.5x of the bare read.\n\n" + table + "\n"
     )
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
