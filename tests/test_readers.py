@@ -120,3 +120,19 @@ def test_mdtraj_h5_trajectory_with_psf_topology(tmp_path):
         pos, _ = _read_all(system.trajectories[0], ca.indices, stride=2)
     ref, _ = mda_positions(datafile("PSF"), datafile("DCD"), "name CA", stride=2)
     np.testing.assert_allclose(pos, ref[:2], atol=2e-4)
+
+
+def test_mdtraj_h5_without_pytables_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    import h5py
+
+    fake = tmp_path / "fake.h5"
+    with h5py.File(fake, "w") as f:  # mdtraj's layout, without needing PyTables to write it
+        f["coordinates"] = np.zeros((3, 3341, 3), dtype=np.float32)
+        f["topology"] = "{}"
+    monkeypatch.setitem(sys.modules, "tables", None)  # import tables → ImportError
+    with pytest.raises(DataError, match="needs PyTables: pip install tables"):
+        open_system(datafile("PSF"), [fake])
+    with pytest.raises(DataError, match="needs PyTables"):
+        open_system(fake, [fake])

@@ -199,6 +199,7 @@ class TrajectorySource:
 def _open_trajectory(path: Path, fmt: str, n_atoms_topology: int) -> TrajectorySource:
     if fmt == _MDTRAJ_H5:
         n_frames, n_atoms = _mdtraj_h5_shape(path)
+        _require_pytables(path)
         src = TrajectorySource(path=path, format=fmt, n_atoms=n_atoms, n_frames=n_frames)
     else:
         from MDAnalysis.coordinates.core import get_reader_for
@@ -346,12 +347,11 @@ def _universe_from_mdtraj(path: Path):
     import MDAnalysis as mda
 
     _mdtraj_h5_shape(path)  # a clear error for eghn-md datasets and other HDF5 files
+    _require_pytables(path)
     try:
         import mdtraj
 
         top = mdtraj.load_topology(str(path))
-    except ImportError as exc:
-        raise DataError(f"reading mdtraj HDF5 {str(path)!r} needs PyTables: pip install tables ({exc})") from exc
     except Exception as exc:
         raise DataError(f"cannot read the topology of mdtraj file {str(path)!r}: {_one_line(exc)}") from exc
     atoms = list(top.atoms)
@@ -378,6 +378,13 @@ def _universe_from_mdtraj(path: Path):
     if bonds:
         u.add_TopologyAttr("bonds", bonds)
     return u
+
+
+def _require_pytables(path: Path) -> None:
+    try:
+        import tables  # noqa: F401  (mdtraj reads its HDF5 format through PyTables)
+    except ImportError:
+        raise DataError(f"reading the mdtraj HDF5 file {str(path)!r} needs PyTables: pip install tables") from None
 
 
 def _chain_id(chain) -> str:
