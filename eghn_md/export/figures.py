@@ -1,14 +1,45 @@
-"""Figures (matplotlib, headless Agg backend). Placeholder-free: functions return None when there is nothing to plot."""
+"""Figures made automatically at the end of other commands: never fail the command that produced the data.
+
+``train`` calls :func:`maybe_plot_run` and ``rollout --truth`` calls :func:`maybe_plot_rollout`; both return the
+written paths (or None) and turn any plotting problem into a warning (logged through ``log`` when given), because a
+figure must never make a successful training or rollout fail. The figures themselves live in
+:mod:`eghn_md.export.plots`.
+"""
 
 from __future__ import annotations
 
-__all__ = ["maybe_plot_rollout"]
+import warnings
+from pathlib import Path
+from typing import Callable, Optional
+
+__all__ = ["maybe_plot_rollout", "maybe_plot_run"]
 
 
-def maybe_plot_rollout(summary: dict):
-    """Plot RMSD vs time for a rollout with truth; returns the figure path or None (figures not available)."""
+def _warn(msg: str, log: Optional[Callable[[str], None]]) -> None:
+    if log is not None:
+        log(msg)
+    else:
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+def maybe_plot_rollout(summary: dict, log: Optional[Callable[[str], None]] = None) -> Optional[str]:
+    """RMSD vs time of a rollout with truth (``PRED_rmsd.png``); the path, or None if it could not be made."""
     try:
-        from eghn_md.export.plots import plot_rollout_rmsd  # written by the figures issue
-    except ImportError:
+        from eghn_md.export.plots import plot_rollout_rmsd
+
+        return plot_rollout_rmsd(summary)
+    except Exception as exc:  # noqa: BLE001 - a figure must not fail the rollout
+        _warn(f"warning: rollout figure not written ({type(exc).__name__}: {exc})", log)
         return None
-    return plot_rollout_rmsd(summary)
+
+
+def maybe_plot_run(run_dir: str | Path, fmt: str = "png",
+                   log: Optional[Callable[[str], None]] = None) -> Optional[list[str]]:
+    """The figures of a run directory (:func:`eghn_md.export.plots.plot_run`); None if they could not be made."""
+    try:
+        from eghn_md.export.plots import plot_run
+
+        return plot_run(run_dir, fmt)
+    except Exception as exc:  # noqa: BLE001 - a figure must not fail the training
+        _warn(f"warning: figures of {str(run_dir)!r} not written ({type(exc).__name__}: {exc})", log)
+        return None
