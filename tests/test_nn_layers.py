@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from eghn_md.nn.edges import Edges
 from eghn_md.nn.egnn import EGNNLayer
 from eghn_md.nn.emmp import EMMP
 from eghn_md.nn.mlp import MLP, PairLinear
@@ -39,8 +40,9 @@ def test_emmp_equivariant(invariants):
 
     def fn(b):
         Z = torch.stack([b.pos, b.vel], dim=2)
-        Z2, h2 = layer(Z, b.h, b.edge_index, b.edge_attr, b.batch, b.num_graphs)
-        Z2, h2 = layer(Z2, h2, b.edge_index, b.edge_attr, b.batch, b.num_graphs)
+        e = Edges(b.edge_index, b.num_nodes)
+        Z2, h2 = layer(Z, b.h, e, e.attr(b.edge_attr), b.batch, b.num_graphs)
+        Z2, h2 = layer(Z2, h2, e, e.attr(b.edge_attr), b.batch, b.num_graphs)
         return {"points": Z2[:, :, 0], "vectors": Z2[:, :, 1], "invariants": h2}
 
     _all_checks(fn)
@@ -51,7 +53,7 @@ def test_emmp_moves_vectors_and_translates_positions_only():
     layer = EMMP(hidden=H, n_vectors=2, translating=(True, False)).double()
     b = _batch()
     Z = torch.stack([b.pos, b.vel], dim=2)
-    Z2, _ = layer(Z, b.h, b.edge_index, None, b.batch, b.num_graphs)
+    Z2, _ = layer(Z, b.h, Edges(b.edge_index, b.num_nodes), None, b.batch, b.num_graphs)
     assert (Z2 - Z).abs().max() > 1e-6  # the layer does update the vectors
 
 
@@ -62,7 +64,8 @@ def test_egnn_layer_equivariant():
     nn_init.normal_(layer.coord2.weight, std=0.3)
 
     def fn(b):
-        x, h = layer(b.pos, b.vel, b.h, b.edge_index, b.edge_attr)
+        e = Edges(b.edge_index, b.num_nodes)
+        x, h = layer(b.pos, b.vel, b.h, e, e.attr(b.edge_attr))
         return {"points": x, "invariants": h}
 
     _all_checks(fn)
@@ -97,7 +100,7 @@ def test_cluster_adjacency_matches_dense():
     b = _batch()
     torch.manual_seed(1)
     S = torch.softmax(torch.randn(b.num_nodes, 3, dtype=torch.float64), -1)
-    A = cluster_adjacency(S, b.edge_index, b.batch, b.num_graphs)
+    A = cluster_adjacency(S, Edges(b.edge_index, b.num_nodes), b.batch, b.num_graphs)
     for g in range(b.num_graphs):
         lo, hi = int(b.ptr[g]), int(b.ptr[g + 1])
         dense = torch.zeros(hi - lo, hi - lo, dtype=torch.float64)
@@ -120,12 +123,12 @@ def test_regulariser_zero_for_perfect_block_assignment(squared):
             batch.append(torch.full((n,), g))
             off += n
     ei, S, batch = torch.cat(edges, 1), torch.cat(S_rows), torch.cat(batch)
-    A = cluster_adjacency(S, ei, batch, 2)
+    A = cluster_adjacency(S, Edges(ei, len(batch)), batch, 2)
     assert float(pooling_regulariser(A, squared=squared)) == pytest.approx(0.0, abs=1e-12)
     # a wrong assignment (every node to cluster 0) is penalised
     S_bad = torch.zeros_like(S)
     S_bad[:, 0] = 1.0
-    assert float(pooling_regulariser(cluster_adjacency(S_bad, ei, batch, 2), squared=squared)) > 0.5
+    assert float(pooling_regulariser(cluster_adjacency(S_bad, Edges(ei, len(batch)), batch, 2), squared=squared)) > 0.5
 
 
 def test_complete_graph():
@@ -138,10 +141,28 @@ def test_pair_linear_equals_concatenated_linear():
     torch.manual_seed(0)
     b = _batch()
     pl = PairLinear(H, 2, 5).double()
-    i, j = b.edge_index
+    e = Edges(b.edge_index, b.num_nodes)
+    i, j = e.i, e.j
     W = torch.cat([pl.node.weight[:5], pl.node.weight[5:], pl.edge.weight], dim=1)
-    ref = torch.cat([b.h[i], b.h[j], b.edge_attr], 1) @ W.T + pl.edge.bias
-    torch.testing.assert_close(pl(b.h, b.edge_attr, b.edge_index), ref)
+    ref = torch.cat([b.h[i], b.h[j], e.attr(b.edge_attr)], 1) @ W.T + pl.bias
+    torch.testing.assert_close(pl(b.h, e.attr(b.edge_attr), e), ref)
+
+
+def test_edges_gather_and_sum_match_index_ops_with_gradients():
+    gen = torch.Generator().manual_seed(0)
+    ei = torch.randint(0, 7, (2, 30), generator=gen)  # unsorted, repeated, some nodes without edges
+    x = torch.randn(7, 3, 2, dtype=torch.float64, requires_grad=True)
+    e = Edges(ei, 7)
+    assert bool((e.i[1:] >= e.i[:-1]).all())
+    w = torch.randn(30, 3, 2, dtype=torch.float64)
+    got = e.sum_i(e.gather_j(x) * w + e.gather_i(x))
+    ref = torch.zeros(7, 3, 2, dtype=torch.float64).index_add_(0, e.i, x[e.j] * w + x[e.i])
+    torch.testing.assert_close(got, ref)
+    (gx,) = torch.autograd.grad(got.square().sum(), x)
+    (rx,) = torch.autograd.grad(ref.square().sum(), x)
+    torch.testing.assert_close(gx, rx)
+    torch.testing.assert_close(e.mean_i(torch.ones(30, 1, dtype=torch.float64))[:, 0],
+                               (torch.bincount(ei[0], minlength=7) > 0).double())
 
 
 def test_silu_linear_gradients_match_autograd():
@@ -149,3 +170,24 @@ def test_silu_linear_gradients_match_autograd():
     mlp = MLP(4, 6, 3, n_layers=3).double()
     x = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: mlp(t), (x,))
+
+
+def test_fused_edge_mlp_matches_plain_ops():
+    from eghn_md.nn.mlp import EdgeMLP
+
+    torch.manual_seed(0)
+    b = _batch()
+    e = Edges(b.edge_index, b.num_nodes)
+    mlp = EdgeMLP(H, 2, 6).double()
+    h = b.h.clone().requires_grad_(True)
+    ea = e.attr(b.edge_attr).clone().requires_grad_(True)
+    fused = mlp(h, ea, e)  # grad enabled: fused autograd function
+    grads = torch.autograd.grad(fused.square().sum(), [h, ea] + list(mlp.parameters()))
+    from eghn_md.nn.mlp import silu_linear
+
+    plain = mlp.second(torch.nn.functional.silu(mlp.first(h, ea, e)))
+    ref = torch.autograd.grad(plain.square().sum(), [h, ea] + list(mlp.parameters()))
+    torch.testing.assert_close(fused, plain)
+    for a, r in zip(grads, ref):
+        torch.testing.assert_close(a, r)
+    assert torch.autograd.gradcheck(lambda x, y: mlp(x, y, e), (h[:, :], ea))

@@ -31,7 +31,8 @@ from eghn_md.models.config import ModelConfig
 from eghn_md.models.output import ModelOutput
 from eghn_md.nn.egnn import EGNNLayer
 from eghn_md.nn.emmp import EMMP
-from eghn_md.nn.invariants import centre, channel_scale, graph_mean
+from eghn_md.nn.edges import Edges, graph_gather, graph_mean
+from eghn_md.nn.invariants import centre, channel_scale
 from eghn_md.nn.pool import (
     AssignHead,
     cluster_adjacency,
@@ -125,7 +126,7 @@ class EGHN(nn.Module):
         else:
             feat = torch.stack([row_normalise(A).reshape(-1)[flat], torch.log1p(a[flat])], dim=1)
         batch_high = torch.arange(G, device=A.device).repeat_interleave(K)
-        return edges, feat, batch_high
+        return Edges(edges, G * K), feat, batch_high
 
     def forward(self, batch: GraphBatch) -> ModelOutput:
         c = self.config
@@ -133,35 +134,37 @@ class EGHN(nn.Module):
         b = batch.batch
         x = batch.pos / c.length_scale
         xbar = graph_mean(x, b, G)  # (G, 3)
-        xc = x - xbar.index_select(0, b)
+        xbar_n = graph_gather(xbar, b, G)
+        xc = x - xbar_n
         v = batch.vel / c.vel_scale
         h = self.embed(batch.h)
-        ea = batch.edge_attr if c.edge_in else None
+        edges = Edges(batch.edge_index, batch.num_nodes)
+        ea = edges.attr(batch.edge_attr) if c.edge_in else None
         if self.options.published:
-            out, S, reg = self._forward_published(batch, xc, v, h, ea, G)
+            out, S, reg = self._forward_published(batch, edges, xc, v, h, ea, G)
         else:
-            out, S, reg = self._forward_equations(batch, xc, v, h, ea, G)
-        pos = (xbar.index_select(0, b) + out) * c.length_scale
+            out, S, reg = self._forward_equations(batch, edges, xc, v, h, ea, G)
+        pos = (xbar_n + out) * c.length_scale
         return ModelOutput(pos=pos, reg=reg, assign=S)
 
     # ------------------------------------------------------------------ eghn (equations)
-    def _forward_equations(self, batch, xc, v, h, ea, G):
+    def _forward_equations(self, batch, edges, xc, v, h, ea, G):
         c = self.config
         b = batch.batch
         Z0 = torch.stack([xc, v], dim=2)  # (N, 3, 2)
         Z = Z0
         for layer in self.low:
-            Z, h = layer(Z, h, batch.edge_index, ea, b, G)
+            Z, h = layer(Z, h, edges, ea, b, G)
         Zl, hl = Z, h
         for layer in self.pool_net:  # eq. 5
-            Z, h = layer(Z, h, batch.edge_index, ea, b, G)
+            Z, h = layer(Z, h, edges, ea, b, G)
         S = self.assign(h)  # eq. 6
         Zh = pool_mean(S, Z, b, G).reshape(G * self.n_clusters, 3, 2)  # eq. 7
         hh = pool_mean(S, hl, b, G).reshape(G * self.n_clusters, -1)  # eq. 8
-        A = cluster_adjacency(S, batch.edge_index, b, G)  # eq. 9
-        edges, feat, bh = self._cluster_graph(A, G)
+        A = cluster_adjacency(S, edges, b, G)  # eq. 9
+        high, feat, bh = self._cluster_graph(A, G)
         for layer in self.high:
-            Zh, hh = layer(Zh, hh, edges, feat.to(hh.dtype), bh, G)
+            Zh, hh = layer(Zh, hh, high, feat.to(hh.dtype), bh, G)
         K = self.n_clusters
         Zagg = unpool(S, Zh.reshape(G, K, 3, 2), b)  # eq. 10
         hagg = unpool(S, hh.reshape(G, K, -1), b)  # eq. 11
@@ -174,26 +177,27 @@ class EGHN(nn.Module):
         return out, S, reg
 
     # ------------------------------------------------------------------ eghn-published
-    def _forward_published(self, batch, xc, v, h, ea, G):
+    def _forward_published(self, batch, edges, xc, v, h, ea, G):
         b = batch.batch
         K = self.n_clusters
         x = xc
         for layer in self.low:
-            x, h = layer(x, v, h, batch.edge_index, ea)
+            x, h = layer(x, v, h, edges, ea)
         nf = x - xc
         Z = torch.stack([xc, nf, v], dim=2)
         hp = h
+        bonds = Edges(batch.bonds, batch.num_nodes)
         for layer in self.pool_net:
-            Z, hp = layer(Z, hp, batch.bonds, None, b, G)
+            Z, hp = layer(Z, hp, bonds, None, b, G)
         S = self.assign(hp)
         X = pool_mean(S, xc, b, G).reshape(G * K, 3)
         Vh = pool_mean(S, v, b, G).reshape(G * K, 3)
         Hh = pool_mean(S, h, b, G).reshape(G * K, -1)
-        A = cluster_adjacency(S, batch.edge_index, b, G)
-        edges, feat, _ = self._cluster_graph(A, G)
+        A = cluster_adjacency(S, edges, b, G)
+        high, feat, _ = self._cluster_graph(A, G)
         Xh = X
         for layer in self.high:
-            Xh, Hh = layer(Xh, Vh, Hh, edges, feat.to(Hh.dtype))
+            Xh, Hh = layer(Xh, Vh, Hh, high, feat.to(Hh.dtype))
         dX = unpool(S, (Xh - X).reshape(G, K, 3), b)
         SX = unpool(S, X.reshape(G, K, 3), b)
         SV = unpool(S, Vh.reshape(G, K, 3), b)
@@ -201,6 +205,6 @@ class EGHN(nn.Module):
         V = torch.stack([dX, xc - SX, v - SV, nf], dim=2)
         d = self.decoder(V, torch.cat([h, SH.to(h.dtype)], dim=1))
         out = SX + dX + d
-        A_loc = cluster_adjacency(S, batch.bonds, b, G)
+        A_loc = cluster_adjacency(S, bonds, b, G)
         reg = pooling_regulariser(A_loc, squared=False)
         return out, S, reg

@@ -8,7 +8,7 @@ from eghn_md.data.batch import GraphBatch
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.output import ModelOutput
 from eghn_md.nn.egnn import EGNNLayer
-from eghn_md.nn.invariants import graph_mean
+from eghn_md.nn.edges import Edges, graph_gather, graph_mean
 
 __all__ = ["EGNN"]
 
@@ -34,11 +34,12 @@ class EGNN(nn.Module):
     def forward(self, batch: GraphBatch) -> ModelOutput:
         c = self.config
         x = batch.pos / c.length_scale
-        xbar = graph_mean(x, batch.batch, batch.num_graphs).index_select(0, batch.batch)
+        xbar = graph_gather(graph_mean(x, batch.batch, batch.num_graphs), batch.batch, batch.num_graphs)
         x = x - xbar
         v = batch.vel / c.vel_scale
         h = self.embed(batch.h)
-        ea = batch.edge_attr if c.edge_in else None
+        edges = Edges(batch.edge_index, batch.num_nodes)
+        ea = edges.attr(batch.edge_attr) if c.edge_in else None
         for layer in self.layers:
-            x, h = layer(x, v, h, batch.edge_index, ea)
+            x, h = layer(x, v, h, edges, ea)
         return ModelOutput(pos=(x + xbar) * c.length_scale, reg=x.new_zeros(()), assign=None)

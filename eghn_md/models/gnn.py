@@ -5,17 +5,15 @@ Translation-equivariant only (positions are centred per graph); it predicts the 
 
 from __future__ import annotations
 
-from torch import nn
-
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.output import ModelOutput
-from eghn_md.nn.invariants import graph_mean
-from eghn_md.nn.mlp import MLP, PairLinear, silu_linear
-from eghn_md.nn.scatter import scatter_sum
-from torch.nn import functional as F
+from eghn_md.nn.edges import Edges, graph_gather, graph_mean
+from eghn_md.nn.mlp import MLP, EdgeMLP
 
 __all__ = ["GNN"]
 
@@ -24,13 +22,12 @@ class _MPNNLayer(nn.Module):
     def __init__(self, hidden: int, edge_in: int):
         super().__init__()
         self.edge_in = edge_in
-        self.first = PairLinear(hidden, edge_in, hidden)
-        self.second = nn.Linear(hidden, hidden)
+        self.edge_mlp = EdgeMLP(hidden, edge_in, hidden)
         self.node = MLP(2 * hidden, hidden, hidden, n_layers=2)
 
-    def forward(self, h, edge_index, edge_attr):
-        msg = F.silu(silu_linear(self.first(h, edge_attr, edge_index), self.second))
-        agg = scatter_sum(msg, edge_index[0], h.shape[0])
+    def forward(self, h, edges, edge_attr):
+        msg = F.silu(self.edge_mlp(h, edge_attr, edges))
+        agg = edges.sum_i(msg)
         return h + self.node(torch.cat([h, agg], dim=1))
 
 
@@ -46,10 +43,11 @@ class GNN(nn.Module):
     def forward(self, batch: GraphBatch) -> ModelOutput:
         c = self.config
         x = batch.pos / c.length_scale
-        xc = x - graph_mean(x, batch.batch, batch.num_graphs).index_select(0, batch.batch)
+        xc = x - graph_gather(graph_mean(x, batch.batch, batch.num_graphs), batch.batch, batch.num_graphs)
         h = self.embed(torch.cat([xc, batch.vel / c.vel_scale, batch.h], dim=1))
-        ea = batch.edge_attr if c.edge_in else None
+        edges = Edges(batch.edge_index, batch.num_nodes)
+        ea = edges.attr(batch.edge_attr) if c.edge_in else None
         for layer in self.layers:
-            h = layer(h, batch.edge_index, ea)
+            h = layer(h, edges, ea)
         pos = batch.pos + c.disp_scale * self.head(h).to(batch.pos.dtype)
         return ModelOutput(pos=pos, reg=pos.new_zeros(()), assign=None)

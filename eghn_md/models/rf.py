@@ -13,7 +13,7 @@ from eghn_md.data.batch import GraphBatch
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.output import ModelOutput
 from eghn_md.nn.mlp import MLP
-from eghn_md.nn.scatter import scatter_mean
+from eghn_md.nn.edges import Edges
 
 __all__ = ["RF"]
 
@@ -26,12 +26,11 @@ class _RFLayer(nn.Module):
         self.phi = MLP(1 + edge_in, hidden, 1, n_layers=2, out_init_scale=0.01)
         self.phi_v = MLP(1, hidden, 1, n_layers=2)
 
-    def forward(self, x, v, edge_index, edge_attr):
-        i, j = edge_index[0], edge_index[1]
-        rel = x.index_select(0, i) - x.index_select(0, j)
+    def forward(self, x, v, edges, edge_attr):
+        rel = edges.gather_i(x) - edges.gather_j(x)
         d2 = (rel * rel).sum(1, keepdim=True)
         feat = torch.cat([d2, edge_attr.to(d2.dtype)], dim=1) if self.edge_in else d2
-        agg = scatter_mean(rel * torch.tanh(self.phi(feat)).to(rel.dtype), i, x.shape[0])
+        agg = edges.mean_i(rel * torch.tanh(self.phi(feat)).to(rel.dtype))
         vn = v.norm(dim=1, keepdim=True)
         return x + self.coord_scale * (agg + self.phi_v(vn).to(v.dtype) * v)
 
@@ -50,8 +49,9 @@ class RF(nn.Module):
         x = batch.pos / c.length_scale
         x0 = x
         v = batch.vel / c.vel_scale
-        ea = batch.edge_attr if c.edge_in else None
+        edges = Edges(batch.edge_index, batch.num_nodes)
+        ea = edges.attr(batch.edge_attr) if c.edge_in else None
         for layer in self.layers:
-            x = layer(x, v, batch.edge_index, ea)
+            x = layer(x, v, edges, ea)
         pos = batch.pos + (x - x0) * c.length_scale
         return ModelOutput(pos=pos, reg=pos.new_zeros(()), assign=None)

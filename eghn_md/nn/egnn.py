@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from eghn_md.nn.mlp import MLP, PairLinear, silu_linear
-from eghn_md.nn.scatter import scatter_mean, scatter_sum
+from eghn_md.nn.mlp import MLP, EdgeMLP, silu_linear
+from eghn_md.nn.edges import Edges
 
 __all__ = ["EGNNLayer"]
 
@@ -27,7 +27,7 @@ __all__ = ["EGNNLayer"]
 class EGNNLayer(nn.Module):
     """One EGNN layer (``update_h=False``: the last layer of a stack whose scalars are not read, no φ_h).
 
-    Shapes: x (N, 3), v (N, 3) or None, h (N, H), edge_index (2, E), edge_attr (E, D) or None -> x' (N, 3), h' (N, H).
+    Shapes: x (N, 3), v (N, 3) or None, h (N, H), edges (:class:`~eghn_md.nn.edges.Edges`), edge_attr (E, D) or None -> x' (N, 3), h' (N, H).
     """
 
     def __init__(
@@ -46,26 +46,22 @@ class EGNNLayer(nn.Module):
         self.residual = residual
         self.coord_scale = float(coord_scale)
         self.clamp = clamp
-        self.first = PairLinear(hidden, 1 + edge_in, hidden)
-        self.second = nn.Linear(hidden, hidden)
+        self.edge_mlp = EdgeMLP(hidden, 1 + edge_in, hidden)
         self.coord1 = nn.Linear(hidden, hidden)
         self.coord2 = nn.Linear(hidden, 1, bias=False)
         nn.init.xavier_uniform_(self.coord2.weight, gain=0.001)
         self.vel = MLP(hidden, hidden, 1, n_layers=2) if velocity else None
         self.node = MLP(2 * hidden, hidden, hidden, n_layers=2) if update_h else None
 
-    def forward(self, x: Tensor, v: Optional[Tensor], h: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor]):
-        i, j = edge_index[0], edge_index[1]
-        n = x.shape[0]
-        rel = x.index_select(0, i) - x.index_select(0, j)  # (E, 3)
+    def forward(self, x: Tensor, v: Optional[Tensor], h: Tensor, edges: Edges, edge_attr: Optional[Tensor]):
+        rel = edges.gather_i(x) - edges.gather_j(x)  # (E, 3)
         d2 = (rel * rel).sum(1, keepdim=True)
         feat = torch.cat([d2, edge_attr.to(d2.dtype)], dim=1) if self.edge_in else d2
-        pre1 = self.first(h, feat.to(h.dtype), edge_index)
-        pre2 = silu_linear(pre1, self.second)
+        pre2 = self.edge_mlp(h, feat.to(h.dtype), edges)
         msg = F.silu(pre2)
         t = silu_linear(pre2, self.coord1)
         phi = silu_linear(t, self.coord2)  # (E, 1)
-        agg = scatter_mean(rel * phi.to(rel.dtype), i, n)
+        agg = edges.mean_i(rel * phi.to(rel.dtype))
         if self.clamp is not None:
             agg = agg.clamp(-self.clamp, self.clamp)
         if self.vel is not None and v is not None:
@@ -73,6 +69,6 @@ class EGNNLayer(nn.Module):
         x = x + self.coord_scale * agg
         if self.node is None:  # last layer of a stack whose h is not used
             return x, h
-        out = self.node(torch.cat([h, scatter_sum(msg, i, n).to(h.dtype)], dim=1))
+        out = self.node(torch.cat([h, edges.sum_i(msg).to(h.dtype)], dim=1))
         h = h + out if self.residual else out
         return x, h

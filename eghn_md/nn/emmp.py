@@ -29,8 +29,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from eghn_md.nn.invariants import centre, channel_scale, gram_features
-from eghn_md.nn.mlp import MLP, PairLinear, silu_linear
-from eghn_md.nn.scatter import scatter_mean, scatter_sum
+from eghn_md.nn.mlp import MLP, EdgeMLP, silu_linear
+from eghn_md.nn.edges import Edges
 
 __all__ = ["EMMP"]
 
@@ -48,7 +48,7 @@ class EMMP(nn.Module):
         update_vectors: False for a last layer whose vectors are not read (Z is returned unchanged).
 
     Shapes:
-        Z (N, 3, m), h (N, H), edge_index (2, E), edge_attr (E, D) or None, batch (N,) -> Z' (N, 3, m), h' (N, H).
+        Z (N, 3, m), h (N, H), edges (:class:`~eghn_md.nn.edges.Edges`), edge_attr (E, D) in edge order or None, batch (N,) -> Z' (N, 3, m), h' (N, H).
     """
 
     def __init__(
@@ -81,8 +81,7 @@ class EMMP(nn.Module):
         else:
             node_dim, edge_dim, n_basis = hidden, m * m + edge_in, m
         self.n_basis = n_basis
-        self.first = PairLinear(node_dim, edge_dim, hidden)
-        self.second = nn.Linear(hidden, hidden)
+        self.edge_mlp = EdgeMLP(node_dim, edge_dim, hidden)
         self.coef = nn.Linear(hidden, n_basis * m) if update_vectors else None
         if self.coef is not None:
             with torch.no_grad():
@@ -94,20 +93,18 @@ class EMMP(nn.Module):
         self,
         Z: Tensor,
         h: Tensor,
-        edge_index: Tensor,
+        edges: Edges,
         edge_attr: Optional[Tensor],
         batch: Tensor,
         num_graphs: int,
     ):
-        i, j = edge_index[0], edge_index[1]
-        n = Z.shape[0]
         Zc = centre(Z, batch, num_graphs, self.translating)
-        Zi, Zj = Zc.index_select(0, i), Zc.index_select(0, j)  # (E, 3, m)
+        Zi, Zj = edges.gather_i(Zc), edges.gather_j(Zc)  # (E, 3, m)
         if self.invariants == "gram":
             Zn = Zc / channel_scale(Zc, batch, num_graphs)
             node_feat = torch.cat([h, gram_features(Zn, symmetric=True).to(h.dtype)], dim=1)
             rel = Zi - Zj
-            inv = [gram_features(Zn.index_select(0, i), Zn.index_select(0, j)), gram_features(rel, symmetric=True)]
+            inv = [gram_features(edges.gather_i(Zn), edges.gather_j(Zn)), gram_features(rel, symmetric=True)]
             basis = torch.cat([rel, Zj], dim=2)  # (E, 3, 2m): span of Ẑ_ij
         else:
             node_feat = h
@@ -116,13 +113,12 @@ class EMMP(nn.Module):
         if self.edge_in:
             inv.append(edge_attr.to(inv[0].dtype))
         edge_feat = torch.cat(inv, dim=1).to(h.dtype) if len(inv) > 1 else inv[0].to(h.dtype)
-        pre1 = self.first(node_feat, edge_feat, edge_index)
-        pre2 = silu_linear(pre1, self.second)  # (E, H)
+        pre2 = self.edge_mlp(node_feat, edge_feat, edges)  # (E, H)
         msg = F.silu(pre2)
         if self.coef is not None:
             coef = silu_linear(pre2, self.coef).view(-1, self.n_basis, self.m)  # (E, 2m, m)
             M = torch.einsum("ecb,ebm->ecm", basis, coef.to(basis.dtype))  # (E, 3, m)
-            Z = Z + scatter_mean(M, i, n)
-        agg = scatter_mean(msg, i, n) if self.h_agg == "mean" else scatter_sum(msg, i, n)
+            Z = Z + edges.mean_i(M)
+        agg = edges.mean_i(msg) if self.h_agg == "mean" else edges.sum_i(msg)
         h = h + self.node(torch.cat([h, agg.to(h.dtype)], dim=1))
         return Z, h

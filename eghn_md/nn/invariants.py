@@ -1,7 +1,7 @@
 """Per-graph centring and numerically tame invariants of vector channels.
 
 Vector channels are stored as ``Z`` (N, 3, m). Only *translating* channels (positions) are centred; the others
-(velocities, displacements) are free vectors. All per-graph reductions use ``batch`` (N,) and scatter, so a graph's
+(velocities, displacements) are free vectors. All per-graph reductions use ``batch`` (N,) and segment sums, so a graph's
 result never depends on the other graphs in its batch.
 """
 
@@ -12,14 +12,9 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from eghn_md.nn.scatter import scatter_mean
+from eghn_md.nn.edges import graph_gather, graph_mean
 
 __all__ = ["centre", "graph_mean", "channel_scale", "gram_features", "tri_indices"]
-
-
-def graph_mean(x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-    """Per-graph mean of node rows: (N, *F) -> (G, *F)."""
-    return scatter_mean(x, batch, num_graphs)
 
 
 def centre(Z: Tensor, batch: Tensor, num_graphs: int, translating: Sequence[bool]) -> Tensor:
@@ -28,7 +23,7 @@ def centre(Z: Tensor, batch: Tensor, num_graphs: int, translating: Sequence[bool
     if not bool(mask.any()):
         return Z
     mean = graph_mean(Z, batch, num_graphs)  # (G, 3, m)
-    return Z - mean.index_select(0, batch) * mask
+    return Z - graph_gather(mean, batch, num_graphs) * mask
 
 
 def channel_scale(Z: Tensor, batch: Tensor, num_graphs: int, eps: float = 1e-6) -> Tensor:
@@ -39,7 +34,7 @@ def channel_scale(Z: Tensor, batch: Tensor, num_graphs: int, eps: float = 1e-6) 
     """
     sq = (Z * Z).sum(1)  # (N, m)
     rms = (graph_mean(sq, batch, num_graphs) + eps).sqrt()  # (G, m)
-    return rms.index_select(0, batch).unsqueeze(1)
+    return graph_gather(rms, batch, num_graphs).unsqueeze(1)
 
 
 def tri_indices(m: int, device=None):

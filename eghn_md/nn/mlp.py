@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["MLP", "PairLinear", "silu_linear"]
+__all__ = ["MLP", "PairLinear", "EdgeMLP", "silu_linear"]
 
 
 class _SiLULinear(torch.autograd.Function):
@@ -32,21 +32,21 @@ class _SiLULinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
-        sig = torch.sigmoid(x)
-        s = x * sig
         grad2 = grad.reshape(-1, grad.shape[-1])
-        grad_w = grad2.t().mm(s.reshape(-1, s.shape[-1]).to(grad2.dtype)) if ctx.needs_input_grad[1] else None
-        grad_b = grad2.sum(0) if (ctx.has_bias and ctx.needs_input_grad[2]) else None
-        grad_x = None
+        grad_w = grad_b = grad_x = None
+        if ctx.needs_input_grad[1]:
+            s = F.silu(x)
+            grad_w = grad2.t().mm(s.reshape(-1, s.shape[-1]))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad2.sum(0)
         if ctx.needs_input_grad[0]:
-            gs = grad.matmul(weight.to(grad.dtype))
-            grad_x = gs * (sig * (1.0 + x * (1.0 - sig))).to(gs.dtype)
+            grad_x = torch.ops.aten.silu_backward(grad.matmul(weight), x)
         return grad_x, grad_w, grad_b
 
 
 def silu_linear(x: Tensor, linear: nn.Linear) -> Tensor:
     """``linear(silu(x))`` with the memory-lean backward of :class:`_SiLULinear` (plain ops under autocast)."""
-    if torch.is_autocast_enabled() or not torch.is_grad_enabled():
+    if not torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type):
         return linear(F.silu(x))
     return _SiLULinear.apply(x, linear.weight, linear.bias)
 
@@ -95,32 +95,106 @@ class MLP(nn.Module):
 class PairLinear(nn.Module):
     """First layer of an edge MLP on ``[f_i, f_j, e_ij]``, computed per node and gathered per edge.
 
-    ``out_ij = W_i f_i + W_j f_j + W_e e_ij + b`` with ``i = edge_index[0]`` (receiver), ``j = edge_index[1]``.
+    ``out_ij = (W_i f_i + b) + W_j f_j + W_e e_ij`` with ``i`` the receiver, ``j`` the sender: two (N, F)×(F, H)
+    products and two gathers instead of an (E, 2F + D)×(2F + D, H) product.
 
-    Shapes: ``f`` (N, node_dim), ``edge_feat`` (E, edge_dim) or None, ``edge_index`` (2, E) -> (E, out_dim).
+    Shapes: ``f`` (N, node_dim), ``edge_feat`` (E, edge_dim) or None, ``edges`` an :class:`~eghn_md.nn.edges.Edges`
+    -> (E, out_dim).
     """
 
     def __init__(self, node_dim: int, edge_dim: int, out_dim: int):
         super().__init__()
         self.node = nn.Linear(node_dim, 2 * out_dim, bias=False)
-        self.edge = nn.Linear(edge_dim, out_dim, bias=True) if edge_dim > 0 else None
-        self.bias = None if edge_dim > 0 else nn.Parameter(torch.zeros(out_dim))
+        self.edge = nn.Linear(edge_dim, out_dim, bias=False) if edge_dim > 0 else None
+        self.bias = nn.Parameter(torch.zeros(out_dim))
         self.out_dim = out_dim
         # match nn.Linear's fan-in scaling of the equivalent concatenated layer
-        fan_in = 2 * node_dim + edge_dim
-        bound = 1.0 / max(fan_in, 1) ** 0.5
+        bound = 1.0 / max(2 * node_dim + edge_dim, 1) ** 0.5
         with torch.no_grad():
             self.node.weight.uniform_(-bound, bound)
+            self.bias.uniform_(-bound, bound)
             if self.edge is not None:
                 self.edge.weight.uniform_(-bound, bound)
-                self.edge.bias.uniform_(-bound, bound)
 
-    def forward(self, f: Tensor, edge_feat: Optional[Tensor], edge_index: Tensor) -> Tensor:
+    def forward(self, f: Tensor, edge_feat: Optional[Tensor], edges) -> Tensor:
         p = self.node(f)
-        pi, pj = p[:, : self.out_dim], p[:, self.out_dim :]
-        out = pi.index_select(0, edge_index[0]) + pj.index_select(0, edge_index[1])
+        H = self.out_dim
+        out = edges.gather_i(p[:, :H] + self.bias.to(p.dtype))
+        out = out.add_(edges.gather_j(p[:, H:]))
         if self.edge is not None:
-            out = out + self.edge(edge_feat)
-        else:
-            out = out + self.bias
+            w = self.edge.weight
+            if edge_feat.dtype == out.dtype == w.dtype:
+                out = out.addmm_(edge_feat, w.t())
+            else:  # autocast: mixed dtypes
+                out = out + self.edge(edge_feat).to(out.dtype)
         return out
+
+
+class _EdgeFirstTwo(torch.autograd.Function):
+    """``silu(P_i[i] + P_j[j] + e W_eᵀ) W_2ᵀ + b_2`` saving only node-level inputs (recomputes the first layer).
+
+    The first-layer pre-activation (E, H) is not kept for backward: it is rebuilt there from the per-node terms
+    (two gathers and a thin ``addmm``, no (E, H)×(H, H) product), halving the per-edge autograd memory of a layer.
+    """
+
+    @staticmethod
+    def forward(ctx, Pi, Pj, e, We, W2, b2, i, j, perm_j, counts_i, counts_j):
+        ctx.save_for_backward(Pi, Pj, e, We, W2, i, j, perm_j, counts_i, counts_j)
+        pre1 = _first(Pi, Pj, e, We, i, j)
+        return F.linear(F.silu(pre1), W2, b2)
+
+    @staticmethod
+    def backward(ctx, g):
+        Pi, Pj, e, We, W2, i, j, perm_j, counts_i, counts_j = ctx.saved_tensors
+        pre1 = _first(Pi, Pj, e, We, i, j)
+        need = ctx.needs_input_grad
+        gW2 = g.t().mm(F.silu(pre1)) if need[4] else None
+        gb2 = g.sum(0) if need[5] else None
+        g1 = torch.ops.aten.silu_backward(g.mm(W2), pre1)
+        del pre1
+        gPi = torch.segment_reduce(g1, "sum", lengths=counts_i, axis=0, unsafe=True) if need[0] else None
+        gPj = (
+            torch.segment_reduce(g1.index_select(0, perm_j), "sum", lengths=counts_j, axis=0, unsafe=True)
+            if need[1]
+            else None
+        )
+        ge = g1.mm(We) if (e is not None and need[2]) else None
+        gWe = g1.t().mm(e) if (e is not None and need[3]) else None
+        return gPi, gPj, ge, gWe, gW2, gb2, None, None, None, None, None
+
+
+def _first(Pi, Pj, e, We, i, j):
+    out = Pi.index_select(0, i).add_(Pj.index_select(0, j))
+    if e is not None:
+        out.addmm_(e, We.t())
+    return out
+
+
+class EdgeMLP(nn.Module):
+    """The first two layers of an edge MLP: ``second(silu(PairLinear(f_i, f_j, e_ij))) `` -> (E, H) pre-activation.
+
+    Uses a fused, memory-lean autograd function when gradients are needed (and no autocast), plain ops otherwise.
+    Shapes: f (N, node_dim), edge_feat (E, edge_dim) or None, edges (:class:`~eghn_md.nn.edges.Edges`) -> (E, H).
+    """
+
+    def __init__(self, node_dim: int, edge_dim: int, hidden: int):
+        super().__init__()
+        self.first = PairLinear(node_dim, edge_dim, hidden)
+        self.second = nn.Linear(hidden, hidden)
+
+    def forward(self, f: Tensor, edge_feat: Optional[Tensor], edges) -> Tensor:
+        fused = torch.is_grad_enabled() and not torch.is_autocast_enabled(f.device.type)
+        if edge_feat is not None and edge_feat.dtype != f.dtype:
+            fused = False
+        if not fused:
+            return silu_linear(self.first(f, edge_feat, edges), self.second)
+        H = self.first.out_dim
+        p = self.first.node(f)
+        Pi = p[:, :H] + self.first.bias
+        Pj = p[:, H:].contiguous()
+        We = self.first.edge.weight if self.first.edge is not None else None
+        e = edge_feat if We is not None else None
+        return _EdgeFirstTwo.apply(
+            Pi, Pj, e, We, self.second.weight, self.second.bias,
+            edges.i, edges.j, edges.perm_j, edges.counts_i, edges.counts_j,
+        )

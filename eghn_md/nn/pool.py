@@ -1,4 +1,4 @@
-"""E-Pool pieces (eqs. 6–9) and the pooling regulariser, per graph with index/scatter operations.
+"""E-Pool pieces (eqs. 6–9) and the pooling regulariser, per graph with gathers and segment sums.
 
 A batch holds G graphs; each is pooled to its own K clusters. Cluster ``k`` of graph ``g`` has flat index
 ``g·K + k``. Costs are O(N·K) and O(N·K²) (never N², never padded to the largest graph).
@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from eghn_md.nn.mlp import MLP
-from eghn_md.nn.scatter import scatter_sum
+from eghn_md.nn.edges import Edges, graph_gather, graph_sum
 
 __all__ = [
     "AssignHead",
@@ -24,7 +24,7 @@ __all__ = [
 
 
 class AssignHead(nn.Module):
-    """Soft assignment ``S = softmax(MLP(h))`` of every node to K clusters (eq. 6); softmax in float32.
+    """Soft assignment ``S = softmax(MLP(h))`` of every node to K clusters (eq. 6); softmax in float32 under autocast.
 
     Shapes: h (N, H) -> S (N, K), rows sum to 1.
     """
@@ -34,7 +34,10 @@ class AssignHead(nn.Module):
         self.mlp = MLP(hidden, width * hidden, n_clusters, n_layers=2, act=act)
 
     def forward(self, h: Tensor) -> Tensor:
-        return torch.softmax(self.mlp(h).float(), dim=-1)
+        logits = self.mlp(h)
+        if logits.dtype in (torch.float16, torch.bfloat16):  # autocast: softmax in float32
+            logits = logits.float()
+        return torch.softmax(logits, dim=-1)
 
 
 def pool_mean(S: Tensor, X: Tensor, batch: Tensor, num_graphs: int, eps: float = 1e-5) -> Tensor:
@@ -45,8 +48,8 @@ def pool_mean(S: Tensor, X: Tensor, batch: Tensor, num_graphs: int, eps: float =
     n, k = S.shape
     Sx = S.to(X.dtype)
     flat = X.reshape(n, -1)
-    num = scatter_sum(Sx.unsqueeze(2) * flat.unsqueeze(1), batch, num_graphs)  # (G, K, F)
-    den = scatter_sum(Sx, batch, num_graphs).clamp_min(eps)  # (G, K)
+    num = graph_sum(Sx.unsqueeze(2) * flat.unsqueeze(1), batch, num_graphs)  # (G, K, F)
+    den = graph_sum(Sx, batch, num_graphs).clamp_min(eps)  # (G, K)
     return (num / den.unsqueeze(2)).reshape((num_graphs, k) + tuple(X.shape[1:]))
 
 
@@ -58,19 +61,18 @@ def unpool(S: Tensor, Y: Tensor, batch: Tensor) -> Tensor:
     n, k = S.shape
     g = Y.shape[0]
     flat = Y.reshape(g, k, -1)
-    out = torch.bmm(S.to(Y.dtype).unsqueeze(1), flat.index_select(0, batch)).squeeze(1)
+    out = torch.bmm(S.to(Y.dtype).unsqueeze(1), graph_gather(flat, batch, g)).squeeze(1)
     return out.reshape((n,) + tuple(Y.shape[2:]))
 
 
-def cluster_adjacency(S: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+def cluster_adjacency(S: Tensor, edges: Edges, batch: Tensor, num_graphs: int) -> Tensor:
     """``Sᵀ A S`` per graph (eq. 9) for the 0/1 adjacency given by ``edge_index``.
 
     Computed as ``Sᵀ (A S)``: ``(A S)_i = Σ_j S_j`` over edges into i (O(E·K)), then a per-graph sum of
-    ``S_i ⊗ (A S)_i`` (O(N·K²)). Shapes: S (N, K), edge_index (2, E), batch (N,) -> (G, K, K).
+    ``S_i ⊗ (A S)_i`` (O(N·K²)). Shapes: S (N, K), edges (:class:`~eghn_md.nn.edges.Edges`), batch (N,) -> (G, K, K).
     """
-    n = S.shape[0]
-    AS = scatter_sum(S.index_select(0, edge_index[1]), edge_index[0], n)  # (N, K)
-    return scatter_sum(S.unsqueeze(2) * AS.unsqueeze(1), batch, num_graphs)
+    AS = edges.sum_i(edges.gather_j(S))  # (N, K)
+    return graph_sum(S.unsqueeze(2) * AS.unsqueeze(1), batch, num_graphs)
 
 
 def row_normalise(A: Tensor, eps: float = 1e-8) -> Tensor:
