@@ -47,6 +47,10 @@ def test_plot_run_loss_curves(run_copy):
         assert _has_colour(written[0], colour)
 
 
+def test_train_writes_loss_figure(tiny_run):
+    assert _has_colour(tiny_run / "loss.png", "#E69F00")  # validation curve drawn at the end of `train`
+
+
 def test_plot_cli_run_with_errors_and_svg(run_copy, adk_h5):
     res = CliRunner().invoke(main, ["evaluate", str(run_copy / "model.pt"), adk_h5, "--device", "cpu", "--quiet"])
     assert res.exit_code == 0, res.output
