@@ -66,7 +66,7 @@ def train(data, out_dir, preset, config_file, model, horizon, cutoff, epochs, ba
     console = stderr_console(quiet)
     progress = None if quiet else TrainProgress(console=console, description=config.model.get("name", "train"))
     metrics = train_run(list(data), out_dir, config=config, val=list(val_files), test=list(test_files),
-                        resume=resume, overwrite=overwrite, progress=progress, log=console.print)
+                        resume=resume, resume_epochs=epochs, overwrite=overwrite, progress=progress, log=console.print)
     if as_json:
         emit_json(metrics)
     else:

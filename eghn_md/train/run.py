@@ -74,14 +74,16 @@ def train_run(
     val: Sequence[str | Path] = (),
     test: Sequence[str | Path] = (),
     resume: bool = False,
+    resume_epochs: Optional[int] = None,
     overwrite: bool = False,
     progress=None,
     log=None,
 ) -> dict:
     """Train a model and write the run directory; returns the metrics summary (also in ``metrics.json``).
 
-    With ``resume`` the configuration stored in ``RUN/last.pt`` is used (only ``train.epochs`` may be raised) and
-    training continues from its last completed epoch, following the same curve as an uninterrupted run.
+    With ``resume`` the configuration stored in ``RUN/last.pt`` is used (``config`` is ignored but for the device;
+    ``resume_epochs`` may raise the epoch budget) and training continues from its last completed epoch, following
+    the same curve as an uninterrupted run.
     """
     from eghn_md.models import ModelConfig, build_model
 
@@ -94,14 +96,15 @@ def train_run(
             raise UsageError(f"{str(out / 'last.pt')!r} holds no training state to resume from")
         stored = RunConfig.from_dict({"model": dict(last.train_config.get("_model_section", {})),
                                       "data": last.data_config, "train": dict(last.train_config["train"])})
-        stored.train.epochs = max(stored.train.epochs, config.train.epochs)
+        if resume_epochs is not None:
+            stored.train.epochs = int(resume_epochs)
         stored.train.device = config.train.device
         config = stored
         resume_state = TrainState.from_dict(last.train_state)
-    out.mkdir(parents=True, exist_ok=True)
 
     t_start = time.perf_counter()
-    with build_splits(data, config=config.data, val=val, test=test) as splits:
+    with build_splits(data, config=config.data, val=val, test=test,
+                      expected_nodes=last.nodes if resume else None) as splits:
         sets = splits.sets
         if len(sets["train"]) == 0 or len(sets["val"]) == 0:
             counts = {k: len(v) for k, v in sets.items()}
@@ -126,6 +129,12 @@ def train_run(
                 "vel_scale": stats["vel_scale"],
                 "disp_scale": stats["disp_scale"],
             })
+        if str(model_cfg.name).startswith("eghn") and int(model_cfg.n_clusters) > splits.system.n_nodes:
+            raise UsageError(
+                f"--clusters {model_cfg.n_clusters} exceeds the {splits.system.n_nodes} nodes of the data; "
+                f"choose K <= {splits.system.n_nodes}"
+            )
+        out.mkdir(parents=True, exist_ok=True)  # only now: bad input never leaves an empty run directory
         config.train.reg_weight = float(model_cfg.reg_weight)
         config.data.cutoff = splits.cutoff
         resolved_data = config.data.to_dict()
