@@ -59,14 +59,24 @@ class TrainConfig:
     max_chunk_nodes: int = 0
 
     def __post_init__(self) -> None:
+        def number(name: str, kind: type) -> float:
+            value = getattr(self, name)
+            try:
+                x = kind(value)
+            except (TypeError, ValueError, OverflowError):
+                raise UsageError(f"{name} must be a finite number, got {value!r}") from None
+            if not math.isfinite(x):
+                raise UsageError(f"{name} must be a finite number, got {value!r}")
+            return x
+
         for name in ("epochs", "batch_size", "eval_every"):
-            if int(getattr(self, name)) < 1:
+            if number(name, int) < 1:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("lr",):
-            if not float(getattr(self, name)) > 0:
+            if not number(name, float) > 0:
                 raise UsageError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("weight_decay", "grad_clip", "reg_weight", "patience", "max_chunk_nodes"):
-            if float(getattr(self, name)) < 0:
+            if number(name, float) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown schedule {self.schedule!r}; valid choices: {', '.join(SCHEDULES)}")
@@ -210,6 +220,25 @@ def evaluate_mse(
     return float(sq / count.clamp_min(1))
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA out-of-memory errors and the CPU allocator's "can't allocate memory"."""
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or "can't allocate memory" in str(exc)
+
+
+def _out_of_memory_error(device: torch.device, config: TrainConfig) -> Exception:
+    from eghn_md.errors import ResourceError
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    bs = int(config.batch_size)
+    hint = f"lower --batch-size (e.g. --batch-size {max(1, bs // 2)})" if bs > 1 else "use a smaller --hidden"
+    return ResourceError(
+        f"out of memory on {device.type} while training with batch size {bs}; {hint}, or set "
+        "train: {max_chunk_nodes: N} in the --config file to process each batch in pieces of N nodes"
+    )
+
+
 # ------------------------------------------------------------------------------------------------------------ fit
 def fit(
     model: nn.Module,
@@ -260,8 +289,11 @@ def fit(
         best_val, best_epoch, bad_evals = resume.best_val, resume.best_epoch, resume.bad_evals
         best_state = resume.best_state
         start_epoch = resume.epoch + 1
-        if resume.stopped:
-            start_epoch = config.epochs + 1
+        if resume.stopped or start_epoch > config.epochs:
+            raise UsageError(
+                f"nothing to do: the run already finished ({resume.epoch} epochs"
+                f"{', stopped early' if resume.stopped else ''}); pass a larger --epochs to continue it"
+            )
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -303,7 +335,7 @@ def fit(
                             from eghn_md.errors import DivergenceError
 
                             raise DivergenceError(
-                                f"training loss became {float(loss)} at epoch {epoch}; lower --lr or check the data"
+                                f"training loss became {float(loss.detach())} at epoch {epoch}; lower --lr or check the data"
                             )
                         loss.backward()
                     b_loss += float(loss.detach())
@@ -370,11 +402,13 @@ def fit(
                     progress.update(row)
             if stopped:
                 break
+    except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
+        if not _is_out_of_memory(exc):
+            raise
+        raise _out_of_memory_error(device, config) from None
     finally:
         if progress is not None and rank == 0:
             progress.stop()
-    if state is None:  # resumed from a finished run
-        raise UsageError("nothing to do: the run already finished all its epochs (raise --epochs to continue)")
     return FitResult(
         history=history,
         best_state=best_state,

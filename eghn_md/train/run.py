@@ -142,6 +142,9 @@ def train_run(
         if is_main:
             write_text_atomic(out / "config.yaml",
                               RunConfig(model=model_cfg.to_dict(), data=config.data, train=config.train).to_yaml())
+        from eghn_md.utils import seed_everything
+
+        seed_everything(config.train.seed)  # weight initialisation is part of the seeded run
         model = build_model(model_cfg)
         nodes_meta = splits.system.metadata()
         train_cfg_meta = {"train": config.train.to_dict(), "_model_section": model_section}
