@@ -191,3 +191,14 @@ def test_fused_edge_mlp_matches_plain_ops():
     for a, r in zip(grads, ref):
         torch.testing.assert_close(a, r)
     assert torch.autograd.gradcheck(lambda x, y: mlp(x, y, e), (h[:, :], ea))
+
+
+def test_silu_with_head_gradients():
+    from eghn_md.nn.mlp import silu_with_head
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(5, 3).double()
+    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: silu_with_head(t, lin), (x,))
+    assert torch.autograd.gradcheck(lambda t: silu_with_head(t, lin)[1], (x,))  # one output unused
+    assert torch.autograd.gradcheck(lambda t: silu_with_head(t, lin)[0], (x,))

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from eghn_md.nn.mlp import MLP, EdgeMLP, silu_linear
+from eghn_md.nn.mlp import MLP, EdgeMLP, silu_linear, silu_with_head
 from eghn_md.nn.edges import Edges
 
 __all__ = ["EGNNLayer"]
@@ -58,8 +58,7 @@ class EGNNLayer(nn.Module):
         d2 = (rel * rel).sum(1, keepdim=True)
         feat = torch.cat([d2, edge_attr.to(d2.dtype)], dim=1) if self.edge_in else d2
         pre2 = self.edge_mlp(h, feat.to(h.dtype), edges)
-        msg = F.silu(pre2)
-        t = silu_linear(pre2, self.coord1)
+        msg, t = silu_with_head(pre2, self.coord1)
         phi = silu_linear(t, self.coord2)  # (E, 1)
         agg = edges.mean_i(rel * phi.to(rel.dtype))
         if self.clamp is not None:

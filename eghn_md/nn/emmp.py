@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from eghn_md.nn.invariants import centre, channel_scale, gram_features
-from eghn_md.nn.mlp import MLP, EdgeMLP, silu_linear
+from eghn_md.nn.mlp import MLP, EdgeMLP, silu_with_head
 from eghn_md.nn.edges import Edges
 
 __all__ = ["EMMP"]
@@ -114,11 +114,13 @@ class EMMP(nn.Module):
             inv.append(edge_attr.to(inv[0].dtype))
         edge_feat = torch.cat(inv, dim=1).to(h.dtype) if len(inv) > 1 else inv[0].to(h.dtype)
         pre2 = self.edge_mlp(node_feat, edge_feat, edges)  # (E, H)
-        msg = F.silu(pre2)
         if self.coef is not None:
-            coef = silu_linear(pre2, self.coef).view(-1, self.n_basis, self.m)  # (E, 2m, m)
-            M = torch.einsum("ecb,ebm->ecm", basis, coef.to(basis.dtype))  # (E, 3, m)
+            msg, coef = silu_with_head(pre2, self.coef)
+            coef = coef.view(-1, self.n_basis, self.m)  # (E, 2m, m)
+            M = (basis.unsqueeze(3) * coef.to(basis.dtype).unsqueeze(1)).sum(2)  # (E, 3, m)
             Z = Z + edges.mean_i(M)
+        else:
+            msg = F.silu(pre2)
         agg = edges.mean_i(msg) if self.h_agg == "mean" else edges.sum_i(msg)
         h = h + self.node(torch.cat([h, agg.to(h.dtype)], dim=1))
         return Z, h

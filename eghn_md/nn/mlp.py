@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["MLP", "PairLinear", "EdgeMLP", "silu_linear"]
+__all__ = ["MLP", "PairLinear", "EdgeMLP", "silu_linear", "silu_with_head"]
 
 
 class _SiLULinear(torch.autograd.Function):
@@ -49,6 +49,41 @@ def silu_linear(x: Tensor, linear: nn.Linear) -> Tensor:
     if not torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type):
         return linear(F.silu(x))
     return _SiLULinear.apply(x, linear.weight, linear.bias)
+
+
+class _SiLUWithHead(torch.autograd.Function):
+    """``s = silu(x)`` and ``y = s @ W.T + b`` together, saving only ``x``: one SiLU forward, one SiLU recompute
+    and one fused ``silu_backward`` for both consumers (instead of computing and differentiating SiLU twice)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor]):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        s = F.silu(x)
+        return s, F.linear(s, weight, bias)
+
+    @staticmethod
+    def backward(ctx, gs: Optional[Tensor], gy: Optional[Tensor]):
+        x, weight = ctx.saved_tensors
+        grad_w = grad_b = None
+        if gy is not None:
+            gy2 = gy.reshape(-1, gy.shape[-1])
+            if ctx.needs_input_grad[1]:
+                grad_w = gy2.t().mm(F.silu(x).reshape(-1, x.shape[-1]))
+            if ctx.has_bias and ctx.needs_input_grad[2]:
+                grad_b = gy2.sum(0)
+            g = gy.matmul(weight)
+            gs = g if gs is None else gs + g
+        grad_x = torch.ops.aten.silu_backward(gs, x) if gs is not None else None
+        return grad_x, grad_w, grad_b
+
+
+def silu_with_head(x: Tensor, linear: nn.Linear):
+    """``(silu(x), linear(silu(x)))`` with the memory-lean fused backward of :class:`_SiLUWithHead`."""
+    if not torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type):
+        s = F.silu(x)
+        return s, linear(s)
+    return _SiLUWithHead.apply(x, linear.weight, linear.bias)
 
 
 class MLP(nn.Module):
