@@ -53,10 +53,6 @@ class EGHNOptions:
 
     published: bool = False
 
-    @property
-    def layer(self) -> str:  # message passing at both levels
-        return "egnn" if self.published else "emmp"
-
 
 EQUATIONS = EGHNOptions(published=False)
 PUBLISHED = EGHNOptions(published=True)
@@ -120,7 +116,7 @@ class EGHN(nn.Module):
         pub = self.options.published
         edges = complete_graph(G, K, self_loops=pub, device=A.device)
         a = A.reshape(-1)
-        flat = (edges[0] % K) * K + edges[1] % K + (edges[0] // K) * K * K
+        flat = edges[0] * K + edges[1] % K  # (g·K + p)·K + q: index of A[g, p, q]
         if pub:
             feat = a[flat].unsqueeze(1)
         else:
