@@ -190,7 +190,11 @@ def test_fused_edge_mlp_matches_plain_ops():
     torch.testing.assert_close(fused, plain)
     for a, r in zip(grads, ref):
         torch.testing.assert_close(a, r)
-    assert torch.autograd.gradcheck(lambda x, y: mlp(x, y, e), (h[:, :], ea))
+    small = random_graph(4, node_in=H, edge_in=2, generator=torch.Generator().manual_seed(1))
+    es = Edges(small.edge_index, 4)
+    hs = small.h.clone().requires_grad_(True)
+    eas = es.attr(small.edge_attr).clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, y: mlp(x, y, es), (hs, eas))
 
 
 def test_silu_with_head_gradients():
