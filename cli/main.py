@@ -67,11 +67,25 @@ class LazyGroup(click.Group):
                 raise
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        except OSError as exc:  # missing/unreadable files, full disk, I/O errors: one line, exit 1
             if debug:
                 raise
-            click.echo(f"Error: {exc.strerror or exc}: {exc.filename!r}", err=True)
+            click.echo(f"Error: {_os_error_line(exc)}", err=True)
             ctx.exit(1)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``No space left on device [ENOSPC]: '/path' (free some space …)`` from any :class:`OSError`."""
+    import errno
+
+    text = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    code = errno.errorcode.get(exc.errno) if isinstance(exc.errno, int) else None
+    line = f"{text} [{code}]" if code else text
+    if exc.filename:
+        line += f": {str(exc.filename)!r}"
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        line += " (free some space or write the output elsewhere; existing outputs were left unchanged)"
+    return line
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

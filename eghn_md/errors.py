@@ -2,13 +2,14 @@
 
 ``UsageError`` (exit code 2): the user asked for something impossible (bad option value, wrong file kind, an output
 that exists without ``--overwrite``). ``DataError`` (exit code 1): the input data is unusable (unreadable file, NaN
-coordinates, mismatched atom counts, a checkpoint that does not fit). Library code raises these with a message that
+coordinates, mismatched atom counts, a checkpoint that does not fit). ``ResourceError`` (exit code 1): the machine
+ran out of something (GPU/CPU memory) and a smaller setting would work. Library code raises these with a message that
 names the bad value and, where there is a finite set, the valid choices.
 """
 
 from __future__ import annotations
 
-__all__ = ["EghnError", "UsageError", "DataError", "DivergenceError"]
+__all__ = ["EghnError", "UsageError", "DataError", "DivergenceError", "ResourceError"]
 
 
 class EghnError(Exception):
@@ -31,3 +32,9 @@ class DataError(EghnError):
 
 class DivergenceError(DataError):
     """An autoregressive rollout produced non-finite or exploding coordinates."""
+
+
+class ResourceError(EghnError):
+    """Out of memory (or another machine limit); the message says which setting to lower (exit code 1)."""
+
+    exit_code = 1

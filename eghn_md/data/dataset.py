@@ -22,6 +22,7 @@ comes (no whole trajectory in memory), into a temporary file that replaces the o
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -33,7 +34,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from eghn_md import __version__
-from eghn_md.errors import DataError, UsageError
+from eghn_md.errors import DataError, EghnError, UsageError
 from eghn_md.graph.nodes import NodeTable
 from eghn_md.io.atomic import atomic_path, check_output_path
 
@@ -180,7 +181,10 @@ def _write_trajectory(g, traj: TrajectoryData, n_nodes: int, number: int, on_fra
         if on_frames is not None:
             on_frames(number, m)
     if start != n:
-        raise DataError(f"trajectory {traj.name!r} yielded {start} frames, expected {n}")
+        raise DataError(
+            f"trajectory {traj.source or traj.name!r} yielded {start} frames, expected {n} as its header announces "
+            "(truncated or corrupted file?)"
+        )
     if not np.isfinite(times).all():
         raise DataError(f"trajectory {traj.source or traj.name!r} has non-finite frame times")
     g.create_dataset("times", data=times).attrs["units"] = "ps"
@@ -200,6 +204,29 @@ def chunk_frames(n_nodes: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- reading
+_H5_FAILURES = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError)
+
+
+def _damaged(path: Path, exc: BaseException) -> DataError:
+    detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return DataError(f"{str(path)!r} is damaged or not a complete eghn-md dataset ({detail})")
+
+
+def _guarded(method):
+    """Turn h5py failures of a damaged file inside ``method`` into :class:`DataError`."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except EghnError:
+            raise
+        except _H5_FAILURES as exc:
+            raise _damaged(self.path, exc) from exc
+
+    return wrapper
+
+
 class Dataset:
     """Read-only view of a dataset file; positions stay on disk until sliced.
 
@@ -219,6 +246,8 @@ class Dataset:
         self.path = Path(path)
         if not self.path.exists():
             raise UsageError(f"dataset file {str(self.path)!r} does not exist")
+        if self.path.is_dir():
+            raise UsageError(f"dataset {str(self.path)!r} is a directory, expected a file from `eghn-md preprocess`")
         try:
             self._f = h5py.File(self.path, "r")
         except OSError as exc:
@@ -226,11 +255,17 @@ class Dataset:
         try:
             self._check_header()
             self.nodes: NodeTable = NodeTable.from_h5(self._f["nodes"])
+            names = self._f.attrs.get("trajectory_names")
+            self.trajectories: list[str] = json.loads(names) if names else sorted(self._f["trajectories"])
+        except EghnError:
+            self._f.close()
+            raise
+        except _H5_FAILURES as exc:  # damaged HDF5 internals surface as assorted h5py errors
+            self._f.close()
+            raise _damaged(self.path, exc) from exc
         except BaseException:
             self._f.close()
             raise
-        names = self._f.attrs.get("trajectory_names")
-        self.trajectories: list[str] = json.loads(names) if names else sorted(self._f["trajectories"])
 
     def _check_header(self) -> None:
         f = self._f
@@ -284,17 +319,21 @@ class Dataset:
         """The h5py dataset ``(n_frames, n_nodes, 3)`` float32 [Å] of a trajectory (lazy; slice it to read)."""
         return self._group(name)["positions"]
 
+    @_guarded
     def times(self, name: str | int) -> np.ndarray:
         """(n_frames,) float64 [ps] frame times."""
         return self._group(name)["times"][()]
 
+    @_guarded
     def frame_index(self, name: str | int) -> np.ndarray:
         """(n_frames,) int64 frame numbers in the source trajectory."""
         return self._group(name)["frame_index"][()]
 
+    @_guarded
     def n_frames(self, name: str | int) -> int:
         return int(self._group(name)["positions"].shape[0])
 
+    @_guarded
     def trajectory_attrs(self, name: str | int) -> dict[str, Any]:
         return {k: _plain(v) for k, v in self._group(name).attrs.items()}
 
@@ -306,6 +345,7 @@ class Dataset:
             yield start, ds[start : start + step]
 
     # ------------------------------------------------------------------------------------------------ checks
+    @_guarded
     def validate(self) -> None:
         """Check shapes, dtypes, monotone frame bookkeeping and that every stored value is finite.
 
@@ -332,6 +372,7 @@ class Dataset:
                 raise DataError(f"{where!r}: {name!r} positions are {pos.dtype}, expected float32")
             if times.shape != (pos.shape[0],) or g["frame_index"].shape != (pos.shape[0],):
                 raise DataError(f"{where!r}: {name!r} has {times.shape} times for {pos.shape[0]} frames")
+            g["frame_index"][()]  # readable (a damaged file fails here, not later)
             if not np.isfinite(times[()]).all():
                 raise DataError(f"{where!r}: {name!r} has non-finite frame times")
             for start, block in self.iter_positions(name):
@@ -339,6 +380,7 @@ class Dataset:
                     bad = start + int(np.nonzero(~np.isfinite(block).reshape(len(block), -1).all(axis=1))[0][0])
                     raise DataError(f"{where!r}: {name!r} has non-finite positions at frame {bad}")
 
+    @_guarded
     def summary(self) -> dict[str, Any]:
         """A JSON-ready description: system, selection, nodes, and per trajectory frames, time step and span."""
         a = self.attrs

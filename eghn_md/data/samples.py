@@ -54,10 +54,18 @@ class DataConfig:
     window_stride: int = 1
 
     def __post_init__(self) -> None:
+        try:
+            self._check()
+        except UsageError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:  # e.g. `horizon: abc` in a YAML file
+            raise UsageError(f"invalid data option ({exc}); see the data: section of the config") from None
+
+    def _check(self) -> None:
         if int(self.horizon) < 1:
             raise UsageError(f"horizon must be >= 1 frame, got {self.horizon!r}")
-        if self.cutoff is not None and not float(self.cutoff) > 0:
-            raise UsageError(f"cutoff must be > 0 Å, got {self.cutoff!r}")
+        if self.cutoff is not None and not 0 < float(self.cutoff) < float("inf"):
+            raise UsageError(f"cutoff must be a finite number > 0 Å, got {self.cutoff!r}")
         split = tuple(float(s) for s in self.split)
         if len(split) != 3 or any(s < 0 for s in split) or abs(sum(split) - 1.0) > 1e-6:
             raise UsageError(f"split must be three non-negative fractions summing to 1, got {self.split!r}")
@@ -78,6 +86,8 @@ class DataConfig:
             raise UsageError(f"unknown data option(s) {unknown}; valid: {sorted(valid)}")
         d = dict(d)
         if "split" in d:
+            if not isinstance(d["split"], (list, tuple)):
+                raise UsageError(f"split must be a list of three fractions, got {d['split']!r}")
             d["split"] = tuple(d["split"])
         return cls(**d)
 

@@ -163,7 +163,7 @@ class TrajectorySource:
         times = np.empty(block, dtype=np.float64)
         everything = len(indices) == self.n_atoms and np.array_equal(indices, np.arange(self.n_atoms))
         k = 0
-        for ts in reader[::stride]:
+        for ts in _guarded(reader[::stride], self.path):
             if not ts.has_positions:
                 raise DataError(f"frame {ts.frame} of {str(self.path)!r} has no coordinates")
             if everything:
@@ -186,7 +186,8 @@ class TrajectorySource:
     def _iter_mdtraj(self, indices: np.ndarray, stride: int, block: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         import mdtraj
 
-        for chunk in mdtraj.iterload(str(self.path), chunk=block, stride=stride, atom_indices=indices):
+        chunks = mdtraj.iterload(str(self.path), chunk=block, stride=stride, atom_indices=indices)
+        for chunk in _guarded(chunks, self.path, unit="block"):
             pos = np.asarray(chunk.xyz, dtype=np.float32) * np.float32(_NM_TO_ANGSTROM)
             yield pos, np.asarray(chunk.time, dtype=np.float64)
 
@@ -194,6 +195,21 @@ class TrajectorySource:
         if self._reader is not None and hasattr(self._reader, "close"):
             self._reader.close()
         self._reader = None
+
+
+def _guarded(frames, path: Path, unit: str = "frame"):
+    """Iterate a reader's frames, turning a reader failure mid-file (corrupted or truncated frame) into DataError."""
+    it = iter(frames)
+    number = 0
+    while True:
+        try:
+            ts = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:  # MDAnalysis raises OSError, ValueError, EOFError … for a damaged frame
+            raise DataError(f"cannot read {unit} {number} of trajectory {str(path)!r}: {_one_line(exc)}") from exc
+        number += 1
+        yield ts
 
 
 def _open_trajectory(path: Path, fmt: str, n_atoms_topology: int) -> TrajectorySource:
@@ -204,12 +220,16 @@ def _open_trajectory(path: Path, fmt: str, n_atoms_topology: int) -> TrajectoryS
     else:
         from MDAnalysis.coordinates.core import get_reader_for
 
+        reader = None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 reader_cls = get_reader_for(str(path))
-                reader = reader_cls(str(path), n_atoms=n_atoms_topology)
+                reader = reader_cls.__new__(reader_cls)
+                reader.__init__(str(path), n_atoms=n_atoms_topology)
         except Exception as exc:  # any reader failure is a data problem of this file
+            if reader is not None:  # a half-built MDAnalysis reader's __del__ would print a traceback
+                reader.close = lambda: None
             raise DataError(f"cannot read trajectory {str(path)!r}: {_one_line(exc)}") from exc
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

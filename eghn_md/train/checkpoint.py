@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-import zipfile
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -23,7 +24,7 @@ from typing import Any, Optional
 import torch
 
 from eghn_md import __version__
-from eghn_md.errors import DataError
+from eghn_md.errors import DataError, UsageError
 from eghn_md.io.atomic import atomic_path
 
 __all__ = ["FORMAT_VERSION", "KIND", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "describe"]
@@ -43,6 +44,11 @@ def _digest(meta: dict, state_dict: dict) -> str:
         h.update(str(t.dtype).encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def _tensor_free(obj: Any) -> Any:
@@ -114,19 +120,34 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
     """Read and validate a checkpoint.
 
-    Raises :class:`DataError` for a missing/unreadable file, a file that is not an eghn-md checkpoint, a newer format
-    version than this eghn-md understands, or content whose digest does not match (corrupted or modified).
+    Raises :class:`UsageError` for a missing file or a directory; :class:`DataError` for an unreadable file, a file
+    that is not an eghn-md checkpoint (pickled objects are refused, never run), a newer format version than this
+    eghn-md understands, or content whose digest does not match (corrupted or modified).
     """
     path = Path(path)
     if not path.exists():
-        raise DataError(f"checkpoint {str(path)!r} does not exist")
+        raise UsageError(f"checkpoint {str(path)!r} does not exist")
     if path.is_dir():
-        raise DataError(f"checkpoint {str(path)!r} is a directory; pass RUN/model.pt")
+        raise UsageError(f"checkpoint {str(path)!r} is a directory; pass RUN/model.pt")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{str(path)!r} is not a readable eghn-md checkpoint ({first[:200]})") from None
+        with warnings.catch_warnings():  # torch warns about unusual pickle protocols of foreign files
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        wanted = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if wanted:  # the file asks to import / call something: refused by the weights-only unpickler, never run
+            raise DataError(
+                f"{str(path)!r} is not an eghn-md checkpoint: it asks to run {wanted.group(1)!r}, which the safe "
+                "(weights-only) loader refuses; nothing in it was executed"
+            ) from None
+        raise DataError(
+            f"{str(path)!r} is not a readable eghn-md checkpoint (corrupted, or not a PyTorch file; the safe "
+            "loader refused it and nothing in it was executed)"
+        ) from None
+    except Exception as exc:  # BadZipFile, RuntimeError, EOFError, OSError, TypeError …: a damaged file
+        raise DataError(
+            f"{str(path)!r} is not a readable eghn-md checkpoint (truncated or corrupted: {_first_line(exc)})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("kind") != KIND:
         raise DataError(f"{str(path)!r} is not an eghn-md checkpoint (no kind={KIND!r} entry)")
     version = payload.get("format_version")
@@ -140,9 +161,15 @@ def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
     missing = [k for k in (*_META_KEYS, "state_dict", "digest") if k not in payload]
     if missing:
         raise DataError(f"{str(path)!r} is missing checkpoint entries {missing}")
+    sd = payload["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise DataError(f"{str(path)!r}: 'state_dict' is not a mapping of tensors")
+    bad = [k for k in _META_KEYS if not isinstance(payload[k], dict)]
+    if bad:
+        raise DataError(f"{str(path)!r}: checkpoint entries {bad} are not mappings")
     if verify:
         meta = {k: payload[k] for k in _META_KEYS}
-        if _digest(meta, payload["state_dict"]) != payload["digest"]:
+        if _digest(meta, sd) != payload["digest"]:
             raise DataError(f"{str(path)!r} failed its integrity check (content modified or corrupted)")
     return Checkpoint(
         path=path,
@@ -165,12 +192,16 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu"):
     from eghn_md.utils import resolve_device
 
     ckpt = load_checkpoint(path)
-    model = build_model(ModelConfig.from_dict(ckpt.model_config))
+    try:
+        model = build_model(ModelConfig.from_dict(ckpt.model_config))
+    except (UsageError, TypeError, ValueError) as exc:
+        raise DataError(f"{str(path)!r}: its model configuration is not valid for this eghn-md ({exc})") from None
     try:
         model.load_state_dict(ckpt.state_dict)
     except RuntimeError as exc:
+        detail = " ".join(str(exc).split()).replace(f"Error(s) in loading state_dict for {type(model).__name__}: ", "")
         raise DataError(f"{str(path)!r}: weights do not fit model {ckpt.model_config.get('name')!r} "
-                        f"({str(exc).splitlines()[0]})") from None
+                        f"({detail[:240]})") from None
     model = model.to(resolve_device(device)).eval()
     return model, ckpt
 

@@ -82,9 +82,11 @@ def load_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise UsageError(f"config file {str(path)!r} does not exist")
     try:
-        d = yaml.safe_load(path.read_text()) or {}
+        d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise UsageError(f"config file {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {str(path)!r} is not a text (UTF-8) YAML file") from None
     if not isinstance(d, dict):
         raise UsageError(f"config file {str(path)!r} must hold a mapping with model/data/train sections")
     return d

@@ -15,7 +15,7 @@ import torch
 
 from eghn_md.data.batch import GraphBatch, collate
 from eghn_md.errors import UsageError
-from eghn_md.io.atomic import atomic_path
+from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.utils import resolve_device
 
 __all__ = ["PREDICTORS", "evaluate_sets", "evaluate_model", "per_node_errors"]
@@ -94,6 +94,8 @@ def evaluate_model(
         raise UsageError(f"unknown split {split!r}; valid choices: {', '.join(valid)}")
     if not data:
         raise UsageError("no dataset given")
+    if per_node_csv is not None:  # fail before the work, not after it
+        check_output_path(per_node_csv, overwrite=True)
     model, ckpt = load_model(model_path, device=device)
     dc = DataConfig.from_dict(ckpt.data_config)
     if split == "all":

@@ -46,6 +46,20 @@ def open_system(dataset, *, spec: Optional[FeatureSpec] = None) -> GraphSystem:
     return GraphSystem.from_nodes(dataset.nodes, selection=dataset.selection, spec=spec)
 
 
+def _check_same_system(system: GraphSystem, dataset, path, *, first) -> None:
+    """All datasets of one run must hold the same nodes (one model, one node table in its checkpoint)."""
+    got = dataset.nodes
+    same = got.n_nodes == system.n_nodes and [str(x) for x in got.resname] == [
+        str(x) for x in system.nodes.resname
+    ] and [str(x) for x in got.name] == [str(x) for x in system.nodes.name]
+    if not same:
+        raise DataError(
+            f"dataset {str(path)!r} ({got.n_nodes} nodes, selection {dataset.selection!r}) does not have the nodes "
+            f"of {str(first)!r} ({system.n_nodes} nodes, selection {system.selection!r}); all datasets of a run "
+            "must come from the same system and selection"
+        )
+
+
 def _frame_dt(dataset, name: str) -> float:
     t = dataset.times(name)
     if len(t) < 2:
@@ -99,9 +113,12 @@ def build_splits(
         for path, whole in jobs:
             ds = Dataset(path)
             handles.append(ds)
+            ds.validate()  # shapes, dtypes, finite values: a clear DataError before any sample is built
             sys_here = open_system(ds, spec=spec)
             if expected_nodes is not None:
                 check_same_nodes(expected_nodes, ds.nodes, what=f"dataset {str(path)!r}")
+            elif system is not None:
+                _check_same_system(system, ds, path, first=jobs[0][0])
             if system is None:
                 system = sys_here
                 spec = sys_here.spec
