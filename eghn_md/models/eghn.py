@@ -11,7 +11,7 @@ pool_edges        global edges (A_low of eq. 5)               local (bond) edges
 pool vectors      Z = [x − x̄, v]                              Z = [x − x̄, nf = x_low − x, v], cross-block inv.
 pooled vectors    EMMP output (eq. 7)                         input positions / velocities
 cluster graph     complete, no self loops, [rownorm A, log1p A]  complete with self loops, raw (Sᵀ A S)_pq
-decoder           one step, V = [Z_low−Z̄, Z_agg−Z̄, Z_low−Z_0]   stacked, V = [SΔX, x−SX, v−SV, nf], l2 Gram
+decoder           one step, V = [Z_low−Z̄, Z_agg−Z̄, Z_low−Z_0],  stacked, V = [SΔX, x−SX, v−SV, nf], l2 Gram
 output            x + disp_scale · decoder vector             S(X + ΔX) + decoder vector
 regulariser       ‖rownorm(Sᵀ A_global S) − I‖_F²             ‖rownorm(Sᵀ A_local S) − I‖_F
 ================  ==========================================  =============================================
@@ -104,9 +104,9 @@ class EGHN(nn.Module):
             self.high = nn.ModuleList(
                 EMMP(hidden=H, n_vectors=2, translating=tr, edge_in=2) for _ in range(c.n_layers)
             )
-            self.assign = AssignHead(H, c.n_clusters)
+            self.assign = AssignHead(H, c.n_clusters, init_scale=10.0)
             self.decoder = VectorDecoder(
-                n_vectors=6, scalar_in=2 * H, hidden=H, n_stack=1, mlp_layers=c.n_decoder_layers, gram_norm="none"
+                n_vectors=6, scalar_in=2 * H, hidden=H, n_stack=1, mlp_layers=c.n_decoder_layers, gram_norm="soft"
             )
 
     # ------------------------------------------------------------------ shared steps

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from eghn_md.nn.invariants import centre, channel_scale, gram_features
+from eghn_md.nn.invariants import centre, channel_scale, gram_features, soft_normalise
 from eghn_md.nn.mlp import MLP, EdgeMLP, silu_with_head
 from eghn_md.nn.edges import Edges
 
@@ -102,9 +102,10 @@ class EMMP(nn.Module):
         Zi, Zj = edges.gather_i(Zc), edges.gather_j(Zc)  # (E, 3, m)
         if self.invariants == "gram":
             Zn = Zc / channel_scale(Zc, batch, num_graphs)
-            node_feat = torch.cat([h, gram_features(Zn, symmetric=True).to(h.dtype)], dim=1)
+            node_feat = torch.cat([h, soft_normalise(gram_features(Zn, symmetric=True)).to(h.dtype)], dim=1)
             rel = Zi - Zj
-            inv = [gram_features(edges.gather_i(Zn), edges.gather_j(Zn)), gram_features(rel, symmetric=True)]
+            inv = [soft_normalise(gram_features(edges.gather_i(Zn), edges.gather_j(Zn))),
+                   soft_normalise(gram_features(rel, symmetric=True))]
             basis = torch.cat([rel, Zj], dim=2)  # (E, 3, 2m): span of Ẑ_ij
         else:
             node_feat = h

@@ -29,9 +29,12 @@ class AssignHead(nn.Module):
     Shapes: h (N, H) -> S (N, K), rows sum to 1.
     """
 
-    def __init__(self, hidden: int, n_clusters: int, *, width: int = 1, act: str = "silu"):
+    def __init__(self, hidden: int, n_clusters: int, *, width: int = 1, act: str = "silu", init_scale: float = 1.0):
         super().__init__()
         self.mlp = MLP(hidden, width * hidden, n_clusters, n_layers=2, act=act)
+        if init_scale != 1.0:  # larger initial logits: start away from the uniform assignment, a saddle of the loss
+            with torch.no_grad():
+                self.mlp.layers[-1].weight.mul_(init_scale)
 
     def forward(self, h: Tensor) -> Tensor:
         logits = self.mlp(h)

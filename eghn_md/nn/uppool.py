@@ -7,7 +7,8 @@ Given vectors ``V_i`` (3, c) and scalars ``s_i``, one step is::
 
 Stacking ``n_stack`` steps, each step appending its output to the vectors the next one sees, is the published code's
 "equivariant scalar net" decoder (GMN-style); ``n_stack = 1`` is eqs. 12–13. ``gram_norm="l2"`` L2-normalises the
-flattened Gram matrix (published); ``"none"`` uses it as is (the caller scales the vectors).
+flattened Gram matrix (published); ``"soft"`` bounds it with :func:`~eghn_md.nn.invariants.soft_normalise` (equations
+variant: keeps magnitudes, bounds the response to large vectors); ``"none"`` uses it as is.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from eghn_md.nn.invariants import gram_features
+from eghn_md.nn.invariants import gram_features, soft_normalise
 from eghn_md.nn.mlp import MLP
 
 __all__ = ["VectorDecoder"]
@@ -36,8 +37,8 @@ class VectorDecoder(nn.Module):
         gram_norm: str = "none",
     ):
         super().__init__()
-        if gram_norm not in ("none", "l2"):
-            raise ValueError(f"unknown gram_norm {gram_norm!r}; valid: none, l2")
+        if gram_norm not in ("none", "l2", "soft"):
+            raise ValueError(f"unknown gram_norm {gram_norm!r}; valid: none, l2, soft")
         self.gram_norm = gram_norm
         self.steps = nn.ModuleList()
         for t in range(n_stack):
@@ -51,6 +52,8 @@ class VectorDecoder(nn.Module):
             g = gram_features(V, symmetric=True)
             if self.gram_norm == "l2":
                 g = F.normalize(g, dim=1)
+            elif self.gram_norm == "soft":
+                g = soft_normalise(g)
             coef = mlp(torch.cat([g.to(s.dtype), s], dim=1))
             out = torch.einsum("ncv,nv->nc", V, coef.to(V.dtype))
             V = torch.cat([V, out.unsqueeze(2)], dim=2)
