@@ -1,4 +1,4 @@
-"""``eghn-md bench``: the paper's benchmarks (M-complex simulation, CMU motion capture).
+"""``eghn-md bench``: the paper's benchmarks (M-complex simulation, CMU motion capture, AdK equilibrium).
 
 \b
   eghn-md bench mcomplex generate -o mc33.npz --n-complex 3 --mean-size 3
@@ -163,3 +163,56 @@ def mocap_train(delta_frame, **p) -> None:
     val = mo.MocapDataset("val", delta_frame=delta_frame, max_samples=p["max_eval"])
     test = mo.MocapDataset("test", delta_frame=delta_frame, max_samples=p["max_eval"])
     _run_and_report("MoCap subject 9 run", train, val, test, p, _settings(p, 3), mo.PAPER_TABLE)
+
+
+@bench.command("adk")
+@click.option("-o", "--output", "out_dir", default="runs/bench/adk", show_default=True,
+              type=click.Path(file_okay=False), help="Working directory (dataset + one run per model and seed).")
+@click.option("--topology", default=None, type=click.Path(dir_okay=False),
+              help="Topology (default: MDAnalysisData adk_equilibrium).")
+@click.option("--trajectory", default=None, type=click.Path(dir_okay=False), help="Trajectory (with --topology).")
+@click.option("--model", "models", multiple=True, type=click.Choice(MODEL_CHOICES), default=("eghn", "egnn"),
+              show_default=True, help="Model(s); repeat the option for several.")
+@click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated training seeds.")
+@click.option("--preset", type=click.Choice(["paper", "default", "tiny"]), default="paper", show_default=True)
+@click.option("--select", default="backbone", show_default=True, help="Node selection (the paper: backbone).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epoch budget.")
+@click.option("--horizon", type=click.IntRange(min=1), default=None, help="Override ΔT (paper: 15 frames).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@overwrite_option
+@json_option
+@quiet_option
+def adk(out_dir, topology, trajectory, models, seeds, preset, select, epochs, horizon, device, overwrite, as_json,
+        quiet) -> None:
+    """The paper's protein-MD protocol (AdK equilibrium, backbone, ΔT = 15, 8 Å, 0.6/0.2/0.2, `paper` preset).
+
+    \b
+    pip install 'eghn-md[adk]'
+    python -c "from MDAnalysisData import datasets; datasets.fetch_adk_equilibrium()"   # once, downloads
+    eghn-md bench adk --model eghn --model egnn --model linear --seeds 1,2,3 --device cuda
+    """
+    from eghn_md.benchmarks.adk import run_adk
+
+    console = stderr_console(quiet)
+    progress_factory = None
+    if not quiet:
+        from eghn_md.train.progress import TrainProgress
+
+        progress_factory = lambda label: TrainProgress(console=console, description=label)  # noqa: E731
+    overrides = {"train": {"device": device, **({"epochs": epochs} if epochs else {})},
+                 "data": {**({"horizon": horizon} if horizon else {})}}
+    results = run_adk(out_dir, topology=topology, trajectory=trajectory, models=models, seeds=_parse_seeds(seeds),
+                      preset=preset, select=select, overrides=overrides, overwrite=overwrite,
+                      progress_factory=progress_factory)
+    if as_json:
+        emit_json(results)
+        return
+    from rich.table import Table
+
+    t = Table(title="AdK: test MSE per coordinate [Å²] (paper's metric)")
+    for col in ("model", "ours (mean ± std)", "paper", "static", "const. velocity", "windows"):
+        t.add_column(col)
+    for m, r in results.items():
+        t.add_row(m, f"{r['mse'][0]:.3f} ± {r['mse'][1]:.3f}", "-" if r["paper"] is None else f"{r['paper']:.3f}",
+                  f"{r['static']:.3f}", f"{r['const_velocity']:.3f}", str(r["windows"]))
+    console.print(t)
