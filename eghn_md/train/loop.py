@@ -40,8 +40,8 @@ class TrainConfig:
     """Optimisation settings (all plain data, saved in every checkpoint).
 
     ``patience`` counts evaluations without validation improvement (0 disables early stopping); ``max_chunk_nodes``
-    splits each batch into pieces of at most that many nodes whose gradients are accumulated (same gradient, less
-    memory; 0 disables).
+    splits each batch into pieces of at most that many nodes whose gradients are accumulated (the same gradient;
+    per-edge tensors stay cache-sized, which is faster on CPU and needs less memory; 0 disables).
     """
 
     epochs: int = 100
@@ -56,7 +56,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = False
-    max_chunk_nodes: int = 0
+    max_chunk_nodes: int = 1024
 
     def __post_init__(self) -> None:
         def number(name: str, kind: type) -> float:
@@ -164,6 +164,11 @@ def _chunks(samples: list[GraphBatch], max_nodes: int) -> list[list[GraphBatch]]
     if cur:
         out.append(cur)
     return out
+
+
+def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision losses (autocast) are summed in float32; float32/float64 stay as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -330,7 +335,7 @@ def fit(
                         _, mse, reg = compute_loss(out, batch.target, reg_weight=config.reg_weight)
                         w_nodes = batch.num_nodes / n_nodes
                         w_graphs = batch.num_graphs / n_graphs
-                        loss = mse.float() * w_nodes + config.reg_weight * reg.float() * w_graphs
+                        loss = _at_least_fp32(mse) * w_nodes + config.reg_weight * _at_least_fp32(reg) * w_graphs
                         if not torch.isfinite(loss):
                             from eghn_md.errors import DivergenceError
 
