@@ -27,7 +27,6 @@ Files are ``.npz`` holding, per split, flattened node arrays with graph offsets 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence

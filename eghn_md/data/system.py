@@ -13,7 +13,7 @@ from eghn_md.errors import DataError
 from eghn_md.graph.features import FeatureSpec, default_feature_spec, node_features
 from eghn_md.graph.nodes import NodeTable
 
-__all__ = ["GraphSystem", "check_same_nodes"]
+__all__ = ["GraphSystem", "check_same_nodes", "select_model_nodes"]
 
 
 @dataclass
@@ -95,3 +95,24 @@ def check_same_nodes(expected: dict, nodes: NodeTable, *, what: str) -> None:
                 raise DataError(
                     f"{what}: node {i} is atom {b!r} but the model expects {a!r} (selection {sel!r})"
                 )
+
+
+def select_model_nodes(system, model_nodes: dict, *, what: str):
+    """Select a model's nodes in an opened topology and check they match the model's training system.
+
+    Args:
+        system: an :class:`eghn_md.io.readers.System`.
+        model_nodes: ``GraphSystem.metadata()`` stored in the checkpoint (selection, residues, feature spec).
+        what: description of the topology for error messages.
+
+    Returns:
+        ``(atoms, graph_system)``: the MDAnalysis AtomGroup of the nodes and their :class:`GraphSystem`.
+    """
+    from eghn_md.graph.nodes import node_table
+
+    atoms = system.select(model_nodes["selection"])
+    nodes = node_table(atoms)
+    check_same_nodes(model_nodes, nodes, what=what)
+    gs = GraphSystem.from_nodes(nodes, selection=model_nodes["selection"],
+                                spec=FeatureSpec.from_dict(model_nodes["feature_spec"]))
+    return atoms, gs

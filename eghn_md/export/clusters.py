@@ -195,10 +195,8 @@ def export_clusters(
         UsageError: bad frames, outputs that exist without ``overwrite``, a model without pooling.
         DataError: a topology whose nodes differ from the model's, non-finite input frames.
     """
-    from eghn_md.data.system import GraphSystem, check_same_nodes
+    from eghn_md.data.system import select_model_nodes
     from eghn_md.export import viewers
-    from eghn_md.graph.features import FeatureSpec
-    from eghn_md.graph.nodes import node_table
     from eghn_md.io.readers import open_system
     from eghn_md.rollout.rollout import read_frames
     from eghn_md.train.checkpoint import load_model
@@ -222,11 +220,8 @@ def export_clusters(
     horizon = int(ckpt.data_config["horizon"])
     cutoff = float(ckpt.data_config["cutoff"])
     with open_system(topology, trajectories) as system:
-        atoms = system.select(ckpt.nodes["selection"])
-        nodes = node_table(atoms)
-        check_same_nodes(ckpt.nodes, nodes, what=f"topology {Path(topology).name!r}")
-        gs = GraphSystem.from_nodes(nodes, selection=ckpt.nodes["selection"],
-                                    spec=FeatureSpec.from_dict(ckpt.nodes["feature_spec"]))
+        atoms, gs = select_model_nodes(system, ckpt.nodes, what=f"topology {Path(topology).name!r}")
+        nodes = gs.nodes
         n_total = sum(s.n_frames for s in system.trajectories)
         wanted = parse_frames(frame, frames, horizon=horizon, n_frames=n_total)
         needed = sorted(set(wanted) | {f - horizon for f in wanted})

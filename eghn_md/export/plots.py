@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -254,7 +254,6 @@ def plot_clusters(result, nodes: dict, out: str | Path, *, colours: dict, title:
         nodes: node metadata (``resid``, ``segid`` lists).
         colours: ``{cluster id: "#RRGGBB"}`` for the clusters used (the viewers' colours).
     """
-    from matplotlib.colors import to_rgba
 
     x, xlabel = _sequence_axis(nodes)
     multi = len(result.frames) > 1

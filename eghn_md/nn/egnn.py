@@ -16,7 +16,6 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from eghn_md.nn.mlp import MLP, EdgeMLP, silu_linear, silu_with_head
 from eghn_md.nn.edges import Edges

@@ -11,7 +11,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -134,10 +134,8 @@ def rollout_run(
     ``<stem>_truth.dcd`` and ``<stem>_rmsd.csv`` (RMSD vs time of the model, static and constant-velocity
     predictors against the true frames). Returns a summary dict.
     """
-    from eghn_md.data.system import GraphSystem, check_same_nodes
+    from eghn_md.data.system import select_model_nodes
     from eghn_md.export.writers import write_node_trajectory
-    from eghn_md.graph.features import FeatureSpec
-    from eghn_md.graph.nodes import node_table
     from eghn_md.io.readers import open_system
     from eghn_md.train.checkpoint import load_model
     from eghn_md.utils import resolve_device
@@ -165,11 +163,7 @@ def rollout_run(
             f"for the velocity; use --frame >= {horizon}"
         )
     with open_system(topology, trajectories) as system:
-        atoms = system.select(ckpt.nodes["selection"])
-        nodes = node_table(atoms)
-        check_same_nodes(ckpt.nodes, nodes, what=f"topology {Path(topology).name!r}")
-        gs = GraphSystem.from_nodes(nodes, selection=ckpt.nodes["selection"],
-                                    spec=FeatureSpec.from_dict(ckpt.nodes["feature_spec"]))
+        atoms, gs = select_model_nodes(system, ckpt.nodes, what=f"topology {Path(topology).name!r}")
         n_total = sum(s.n_frames for s in system.trajectories)
         if frame >= n_total:
             raise UsageError(f"--frame {frame} is out of range: the trajectory has {n_total} frames (0..{n_total - 1})")

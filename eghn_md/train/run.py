@@ -16,13 +16,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
 
 from eghn_md import __version__
 from eghn_md.errors import UsageError

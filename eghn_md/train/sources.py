@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
 
 from eghn_md.data.samples import ConcatSet, DataConfig, WindowSet, default_cutoff, split_ranges
 from eghn_md.data.system import GraphSystem, check_same_nodes
