@@ -20,8 +20,9 @@ $(VENV)/.installed: pyproject.toml
 test: install
 	$(PY) -m pytest -q
 
+# everything, with the long fuzzing campaign (400 examples per reader) and any test marked slow
 test-slow: install
-	$(PY) -m pytest -q -m slow
+	EGHN_FUZZ_EXAMPLES=400 $(PY) -m pytest -q -m "slow or not slow"
 
 demo: install
 	bash examples/demo.sh $(DEMO_DIR)
