@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--settings", default="a,b")
     ap.add_argument("--workdir", default="runs/adk_accuracy")
     ap.add_argument("--json", default=None, help="Write all numbers to this JSON file.")
+    ap.add_argument("--retrain", action="store_true", help="Train again even where a finished run exists.")
     args = ap.parse_args()
     from MDAnalysisTests.datafiles import DCD, DCD2, PSF
 
@@ -91,8 +92,11 @@ def main() -> None:
                     "model": {**MODEL, "name": model}, "data": s["data"],
                     "train": {"epochs": args.epochs, "seed": seed, "device": "cpu", "patience": 0},
                 })
-                m = train_run([data["dcd"]], out, config=cfg, test=[data[s["test"]]] if s["test"] else [],
-                              overwrite=True)
+                if (out / "metrics.json").exists() and not args.retrain:  # finished earlier: reuse
+                    m = json.loads((out / "metrics.json").read_text())
+                else:
+                    m = train_run([data["dcd"]], out, config=cfg, test=[data[s["test"]]] if s["test"] else [],
+                                  overwrite=True)
                 rows.append({"test": m["splits"]["test"], "sps": m["train_samples_per_s"], "run": str(out)})
                 print(f"{skey} {model} seed {seed}: test {m['splits']['test']['model']:.4f} Å² "
                       f"(static {m['splits']['test']['static']:.4f}), {m['train_samples_per_s']:.1f} samples/s",
