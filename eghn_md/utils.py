@@ -10,7 +10,7 @@ import torch
 
 from eghn_md.errors import UsageError
 
-__all__ = ["resolve_device", "seed_everything", "DEVICE_CHOICES"]
+__all__ = ["resolve_device", "seed_everything", "reject_unknown_fields", "DEVICE_CHOICES"]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -41,3 +41,13 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def reject_unknown_fields(d: dict, cls, *, what: str) -> None:
+    """Raise :class:`UsageError` naming the keys of ``d`` that are not fields of dataclass ``cls``, and the valid ones."""
+    from dataclasses import fields
+
+    valid = sorted(f.name for f in fields(cls))
+    unknown = sorted(set(d) - set(valid))
+    if unknown:
+        raise UsageError(f"unknown {what} option(s) {unknown}; valid: {valid}")

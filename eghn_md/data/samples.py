@@ -14,7 +14,7 @@ Definitions (``ΔT`` = ``horizon`` in stored frames):
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -23,6 +23,7 @@ from torch import Tensor
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import DataError, UsageError
+from eghn_md.utils import reject_unknown_fields
 
 __all__ = [
     "DataConfig",
@@ -80,10 +81,7 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataConfig":
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise UsageError(f"unknown data option(s) {unknown}; valid: {sorted(valid)}")
+        reject_unknown_fields(d, cls, what="data")
         d = dict(d)
         if "split" in d:
             if not isinstance(d["split"], (list, tuple)):

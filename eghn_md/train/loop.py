@@ -28,7 +28,7 @@ from torch import nn
 
 from eghn_md.data.batch import GraphBatch, collate
 from eghn_md.errors import UsageError
-from eghn_md.utils import resolve_device
+from eghn_md.utils import reject_unknown_fields, resolve_device
 
 __all__ = ["TrainConfig", "FitResult", "TrainState", "fit", "evaluate_mse", "iterate_batches", "SCHEDULES"]
 
@@ -86,10 +86,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise UsageError(f"unknown train option(s) {unknown}; valid: {sorted(valid)}")
+        reject_unknown_fields(d, cls, what="train")
         return cls(**d)
 
 
