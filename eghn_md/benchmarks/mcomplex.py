@@ -34,6 +34,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from eghn_md.benchmarks._graphs import GraphList
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import DataError, UsageError
 
@@ -335,7 +336,7 @@ def load(path: str | Path) -> dict:
     return data
 
 
-class MComplexDataset(Sequence[GraphBatch]):
+class MComplexDataset(GraphList):
     """One split as single-graph :class:`GraphBatch` samples.
 
     Nodes: particles; ``h`` = speed |v| (the authors' node feature); edges: complete graph without self loops,
@@ -360,14 +361,6 @@ class MComplexDataset(Sequence[GraphBatch]):
             t = lambda key: torch.as_tensor(data[f"{split}_{key}"][a:b], dtype=dtype)  # noqa: E731
             self._graphs.append(_make_graph(t("pos_in"), t("vel_in"), t("pos_out"), t("charge"),
                                             torch.as_tensor(data[f"{split}_complex"][a:b])))
-
-    def __len__(self) -> int:
-        return len(self._graphs)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self._graphs[j] for j in range(*i.indices(len(self)))]
-        return self._graphs[i]
 
 
 def _make_graph(pos, vel, target, charge, comp) -> GraphBatch:

@@ -14,11 +14,12 @@ reported ×10⁻².
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
 
+from eghn_md.benchmarks._graphs import GraphList
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import DataError, UsageError
 
@@ -66,7 +67,7 @@ def skeleton_edges(bonds: np.ndarray, n_nodes: int) -> tuple[torch.Tensor, torch
     return edge_index, edge_attr, bonds_both
 
 
-class MocapDataset(Sequence[GraphBatch]):
+class MocapDataset(GraphList):
     """One split of the subject-9 "run" protocol as single-graph :class:`GraphBatch` samples.
 
     ``max_samples`` keeps the first ``max_samples // n_trials`` start frames of every trial (the authors' rule).
@@ -103,11 +104,3 @@ class MocapDataset(Sequence[GraphBatch]):
                 self._graphs.append(GraphBatch.single(pos=pos, vel=vel, h=torch.cat(feats, dim=1),
                                                       edge_index=edge_index, edge_attr=edge_attr,
                                                       local_edge_index=bonds, target=target))
-
-    def __len__(self) -> int:
-        return len(self._graphs)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self._graphs[j] for j in range(*i.indices(len(self)))]
-        return self._graphs[i]
