@@ -46,6 +46,8 @@ def _train_options(f):
                      help="Use only this many training samples."),
         click.option("--max-eval", type=click.IntRange(min=1), default=None,
                      help="Use only this many validation and test samples."),
+        click.option("--max-val", type=click.IntRange(min=1), default=None,
+                     help="Use only this many validation samples (the test set stays whole unless --max-eval)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True),
         json_option,
         quiet_option,
@@ -53,6 +55,11 @@ def _train_options(f):
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+def _max_val(p: dict):
+    limits = [n for n in (p["max_eval"], p["max_val"]) if n is not None]
+    return min(limits) if limits else None
 
 
 def _settings(p: dict, n_clusters: int):
@@ -137,12 +144,11 @@ def mcomplex_train(data, **p) -> None:
 
     raw = mc.load(data)
     cfg = raw["meta"]["config"]
-    val_n = p["max_eval"]
     train = mc.MComplexDataset(raw, "train", max_samples=p["max_train"])
-    val = mc.MComplexDataset(raw, "val", max_samples=val_n)
-    test = mc.MComplexDataset(raw, "test", max_samples=val_n)
+    val = mc.MComplexDataset(raw, "val", max_samples=_max_val(p))
+    test = mc.MComplexDataset(raw, "test", max_samples=p["max_eval"])
     key = (cfg["n_complex"], cfg["mean_size"])
-    paper = mc.PAPER_TABLE.get(key) if cfg["system_types"] == 1 else None
+    paper = mc.paper_row(*key, cfg["system_types"])
     _run_and_report(f"M-complex {key} ({cfg['system_types']} system type(s), {cfg['dynamics']} dynamics)",
                     train, val, test, p, _settings(p, cfg["n_complex"]), paper)
 
@@ -160,7 +166,7 @@ def mocap_train(delta_frame, **p) -> None:
     from eghn_md.benchmarks import mocap as mo
 
     train = mo.MocapDataset("train", delta_frame=delta_frame, max_samples=p["max_train"])
-    val = mo.MocapDataset("val", delta_frame=delta_frame, max_samples=p["max_eval"])
+    val = mo.MocapDataset("val", delta_frame=delta_frame, max_samples=_max_val(p))
     test = mo.MocapDataset("test", delta_frame=delta_frame, max_samples=p["max_eval"])
     _run_and_report("MoCap subject 9 run", train, val, test, p, _settings(p, 3), mo.PAPER_TABLE)
 

@@ -43,3 +43,24 @@ def test_mocap_train_table():
 def test_bad_seeds_is_usage_error():
     r = _invoke(["bench", "mocap", "train", "--seeds", "a,b"])
     assert r.exit_code == 2
+
+
+def test_max_val_limits_validation_only_and_multi_system_paper_column(tmp_path):
+    out = tmp_path / "mc.npz"
+    r = _invoke(["bench", "mcomplex", "generate", "-o", str(out), "-M", "3", "--mean-size", "3", "--system-types",
+                 "5", "--n-train", "6", "--n-val", "5", "--n-test", "4", "--sample-every", "4", "-q"])
+    assert r.exit_code == 0, r.output
+    r = _invoke(["bench", "mcomplex", "train", str(out), "--model", "linear", "--seeds", "1", "--max-val", "2",
+                 "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["sizes"] == {"train": 6, "val": 2, "test": 4}
+    r = _invoke(["bench", "mcomplex", "train", str(out), "--model", "linear", "--seeds", "1", "-q"])
+    assert "35.91 ± 0.01" in r.output  # the paper's multiple-systems (3, 3) Linear
+
+
+def test_paper_row_columns():
+    from eghn_md.benchmarks.mcomplex import paper_row
+
+    assert paper_row(10, 10, 1)["eghn"] == (13.09, 0.66)
+    assert paper_row(10, 10, 5)["eghn"] == (13.11, 0.92)
+    assert paper_row(3, 3, 2) is None and paper_row(4, 4, 1) is None

@@ -50,6 +50,8 @@ __all__ = [
     "load",
     "MComplexDataset",
     "PAPER_TABLE",
+    "PAPER_TABLE_MULTI",
+    "paper_row",
 ]
 
 DYNAMICS = ("rigid", "published")
@@ -67,6 +69,25 @@ PAPER_TABLE = {
     (10, 10): {"linear": (31.44, 0.01), "gnn": (15.91, 0.15), "rf": (18.57, 0.30), "egnn": (14.64, 0.27),
                "eghn": (13.09, 0.66)},
 }
+
+#: The paper's "multiple systems" columns (J = 5 system types with the same M and mean size), ×10⁻², mean ± std.
+PAPER_TABLE_MULTI = {
+    (3, 3): {"linear": (35.91, 0.01), "gnn": (16.76, 0.13), "rf": (15.17, 0.10), "egnn": (13.33, 0.12),
+             "eghn": (12.80, 0.56)},
+    (5, 5): {"linear": (35.29, 0.01), "gnn": (17.58, 0.11), "rf": (18.55, 0.12), "egnn": (15.48, 0.16),
+             "eghn": (14.85, 0.03)},
+    (5, 10): {"linear": (30.88, 0.01), "gnn": (16.55, 0.21), "rf": (17.24, 0.11), "egnn": (15.29, 0.12),
+              "eghn": (14.50, 0.08)},
+    (10, 10): {"linear": (32.49, 0.01), "gnn": (16.05, 0.16), "rf": (19.34, 0.25), "egnn": (15.02, 0.18),
+               "eghn": (13.11, 0.92)},
+}
+
+
+def paper_row(n_complex: int, mean_size: int, system_types: int) -> Optional[dict]:
+    """The paper's results for a column (model → (mean, std) ×10⁻²), or ``None`` when the paper has no such column
+    (the paper's multiple-systems variant has J = 5 system types)."""
+    table = PAPER_TABLE if system_types == 1 else PAPER_TABLE_MULTI if system_types == 5 else {}
+    return table.get((int(n_complex), int(mean_size)))
 
 
 @dataclass(frozen=True, kw_only=True)
