@@ -1,6 +1,7 @@
-"""Print the M-complex / mocap results written by ``run_all.sh`` (``eghn-md bench ... --json``) beside the paper.
+"""Print the motion-capture results written by ``run_all.sh`` (``eghn-md bench mocap train --json``) beside the paper.
 
-Usage: ``python examples/paper/tables.py OUTDIR`` — reads ``OUTDIR/mcomplex_M_A.json`` and ``OUTDIR/mocap.json``.
+Usage: ``python examples/paper/tables.py OUTDIR`` — reads ``OUTDIR/mocap.json`` (and any ``OUTDIR/mcomplex_M_A.json``
+written by ``eghn-md bench mcomplex train --json``); the whole M-complex table is rendered by ``mcomplex_table.py``.
 """
 
 from __future__ import annotations
