@@ -13,6 +13,8 @@ Usage::
     python examples/paper/mcomplex_table.py --out runs/paper --columns 3x3 --systems 1 --epochs 3x3=30
     python examples/paper/mcomplex_table.py --out runs/paper --table-only              # just re-render the table
     python examples/paper/mcomplex_table.py --out runs/paper --dry-run                 # print the commands
+    python examples/paper/mcomplex_table.py --out runs/gpu --jobs 1 --extra-train "--device cuda" \
+        --epochs 3x3=1000,5x5=1000,5x10=1000,10x10=1000                               # a GPU budget
 
 Budget (``--epochs``, per column) defaults to what fitted one 2-core CPU session: 30 / 15 / 6 / 3 epochs for
 (3,3) / (5,5) / (5,10) / (10,10) (batch 50, lr 1e-3, cosine, hidden 64; validation on 500 systems about six times
@@ -63,7 +65,7 @@ class Cell:
 
     @property
     def eval_every(self) -> int:
-        return max(1, self.epochs // 6)
+        return max(1, min(5, self.epochs // 6))  # about six validations, at least every 5 epochs
 
     @property
     def tag(self) -> str:
@@ -199,7 +201,7 @@ def render_table(out: Path, columns, systems, models) -> str:
                     continue
                 v = np.array([100 * r["test_mse"] for r in runs])
                 sd = v.std(ddof=1) if len(v) > 1 else 0.0
-                cells.append(f"{v.mean():.2f} ± {sd:.2f} / {ps}" + ("" if len(v) >= 3 else f" ({len(v)} seed)"))
+                cells.append(f"{v.mean():.2f} ± {sd:.2f} / {ps}" + ("" if len(v) >= 3 else f" ({len(v)} seed{'s' if len(v) > 1 else ''})"))
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         lines.append("")
         lines += ["| column | data (train/val/test) | epochs | best epoch per seed (EGHN, EGNN) | "
