@@ -18,7 +18,7 @@ Usage::
 
 Budget (``--epochs``, per column) defaults to what fitted one 2-core CPU session: 30 / 15 / 6 / 3 epochs for
 (3,3) / (5,5) / (5,10) / (10,10) (batch 50, lr 1e-3, cosine, hidden 64; validation on 500 systems about six times
-per run, best epoch kept; test on all 2000); the paper trains up to 10 000 epochs with early stopping.
+per run and at least every 5 epochs, best epoch kept; test on all 2000); the paper trains up to 10 000 epochs with early stopping.
 """
 
 from __future__ import annotations
@@ -204,8 +204,8 @@ def render_table(out: Path, columns, systems, models) -> str:
                 cells.append(f"{v.mean():.2f} ± {sd:.2f} / {ps}" + ("" if len(v) >= 3 else f" ({len(v)} seed{'s' if len(v) > 1 else ''})"))
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         lines.append("")
-        lines += ["| column | data (train/val/test) | epochs | best epoch per seed (EGHN, EGNN) | "
-                  "CPU min per seed (GNN, RF, EGNN, EGHN) |", "|---|---|---|---|---|"]
+        lines += ["| column | data (train/val/test) | epochs (optimiser steps) | best epoch per seed (EGHN; EGNN) | "
+                  "wall min per seed, 1 thread (GNN, RF, EGNN, EGHN) |", "|---|---|---|---|---|"]
         for col in columns:
             m, a = col.split("x")
             tag = f"mcomplex_{m}_{a}_j{j}"
@@ -217,7 +217,9 @@ def render_table(out: Path, columns, systems, models) -> str:
                              for mm in ("eghn", "egnn"))
             mins = ", ".join(f"{np.mean([r['wall_s'] for r in found.get((tag, mm), [])]) / 60:.1f}"
                              if found.get((tag, mm)) else "—" for mm in ("gnn", "rf", "egnn", "eghn"))
-            lines.append(f"| ({m}, {a}) | {sz['train']}/{sz['val']}/{sz['test']} | {s['epochs']} | {best} | {mins} |")
+            steps = s["epochs"] * -(-sz["train"] // s["batch_size"])
+            lines.append(f"| ({m}, {a}) | {sz['train']}/{sz['val']}/{sz['test']} | {s['epochs']} ({steps}) | {best} | "
+                         f"{mins} |")
         lines.append("")
     return "\n".join(lines)
 
