@@ -48,9 +48,11 @@ def setup(adk_h5, tmp_path_factory):
 def _start(adk_h5, run: Path, cfg: Path) -> subprocess.Popen:
     exe = Path(sys.executable).parent / "eghn-md"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    # A shell without job control starts background commands with SIGINT ignored, and Python keeps an inherited
+    # SIG_IGN (no KeyboardInterrupt): restore the default so the test also holds under `make test &` or nohup.
     return subprocess.Popen([str(exe), "train", adk_h5, "-o", str(run), "--config", str(cfg), "--seed", "5",
                              "--quiet", "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(proc: subprocess.Popen, cond, timeout=240.0) -> None:
@@ -62,22 +64,6 @@ def _wait_for(proc: subprocess.Popen, cond, timeout=240.0) -> None:
             proc.kill()
             pytest.fail("train made no progress")
         time.sleep(0.02)
-
-
-def _start_and_signal(adk_h5, run: Path, cfg: Path, sig: int, cond, tries: int = 3) -> subprocess.Popen:
-    """Start ``train``, wait for ``cond`` and send ``sig``. On a loaded machine the poller can be descheduled until
-    the whole (short) run has finished, so the signal never lands mid-run: that start is discarded and retried."""
-    import shutil
-
-    for _ in range(tries):
-        proc = _start(adk_h5, run, cfg)
-        _wait_for(proc, cond)
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            return proc
-        proc.communicate()
-        shutil.rmtree(run)
-    pytest.fail(f"train finished before the signal could be sent, {tries} times")
 
 
 def _resume_and_compare(adk_h5, run: Path, reference: list[dict]) -> None:
@@ -94,7 +80,9 @@ def test_sigint_saves_a_resumable_checkpoint_and_exits_130(adk_h5, setup, tmp_pa
     from eghn_md.train.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
-    proc = _start_and_signal(adk_h5, run, setup["cfg"], signal.SIGINT, lambda: len(_rows(run)) >= 1)
+    proc = _start(adk_h5, run, setup["cfg"])
+    _wait_for(proc, lambda: len(_rows(run)) >= 1)
+    proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "Interrupted." and "Traceback" not in err, err
@@ -108,8 +96,10 @@ def test_sigkill_leaves_the_last_complete_checkpoint_and_resume_matches(adk_h5, 
     from eghn_md.train.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
+    proc = _start(adk_h5, run, setup["cfg"])
     # kill as soon as the first checkpoint exists: often while the next files of that epoch are being written
-    proc = _start_and_signal(adk_h5, run, setup["cfg"], signal.SIGKILL, lambda: (run / "last.pt").exists())
+    _wait_for(proc, lambda: (run / "last.pt").exists())
+    proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     ckpt = load_checkpoint(run / "last.pt")  # complete and verified (digest), never half-written
