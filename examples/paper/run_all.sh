@@ -11,6 +11,6 @@ E=${EGHN_BENCH:-.venv/bin/eghn-md}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 $PY examples/paper/mcomplex_table.py --out "$OUT" --jobs "${JOBS:-2}" --exe "$E"
-$E bench mocap train --model linear --model gnn --model rf --model egnn --model eghn --epochs 50 \
+$E bench mocap train --model linear --model gnn --model rf --model egnn --model eghn --epochs 200 \
    --seeds 1,2,3 --batch-size 50 --lr 1e-3 --eval-every 5 --json > "$OUT/mocap.json"
 $PY examples/paper/tables.py "$OUT"
