@@ -56,20 +56,17 @@ class Cell:
     max_val: int
 
     @property
-    def m(self) -> int:
-        return int(self.column.split("x")[0])
-
-    @property
-    def a(self) -> int:
-        return int(self.column.split("x")[1])
-
-    @property
     def eval_every(self) -> int:
         return max(1, min(5, self.epochs // 6))  # about six validations, at least every 5 epochs
 
     @property
     def tag(self) -> str:
-        return f"mcomplex_{self.m}_{self.a}_j{self.systems}"
+        return tag(self.column, self.systems)
+
+    @property
+    def result_name(self) -> str:
+        """The cell's file in ``OUT/cells``."""
+        return f"{self.tag}_{self.model}_s{self.seed}.json"
 
     def command(self, exe: str, data: Path, extra: Sequence[str] = ()) -> list[str]:
         cmd = [exe, "bench", "mcomplex", "train", str(data), "--model", self.model, "--seeds", str(self.seed),
@@ -80,9 +77,14 @@ class Cell:
         return cmd
 
 
-def data_path(out: Path, column: str, systems: int) -> Path:
+def tag(column: str, systems: int) -> str:
+    """``mcomplex_M_A_jJ``: the name of a column's data set and the prefix of its cells' files."""
     m, a = column.split("x")
-    return out / f"mcomplex_{m}_{a}_j{systems}.npz"
+    return f"mcomplex_{m}_{a}_j{systems}"
+
+
+def data_path(out: Path, column: str, systems: int) -> Path:
+    return out / f"{tag(column, systems)}.npz"
 
 
 def generate_command(exe: str, out: Path, column: str, systems: int, n_val: int,
@@ -123,7 +125,7 @@ def run_cells(out: Path, cells: list[Cell], *, exe: str, jobs: int, n_val: int, 
     cell_dir.mkdir(parents=True, exist_ok=True)
     log = out / "mcomplex_table.log"
     datasets = sorted({(c.column, c.systems) for c in cells}, key=lambda k: (COLUMNS.index(k[0]), k[1]))
-    todo = [c for c in cells if not (cell_dir / f"{c.tag}_{c.model}_s{c.seed}.json").exists()]
+    todo = [c for c in cells if not (cell_dir / c.result_name).exists()]
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; {len(todo)} to run with {jobs} worker(s)")
     if dry_run:
         for col, j in datasets:
@@ -152,12 +154,12 @@ def run_cells(out: Path, cells: list[Cell], *, exe: str, jobs: int, n_val: int, 
         if not data.exists():
             return
         t0 = time.time()
-        ok = _run(c.command(exe, data, extra_train), log, cell_dir / f"{c.tag}_{c.model}_s{c.seed}.json")
+        ok = _run(c.command(exe, data, extra_train), log, cell_dir / c.result_name)
         print(f"{c.tag} {c.model} seed {c.seed}: {'done' if ok else 'FAILED'} in {time.time() - t0:.0f} s",
               flush=True)
 
     # Generation of the next column's data overlaps the training of this column's cells.
-    order = [c for c in dict.fromkeys(k[0] for k in datasets)]
+    order = list(dict.fromkeys(k[0] for k in datasets))
     tasks = [(gen, k) for k in datasets if k[0] == order[0]]
     for i, col in enumerate(order):
         tasks += [(gen, k) for k in datasets if i + 1 < len(order) and k[0] == order[i + 1]]
@@ -193,7 +195,7 @@ def render_table(out: Path, columns, systems, models) -> str:
             cells = []
             for col in columns:
                 m, a = col.split("x")
-                runs = found.get((f"mcomplex_{m}_{a}_j{j}", model), [])
+                runs = found.get((tag(col, j), model), [])
                 paper = (paper_row(int(m), int(a), j) or {}).get(model)
                 ps = f"{paper[0]:.2f}" if paper else "—"
                 if not runs:
@@ -208,15 +210,15 @@ def render_table(out: Path, columns, systems, models) -> str:
                   "wall min per seed, 1 thread (GNN, RF, EGNN, EGHN) |", "|---|---|---|---|---|"]
         for col in columns:
             m, a = col.split("x")
-            tag = f"mcomplex_{m}_{a}_j{j}"
-            any_run = next((found[k][0] for k in found if k[0] == tag and k[1] != "linear"), None)
+            t = tag(col, j)
+            any_run = next((found[k][0] for k in found if k[0] == t and k[1] != "linear"), None)
             if any_run is None:
                 continue
             s, sz = any_run["settings"], any_run["sizes"]
-            best = "; ".join("/".join(str(r["best_epoch"]) for r in found.get((tag, mm), [])) or "—"
+            best = "; ".join("/".join(str(r["best_epoch"]) for r in found.get((t, mm), [])) or "—"
                              for mm in ("eghn", "egnn"))
-            mins = ", ".join(f"{np.mean([r['wall_s'] for r in found.get((tag, mm), [])]) / 60:.1f}"
-                             if found.get((tag, mm)) else "—" for mm in ("gnn", "rf", "egnn", "eghn"))
+            mins = ", ".join(f"{np.mean([r['wall_s'] for r in found.get((t, mm), [])]) / 60:.1f}"
+                             if found.get((t, mm)) else "—" for mm in ("gnn", "rf", "egnn", "eghn"))
             steps = s["epochs"] * -(-sz["train"] // s["batch_size"])
             lines.append(f"| ({m}, {a}) | {sz['train']}/{sz['val']}/{sz['test']} | {s['epochs']} ({steps}) | {best} | "
                          f"{mins} |")
@@ -225,6 +227,8 @@ def render_table(out: Path, columns, systems, models) -> str:
 
 
 def main(argv=None) -> None:
+    from eghn_md.train.run import write_text_atomic
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/paper"))
     ap.add_argument("--columns", default=",".join(COLUMNS), help=f"comma-separated, from {', '.join(COLUMNS)}")
@@ -256,7 +260,7 @@ def main(argv=None) -> None:
                   extra_gen=shlex.split(a.extra_gen), extra_train=shlex.split(a.extra_train))
     if not a.dry_run:
         table = render_table(a.out, columns, systems, models)
-        (a.out / "mcomplex_table.md").write_text(table + "\n")
+        write_text_atomic(a.out / "mcomplex_table.md", table + "\n")
         print(table)
 
 
