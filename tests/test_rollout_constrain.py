@@ -12,7 +12,7 @@ import torch
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import DataError, UsageError
 from eghn_md.rollout.constrain import constrain
-from eghn_md.rollout.validity import ATOM_CLASH_A, CA_CLASH_A, validity_report
+from eghn_md.rollout.validity import ATOM_CLASH_A, CA_CLASH_A, near_pairs, validity_report
 from eghn_md.testing.equivariance import assert_equivariant, assert_permutation_equivariant
 
 
@@ -88,12 +88,16 @@ def test_converges_from_a_heavily_perturbed_adk_frame(selection, sigma, clash):
     bad = _perturbed(pos, sigma)
     before = validity_report(bad[None].numpy(), bonds=bonds, node_kind=kind, reference_lengths=ref)
     assert before.max_bond_dev[0] > 2.0 and before.n_breaks[0] > 50 and before.n_clashes[0] >= 1
-    out, info = constrain(bad, bonds=bonds, lengths=ref, clash_threshold=clash, return_info=True)
+    out, info = constrain(bad, bonds=bonds, lengths=ref, node_kind=kind, return_info=True)
+    assert info == constrain(bad, bonds=bonds, lengths=ref, clash_threshold=clash, return_info=True)[1]
     after = validity_report(out[None].numpy(), bonds=bonds, node_kind=kind, reference_lengths=ref)
     assert info.converged and info.n_clashes == 0 and 0 < info.iterations < 500
     assert after.max_bond_dev[0] < 0.01 and info.max_bond_error < 1e-3
     assert after.n_breaks[0] == 0 and after.n_clashes[0] == 0
     assert torch.allclose(out.mean(dim=0), bad.mean(dim=0), atol=1e-9)  # equal masses: the centre stays put
+    again = constrain(bad, bonds=bonds, lengths=ref, clash_threshold=clash,
+                      excluded=near_pairs(bonds, len(pos), min_separation=3))  # precomputed for a rollout loop
+    assert torch.equal(again, out)
 
 
 def test_idempotent_on_a_valid_frame():
@@ -117,7 +121,7 @@ def test_clashes_between_chains_are_pushed_apart():
     d = torch.cdist(out, out)
     assert info.converged and d[0, 2] >= CA_CLASH_A and d[1, 3] >= CA_CLASH_A
     assert torch.allclose(d[0, 1], torch.tensor(3.8, dtype=torch.float64), atol=1e-3)
-    off = constrain(pos, bonds=bonds, lengths=torch.full((4,), 3.8, dtype=torch.float64), clash_threshold=None)
+    off = constrain(pos, bonds=bonds, lengths=torch.full((4,), 3.8, dtype=torch.float64), clash_threshold=0.0)
     assert torch.equal(off, pos)  # bonds only: nothing to do
 
 
@@ -128,6 +132,8 @@ def test_no_convergence_warns_and_bad_inputs_raise():
         constrain(_perturbed(pos, 1.0), bonds=bonds, lengths=ref, max_iter=2)
     with pytest.raises(UsageError, match="relax must lie in \\(0, 2\\), got 2.5"):
         constrain(pos, bonds=bonds, lengths=ref, relax=2.5)
+    with pytest.raises(UsageError, match="node_kind 'cg' is not one of"):
+        constrain(pos, bonds=bonds, lengths=ref, node_kind="cg")
     with pytest.raises(UsageError, match="lengths must have shape"):
         constrain(pos, bonds=bonds, lengths=ref[:-1])
     same = pos.clone()

