@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cli._common import device_option, emit_json, json_option, overwrite_option, quiet_option, stderr_console
+from cli._common import (device_option, emit_json, json_option, overwrite_option, quiet_option, stderr_console,
+                         validity_line)
 
 
 @click.command("rollout")
@@ -16,11 +17,18 @@ from cli._common import device_option, emit_json, json_option, overwrite_option,
 @click.option("--steps", type=click.IntRange(min=1), required=True, help="Number of predicted frames (each ΔT).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PRED.dcd (PRED.pdb beside it).")
 @click.option("--truth", is_flag=True, help="Also write the true frames (PRED_truth.dcd) and PRED_rmsd.csv.")
+@click.option("--constrain", is_flag=True,
+              help="Project every predicted frame onto the start frame's bond lengths and push clashing pairs apart "
+                   "(equivariant, SHAKE-like). An aid for viewing, not a fix: the validity report says how the model "
+                   "does without it.")
+@click.option("--strict", is_flag=True,
+              help="Exit with status 1 when the divergence guard stops the rollout (the frames before are written).")
 @device_option
 @overwrite_option
 @quiet_option
 @json_option
-def rollout(model_path, topology, trajectories, frame, steps, output, truth, device, overwrite, quiet, as_json):
+def rollout(model_path, topology, trajectories, frame, steps, output, truth, constrain, strict, device, overwrite, quiet,
+            as_json):
     """Roll MODEL out from a frame of TOPOLOGY + TRAJECTORY for --steps horizons."""
     from rich.progress import Progress
 
@@ -34,7 +42,7 @@ def rollout(model_path, topology, trajectories, frame, steps, output, truth, dev
     with Progress(console=console, transient=True, disable=quiet) as prog:
         task = prog.add_task("rollout", total=steps)
         summary = rollout_run(model_path, topology, list(trajectories), output, frame=frame, steps=steps,
-                              truth=truth, device=device, overwrite=overwrite,
+                              truth=truth, constrain=constrain, device=device, overwrite=overwrite,
                               progress=lambda k: prog.update(task, completed=k))
     if truth:
         from eghn_md.export.figures import maybe_plot_rollout
@@ -44,13 +52,28 @@ def rollout(model_path, topology, trajectories, frame, steps, output, truth, dev
             summary["outputs"].append(fig)
     if as_json:
         emit_json(summary)
-        return
-    console.print(f"Wrote {steps} predicted frames ({summary['step_ps']:.4g} ps apart) from frame {frame}:")
+    else:
+        _print_summary(console, summary, frame=frame, output=output, truth=truth)
+    if strict and summary["stopped"]:
+        from eghn_md.errors import DivergenceError
+
+        raise DivergenceError(f"rollout stopped at step {summary['stopped']['step']}: {summary['stopped']['reason']}")
+
+
+def _print_summary(console, summary: dict, *, frame: int, output: str, truth: bool) -> None:
+    done = summary["steps_done"]
+    console.print(f"Wrote {done} predicted frames ({summary['step_ps']:.4g} ps apart) from frame {frame}:")
     for p in summary["outputs"]:
         console.print(f"  {p}")
-    if truth:
+    if summary["stopped"]:
+        s = summary["stopped"]
+        console.print(f"[yellow]warning:[/] the divergence guard stopped the rollout at step {s['step']}: {s['reason']}; "
+                      f"the {done} frames before it were written")
+    console.print(validity_line(summary["validity"]))
+    if truth and done:
         r = summary["final_rmsd_A"]
-        console.print(f"RMSD to truth after {steps} steps: model {r['model']:.3f} Å, static {r['static']:.3f} Å, "
+        console.print(f"RMSD to truth after {done} steps: model {r['model']:.3f} Å, static {r['static']:.3f} Å, "
                       f"constant velocity {r['const_velocity']:.3f} Å")
     pdb = summary["outputs"][1]
     console.print(f"Open with:  vmd {pdb} {output}    or    pymol {pdb} -d 'load_traj {output}'")
+

@@ -42,7 +42,7 @@ def pred(tiny_run, adk, tmp_path_factory):
     rollout's writer from true AdK frames so the test does not depend on the tiny model's stability."""
     import MDAnalysis as mda
 
-    from eghn_md.export.writers import write_node_trajectory
+    from eghn_md.io.writers import write_node_trajectory
     from eghn_md.train.checkpoint import load_checkpoint
 
     nodes = load_checkpoint(tiny_run / "model.pt").nodes

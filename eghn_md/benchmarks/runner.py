@@ -71,6 +71,7 @@ def _model_config(name: str, train_set: Sequence[GraphBatch], s: BenchSettings):
     fields_ = dict(name=name, node_in=int(g.h.shape[1]), edge_in=int(g.edge_attr.shape[1]), hidden=s.hidden,
                    n_layers=s.n_layers, n_pool_layers=s.n_pool_layers, n_decoder_layers=s.n_decoder_layers,
                    n_clusters=s.n_clusters, reg_weight=s.reg_weight, length_scale=stats["length_scale"],
+                   radius_scale=stats["radius_scale"],
                    vel_scale=stats["vel_scale"], disp_scale=stats["disp_scale"])
     fields_.update(s.model_overrides.get(name, {}))
     return ModelConfig(**fields_)

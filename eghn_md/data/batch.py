@@ -38,6 +38,8 @@ class GraphBatch:
     * ``local_edge_index``: (2, E_loc) long or None, covalent / sequence bonds (used by pooling networks; falls back
       to ``edge_index`` when None).
     * ``target``: (N, 3) [Å] or None, positions at t + ΔT.
+    * ``future``: (N, K − 1, 3) [Å] or None, positions at t + 2ΔT … t + KΔT for multi-step training (NaN where a
+      window has no such frame).
     """
 
     pos: Tensor
@@ -49,6 +51,7 @@ class GraphBatch:
     ptr: Tensor
     local_edge_index: Optional[Tensor] = None
     target: Optional[Tensor] = None
+    future: Optional[Tensor] = None
 
     @property
     def num_graphs(self) -> int:
@@ -89,6 +92,7 @@ class GraphBatch:
         edge_attr: Optional[Tensor] = None,
         local_edge_index: Optional[Tensor] = None,
         target: Optional[Tensor] = None,
+        future: Optional[Tensor] = None,
     ) -> "GraphBatch":
         """A batch holding one graph."""
         n = pos.shape[0]
@@ -104,14 +108,15 @@ class GraphBatch:
             ptr=torch.tensor([0, n], dtype=torch.long, device=pos.device),
             local_edge_index=None if local_edge_index is None else local_edge_index.long(),
             target=target,
+            future=future,
         )
 
 
 def collate(graphs: Sequence[GraphBatch]) -> GraphBatch:
     """Concatenate batches (each holding one or more graphs) into one disjoint-union batch.
 
-    Edge indices are shifted by the node offset of their graph. ``target`` / ``local_edge_index`` must be present in
-    all inputs or in none.
+    Edge indices are shifted by the node offset of their graph. ``target`` / ``local_edge_index`` / ``future`` must be
+    present in all inputs or in none (``future`` of equal length K − 1).
     """
     if len(graphs) == 0:
         raise ValueError("collate() needs at least one graph")
@@ -130,8 +135,9 @@ def collate(graphs: Sequence[GraphBatch]) -> GraphBatch:
         g += gb.num_graphs
     has_target = [gb.target is not None for gb in graphs]
     has_local = [gb.local_edge_index is not None for gb in graphs]
-    if len(set(has_target)) != 1 or len(set(has_local)) != 1:
-        raise ValueError("collate(): target/local_edge_index must be present in all graphs or in none")
+    has_future = [gb.future is not None for gb in graphs]
+    if len(set(has_target)) != 1 or len(set(has_local)) != 1 or len(set(has_future)) != 1:
+        raise ValueError("collate(): target/local_edge_index/future must be present in all graphs or in none")
     return GraphBatch(
         pos=torch.cat([gb.pos for gb in graphs]),
         vel=torch.cat([gb.vel for gb in graphs]),
@@ -144,4 +150,5 @@ def collate(graphs: Sequence[GraphBatch]) -> GraphBatch:
             torch.cat([gb.local_edge_index + o for gb, o in zip(graphs, offsets)], dim=1) if has_local[0] else None
         ),
         target=torch.cat([gb.target for gb in graphs]) if has_target[0] else None,
+        future=torch.cat([gb.future for gb in graphs]) if has_future[0] else None,
     )

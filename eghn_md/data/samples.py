@@ -106,13 +106,14 @@ def split_ranges(n_frames: int, fractions: Sequence[float]) -> list[tuple[int, i
     return [(bounds[k], bounds[k + 1]) for k in range(len(fractions))]
 
 
-def build_edges(pos: Tensor, cutoff: float, bonds: Tensor) -> tuple[Tensor, Tensor]:
+def build_edges(pos: Tensor, cutoff: float, bonds: Tensor, *, batch: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """Radius graph of ``pos`` united with ``bonds``.
 
     Args:
         pos: (N, 3) [Å] node positions.
         cutoff: [Å] contact distance.
         bonds: (2, B) long, both directions of every bond.
+        batch: (N,) long graph id of every node (pairs of different graphs are never joined), or None: one graph.
 
     Returns:
         ``edge_index`` (2, E) long (receiver, sender), sorted by receiver, without duplicates or self loops;
@@ -121,7 +122,7 @@ def build_edges(pos: Tensor, cutoff: float, bonds: Tensor) -> tuple[Tensor, Tens
     from eghn_md.graph.edges import radius_graph
 
     n = pos.shape[0]
-    radius = radius_graph(pos, cutoff)
+    radius = radius_graph(pos, cutoff, batch)
     keys_r = radius[0] * n + radius[1]
     keys_b = bonds[0].to(pos.device) * n + bonds[1].to(pos.device)
     keys = torch.cat([keys_r, keys_b])
@@ -143,6 +144,8 @@ class WindowSet(Sequence):
         horizon: ΔT [frames].
         cutoff: [Å].
         window_stride: take every k-th start frame.
+        future_steps: K >= 1; with K > 1 every sample also carries ``future`` (N, K − 1, 3) [Å], the frames
+            t + 2ΔT … t + KΔT for multi-step training, NaN beyond the block's end (the windows stay the same).
         name: label for messages (``file:trajectory:split``).
     """
 
@@ -156,9 +159,12 @@ class WindowSet(Sequence):
         horizon: int,
         cutoff: float,
         window_stride: int = 1,
+        future_steps: int = 1,
         name: str = "",
     ) -> None:
         start, stop = int(block[0]), int(block[1])
+        self.future_steps = int(future_steps)
+        self._stop = stop
         self.name = name
         self.horizon = int(horizon)
         self.cutoff = float(cutoff)
@@ -199,8 +205,18 @@ class WindowSet(Sequence):
         edge_index, edge_attr = build_edges(x, self.cutoff, self.bonds)
         return GraphBatch.single(
             pos=x, vel=x - x_prev, h=self.h, edge_index=edge_index, edge_attr=edge_attr,
-            local_edge_index=self.bonds, target=y,
+            local_edge_index=self.bonds, target=y, future=self._future(t),
         )
+
+    def _future(self, t: int) -> Optional[Tensor]:
+        """(N, K − 1, 3) [Å] frames t + 2ΔT … t + KΔT (NaN past the block), or None when K = 1."""
+        if self.future_steps <= 1:
+            return None
+        frames = []
+        for k in range(2, self.future_steps + 1):
+            f = t + k * self.horizon
+            frames.append(self.frame(f) if f < self._stop else torch.full_like(self.frame(t), float("nan")))
+        return torch.stack(frames, dim=1)
 
 
 class ConcatSet(Sequence):
@@ -225,23 +241,26 @@ class ConcatSet(Sequence):
 def compute_stats(samples: Sequence[GraphBatch], *, max_samples: int = 64) -> dict:
     """Normalisation statistics of a training set (all rotation-invariant scalars).
 
-    Returns ``length_scale`` [Å] (mean edge length), ``vel_scale`` [Å per horizon] (RMS node velocity),
+    Returns ``length_scale`` [Å] (mean edge length), ``radius_scale`` [Å] (RMS distance of a node from its graph's
+    centroid), ``vel_scale`` [Å per horizon] (RMS node velocity),
     ``disp_scale`` [Å] (RMS node displacement over the horizon), ``mean_degree``.
     """
     n = len(samples)
     if n == 0:
         raise UsageError("cannot compute statistics of an empty training set")
     idx = np.linspace(0, n - 1, num=min(n, max_samples)).round().astype(int)
-    lengths, vel2, disp2, degree = [], [], [], []
+    lengths, rad2, vel2, disp2, degree = [], [], [], [], []
     for i in np.unique(idx):
         s = samples[int(i)]
         d = (s.pos[s.edge_index[0]] - s.pos[s.edge_index[1]]).norm(dim=1)
         lengths.append(d.mean().item())
+        rad2.append(((s.pos - s.pos.mean(dim=0)) ** 2).sum(dim=1).mean().item())
         vel2.append((s.vel**2).sum(dim=1).mean().item())
         disp2.append(((s.target - s.pos) ** 2).sum(dim=1).mean().item())
         degree.append(s.edge_index.shape[1] / s.num_nodes)
     return {
         "length_scale": float(np.mean(lengths)),
+        "radius_scale": float(max(np.sqrt(np.mean(rad2)), 1e-6)),
         "vel_scale": float(max(np.sqrt(np.mean(vel2)), 1e-6)),
         "disp_scale": float(max(np.sqrt(np.mean(disp2)), 1e-6)),
         "mean_degree": float(np.mean(degree)),

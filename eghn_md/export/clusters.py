@@ -198,7 +198,7 @@ def export_clusters(
     from eghn_md.data.system import select_model_nodes
     from eghn_md.export import viewers
     from eghn_md.io.readers import open_system
-    from eghn_md.rollout.rollout import read_frames
+    from eghn_md.rollout.start import read_frames
     from eghn_md.train.checkpoint import load_model
     from eghn_md.utils import resolve_device
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from eghn_md.errors import UsageError
 
-__all__ = ["ModelConfig", "MODEL_NAMES"]
+__all__ = ["ModelConfig", "MODEL_NAMES", "VECTOR_NORMS"]
 
 #: every model the registry can build (see :mod:`eghn_md.models.registry`)
 MODEL_NAMES = ("eghn", "eghn-published", "egnn", "gnn", "rf", "linear")
+#: how ``eghn`` scales vector channels before taking invariants (see :class:`ModelConfig`)
+VECTOR_NORMS = ("fixed", "per-graph")
 
 
 @dataclass(kw_only=True)
@@ -19,7 +21,14 @@ class ModelConfig:
 
     Units: ``length_scale`` [Å] typical neighbour distance (relative positions are divided by it); ``vel_scale``
     typical |v| in the velocity channel's unit (velocities are divided by it); ``disp_scale`` [Å] typical
-    |x(t+ΔT) − x(t)| (displacements are produced in these units).
+    |x(t+ΔT) − x(t)| (displacements are produced in these units); ``radius_scale`` [Å] typical distance of a node
+    from its graph's centroid (``None``: ``length_scale``).
+
+    ``vector_norm`` (``eghn``): how vector channels are scaled before their invariants are taken: ``"fixed"``
+    divides them by the training statistics above, so the model sees absolute geometry and can respond to a
+    structure that swells or shrinks; ``"per-graph"`` divides each channel by its RMS over the graph (v0.1; the
+    model cannot see the structure's size, and its rollouts swell without bound). Checkpoints written before the
+    option existed load as ``"per-graph"``.
     """
 
     name: str = "eghn"
@@ -34,6 +43,8 @@ class ModelConfig:
     vel_scale: float = 1.0
     disp_scale: float = 1.0
     reg_weight: float = 1.0  #: λ of the pooling regulariser
+    radius_scale: Optional[float] = None
+    vector_norm: str = "fixed"
 
     def __post_init__(self) -> None:
         if self.name not in MODEL_NAMES:
@@ -50,7 +61,11 @@ class ModelConfig:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise UsageError(f"model config: {key} must be an integer >= {low}, got {v!r}")
-        for key in ("length_scale", "vel_scale", "disp_scale"):
+        if self.vector_norm not in VECTOR_NORMS:
+            raise UsageError(f"model config: unknown vector_norm {self.vector_norm!r}; valid: {', '.join(VECTOR_NORMS)}")
+        if self.radius_scale is None:
+            self.radius_scale = self.length_scale
+        for key in ("length_scale", "vel_scale", "disp_scale", "radius_scale"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and v < float("inf")):
                 raise UsageError(f"model config: {key} must be a finite number > 0, got {v!r}")

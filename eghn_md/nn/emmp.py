@@ -13,7 +13,9 @@ Two invariant/message forms are provided (the only difference between ``eghn`` a
 
 * ``invariants="gram"`` (equations): the Gram matrix ``Ẑ_ijᵀẐ_ij``. Its diagonal blocks ``Z_iᵀZ_i`` / ``Z_jᵀZ_j``
   are per-node terms (computed per node, gathered by the first layer); the cross block ``Z_iᵀZ_j`` is per edge. To
-  keep them O(1) on real proteins each channel is divided by its per-graph RMS norm (an invariant). The relative
+  keep them O(1) on real proteins each channel is divided by a fixed scale from the training statistics (so the
+  layer sees absolute geometry: a structure that swells gets larger invariants), or, for v0.1 checkpoints, by its
+  per-graph RMS norm (an invariant, but blind to the structure's overall size). The relative
   Gram ``(Z_i − Z_j)ᵀ(Z_i − Z_j)`` (a function of ``Ẑ_ijᵀẐ_ij``) is added explicitly so local distances are not a
   difference of large numbers. The message spans ``[Z_i − Z_j, Z_j − Z̄]`` (the same span as ``Ẑ_ij``).
 * ``invariants="cross"`` (published code): only the cross block ``Z_jᵀZ_i``, L2-normalised, and ``M_ij = (Z_j − Z̄)
@@ -46,6 +48,9 @@ class EMMP(nn.Module):
         invariants: ``"gram"`` (equations) or ``"cross"`` (published).
         h_agg: ``"mean"`` or ``"sum"`` aggregation of scalar messages.
         update_vectors: False for a last layer whose vectors are not read (Z is returned unchanged).
+        vector_scale: per channel, a fixed divisor of the vectors before their Gram invariants are taken (training
+            statistics: the model then sees absolute geometry, e.g. a swelling structure); ``None`` divides every
+            channel by its per-graph RMS instead (v0.1 checkpoints; blind to the structure's overall size).
 
     Shapes:
         Z (N, 3, m), h (N, H), edges (:class:`~eghn_md.nn.edges.Edges`), edge_attr (E, D) in edge order or None, batch (N,) -> Z' (N, 3, m), h' (N, H).
@@ -61,6 +66,7 @@ class EMMP(nn.Module):
         invariants: str = "gram",
         h_agg: str = "mean",
         update_vectors: bool = True,
+        vector_scale: Optional[Sequence[float]] = None,
     ):
         super().__init__()
         if invariants not in ("gram", "cross"):
@@ -88,6 +94,10 @@ class EMMP(nn.Module):
                 self.coef.weight.mul_(0.01)
                 self.coef.bias.zero_()
         self.node = MLP(2 * hidden, hidden, hidden, n_layers=2)
+        if vector_scale is not None and len(vector_scale) != m:
+            raise ValueError(f"vector_scale has {len(vector_scale)} entries for {m} vector channels")
+        scale = None if vector_scale is None else torch.tensor([float(x) for x in vector_scale]).view(1, 1, m)
+        self.register_buffer("vector_scale", scale, persistent=False)
 
     def forward(
         self,
@@ -101,7 +111,8 @@ class EMMP(nn.Module):
         Zc = centre(Z, batch, num_graphs, self.translating)
         Zi, Zj = edges.gather_i(Zc), edges.gather_j(Zc)  # (E, 3, m)
         if self.invariants == "gram":
-            Zn = Zc / channel_scale(Zc, batch, num_graphs)
+            scale = channel_scale(Zc, batch, num_graphs) if self.vector_scale is None else self.vector_scale
+            Zn = Zc / scale.to(Zc.dtype)
             node_feat = torch.cat([h, soft_normalise(gram_features(Zn, symmetric=True)).to(h.dtype)], dim=1)
             rel = Zi - Zj
             inv = [soft_normalise(gram_features(edges.gather_i(Zn), edges.gather_j(Zn))),

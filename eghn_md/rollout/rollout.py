@@ -11,7 +11,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,16 +19,72 @@ import torch
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import DivergenceError, UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
+from eghn_md.io.writers import write_node_trajectory
+from eghn_md.rollout.start import open_start
 
-__all__ = ["rollout", "rollout_run", "RolloutResult", "read_frames", "const_velocity_rollout"]
+__all__ = ["rollout", "rollout_run", "RolloutResult", "GuardConfig", "read_frames", "const_velocity_rollout"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuardConfig:
+    """When a rollout is stopped as diverged (each bound documented; the frames before the failing step are kept).
+
+    * ``max_bond_dev`` [Å]: a bond of the node graph stretched or compressed by more than this from its length in
+      the start frame: the chain is torn apart (well beyond the 4.19 Å Cα–Cα break the validity report counts; None
+      disables);
+    * ``rg_bounds``: radius of gyration outside ``(low, high)`` × the start frame's: the structure swells or collapses
+      (MD of a folded protein stays within a few per cent; None disables);
+    * ``max_step_rms`` [Å]: RMS displacement of one step (the model left the region it was trained on);
+    * non-finite coordinates always stop a rollout.
+    """
+
+    max_bond_dev: Optional[float] = 2.0
+    rg_bounds: Optional[tuple[float, float]] = (0.5, 1.5)
+    max_step_rms: float = math.inf
 
 
 @dataclass
 class RolloutResult:
-    """``frames``: (steps + 1, N, 3) [Å], the start frame then the predictions; ``step_ps``: time per step."""
+    """``frames``: (k + 1, N, 3) [Å] float32, the start frame then the k predicted frames that passed the guard;
+    ``stopped``: None, or ``{"step": k, "reason": ...}`` for the first step the guard rejected (not in ``frames``)."""
 
     frames: np.ndarray
-    step_ps: float
+    stopped: Optional[dict] = None
+
+
+class _Guard:
+    """Checks every predicted frame against :class:`GuardConfig`; ``__call__`` returns None or the reason."""
+
+    def __init__(self, config: GuardConfig, x0: torch.Tensor, bonds: torch.Tensor):
+        self.config = config
+        self.i, self.j = bonds[:, bonds[0] < bonds[1]].to(x0.device)
+        self.ref = (x0[self.i] - x0[self.j]).norm(dim=1)
+        self.rg0 = float(_rg(x0))
+
+    def __call__(self, cur: torch.Tensor, nxt: torch.Tensor) -> Optional[str]:
+        c = self.config
+        if not bool(torch.isfinite(nxt).all()):
+            return "non-finite coordinates predicted"
+        step_rms = float(((nxt - cur) ** 2).sum(dim=1).mean().sqrt())
+        if step_rms > c.max_step_rms:
+            return f"RMS step {step_rms:.1f} Å exceeds {c.max_step_rms:.1f} Å (the model left its training region)"
+        if c.max_bond_dev is not None and self.i.numel():
+            dev = ((nxt[self.i] - nxt[self.j]).norm(dim=1) - self.ref).abs()
+            worst = int(dev.argmax())
+            if float(dev[worst]) > c.max_bond_dev:
+                return (f"bond {int(self.i[worst])}–{int(self.j[worst])} deviates {float(dev[worst]):.1f} Å from its "
+                        f"start length (bound {c.max_bond_dev:g} Å): the chain broke")
+        if c.rg_bounds is not None:
+            ratio = float(_rg(nxt)) / max(self.rg0, 1e-12)
+            if not c.rg_bounds[0] <= ratio <= c.rg_bounds[1]:
+                return (f"radius of gyration {ratio:.2f}× the start frame's, outside {c.rg_bounds[0]:g}–"
+                        f"{c.rg_bounds[1]:g}×: the structure {'swelled' if ratio > 1 else 'collapsed'}")
+        return None
+
+
+def _rg(x: torch.Tensor) -> torch.Tensor:
+    """Radius of gyration [Å] of (N, 3) positions (equal weights)."""
+    return ((x - x.mean(dim=0)) ** 2).sum(dim=1).mean().sqrt()
 
 
 @torch.no_grad()
@@ -41,10 +97,11 @@ def rollout(
     bonds: torch.Tensor,
     cutoff: float,
     steps: int,
-    max_step_rms: float = math.inf,
-    progress=None,
-) -> np.ndarray:
-    """Predict ``steps`` frames autoregressively.
+    guard: Optional[GuardConfig] = None,
+    constraint: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> RolloutResult:
+    """Predict ``steps`` frames autoregressively, stopping at the first frame the guard rejects.
 
     Args:
         model: trained model (eval mode) on the device of the tensors.
@@ -54,16 +111,14 @@ def rollout(
         bonds: (2, B) long bond graph (both directions).
         cutoff: [Å] contact cutoff for edges.
         steps: number of predicted frames.
-        max_step_rms: [Å] a step whose RMS displacement exceeds this is treated as divergence.
-
-    Returns:
-        (steps + 1, N, 3) [Å] float32: ``x0`` then the predicted frames.
-
-    Raises:
-        DivergenceError: non-finite or exploding coordinates.
+        guard: divergence bounds (default :class:`GuardConfig`).
+        constraint: applied to every predicted frame before it is checked and fed back, e.g. a
+            :func:`~eghn_md.rollout.constrain.constrain` closure: (N, 3) [Å] -> (N, 3) [Å].
+        progress: called with the number of frames done.
     """
     from eghn_md.data.samples import build_edges
 
+    check = _Guard(guard or GuardConfig(), x0, bonds)
     out = [x0.detach().cpu().numpy().astype(np.float32)]
     prev, cur = x_prev, x0
     for k in range(1, steps + 1):
@@ -71,19 +126,16 @@ def rollout(
         batch = GraphBatch.single(pos=cur, vel=cur - prev, h=h, edge_index=edge_index, edge_attr=edge_attr,
                                   local_edge_index=bonds)
         nxt = model(batch).pos.to(cur.dtype)
-        if not torch.isfinite(nxt).all():
-            raise DivergenceError(f"rollout diverged at step {k}: non-finite coordinates predicted")
-        step_rms = float(((nxt - cur) ** 2).sum(dim=1).mean().sqrt())
-        if step_rms > max_step_rms:
-            raise DivergenceError(
-                f"rollout diverged at step {k}: RMS step {step_rms:.1f} Å exceeds {max_step_rms:.1f} Å "
-                "(the model left the region it was trained on); try fewer --steps"
-            )
+        if constraint is not None and bool(torch.isfinite(nxt).all()):
+            nxt = constraint(nxt)
+        reason = check(cur, nxt)
+        if reason is not None:
+            return RolloutResult(frames=np.stack(out), stopped={"step": k, "reason": reason})
         prev, cur = cur, nxt
         out.append(cur.detach().cpu().numpy().astype(np.float32))
         if progress is not None:
             progress(k)
-    return np.stack(out)
+    return RolloutResult(frames=np.stack(out))
 
 
 def const_velocity_rollout(x_prev: np.ndarray, x0: np.ndarray, steps: int) -> np.ndarray:
@@ -92,29 +144,30 @@ def const_velocity_rollout(x_prev: np.ndarray, x0: np.ndarray, steps: int) -> np
     return np.stack([x0 + k * v for k in range(steps + 1)]).astype(np.float32)
 
 
-def read_frames(system, indices: np.ndarray, frames: Sequence[int]) -> tuple[dict, dict]:
-    """Read selected positions of absolute frame numbers across the system's trajectories (concatenated).
+def _output_paths(output: Path, *, truth: bool, overwrite: bool) -> dict:
+    """Every file a rollout writes beside ``output`` (PRED.dcd), checked for ``overwrite``."""
+    if output.suffix.lower() != ".dcd":
+        raise UsageError(f"output {str(output)!r} must end in .dcd (convert later with `eghn-md export trajectory`)")
+    paths = {"dcd": output, "pdb": output.with_suffix(".pdb"),
+             "validity": output.with_name(output.stem + "_validity.csv"),
+             "validity_png": output.with_name(output.stem + "_validity.png")}
+    if truth:
+        paths["truth"] = output.with_name(output.stem + "_truth.dcd")
+        paths["rmsd"] = output.with_name(output.stem + "_rmsd.csv")
+    for p in paths.values():
+        check_output_path(p, overwrite=overwrite)
+    return paths
 
-    Returns ``({frame: (N, 3) [Å]}, {frame: time [ps]})``.
-    """
-    wanted = set(int(f) for f in frames)
-    pos, times = {}, {}
-    offset = 0
-    for src in system.trajectories:
-        if not any(offset <= f < offset + src.n_frames for f in wanted):
-            offset += src.n_frames
-            continue
-        k = offset
-        for block, t in src.iter_blocks(indices, block=64):
-            for j in range(block.shape[0]):
-                if k + j in wanted:
-                    pos[k + j] = block[j].copy()
-                    times[k + j] = float(t[j])
-            k += block.shape[0]
-            if k > max(wanted):
-                break
-        offset += src.n_frames
-    return pos, times
+
+def _constraint(gs, x0: torch.Tensor, node_kind: str):
+    """The ``--constrain`` projection: bonds restored to their start-frame lengths, clashes pushed apart."""
+    from eghn_md.rollout.constrain import constrain
+    from eghn_md.rollout.validity import near_pairs
+
+    bonds = gs.bonds.to(x0.device)
+    lengths = (x0[bonds[0]] - x0[bonds[1]]).norm(dim=1)
+    excluded = near_pairs(bonds, x0.shape[0], device=x0.device)
+    return lambda x: constrain(x, bonds=bonds, lengths=lengths, node_kind=node_kind, excluded=excluded)
 
 
 def rollout_run(
@@ -126,98 +179,90 @@ def rollout_run(
     frame: int,
     steps: int,
     truth: bool = False,
+    constrain: bool = False,
     device: str = "auto",
     overwrite: bool = False,
     progress=None,
 ) -> dict:
-    """``eghn-md rollout`` as a library call: writes ``output`` (DCD) + its ``.pdb``; with ``truth`` also
-    ``<stem>_truth.dcd`` and ``<stem>_rmsd.csv`` (RMSD vs time of the model, static and constant-velocity
-    predictors against the true frames). Returns a summary dict.
+    """``eghn-md rollout`` as a library call: writes ``output`` (DCD) + its ``.pdb`` and the validity report
+    (``<stem>_validity.csv`` and ``.png``); with ``truth`` also ``<stem>_truth.dcd`` and ``<stem>_rmsd.csv`` (RMSD
+    vs time of the model, static and constant-velocity predictors against the true frames). With ``constrain`` every
+    predicted frame is projected onto the start frame's bond lengths, without clashes. A rollout the divergence
+    guard stops keeps the frames before it (``summary["stopped"]`` says where and why). Returns a summary dict.
     """
-    from eghn_md.data.system import select_model_nodes
-    from eghn_md.export.writers import write_node_trajectory
-    from eghn_md.io.readers import open_system
-    from eghn_md.train.checkpoint import load_model
-    from eghn_md.utils import resolve_device
+    from eghn_md.rollout.validity import plot_validity, validity_report
 
     if steps < 1:
-        raise UsageError(f"--steps must be >= 1, got {steps}")
+        raise UsageError(f"steps must be >= 1, got {steps}")
     if frame < 0:
-        raise UsageError(f"--frame must be >= 0, got {frame}")
-    output = Path(output)
-    if output.suffix.lower() != ".dcd":
-        raise UsageError(f"output {str(output)!r} must end in .dcd (convert later with `eghn-md export trajectory`)")
-    pdb_out = output.with_suffix(".pdb")
-    truth_out = output.with_name(output.stem + "_truth.dcd")
-    rmsd_out = output.with_name(output.stem + "_rmsd.csv")
-    for p in [output, pdb_out] + ([truth_out, rmsd_out] if truth else []):
-        check_output_path(p, overwrite=overwrite)
-
-    dev = resolve_device(device)
-    model, ckpt = load_model(model_path, device=dev)
-    horizon = int(ckpt.data_config["horizon"])
-    cutoff = float(ckpt.data_config["cutoff"])
-    if frame < horizon:
-        raise UsageError(
-            f"--frame {frame} is too early: the first step needs frame {frame} − {horizon} (one horizon before) "
-            f"for the velocity; use --frame >= {horizon}"
-        )
-    with open_system(topology, trajectories) as system:
-        atoms, gs = select_model_nodes(system, ckpt.nodes, what=f"topology {Path(topology).name!r}")
-        n_total = sum(s.n_frames for s in system.trajectories)
-        if frame >= n_total:
-            raise UsageError(f"--frame {frame} is out of range: the trajectory has {n_total} frames (0..{n_total - 1})")
-        last_needed = frame + steps * horizon
-        if truth and last_needed >= n_total:
-            max_steps = (n_total - 1 - frame) // horizon
-            raise UsageError(
-                f"--truth needs frame {last_needed} but the trajectory has {n_total} frames; use --steps <= {max_steps}"
-            )
-        wanted = [frame - horizon, frame] + ([frame + k * horizon for k in range(1, steps + 1)] if truth else [])
-        pos, times = read_frames(system, atoms.indices, wanted)
-    for f in (frame - horizon, frame):
-        if not np.isfinite(pos[f]).all():
-            raise DivergenceError(f"input frame {f} has non-finite coordinates")
-    step_ps = times[frame] - times[frame - horizon]
-    if not step_ps > 0:
-        step_ps = float(ckpt.stats.get("horizon_ps") or horizon)
-    dtype = next(model.parameters()).dtype if any(True for _ in model.parameters()) else torch.float32
+        raise UsageError(f"frame must be >= 0, got {frame}")
+    paths = _output_paths(Path(output), truth=truth, overwrite=overwrite)
+    start = open_start(model_path, topology, trajectories, frame=frame, steps=steps if truth else 0, device=device)
+    ckpt, dev, dtype = start.ckpt, start.device, start.dtype
     to = lambda a: torch.as_tensor(a, dtype=dtype, device=dev)  # noqa: E731
+    x0 = to(start.frames[0])
     disp = float(ckpt.stats.get("disp_scale", 1.0))
-    frames = rollout(
-        model, x_prev=to(pos[frame - horizon]), x0=to(pos[frame]), h=gs.h.to(dev, dtype), bonds=gs.bonds.to(dev),
-        cutoff=cutoff, steps=steps, max_step_rms=max(20.0 * disp, 10.0), progress=progress,
+    result = rollout(
+        start.model, x_prev=to(start.x_prev), x0=x0, h=start.system.h.to(dev, dtype), bonds=start.system.bonds.to(dev),
+        cutoff=start.cutoff, steps=steps, guard=GuardConfig(max_step_rms=max(20.0 * disp, 10.0)),
+        constraint=_constraint(start.system, x0, start.node_kind) if constrain else None, progress=progress,
     )
-    written = write_node_trajectory(output, ckpt.nodes, frames, dt_ps=step_ps, start_time_ps=times[frame])
+    frames = result.frames
+    written = write_node_trajectory(paths["dcd"], ckpt.nodes, frames, dt_ps=start.step_ps,
+                                    start_time_ps=start.start_time_ps)
+    true_frames = start.frames[: len(frames)] if truth else None
+    report = validity_report(frames, bonds=start.system.bonds, node_kind=start.node_kind, truth=true_frames)
+    written += [report.write_csv(paths["validity"])]
     summary = {
-        "model_file": str(model_path),
-        "start_frame": frame,
-        "steps": steps,
-        "horizon_frames": horizon,
-        "step_ps": step_ps,
-        "n_nodes": int(frames.shape[1]),
+        "model_file": str(model_path), "start_frame": frame, "steps": steps, "steps_done": len(frames) - 1,
+        "stopped": result.stopped, "constrained": bool(constrain), "horizon_frames": start.horizon,
+        "step_ps": start.step_ps, "n_nodes": int(frames.shape[1]), "validity": report.summary(),
         "outputs": [str(p) for p in written],
     }
     if truth:
-        true_frames = np.stack([pos[frame]] + [pos[frame + k * horizon] for k in range(1, steps + 1)])
-        cv = const_velocity_rollout(pos[frame - horizon], pos[frame], steps)
-        written += write_node_trajectory(truth_out, ckpt.nodes, true_frames, dt_ps=step_ps,
-                                         start_time_ps=times[frame], pdb_path=truth_out)
-        rmsd = {
-            "model": _rmsd(frames, true_frames),
-            "static": _rmsd(np.repeat(true_frames[:1], steps + 1, axis=0), true_frames),
-            "const_velocity": _rmsd(cv, true_frames),
-        }
-        with atomic_path(rmsd_out) as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["step", "time_ps", "rmsd_model_A", "rmsd_static_A", "rmsd_const_velocity_A"])
-            for k in range(steps + 1):
-                w.writerow([k, f"{k * step_ps:.6g}", f"{rmsd['model'][k]:.6g}", f"{rmsd['static'][k]:.6g}",
-                            f"{rmsd['const_velocity'][k]:.6g}"])
-        summary["outputs"] += [str(truth_out), str(rmsd_out)]
-        summary["final_rmsd_A"] = {k: float(v[-1]) for k, v in rmsd.items()}
-        summary["mean_rmsd_A"] = {k: float(np.mean(v[1:])) for k, v in rmsd.items()}
+        extra = _truth_outputs(paths, ckpt.nodes, start, frames)
+        summary["outputs"] += extra.pop("outputs")
+        summary.update(extra)
+    fig = _maybe_plot(plot_validity, report, paths["validity_png"])
+    if fig:
+        summary["outputs"].append(fig)
     return summary
+
+
+def _maybe_plot(fn, *args) -> Optional[str]:
+    """A figure must never fail the rollout: the path, or None with a warning."""
+    try:
+        return str(fn(*args))
+    except Exception as exc:  # noqa: BLE001
+        import warnings
+
+        warnings.warn(f"figure not written ({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=2)
+        return None
+
+
+def _truth_outputs(paths: dict, nodes: dict, start, frames: np.ndarray) -> dict:
+    """Write the true frames and the RMSD-vs-step table of the model, static and constant-velocity predictors."""
+    k_done = len(frames) - 1
+    true_frames = start.frames[: k_done + 1]
+    cv = const_velocity_rollout(start.x_prev, start.frames[0], k_done)
+    written = write_node_trajectory(paths["truth"], nodes, true_frames, dt_ps=start.step_ps,
+                                    start_time_ps=start.start_time_ps, pdb_path=paths["truth"])
+    rmsd = {
+        "model": _rmsd(frames, true_frames),
+        "static": _rmsd(np.repeat(true_frames[:1], k_done + 1, axis=0), true_frames),
+        "const_velocity": _rmsd(cv, true_frames),
+    }
+    with atomic_path(paths["rmsd"]) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["step", "time_ps", "rmsd_model_A", "rmsd_static_A", "rmsd_const_velocity_A"])
+        for k in range(k_done + 1):
+            w.writerow([k, f"{k * start.step_ps:.6g}", f"{rmsd['model'][k]:.6g}", f"{rmsd['static'][k]:.6g}",
+                        f"{rmsd['const_velocity'][k]:.6g}"])
+    return {
+        "outputs": [str(p) for p in written] + [str(paths["rmsd"])],
+        "final_rmsd_A": {k: float(v[-1]) for k, v in rmsd.items()},
+        "mean_rmsd_A": {k: float(np.mean(v[1:])) if k_done else 0.0 for k, v in rmsd.items()},
+    }
 
 
 def _rmsd(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -171,9 +171,11 @@ def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
         meta = {k: payload[k] for k in _META_KEYS}
         if _digest(meta, sd) != payload["digest"]:
             raise DataError(f"{str(path)!r} failed its integrity check (content modified or corrupted)")
+    model_config = dict(payload["model_config"])
+    model_config.setdefault("vector_norm", "per-graph")  # written before the option existed: v0.1's scaling
     return Checkpoint(
         path=path,
-        model_config=payload["model_config"],
+        model_config=model_config,
         data_config=payload["data_config"],
         train_config=payload["train_config"],
         stats=payload["stats"],

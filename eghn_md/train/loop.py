@@ -27,12 +27,19 @@ import torch.distributed as dist
 from torch import nn
 
 from eghn_md.data.batch import GraphBatch, collate
-from eghn_md.errors import UsageError
+from eghn_md.errors import DivergenceError, ResourceError, UsageError
+from eghn_md.train.objective import Objective, sample_noise
 from eghn_md.utils import reject_unknown_fields, resolve_device
 
-__all__ = ["TrainConfig", "FitResult", "TrainState", "fit", "evaluate_mse", "iterate_batches", "SCHEDULES"]
+__all__ = ["TrainConfig", "FitResult", "TrainState", "fit", "evaluate_mse", "iterate_batches", "objective_from_config",
+           "SCHEDULES", "SELECTIONS", "MIN_VAL_WINDOWS"]
 
 SCHEDULES = ("cosine", "plateau", "none")
+#: which weights a run keeps: the best on validation (early stopping after ``patience`` bad evaluations) or the last
+SELECTIONS = ("best", "last")
+#: fewer validation windows than this cannot rank epochs (3 windows of one trajectory's end move like none of the
+#: training windows): ``train`` then keeps the last epoch and says so
+MIN_VAL_WINDOWS = 8
 
 
 @dataclass(kw_only=True)
@@ -42,6 +49,15 @@ class TrainConfig:
     ``patience`` counts evaluations without validation improvement (0 disables early stopping); ``max_chunk_nodes``
     splits each batch into pieces of at most that many nodes whose gradients are accumulated (the same gradient;
     per-edge tensors stay cache-sized, which is faster on CPU and needs less memory; 0 disables).
+
+    Rollout stability (:mod:`eghn_md.train.objective`; all off by default, the ``tiny``/``default`` presets turn
+    them on): ``noise_std`` [Å] input-frame noise; ``unroll_steps`` K autoregressive steps per sample with
+    ``pushforward`` stop-gradients; ``bond_weight`` / ``clash_weight`` auxiliary losses with ``clash_distance`` [Å].
+
+    ``select``: ``"best"`` keeps the best weights on validation (and stops early after ``patience`` evaluations
+    without improvement); ``"last"`` keeps the last epoch's (no early stopping; validation is still reported), the
+    choice when the validation set is too small to rank models (``train`` switches to it, with a warning, below
+    :data:`MIN_VAL_WINDOWS` windows).
     """
 
     epochs: int = 100
@@ -57,6 +73,13 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     max_chunk_nodes: int = 1024
+    noise_std: float = 0.0
+    unroll_steps: int = 1
+    pushforward: bool = True
+    bond_weight: float = 0.0
+    clash_weight: float = 0.0
+    clash_distance: float = 3.0
+    select: str = "best"
 
     def __post_init__(self) -> None:
         def number(name: str, kind: type) -> float:
@@ -69,15 +92,18 @@ class TrainConfig:
                 raise UsageError(f"{name} must be a finite number, got {value!r}")
             return x
 
-        for name in ("epochs", "batch_size", "eval_every"):
+        for name in ("epochs", "batch_size", "eval_every", "unroll_steps"):
             if number(name, int) < 1:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("lr",):
             if not number(name, float) > 0:
                 raise UsageError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("weight_decay", "grad_clip", "reg_weight", "patience", "max_chunk_nodes"):
+        for name in ("weight_decay", "grad_clip", "reg_weight", "patience", "max_chunk_nodes", "noise_std",
+                     "bond_weight", "clash_weight", "clash_distance"):
             if number(name, float) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.select not in SELECTIONS:
+            raise UsageError(f"unknown select {self.select!r}; valid choices: {', '.join(SELECTIONS)}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown schedule {self.schedule!r}; valid choices: {', '.join(SCHEDULES)}")
 
@@ -146,6 +172,16 @@ def iterate_batches(dataset: Sequence[GraphBatch], indices: Sequence[int], batch
     """Yield lists of samples (not yet collated) of ``batch_size`` consecutive ``indices``."""
     for start in range(0, len(indices), batch_size):
         yield [dataset[int(i)] for i in indices[start : start + batch_size]]
+
+
+def _with_noise(sample: GraphBatch, std: float, *, seed: int, epoch: int, index: int) -> GraphBatch:
+    """``sample`` with Gaussian noise of ``std`` [Å] on its two input frames (the target stays clean)."""
+    if std <= 0:
+        return sample
+    noise = sample_noise(sample.num_nodes, std, seed=seed, epoch=epoch, index=index, dtype=sample.pos.dtype,
+                         device=sample.pos.device)
+    pos = sample.pos + noise[1]
+    return sample.replace(pos=pos, vel=sample.vel + noise[1] - noise[0])
 
 
 def _chunks(samples: list[GraphBatch], max_nodes: int) -> list[list[GraphBatch]]:
@@ -229,8 +265,6 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 def _out_of_memory_error(device: torch.device, config: TrainConfig) -> Exception:
-    from eghn_md.errors import ResourceError
-
     if device.type == "cuda":
         torch.cuda.empty_cache()
     bs = int(config.batch_size)
@@ -242,12 +276,166 @@ def _out_of_memory_error(device: torch.device, config: TrainConfig) -> Exception
 
 
 # ------------------------------------------------------------------------------------------------------------ fit
+def objective_from_config(config: TrainConfig, *, cutoff: Optional[float] = None) -> Objective:
+    """The :class:`~eghn_md.train.objective.Objective` a :class:`TrainConfig` asks for; ``cutoff`` [Å] of the data's
+    contact edges is needed to rebuild edges in multi-step training (``unroll_steps > 1``)."""
+    if int(config.unroll_steps) > 1 and cutoff is None:
+        raise UsageError("unroll_steps > 1 needs the contact cutoff of the data to rebuild edges between steps")
+    return Objective(reg_weight=float(config.reg_weight), unroll_steps=int(config.unroll_steps),
+                     pushforward=bool(config.pushforward), bond_weight=float(config.bond_weight),
+                     clash_weight=float(config.clash_weight), clash_distance=float(config.clash_distance),
+                     cutoff=float(cutoff) if cutoff is not None else float("nan"))
+
+
+@dataclass
+class _Run:
+    """What one training run carries from epoch to epoch."""
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    objective: Objective
+    config: TrainConfig
+    device: torch.device
+    rank: int
+    world: int
+    history: list = field(default_factory=list)
+    best_val: float = math.inf
+    best_epoch: int = 0
+    bad_evals: int = 0
+    best_state: dict = field(default_factory=dict)
+    stopped: bool = False
+
+
+def _state_copy(net: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in _unwrap(net).state_dict().items()}
+
+
+def _start(model: nn.Module, config: TrainConfig, objective: Objective, resume: Optional[TrainState]) -> _Run:
+    """Device, process group, optimiser and schedule, and the state of a resumed run."""
+    device = resolve_device(config.device)
+    _maybe_init_distributed(device)
+    rank, world = _dist_info()
+    torch.manual_seed(config.seed)
+    model = model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    run = _Run(net=model, optimizer=optimizer, scheduler=_build_scheduler(optimizer, config), objective=objective,
+               config=config, device=device, rank=rank, world=world, best_state=_state_copy(model))
+    if resume is not None:
+        model.load_state_dict(resume.model_state)
+        optimizer.load_state_dict(resume.optimizer_state)
+        run.scheduler.load_state_dict(resume.scheduler_state)
+        run.history = list(resume.history)
+        run.best_val, run.best_epoch, run.bad_evals = resume.best_val, resume.best_epoch, resume.bad_evals
+        run.best_state, run.stopped = resume.best_state, bool(resume.stopped)
+        if resume.stopped or resume.epoch + 1 > config.epochs:
+            raise UsageError(
+                f"nothing to do: the run already finished ({resume.epoch} epochs"
+                f"{', stopped early' if resume.stopped else ''}); pass a larger --epochs to continue it"
+            )
+    if world > 1:
+        run.net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return run
+
+
+def _take_step(run: _Run, samples: list[GraphBatch], epoch: int) -> dict:
+    """One optimiser step on this rank's ``samples`` (in pieces); returns the detached loss parts (tensors)."""
+    cfg = run.config
+    totals = run.objective.totals(samples)
+    run.optimizer.zero_grad(set_to_none=True)
+    pieces = _chunks(samples, cfg.max_chunk_nodes)
+    sums: dict = {}
+    for k, piece in enumerate(pieces):
+        batch = collate(piece).to(run.device)
+        sync = nullcontext() if (run.world == 1 or k == len(pieces) - 1) else run.net.no_sync()
+        with sync:
+            with _autocast(run.device, cfg.amp):
+                loss, parts = run.objective(run.net, batch, totals)
+            if not torch.isfinite(loss):
+                raise DivergenceError(f"training loss became {float(loss.detach())} at epoch {epoch}; lower --lr or "
+                                      "check the data")
+            loss.backward()
+        for key, v in {"loss": loss.detach(), **parts}.items():
+            sums[key] = sums.get(key, 0.0) + v
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.net.parameters(), cfg.grad_clip)
+    run.optimizer.step()
+    return sums
+
+
+def _train_epoch(run: _Run, train_set: Sequence[GraphBatch], epoch: int) -> dict:
+    """One pass over the training set in the epoch's seeded order; returns the history row's training columns."""
+    cfg = run.config
+    torch.manual_seed(int(cfg.seed) * 7919 + epoch)
+    order = torch.randperm(len(train_set), generator=_epoch_generator(cfg.seed, epoch)).tolist()
+    run.net.train()
+    t0 = time.perf_counter()
+    sums: dict = {}
+    n_batches = n_seen = 0
+    for start in range(0, len(order), cfg.batch_size):
+        idx = order[start : start + cfg.batch_size]
+        if len(idx) < run.world:  # too few samples to give every rank one: skip (last batch only)
+            continue
+        mine = [_with_noise(train_set[int(i)], cfg.noise_std, seed=cfg.seed, epoch=epoch, index=int(i))
+                for i in idx[run.rank :: run.world]]
+        for key, v in _take_step(run, mine, epoch).items():
+            sums[key] = sums.get(key, 0.0) + v
+        n_batches += 1
+        n_seen += len(idx)
+    dt = time.perf_counter() - t0
+    means = {k: float(_at_least_fp32(torch.as_tensor(v)).double()) / max(n_batches, 1) for k, v in sums.items()}
+    if run.world > 1:
+        keys = sorted(means)
+        t = torch.tensor([means[k] for k in keys], dtype=torch.float64, device=run.device)
+        dist.all_reduce(t)
+        means = dict(zip(keys, (t / run.world).tolist()))
+    row = {"epoch": epoch, "train_loss": means.get("loss", math.nan), "train_mse": means.get("mse", math.nan),
+           "train_reg": means.get("reg", math.nan), "val_mse": math.nan, "lr": run.optimizer.param_groups[0]["lr"],
+           "epoch_time_s": dt, "samples_per_s": n_seen / dt if dt > 0 else math.nan}
+    for key in ("mse_unroll", "bond", "clash"):
+        if key in means:
+            row[f"train_{key}"] = means[key]
+    return row
+
+
+def _validate(run: _Run, val_set: Sequence[GraphBatch], epoch: int, row: dict) -> bool:
+    """Evaluate when due, track the best weights and the early-stopping count; True when this epoch is the best."""
+    cfg = run.config
+    is_best = False
+    if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+        val = evaluate_mse(run.net, val_set, batch_size=cfg.batch_size, device=run.device, amp=cfg.amp)
+        row["val_mse"] = val
+        if cfg.select == "last":
+            run.best_val, run.best_epoch, is_best = val, epoch, True
+            run.best_state = _state_copy(run.net)
+        elif val < run.best_val:
+            run.best_val, run.best_epoch, run.bad_evals, is_best = val, epoch, 0, True
+            run.best_state = _state_copy(run.net)
+        else:
+            run.bad_evals += 1
+        if cfg.schedule == "plateau":
+            run.scheduler.step(val)
+    if cfg.schedule != "plateau":
+        run.scheduler.step()
+    if cfg.select == "best" and cfg.patience > 0 and run.bad_evals >= cfg.patience:
+        run.stopped = True
+    return is_best
+
+
+def _snapshot(run: _Run, epoch: int) -> TrainState:
+    return TrainState(epoch=epoch, model_state=_state_copy(run.net), optimizer_state=run.optimizer.state_dict(),
+                      scheduler_state=run.scheduler.state_dict(), history=list(run.history), best_val=run.best_val,
+                      best_epoch=run.best_epoch, best_state=run.best_state, bad_evals=run.bad_evals,
+                      stopped=run.stopped)
+
+
 def fit(
     model: nn.Module,
     train_set: Sequence[GraphBatch],
     val_set: Sequence[GraphBatch],
     *,
     config: TrainConfig,
+    objective: Optional[Objective] = None,
     resume: Optional[TrainState] = None,
     on_epoch_end: Optional[Callable[[TrainState, bool], None]] = None,
     progress: Any = None,
@@ -256,8 +444,10 @@ def fit(
 
     Args:
         model: maps a ``GraphBatch`` to an output with ``pos`` (N, 3) [Å] and ``reg`` (scalar).
-        train_set, val_set: sequences of single-graph samples with ``target`` (N, 3) [Å].
+        train_set, val_set: sequences of single-graph samples with ``target`` (N, 3) [Å] (and ``future`` for
+            multi-step training).
         config: optimisation settings.
+        objective: the loss (default: :func:`objective_from_config` of ``config``).
         resume: state of a previous run (from its last checkpoint) to continue from.
         on_epoch_end: called on rank 0 after every epoch with the resumable state and whether it is the new best
             (the CLI writes checkpoints there).
@@ -265,158 +455,36 @@ def fit(
 
     Interrupting (``KeyboardInterrupt``) propagates after the last completed epoch was handed to ``on_epoch_end``.
     """
-    from eghn_md.models.loss import compute_loss  # local: the models package imports data, not train
-
-    if len(train_set) == 0:
-        raise UsageError("the training set is empty (no window fits: check --horizon and the split fractions)")
-    if len(val_set) == 0:
-        raise UsageError("the validation set is empty (no window fits: check --horizon and the split fractions)")
-    device = resolve_device(config.device)
-    _maybe_init_distributed(device)
-    rank, world = _dist_info()
-
-    torch.manual_seed(config.seed)
-    model = model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = _build_scheduler(optimizer, config)
-    history: list = []
-    best_val, best_epoch, bad_evals = math.inf, 0, 0
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    start_epoch = 1
-    if resume is not None:
-        model.load_state_dict(resume.model_state)
-        optimizer.load_state_dict(resume.optimizer_state)
-        scheduler.load_state_dict(resume.scheduler_state)
-        history = list(resume.history)
-        best_val, best_epoch, bad_evals = resume.best_val, resume.best_epoch, resume.bad_evals
-        best_state = resume.best_state
-        start_epoch = resume.epoch + 1
-        if resume.stopped or start_epoch > config.epochs:
-            raise UsageError(
-                f"nothing to do: the run already finished ({resume.epoch} epochs"
-                f"{', stopped early' if resume.stopped else ''}); pass a larger --epochs to continue it"
-            )
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    state = resume
-    stopped = bool(resume.stopped) if resume is not None else False
-    total_samples, total_time = 0, 0.0
-    if progress is not None and rank == 0:
+    for name, s in (("training", train_set), ("validation", val_set)):
+        if len(s) == 0:
+            raise UsageError(f"the {name} set is empty (no window fits: check the horizon and the split fractions)")
+    run = _start(model, config, objective or objective_from_config(config), resume)
+    start_epoch = resume.epoch + 1 if resume is not None else 1
+    state, total_samples, total_time = resume, 0, 0.0
+    if progress is not None and run.rank == 0:
         progress.start(config.epochs, start_epoch - 1)
     try:
         for epoch in range(start_epoch, config.epochs + 1):
-            torch.manual_seed(int(config.seed) * 7919 + epoch)
-            order = torch.randperm(len(train_set), generator=_epoch_generator(config.seed, epoch)).tolist()
-            net.train()
-            t0 = time.perf_counter()
-            sums = {"loss": 0.0, "mse": 0.0, "reg": 0.0}
-            n_batches = 0
-            n_seen = 0
-            for global_batch in iterate_batches(train_set, order, config.batch_size):
-                mine = global_batch[rank::world]
-                if len(global_batch) < world:  # too few samples to give every rank one: skip (last batch only)
-                    continue
-                n_nodes = sum(s.num_nodes for s in mine)
-                n_graphs = len(mine)
-                optimizer.zero_grad(set_to_none=True)
-                pieces = _chunks(mine, config.max_chunk_nodes)
-                b_loss = b_mse = b_reg = 0.0
-                for k, piece in enumerate(pieces):
-                    batch = collate(piece).to(device)
-                    sync = nullcontext() if (world == 1 or k == len(pieces) - 1) else net.no_sync()
-                    with sync:
-                        with _autocast(device, config.amp):
-                            out = net(batch)
-                        _, mse, reg = compute_loss(out, batch.target, reg_weight=config.reg_weight)
-                        w_nodes = batch.num_nodes / n_nodes
-                        w_graphs = batch.num_graphs / n_graphs
-                        loss = _at_least_fp32(mse) * w_nodes + config.reg_weight * _at_least_fp32(reg) * w_graphs
-                        if not torch.isfinite(loss):
-                            from eghn_md.errors import DivergenceError
-
-                            raise DivergenceError(
-                                f"training loss became {float(loss.detach())} at epoch {epoch}; lower --lr or check the data"
-                            )
-                        loss.backward()
-                    b_loss += float(loss.detach())
-                    b_mse += float(mse.detach()) * w_nodes
-                    b_reg += float(reg.detach()) * w_graphs
-                if config.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-                optimizer.step()
-                sums["loss"] += b_loss
-                sums["mse"] += b_mse
-                sums["reg"] += b_reg
-                n_batches += 1
-                n_seen += len(global_batch)
-            dt = time.perf_counter() - t0
-            total_samples += n_seen
-            total_time += dt
-            row = {
-                "epoch": epoch,
-                "train_loss": sums["loss"] / max(n_batches, 1),
-                "train_mse": sums["mse"] / max(n_batches, 1),
-                "train_reg": sums["reg"] / max(n_batches, 1),
-                "val_mse": float("nan"),
-                "lr": optimizer.param_groups[0]["lr"],
-                "epoch_time_s": dt,
-                "samples_per_s": n_seen / dt if dt > 0 else float("nan"),
-            }
-            if world > 1:
-                t = torch.tensor([row["train_loss"], row["train_mse"], row["train_reg"]], dtype=torch.float64,
-                                 device=device)
-                dist.all_reduce(t)
-                row["train_loss"], row["train_mse"], row["train_reg"] = (t / world).tolist()
-            is_best = False
-            if epoch % config.eval_every == 0 or epoch == config.epochs:
-                val = evaluate_mse(net, val_set, batch_size=config.batch_size, device=device, amp=config.amp)
-                row["val_mse"] = val
-                if val < best_val:
-                    best_val, best_epoch, bad_evals, is_best = val, epoch, 0, True
-                    best_state = {k: v.detach().clone() for k, v in _unwrap(net).state_dict().items()}
-                else:
-                    bad_evals += 1
-                if config.schedule == "plateau":
-                    scheduler.step(val)
-            if config.schedule != "plateau":
-                scheduler.step()
-            history.append(row)
-            if config.patience > 0 and bad_evals >= config.patience:
-                stopped = True
-            state = TrainState(
-                epoch=epoch,
-                model_state={k: v.detach().clone() for k, v in _unwrap(net).state_dict().items()},
-                optimizer_state=optimizer.state_dict(),
-                scheduler_state=scheduler.state_dict(),
-                history=list(history),
-                best_val=best_val,
-                best_epoch=best_epoch,
-                best_state=best_state,
-                bad_evals=bad_evals,
-                stopped=stopped,
-            )
-            if rank == 0:
+            row = _train_epoch(run, train_set, epoch)
+            total_samples += row["samples_per_s"] * row["epoch_time_s"]
+            total_time += row["epoch_time_s"]
+            is_best = _validate(run, val_set, epoch, row)
+            run.history.append(row)
+            state = _snapshot(run, epoch)
+            if run.rank == 0:
                 if on_epoch_end is not None:
                     on_epoch_end(state, is_best)
                 if progress is not None:
                     progress.update(row)
-            if stopped:
+            if run.stopped:
                 break
     except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
         if not _is_out_of_memory(exc):
             raise
-        raise _out_of_memory_error(device, config) from None
+        raise _out_of_memory_error(run.device, config) from None
     finally:
-        if progress is not None and rank == 0:
+        if progress is not None and run.rank == 0:
             progress.stop()
-    return FitResult(
-        history=history,
-        best_state=best_state,
-        best_epoch=best_epoch,
-        best_val_mse=best_val,
-        last_state=state,
-        stopped_early=stopped,
-        train_samples_per_s=(total_samples / total_time) if total_time > 0 else float("nan"),
-    )
+    return FitResult(history=run.history, best_state=run.best_state, best_epoch=run.best_epoch,
+                     best_val_mse=run.best_val, last_state=state, stopped_early=run.stopped,
+                     train_samples_per_s=(total_samples / total_time) if total_time > 0 else float("nan"))

@@ -27,7 +27,7 @@ from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path
 from eghn_md.train.checkpoint import load_checkpoint, save_checkpoint
 from eghn_md.train.config import RunConfig
-from eghn_md.train.loop import FitResult, TrainState, fit
+from eghn_md.train.loop import FitResult, TrainState, fit, objective_from_config
 from eghn_md.train.sources import build_splits
 
 __all__ = ["train_run", "write_text_atomic", "HISTORY_FIELDS"]
@@ -62,6 +62,25 @@ def _check_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
             f"run directory {str(out)!r} already holds {', '.join(existing)}; pass --resume to continue it or "
             "--overwrite to start again"
         )
+
+
+def _check_val_size(config: RunConfig, n_val: int, log) -> None:
+    """Too few validation windows cannot rank epochs: keep the last epoch instead, and say what to do."""
+    from eghn_md.train.loop import MIN_VAL_WINDOWS
+
+    if n_val >= MIN_VAL_WINDOWS or config.train.select != "best":
+        return
+    msg = (f"warning: the validation set has {n_val} window(s), too few to select a model (< {MIN_VAL_WINDOWS}); "
+           "keeping the last epoch instead of the best on validation, without early stopping. For model selection "
+           "pass an independent trajectory with --val FILE, or give validation a larger share of the frames "
+           "(data: split in --config) or a shorter horizon")
+    config.train.select = "last"
+    if log is not None:
+        log(msg)
+    else:
+        import warnings
+
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
 def train_run(
@@ -101,8 +120,8 @@ def train_run(
         resume_state = TrainState.from_dict(last.train_state)
 
     t_start = time.perf_counter()
-    with build_splits(data, config=config.data, val=val, test=test,
-                      expected_nodes=last.nodes if resume else None) as splits:
+    with build_splits(data, config=config.data, val=val, test=test, expected_nodes=last.nodes if resume else None,
+                      future_steps=config.train.unroll_steps) as splits:
         sets = splits.sets
         if len(sets["train"]) == 0 or len(sets["val"]) == 0:
             counts = {k: len(v) for k, v in sets.items()}
@@ -110,6 +129,7 @@ def train_run(
                 f"not enough frames for horizon {config.data.horizon}: windows per split {counts} (a window needs "
                 f"2×horizon+1 consecutive frames inside one block); lower --horizon or pass --val/--test files"
             )
+        _check_val_size(config, len(sets["val"]), log)
         from eghn_md.data.samples import compute_stats
 
         stats = compute_stats(sets["train"])
@@ -124,6 +144,7 @@ def train_run(
                 "node_in": int(splits.system.h.shape[1]),
                 "edge_in": 1,
                 "length_scale": stats["length_scale"],
+                "radius_scale": stats["radius_scale"],
                 "vel_scale": stats["vel_scale"],
                 "disp_scale": stats["disp_scale"],
             })
@@ -160,8 +181,9 @@ def train_run(
             write_text_atomic(out / "history.csv", _history_csv(state.history))
 
         try:
-            result: FitResult = fit(model, sets["train"], sets["val"], config=config.train, resume=resume_state,
-                                    on_epoch_end=on_epoch_end, progress=progress)
+            objective = objective_from_config(config.train, cutoff=splits.cutoff)
+            result: FitResult = fit(model, sets["train"], sets["val"], config=config.train, objective=objective,
+                                    resume=resume_state, on_epoch_end=on_epoch_end, progress=progress)
         except KeyboardInterrupt:
             if log is not None:
                 done = (out / "last.pt").exists()
@@ -181,6 +203,7 @@ def train_run(
             "epochs_run": result.last_state.epoch,
             "stopped_early": result.stopped_early,
             "best_epoch": result.best_epoch,
+            "selection": config.train.select,
             "best_val_mse": result.best_val_mse,
             "train_samples_per_s": result.train_samples_per_s,
             "wall_time_s": time.perf_counter() - t_start,

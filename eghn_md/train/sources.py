@@ -74,6 +74,7 @@ def build_splits(
     test: Sequence[str | Path] = (),
     only: Optional[Sequence[str]] = None,
     expected_nodes: Optional[dict] = None,
+    future_steps: int = 1,
 ) -> Splits:
     """Build the sample sets.
 
@@ -87,6 +88,7 @@ def build_splits(
         val, test: optional whole-file validation / test datasets.
         only: build only these splits (others are empty), e.g. ``["test"]`` for evaluation.
         expected_nodes: a model's node metadata; every file must have the same nodes.
+        future_steps: K, the true frames each training window carries for multi-step training (1: the target only).
     """
     from eghn_md.data.dataset import Dataset
 
@@ -144,6 +146,7 @@ def build_splits(
                     ws = WindowSet(
                         positions=pos, block=block, h=sys_here.h, bonds=sys_here.bonds, horizon=config.horizon,
                         cutoff=float(cutoff), window_stride=config.window_stride,
+                        future_steps=future_steps if split == "train" else 1,
                         name=f"{Path(path).name}:{name}:{split}",
                     )
                     parts[split].append(ws)

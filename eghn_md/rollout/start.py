@@ -1,0 +1,111 @@
+"""A trained model applied to a system: the one chain ``rollout``, ``evaluate --rollout`` and ``export clusters``
+share (device → checkpoint → horizon and cutoff → system → the model's nodes → the frames a run needs → checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from eghn_md.errors import DataError, UsageError
+
+__all__ = ["ModelStart", "open_start", "read_frames", "model_dtype"]
+
+
+@dataclass
+class ModelStart:
+    """A loaded model and the frames of a run from frame ``frame`` of a system.
+
+    ``x_prev``: (N, 3) [Å] frame one horizon before the start; ``frames``: (1 + k, N, 3) [Å] the start frame and the
+    k true frames one horizon apart that were asked for (k = 0 without truth); ``step_ps``: time per step [ps];
+    ``node_kind``: ``"residue"`` or ``"atom"``.
+    """
+
+    model: torch.nn.Module
+    ckpt: object
+    device: torch.device
+    dtype: torch.dtype
+    system: object
+    horizon: int
+    cutoff: float
+    node_kind: str
+    frame: int
+    x_prev: np.ndarray
+    frames: np.ndarray
+    step_ps: float
+    start_time_ps: float
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The floating dtype of ``model``'s parameters (float32 for a model without any)."""
+    return next((p.dtype for p in model.parameters()), torch.float32)
+
+
+def open_start(model_path: str | Path, topology: str | Path, trajectories: Sequence[str | Path], *, frame: int,
+               steps: int = 0, device: str = "auto") -> ModelStart:
+    """Load the model and read frames ``frame − ΔT``, ``frame`` and, with ``steps`` > 0, the ``steps`` true frames
+    one horizon apart after it; checks the model's nodes against the topology and the frames' range and values."""
+    from eghn_md.data.system import select_model_nodes
+    from eghn_md.io.readers import open_system
+    from eghn_md.train.checkpoint import load_model
+    from eghn_md.utils import resolve_device
+
+    dev = resolve_device(device)
+    model, ckpt = load_model(model_path, device=dev)
+    horizon = int(ckpt.data_config["horizon"])
+    if frame < horizon:
+        raise UsageError(
+            f"frame {frame} is too early: the first step needs frame {frame} − {horizon} (one horizon before) "
+            f"for the velocity; use a frame >= {horizon}"
+        )
+    with open_system(topology, trajectories) as system:
+        atoms, gs = select_model_nodes(system, ckpt.nodes, what=f"topology {Path(topology).name!r}")
+        n_total = sum(s.n_frames for s in system.trajectories)
+        if frame >= n_total:
+            raise UsageError(f"frame {frame} is out of range: the trajectory has {n_total} frames (0..{n_total - 1})")
+        if steps and frame + steps * horizon >= n_total:
+            raise UsageError(f"--truth needs frame {frame + steps * horizon} but the trajectory has {n_total} frames; "
+                             f"use --steps <= {(n_total - 1 - frame) // horizon}")
+        wanted = [frame - horizon] + [frame + k * horizon for k in range(steps + 1)]
+        pos, times = read_frames(system, atoms.indices, wanted)
+    for f in (frame - horizon, frame):
+        if not np.isfinite(pos[f]).all():
+            raise DataError(f"input frame {f} has non-finite coordinates")
+    step_ps = times[frame] - times[frame - horizon]
+    if not step_ps > 0:
+        step_ps = float(ckpt.stats.get("horizon_ps") or horizon)
+    return ModelStart(model=model, ckpt=ckpt, device=dev, dtype=model_dtype(model), system=gs, horizon=horizon,
+                      cutoff=float(ckpt.data_config["cutoff"]), node_kind=gs.nodes.level, frame=frame,
+                      x_prev=pos[frame - horizon], frames=np.stack([pos[f] for f in wanted[1:]]), step_ps=step_ps,
+                      start_time_ps=times[frame])
+
+
+def read_frames(system, indices: np.ndarray, frames: Sequence[int]) -> tuple[dict, dict]:
+    """Read selected positions of absolute frame numbers across the system's trajectories (concatenated).
+
+    Returns ``({frame: (N, 3) [Å]}, {frame: time [ps]})``.
+    """
+    wanted = set(int(f) for f in frames)
+    pos, times = {}, {}
+    offset = 0
+    for src in system.trajectories:
+        if not any(offset <= f < offset + src.n_frames for f in wanted):
+            offset += src.n_frames
+            continue
+        k = offset
+        for block, t in src.iter_blocks(indices, block=64):
+            for j in range(block.shape[0]):
+                if k + j in wanted:
+                    pos[k + j] = block[j].copy()
+                    times[k + j] = float(t[j])
+            k += block.shape[0]
+            if k > max(wanted):
+                break
+        offset += src.n_frames
+    return pos, times
+
+

@@ -1,0 +1,135 @@
+"""The training objective, injected into :func:`eghn_md.train.loop.fit`: one-step MSE, or a rollout-aware loss.
+
+A rollout feeds the model its own predictions, which one-step training never shows it; the surrogate then drifts off
+the data and falls apart (bonds break, the structure swells or freezes). :class:`Objective` adds, each optional:
+
+* **noise injection** (Sanchez-Gonzalez et al. 2020, *Learning to simulate*): Gaussian noise of ``noise_std`` [Å]
+  per coordinate on the input frames ``x_{t−ΔT}`` and ``x_t`` (so on the velocity channel too) while the target stays
+  clean, so the model learns to undo small errors of its own inputs. The noise of a sample is drawn from a generator
+  seeded by ``(seed, epoch, sample index)``: the same whatever the batch pieces, ranks or resume point.
+* **multi-step training**: the model is unrolled ``unroll_steps`` = K autoregressive steps (edges rebuilt from every
+  predicted frame, velocity = the last predicted displacement, exactly as in a rollout) and the loss averages the
+  K steps' errors against the true frames ``x_{t+kΔT}``. Windows too close to the end of their block for K steps
+  contribute the steps they have. ``pushforward`` (Brandstetter et al. 2022) detaches each step's input from the
+  graph of the steps before, so a step's gradient trains it to correct the inputs it will actually see without
+  back-propagating through the whole unroll.
+* **bond-length loss** (``bond_weight``): squared deviation of every bond of the node graph (sequence / covalent
+  bonds) of the prediction from the true frame's length [Å²].
+* **clash loss** (``clash_weight``): ``relu(min(clash_distance, d_true) − d_pred)²`` over the pairs in contact in the
+  input frame [Å²]: predicted pairs closer than ``clash_distance`` (or than they truly are, for pairs that are closer
+  in the data, e.g. bonded atoms) are pushed apart.
+
+Every term of a batch is a sum over its pieces divided by a count over the whole batch (:meth:`Objective.totals`),
+so processing a batch in pieces gives the same gradient as processing it whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from eghn_md.data.batch import GraphBatch
+from eghn_md.data.samples import build_edges
+
+__all__ = ["Objective", "sample_noise"]
+
+
+def sample_noise(n_nodes: int, std: float, *, seed: int, epoch: int, index: int, dtype, device) -> Tensor:
+    """(2, n_nodes, 3) [Å] Gaussian noise for the two input frames of training sample ``index`` in ``epoch``."""
+    g = torch.Generator()
+    g.manual_seed((int(seed) * 1_000_003 + int(epoch)) * 1_000_033 + int(index))
+    return (torch.randn((2, n_nodes, 3), generator=g, dtype=torch.float64) * std).to(device=device, dtype=dtype)
+
+
+def _full(t: Tensor) -> Tensor:
+    """Half-precision (autocast) values promoted to float32; float32/float64 kept."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _n_steps(sample: GraphBatch) -> int:
+    """How many of the unrolled steps' targets sample (one graph) has: 1 + its finite future frames."""
+    if sample.future is None:
+        return 1
+    finite = torch.isfinite(sample.future[0, :, 0])
+    return 1 + int(finite.long().cumprod(0).sum())
+
+
+@dataclass(kw_only=True)
+class Objective:
+    """Loss of a model on a batch; see the module docstring. Lengths in Å, losses in Å²."""
+
+    reg_weight: float = 0.0
+    unroll_steps: int = 1
+    pushforward: bool = True
+    bond_weight: float = 0.0
+    clash_weight: float = 0.0
+    clash_distance: float = 3.0
+    cutoff: float = 10.0
+
+    def totals(self, samples: Sequence[GraphBatch]) -> dict:
+        """Denominators over a whole (global) batch of single-graph samples: per unrolled step, the nodes, bonds
+        and contact pairs that have a target; and the graphs."""
+        steps = [min(_n_steps(s), self.unroll_steps) for s in samples]
+        out = {"graphs": len(samples)}
+        for key, count in (("nodes", lambda s: s.num_nodes), ("bonds", lambda s: s.bonds.shape[1]),
+                           ("pairs", lambda s: s.edge_index.shape[1])):
+            out[key] = [max(sum(count(s) for s, k in zip(samples, steps) if k > j), 1)
+                        for j in range(self.unroll_steps)]
+        out["steps"] = max(steps)
+        return out
+
+    def __call__(self, net, batch: GraphBatch, totals: dict) -> tuple[Tensor, dict]:
+        """``(loss, parts)`` of a piece of a batch; ``parts`` (detached): ``mse`` (first step), ``reg``, and, when
+        used, ``mse_unroll`` (mean over steps), ``bond``, ``clash``, each already divided by the batch totals."""
+        out = net(batch)
+        reg = _full(out.reg) * (batch.num_graphs / totals["graphs"])
+        n_steps = totals["steps"]
+        sums = {"mse": 0.0, "bond": 0.0, "clash": 0.0}
+        prev, pred, first_mse = batch.pos, _full(out.pos), None
+        for k in range(n_steps):
+            target = batch.target if k == 0 else batch.future[:, k - 1]
+            valid = torch.isfinite(target[:, 0])
+            terms = self._step_terms(pred, target, valid, batch, totals, k)
+            first_mse = terms["mse"] if k == 0 else first_mse
+            for key in sums:
+                sums[key] = sums[key] + terms[key]
+            if k + 1 < n_steps:
+                prev, pred = self._advance(net, batch, prev, pred, valid)
+        loss = (sums["mse"] + self.bond_weight * sums["bond"] + self.clash_weight * sums["clash"]) / n_steps
+        loss = loss + self.reg_weight * reg
+        parts = {"mse": first_mse.detach(), "reg": reg.detach()}
+        if n_steps > 1:
+            parts["mse_unroll"] = (sums["mse"] / n_steps).detach()
+        for key, w in (("bond", self.bond_weight), ("clash", self.clash_weight)):
+            if w > 0:
+                parts[key] = (sums[key] / n_steps).detach()
+        return loss, parts
+
+    def _step_terms(self, pred: Tensor, target: Tensor, valid: Tensor, batch: GraphBatch, totals: dict, k: int):
+        """The error terms of unrolled step ``k`` (0-based), over the nodes with a target (``valid``)."""
+        target = torch.where(valid.unsqueeze(1), _full(target), pred.detach())  # no NaN reaches the graph
+        diff = pred - target
+        terms = {"mse": (diff * diff).sum() / (3 * totals["nodes"][k]), "bond": 0.0, "clash": 0.0}
+        if self.bond_weight > 0:
+            i, j = batch.bonds
+            keep = (valid[i] & valid[j]).to(pred.dtype)
+            dd = (pred[i] - pred[j]).norm(dim=1) - (target[i] - target[j]).norm(dim=1)
+            terms["bond"] = (keep * dd * dd).sum() / totals["bonds"][k]
+        if self.clash_weight > 0:
+            i, j = batch.edge_index
+            keep = (valid[i] & valid[j]).to(pred.dtype)
+            floor = (target[i] - target[j]).norm(dim=1).clamp_max(self.clash_distance)
+            short = torch.relu(floor - (pred[i] - pred[j]).norm(dim=1))
+            terms["clash"] = (keep * short * short).sum() / totals["pairs"][k]
+        return terms
+
+    def _advance(self, net, batch: GraphBatch, prev: Tensor, pred: Tensor, valid: Tensor):
+        """One more autoregressive step from the prediction ``pred``: ``(new prev, new prediction)``."""
+        cur = pred.detach() if self.pushforward else pred
+        cur = torch.where(valid.unsqueeze(1), cur, cur.detach())  # graphs without targets carry no gradient
+        edge_index, edge_attr = build_edges(cur.detach(), self.cutoff, batch.bonds, batch=batch.batch)
+        step = batch.replace(pos=cur, vel=cur - prev, edge_index=edge_index, edge_attr=edge_attr.to(batch.edge_attr.dtype))
+        return cur, _full(net(step).pos)
