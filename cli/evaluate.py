@@ -15,10 +15,15 @@ from cli._common import device_option, emit_json, json_option, quiet_option, std
 @click.option("--per-node", "per_node_csv", type=click.Path(dir_okay=False), default=None,
               help="CSV of per-node errors (default: next to MODEL as errors_<split>.csv).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--rollout", "rollout_steps", type=click.IntRange(min=1), default=None,
+              help="Also roll the model out STEPS horizons from evenly spaced windows of the split: RMSD vs step "
+                   "beside static and constant velocity, and the validity of every frame (rollout_<split>.csv/.png).")
+@click.option("--rollout-starts", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Number of rollout start windows.")
 @device_option
 @quiet_option
 @json_option
-def evaluate(model_path, data, split, per_node_csv, batch_size, device, quiet, as_json):
+def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, rollout_starts, device, quiet, as_json):
     """Evaluate MODEL (RUN/model.pt) on DATA.h5 files: the paper's MSE per coordinate [Å²] at the horizon."""
     from pathlib import Path
 
@@ -28,10 +33,12 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, device, quiet, a
         per_node_csv = str(Path(model_path).parent / f"errors_{split}.csv")
     result = evaluate_model(model_path, list(data), split=split, device=device, batch_size=batch_size,
                             per_node_csv=per_node_csv)
+    console = stderr_console(quiet)
+    if rollout_steps:
+        result["rollout"] = _rollouts(model_path, data, split, rollout_steps, rollout_starts, device, console, quiet)
     if as_json:
         emit_json(result)
         return
-    console = stderr_console(quiet)
     from rich.table import Table
 
     t = Table(title=f"{result['model_name']} on {', '.join(result['data'])} ({split} split), ΔT = {result['horizon_frames']} frames")
@@ -42,3 +49,38 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, device, quiet, a
         t.add_row(label, f"{result[k]:.4f}", f"{3 * result[k]:.4f}")
     console.print(t)
     console.print(f"{result['windows']} windows; per-node errors in {result['per_node_csv']}")
+    if rollout_steps:
+        _print_rollouts(console, result["rollout"])
+
+
+def _rollouts(model_path, data, split, steps, starts, device, console, quiet) -> dict:
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from eghn_md.export.figures import maybe_plot_rollout_curves
+    from eghn_md.rollout.assess import assess_model_rollouts, write_rollout_csv
+
+    out_csv = Path(model_path).parent / f"rollout_{split}.csv"
+    with Progress(console=console, transient=True, disable=quiet) as prog:
+        task = prog.add_task("rollouts", total=starts)
+        r = assess_model_rollouts(model_path, list(data), split=split, steps=steps, n_starts=starts, device=device,
+                                  progress=lambda k: prog.update(task, completed=k))
+    r["csv"] = str(write_rollout_csv(r, out_csv))
+    r["figure"] = maybe_plot_rollout_curves(out_csv, log=console.print)
+    return r
+
+
+def _print_rollouts(console, r: dict) -> None:
+    from cli._common import validity_line
+
+    curves = r["rmsd_A"]
+    last = max((s for s in range(r["steps"] + 1) if curves["model"][s] is not None), default=0)
+    console.print(f"{r['validity']['n_rollouts']} rollouts of {r['steps']} steps; RMSD to truth at step {last}: "
+                  f"model {curves['model'][last]:.3f} Å, static {curves['static'][last]:.3f} Å, constant velocity "
+                  f"{curves['const_velocity'][last]:.3f} Å ({r['csv']})")
+    v = r["validity"]
+    summary = {**v, "rg_ratio": v["rg_ratio"]}
+    console.print(validity_line(summary))
+    if v["rollouts_stopped"]:
+        console.print(f"[yellow]warning:[/] the divergence guard stopped {v['rollouts_stopped']} of the rollouts")

@@ -164,7 +164,7 @@ class WindowSet(Sequence):
     ) -> None:
         start, stop = int(block[0]), int(block[1])
         self.future_steps = int(future_steps)
-        self._stop = stop
+        self.block_stop = stop  #: first frame past the block
         self.name = name
         self.horizon = int(horizon)
         self.cutoff = float(cutoff)
@@ -215,7 +215,7 @@ class WindowSet(Sequence):
         frames = []
         for k in range(2, self.future_steps + 1):
             f = t + k * self.horizon
-            frames.append(self.frame(f) if f < self._stop else torch.full_like(self.frame(t), float("nan")))
+            frames.append(self.frame(f) if f < self.block_stop else torch.full_like(self.frame(t), float("nan")))
         return torch.stack(frames, dim=1)
 
 

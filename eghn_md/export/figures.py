@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
-__all__ = ["maybe_plot_rollout", "maybe_plot_run"]
+__all__ = ["maybe_plot_rollout", "maybe_plot_rollout_curves", "maybe_plot_run"]
 
 
 def _warn(msg: str, log: Optional[Callable[[str], None]]) -> None:
@@ -29,6 +29,17 @@ def maybe_plot_rollout(summary: dict, log: Optional[Callable[[str], None]] = Non
 
         return plot_rollout_rmsd(summary)
     except Exception as exc:  # noqa: BLE001 - a figure must not fail the rollout
+        _warn(f"warning: rollout figure not written ({type(exc).__name__}: {exc})", log)
+        return None
+
+
+def maybe_plot_rollout_curves(csv_path: str | Path, log: Optional[Callable[[str], None]] = None) -> Optional[str]:
+    """RMSD vs step of ``evaluate --rollout`` (``rollout_<split>.png`` beside its CSV), or None with a warning."""
+    try:
+        from eghn_md.export.plots import plot_rmsd_csv
+
+        return plot_rmsd_csv(csv_path, title=f"Rollouts ({Path(csv_path).stem}), mean RMSD without superposition")
+    except Exception as exc:  # noqa: BLE001 - a figure must not fail the evaluation
         _warn(f"warning: rollout figure not written ({type(exc).__name__}: {exc})", log)
         return None
 

@@ -53,7 +53,7 @@ def _parts(out) -> dict:
     from eghn_md.models.output import ModelOutput
 
     if isinstance(out, Tensor):
-        return {"points": out, "vectors": None, "invariants": None}
+        return {"points": out, "vectors": None, "invariants": None, "reg": None}
     if isinstance(out, ModelOutput):
         return {"points": out.pos, "vectors": None, "invariants": out.assign, "reg": out.reg}
     if isinstance(out, dict):

@@ -131,5 +131,10 @@ class Objective:
         cur = pred.detach() if self.pushforward else pred
         cur = torch.where(valid.unsqueeze(1), cur, cur.detach())  # graphs without targets carry no gradient
         edge_index, edge_attr = build_edges(cur.detach(), self.cutoff, batch.bonds, batch=batch.batch)
-        step = batch.replace(pos=cur, vel=cur - prev, edge_index=edge_index, edge_attr=edge_attr.to(batch.edge_attr.dtype))
+        d = batch.edge_attr.shape[1]
+        if d > edge_attr.shape[1]:
+            raise ValueError(f"multi-step training rebuilds edges with the bond flag only, but the data has {d} edge "
+                             "scalars")
+        step = batch.replace(pos=cur, vel=cur - prev, edge_index=edge_index,
+                             edge_attr=edge_attr[:, :d].to(batch.edge_attr.dtype))
         return cur, _full(net(step).pos)

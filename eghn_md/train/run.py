@@ -33,6 +33,8 @@ from eghn_md.train.sources import build_splits
 __all__ = ["train_run", "write_text_atomic", "HISTORY_FIELDS"]
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_mse", "train_reg", "val_mse", "lr", "epoch_time_s", "samples_per_s")
+#: columns of the rollout-aware objective, written when the run uses them
+OPTIONAL_HISTORY_FIELDS = ("train_mse_unroll", "train_bond", "train_clash")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -42,7 +44,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def _history_csv(history: list) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    extra = [k for k in OPTIONAL_HISTORY_FIELDS if history and k in history[-1]]
+    w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS + tuple(extra), extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for row in history:
         w.writerow({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in row.items()})

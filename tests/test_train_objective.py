@@ -1,0 +1,204 @@
+"""The rollout-aware objective: unrolled steps equal a hand-made rollout, noise is reproducible, pieces and resume
+give the same training, and the small-validation fallback."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import main
+from eghn_md.data.batch import collate
+from eghn_md.data.samples import WindowSet, build_edges
+from eghn_md.models import ModelConfig, build_model
+from eghn_md.testing.synthetic import chain_graph
+from eghn_md.train.loop import TrainConfig, fit, objective_from_config
+from eghn_md.train.objective import Objective, sample_noise
+
+
+def _windows(future_steps=3, dtype=torch.float64):
+    """A 30-frame random-walk chain of 12 nodes as one WindowSet (horizon 4)."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.cumsum(torch.randn(12, 3, generator=g, dtype=dtype) * 2.0, dim=0)
+    frames = x0 + torch.cumsum(torch.randn(30, 12, 3, generator=g, dtype=dtype) * 0.2, dim=0)
+    idx = torch.arange(11)
+    bonds = torch.cat([torch.stack([idx, idx + 1]), torch.stack([idx + 1, idx])], dim=1)
+    ws = WindowSet(positions=frames.float().numpy(), block=(0, 30), h=torch.ones(12, 2), bonds=bonds, horizon=4,
+                   cutoff=6.0, future_steps=future_steps)
+    return ws, frames.float()
+
+
+def _model():
+    torch.manual_seed(0)
+    return build_model(ModelConfig(name="egnn", node_in=2, edge_in=1, hidden=8, n_layers=1, length_scale=3.0)).double()
+
+
+def test_windows_carry_future_frames_and_nan_past_the_block():
+    ws, frames = _windows()
+    s = ws[0]
+    t = ws.starts[0]
+    torch.testing.assert_close(s.future[:, 0], frames[t + 8])
+    torch.testing.assert_close(s.future[:, 1], frames[t + 12])
+    last = ws[len(ws) - 1]  # t + ΔT is the last frame: no future frame exists
+    assert torch.isnan(last.future).all()
+    assert ws.starts == WindowSet(positions=frames.numpy(), block=(0, 30), h=ws.h, bonds=ws.bonds, horizon=4,
+                                  cutoff=6.0).starts
+
+
+def test_unrolled_loss_equals_a_hand_made_rollout():
+    ws, frames = _windows()
+    model = _model()
+    sample = ws[0].to(dtype=torch.float64)
+    obj = Objective(unroll_steps=3, pushforward=False, cutoff=6.0)
+    loss, parts = obj(model, sample, obj.totals([sample]))
+    # by hand: three steps, edges rebuilt, velocity = last displacement
+    prev, cur, errs = sample.pos - sample.vel, sample.pos, []
+    targets = [sample.target, sample.future[:, 0], sample.future[:, 1]]
+    for y in targets:
+        ei, ea = build_edges(cur, 6.0, sample.bonds)
+        nxt = model(sample.replace(pos=cur, vel=cur - prev, edge_index=ei, edge_attr=ea)).pos
+        errs.append(((nxt - y) ** 2).mean())
+        prev, cur = cur, nxt
+    assert float(loss) == pytest.approx(float(sum(errs) / 3), rel=1e-10)
+    assert float(parts["mse"]) == pytest.approx(float(errs[0]), rel=1e-10)
+
+
+def test_pushforward_changes_gradients_not_the_loss():
+    ws, _ = _windows()
+    sample = ws[0].to(dtype=torch.float64)
+    grads, losses = [], []
+    for pf in (False, True):
+        model = _model()
+        obj = Objective(unroll_steps=3, pushforward=pf, cutoff=6.0)
+        loss, _ = obj(model, sample, obj.totals([sample]))
+        loss.backward()
+        losses.append(float(loss))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-12)
+    assert not torch.allclose(grads[0], grads[1])
+
+
+def test_bond_and_clash_terms_by_hand():
+    ws, _ = _windows(future_steps=1)
+    s = ws[3].to(dtype=torch.float64)
+
+    class Shift(torch.nn.Module):  # predicts the input with node 0 moved onto node 2: one short bond, one clash
+        def forward(self, b):
+            from eghn_md.models import ModelOutput
+            pos = b.pos.clone()
+            pos[0] = b.pos[2] + 0.5
+            return ModelOutput(pos=pos, reg=pos.new_zeros(()))
+
+    obj = Objective(bond_weight=1.0, clash_weight=1.0, clash_distance=3.0)
+    _, parts = obj(Shift(), s, obj.totals([s]))
+    pred = s.pos.clone()
+    pred[0] = s.pos[2] + 0.5
+    i, j = s.bonds
+    bond = (((pred[i] - pred[j]).norm(dim=1) - (s.target[i] - s.target[j]).norm(dim=1)) ** 2).mean()
+    i, j = s.edge_index
+    floor = (s.target[i] - s.target[j]).norm(dim=1).clamp_max(3.0)
+    clash = (torch.relu(floor - (pred[i] - pred[j]).norm(dim=1)) ** 2).mean()
+    assert float(parts["bond"]) == pytest.approx(float(bond), rel=1e-10)
+    assert float(parts["clash"]) == pytest.approx(float(clash), rel=1e-10) and float(clash) > 0
+
+
+def test_noise_is_a_function_of_seed_epoch_and_sample():
+    a = sample_noise(5, 0.3, seed=1, epoch=2, index=3, dtype=torch.float32, device="cpu")
+    b = sample_noise(5, 0.3, seed=1, epoch=2, index=3, dtype=torch.float32, device="cpu")
+    c = sample_noise(5, 0.3, seed=1, epoch=3, index=3, dtype=torch.float32, device="cpu")
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == (2, 5, 3) and 0.1 < float(a.std()) < 0.6
+
+
+def _fit_chains(max_chunk_nodes):
+    graphs = [chain_graph(40 + 7 * k, node_in=6, seed=k, cutoff=6.0, dtype=torch.float64) for k in range(10)]
+    # a second target one horizon later, NaN for every third graph (window at the end of its block)
+    graphs = [g.replace(future=(g.target + 0.3 * (g.target - g.pos)).unsqueeze(1) * (1 if k % 3 else float("nan")))
+              for k, g in enumerate(graphs)]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="eghn", node_in=6, hidden=8, n_layers=1, n_pool_layers=1,
+                                    n_decoder_layers=1, n_clusters=3, length_scale=4.0)).double()
+    cfg = TrainConfig(epochs=2, batch_size=5, lr=1e-2, seed=0, device="cpu", patience=0, max_chunk_nodes=max_chunk_nodes,
+                      noise_std=0.2, unroll_steps=2, bond_weight=1.0, clash_weight=1.0)
+    return fit(model, graphs[:8], graphs[8:], config=cfg, objective=objective_from_config(cfg, cutoff=6.0))
+
+
+def test_rollout_objective_in_pieces_gives_the_same_training():
+    whole, pieces = _fit_chains(0), _fit_chains(60)
+    for a, b in zip(whole.history, pieces.history):
+        for key in ("train_loss", "train_mse", "train_mse_unroll", "train_bond", "train_clash", "val_mse"):
+            assert b[key] == pytest.approx(a[key], rel=1e-9), key
+
+
+def test_unroll_without_cutoff_is_refused():
+    from eghn_md.errors import UsageError
+
+    with pytest.raises(UsageError, match="cutoff"):
+        objective_from_config(TrainConfig(unroll_steps=2))
+    with pytest.raises(UsageError, match="select"):
+        TrainConfig(select="worst")
+
+
+UNROLL_CONFIG = """\
+model: {name: eghn, hidden: 16, n_layers: 1, n_pool_layers: 1, n_decoder_layers: 1, n_clusters: 4}
+data: {horizon: 5, window_stride: 3}
+train: {epochs: 3, batch_size: 4, lr: 0.002, schedule: cosine, patience: 0, noise_std: 0.3, unroll_steps: 2,
+        bond_weight: 1.0, clash_weight: 1.0}
+"""
+
+
+def _history(run):
+    return list(csv.DictReader(open(run / "history.csv")))
+
+
+class _StopAfter:
+    def __init__(self, k):
+        self.k = k
+
+    def start(self, total, done):
+        pass
+
+    def update(self, row):
+        if row["epoch"] >= self.k:
+            raise KeyboardInterrupt
+
+    def stop(self):
+        pass
+
+
+def test_unrolled_noisy_training_resumes_bit_identically(adk_h5, tmp_path):
+    from eghn_md.train.config import resolve_config
+    from eghn_md.train.run import train_run
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(UNROLL_CONFIG)
+    full, part = tmp_path / "full", tmp_path / "part"
+    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(full), "--config", str(cfg_file), "--seed", "2",
+                                    "--quiet", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    config = resolve_config(preset=None, config_file=cfg_file, overrides={"train": {"seed": 2, "device": "cpu"}})
+    with pytest.raises(KeyboardInterrupt):
+        train_run([adk_h5], part, config=config, progress=_StopAfter(1))
+    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(part), "--resume", "--quiet", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    a, b = _history(full), _history(part)
+    assert len(a) == len(b) == 3
+    for ra, rb in zip(a, b):
+        for key in ("train_loss", "train_mse", "train_mse_unroll", "train_bond", "train_clash", "val_mse"):
+            assert rb[key] == ra[key], (ra["epoch"], key)  # the CSV's 8 significant digits, exactly
+
+
+def test_small_validation_set_warns_and_keeps_the_last_epoch(adk_h5, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {name: egnn, hidden: 8, n_layers: 1}\ndata: {horizon: 15, split: [0.66, 0.34, 0.0]}\n"
+                   "train: {epochs: 3, batch_size: 8, patience: 1}\n")
+    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(tmp_path / "r"), "--config", str(cfg), "--json",
+                                    "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "too few to select a model" in res.output and "--val FILE" in res.output
+    import json
+
+    metrics = json.loads(res.output[res.output.index("{"):])
+    assert metrics["selection"] == "last" and metrics["best_epoch"] == metrics["epochs_run"] == 3
