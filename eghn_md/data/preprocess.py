@@ -44,7 +44,8 @@ def preprocess(
 
     Args:
         topology: topology file (any MDAnalysis topology format, or an mdtraj ``.h5``).
-        trajectories: one or more trajectories of that topology (one group each in the output).
+        trajectories: trajectories of that topology (one group each in the output); none when the topology file
+            holds the frames itself (multi-model PDB, GRO, mdtraj ``.h5``).
         output: dataset file to write (HDF5).
         select: MDAnalysis selection of the node atoms (default one Cα per protein residue).
         stride: keep every ``stride``-th frame, starting with the first.
@@ -71,7 +72,7 @@ def preprocess(
 
     with open_system(topology, trajectories) as system:
         atoms = system.select(select)
-        nodes = node_table(atoms)
+        nodes = node_table(atoms, positions=_first_frame(system, atoms.indices))
         for src in system.trajectories:
             kept = src.n_strided(stride)
             if kept < 2:
@@ -126,6 +127,18 @@ def preprocess(
             )
     summary["warnings"] = warnings
     return summary
+
+
+def _first_frame(system, indices):
+    """(n_sel, 3) [Å] the selected atoms in the first frame of the first trajectory (for the chain model)."""
+    blocks = system.trajectories[0].iter_blocks(indices, block=1)
+    try:
+        positions, _ = next(blocks)
+        return positions[0].copy()
+    except StopIteration:
+        return None
+    finally:
+        blocks.close()
 
 
 @contextlib.contextmanager

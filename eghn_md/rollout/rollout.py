@@ -135,6 +135,7 @@ def rollout_run(
     predictors against the true frames). Returns a summary dict.
     """
     from eghn_md.data.system import select_model_nodes
+    from eghn_md.data.timebase import model_horizon_frames, system_frame_dt
     from eghn_md.export.writers import write_node_trajectory
     from eghn_md.io.readers import open_system
     from eghn_md.train.checkpoint import load_model
@@ -155,15 +156,17 @@ def rollout_run(
 
     dev = resolve_device(device)
     model, ckpt = load_model(model_path, device=dev)
-    horizon = int(ckpt.data_config["horizon"])
     cutoff = float(ckpt.data_config["cutoff"])
-    if frame < horizon:
-        raise UsageError(
-            f"--frame {frame} is too early: the first step needs frame {frame} − {horizon} (one horizon before) "
-            f"for the velocity; use --frame >= {horizon}"
-        )
     with open_system(topology, trajectories) as system:
         atoms, gs = select_model_nodes(system, ckpt.nodes, what=f"topology {Path(topology).name!r}")
+        frame_dt = system_frame_dt(system)  # the model's horizon in ps → frames of this input
+        inputs = ", ".join(repr(s.path.name) for s in system.trajectories)
+        horizon, step_note = model_horizon_frames(ckpt.stats, ckpt.data_config, frame_dt, what=f"trajectory {inputs}")
+        if frame < horizon:
+            raise UsageError(
+                f"--frame {frame} is too early: the first step needs frame {frame} − {horizon} (one horizon before) "
+                f"for the velocity; use --frame >= {horizon}"
+            )
         n_total = sum(s.n_frames for s in system.trajectories)
         if frame >= n_total:
             raise UsageError(f"--frame {frame} is out of range: the trajectory has {n_total} frames (0..{n_total - 1})")
@@ -178,9 +181,8 @@ def rollout_run(
     for f in (frame - horizon, frame):
         if not np.isfinite(pos[f]).all():
             raise DivergenceError(f"input frame {f} has non-finite coordinates")
-    step_ps = times[frame] - times[frame - horizon]
-    if not step_ps > 0:
-        step_ps = float(ckpt.stats.get("horizon_ps") or horizon)
+    # predicted frame k is at times[frame] + k · step_ps: the physical time of the frame it stands for
+    step_ps = horizon * frame_dt if frame_dt > 0 else times[frame] - times[frame - horizon]
     dtype = next(model.parameters()).dtype if any(True for _ in model.parameters()) else torch.float32
     to = lambda a: torch.as_tensor(a, dtype=dtype, device=dev)  # noqa: E731
     disp = float(ckpt.stats.get("disp_scale", 1.0))
@@ -195,6 +197,7 @@ def rollout_run(
         "steps": steps,
         "horizon_frames": horizon,
         "step_ps": step_ps,
+        "notes": [n for n in [step_note, *gs.notes] if n],
         "n_nodes": int(frames.shape[1]),
         "outputs": [str(p) for p in written],
     }
