@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
+
 from eghn_md.data.dataset import Dataset, TrajectoryData, chunk_frames, trajectory_name, write_dataset
 from eghn_md.errors import DataError, UsageError
+from eghn_md.graph.chains import CA_CA_MAX_BOND
 from eghn_md.graph.nodes import node_table
 from eghn_md.io.atomic import check_output_path
 from eghn_md.io.readers import open_system, sha256_file
@@ -73,6 +76,7 @@ def preprocess(
     with open_system(topology, trajectories) as system:
         atoms = system.select(select)
         nodes = node_table(atoms, positions=_first_frame(system, atoms.indices))
+        far = _distance_breaks(nodes, node_table(atoms))
         for src in system.trajectories:
             kept = src.n_strided(stride)
             if kept < 2:
@@ -125,8 +129,22 @@ def preprocess(
                 f"{t['source']!r}: frame times do not increase (time step {t['time_step_ps']} ps); "
                 "the file stores no usable time step"
             )
+    if far:
+        shown = ", ".join(f"{a}–{b}" for a, b in far[:5]) + (" …" if len(far) > 5 else "")
+        warnings.append(
+            f"{len(far)} sequence bond(s) not drawn: consecutive Cα atoms farther apart than {CA_CA_MAX_BOND} Å in "
+            f"the first frame (resid {shown}): missing residues, a chain boundary without chain IDs, or a protein "
+            "split across the periodic boundary (then make molecules whole first, e.g. gmx trjconv -pbc mol)"
+        )
     summary["warnings"] = warnings
     return summary
+
+
+def _distance_breaks(nodes, by_ids) -> list[tuple[int, int]]:
+    """Resid pairs of consecutive nodes that IDs and numbering would join but the Cα distance rule broke."""
+    kept = {tuple(b) for b in np.asarray(nodes.bonds).tolist()}
+    return [(int(nodes.resid[i]), int(nodes.resid[j])) for i, j in np.asarray(by_ids.bonds).tolist()
+            if (i, j) not in kept]
 
 
 def _first_frame(system, indices):
