@@ -26,19 +26,22 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
-def frames_per_horizon(horizon_ps: float, frame_dt_ps: float, *, what: str) -> int:
+def frames_per_horizon(
+    horizon_ps: float, frame_dt_ps: float, *, what: str, horizon: str = "the model's horizon"
+) -> int:
     """Number of frames one step of ``horizon_ps`` spans on frames ``frame_dt_ps`` apart.
 
     Args:
         horizon_ps: [ps] the model's horizon ΔT.
         frame_dt_ps: [ps] spacing of the frames the model is applied to.
         what: the frames in the caller's terms, e.g. ``"dataset 'adk.h5'"``.
+        horizon: the horizon in the caller's terms (``"--horizon-ps"`` when training).
 
     Raises:
         DataError: the horizon is not a whole multiple of the spacing (one line naming both spacings).
     """
     if not (math.isfinite(horizon_ps) and horizon_ps > 0):
-        raise DataError(f"the model's horizon {horizon_ps!r} ps is not a positive time")
+        raise DataError(f"{horizon} {horizon_ps!r} ps is not a positive time")
     if not (math.isfinite(frame_dt_ps) and frame_dt_ps > 0):
         raise DataError(f"{what} has no usable frame spacing ({frame_dt_ps!r} ps between frames)")
     ratio = horizon_ps / frame_dt_ps
@@ -46,7 +49,7 @@ def frames_per_horizon(horizon_ps: float, frame_dt_ps: float, *, what: str) -> i
     if n < 1 or abs(ratio - n) > RELATIVE_TOLERANCE * max(ratio, 1.0):
         examples = ", ".join(_fmt(horizon_ps / k) for k in (1, 2, 3, 5))
         raise DataError(
-            f"{what} has frames {_fmt(frame_dt_ps)} ps apart but the model's horizon is {_fmt(horizon_ps)} ps, "
+            f"{what} has frames {_fmt(frame_dt_ps)} ps apart but {horizon} is {_fmt(horizon_ps)} ps, "
             f"not a whole number of frames ({_fmt(ratio)}); use frames {_fmt(horizon_ps)}/n ps apart "
             f"(e.g. {examples} ps)"
         )

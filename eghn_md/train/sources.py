@@ -64,7 +64,7 @@ def _check_same_system(system: GraphSystem, dataset, path, *, first) -> None:
         )
 
 
-def _horizon_for(dataset, name: str, path, config: DataConfig, spacings: dict) -> int:
+def _horizon_for(dataset, name: str, path, config: DataConfig, spacings: dict, horizon_name: str) -> int:
     """Frames per horizon on trajectory ``name`` of ``dataset``; records its spacing [ps] in ``spacings``.
 
     With ``config.horizon_ps`` the horizon is physical time and each trajectory gets its own frame count (mixed
@@ -74,7 +74,7 @@ def _horizon_for(dataset, name: str, path, config: DataConfig, spacings: dict) -
     if config.horizon_ps is not None:
         dt = frame_spacing(dataset.times(name), what=what)
         spacings[what] = dt
-        return frames_per_horizon(config.horizon_ps, dt, what=what)
+        return frames_per_horizon(config.horizon_ps, dt, what=what, horizon=horizon_name)
     try:
         spacings[what] = frame_spacing(dataset.times(name), what=what)
     except DataError:  # no usable times: the horizon stays a number of frames, its time unknown
@@ -83,13 +83,13 @@ def _horizon_for(dataset, name: str, path, config: DataConfig, spacings: dict) -
 
 
 def _windows(ds, path, whole, fractions, wanted, system: GraphSystem, cutoff: float, config: DataConfig,
-             spacings: dict):
+             spacings: dict, horizon_name: str):
     """``(split, WindowSet, source description)`` for every wanted block of every trajectory of ``ds``."""
     out = []
     for name in ds.trajectories:
         pos = ds.positions(name)
         n_frames = int(pos.shape[0])
-        horizon = _horizon_for(ds, name, path, config, spacings)
+        horizon = _horizon_for(ds, name, path, config, spacings, horizon_name)
         blocks = (
             dict(zip(SPLITS, split_ranges(n_frames, fractions)))
             if whole is None
@@ -185,8 +185,9 @@ def build_splits(
                     f"dataset {str(path)!r} has {sys_here.h.shape[1]} node features but {str(data[0])!r} has "
                     f"{system.h.shape[1]}; datasets must use the same kind of selection"
                 )
+            horizon_name = "--horizon-ps" if expected_nodes is None else "the model's horizon"
             for split, ws, source in _windows(ds, path, whole, fr, wanted, sys_here, float(cutoff), config,
-                                              spacings):
+                                              spacings, horizon_name):
                 parts[split].append(ws)
                 sources.append(source)
         frame_dt = _spacing_of_run(spacings, config)
