@@ -217,6 +217,8 @@ CASES = [
     # ---------------------------------------------------------------------------------------------------- export
     C("export", "clusters: nonexistent model", "export clusters {nope}/m.pt {psf} {dcd} -o {out}/cl --quiet", 2,
       "does not exist"),
+    C("export", "clusters: nonexistent model and output directory", "export clusters {nope}/m.pt {psf} {dcd} -o "
+      "{nope}/cl --quiet", 2, "checkpoint"),
     C("export", "clusters: pickle-bomb model", "export clusters {bad}/bomb.pt {psf} {dcd} -o {out}/cl --quiet", 1,
       "nothing in it was executed"),
     C("export", "clusters: random-byte DCD", "export clusters {model} {psf} {bad}/random.dcd -o {out}/cl --quiet", 1,

@@ -129,14 +129,7 @@ def preprocess(
                 f"{t['source']!r}: frame times do not increase (time step {t['time_step_ps']} ps); "
                 "the file stores no usable time step"
             )
-    if far:
-        shown = ", ".join(f"{a}–{b}" for a, b in far[:5]) + (" …" if len(far) > 5 else "")
-        warnings.append(
-            f"{len(far)} sequence bond(s) not drawn: consecutive Cα atoms farther apart than {CA_CA_MAX_BOND} Å in "
-            f"the first frame (resid {shown}): missing residues, a chain boundary without chain IDs, or a protein "
-            "split across the periodic boundary (then make molecules whole first, e.g. gmx trjconv -pbc mol)"
-        )
-    summary["warnings"] = warnings
+    summary["warnings"] = warnings + _bond_warnings(far)
     return summary
 
 
@@ -145,6 +138,15 @@ def _distance_breaks(nodes, by_ids) -> list[tuple[int, int]]:
     kept = {tuple(b) for b in np.asarray(nodes.bonds).tolist()}
     return [(int(nodes.resid[i]), int(nodes.resid[j])) for i, j in np.asarray(by_ids.bonds).tolist()
             if (i, j) not in kept]
+
+
+def _bond_warnings(far: list[tuple[int, int]]) -> list[str]:
+    if not far:
+        return []
+    shown = ", ".join(f"{a}–{b}" for a, b in far[:5]) + (" …" if len(far) > 5 else "")
+    return [f"{len(far)} sequence bond(s) not drawn: consecutive Cα atoms farther apart than {CA_CA_MAX_BOND} Å in "
+            f"the first frame (resid {shown}): missing residues, a chain boundary without chain IDs, or a protein "
+            "split across the periodic boundary (then make molecules whole first, e.g. gmx trjconv -pbc mol)"]
 
 
 def _first_frame(system, indices):

@@ -203,6 +203,12 @@ def export_clusters(
     from eghn_md.train.checkpoint import load_model
     from eghn_md.utils import resolve_device
 
+    dev = resolve_device(device)  # the model first: a bad input is named before the output
+    model, ckpt = load_model(model_path, device=dev)
+    if not str(ckpt.model_config.get("name", "")).startswith("eghn"):
+        raise UsageError(f"model {str(model_path)!r} ({ckpt.model_config.get('name')}) has no pooling clusters; "
+                         "only EGHN models (eghn, eghn-published) learn them")
+
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output {str(out_dir)!r} exists and is not a directory")
@@ -212,12 +218,6 @@ def export_clusters(
     if out_dir.is_dir():
         for name in names:
             check_output_path(out_dir / name, overwrite=overwrite)
-
-    dev = resolve_device(device)
-    model, ckpt = load_model(model_path, device=dev)
-    if not str(ckpt.model_config.get("name", "")).startswith("eghn"):
-        raise UsageError(f"model {str(model_path)!r} ({ckpt.model_config.get('name')}) has no pooling clusters; "
-                         "only EGHN models (eghn, eghn-published) learn them")
     cutoff = float(ckpt.data_config["cutoff"])
     with open_system(topology, trajectories) as system:
         atoms, gs = select_model_nodes(system, ckpt.nodes, what=f"topology {Path(topology).name!r}")
