@@ -166,3 +166,16 @@ def test_train_refuses_mixed_spacings_in_frames_and_accepts_them_in_ps(hz15, tin
     res = CliRunner().invoke(main, ["train", hz15["full"], "-o", str(tmp_path / "r3"), "--horizon", "3",
                                     "--horizon-ps", "3"])
     assert res.exit_code == 2 and "not both" in res.stderr
+
+
+@pytest.mark.parametrize("start,dt", [(0.0, 15.0), (21.0, 15.0), (2.5, 5.0), (1.0, 15.0), (7.25, 0.5)])
+def test_written_dcd_carries_start_time_and_step(tmp_path, start, dt):
+    from eghn_md.export.writers import write_node_trajectory
+
+    nodes = {"resname": ["ALA", "GLY"], "resid": [1, 2], "segid": ["A", "A"], "name": ["CA", "CA"]}
+    frames = np.random.default_rng(0).normal(size=(4, 2, 3)).astype(np.float32)
+    write_node_trajectory(tmp_path / "p.dcd", nodes, frames, dt_ps=dt, start_time_ps=start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = mda.Universe(str(tmp_path / "p.pdb"), str(tmp_path / "p.dcd"))
+        np.testing.assert_allclose([ts.time for ts in u.trajectory], start + dt * np.arange(4), rtol=1e-5, atol=1e-6)
