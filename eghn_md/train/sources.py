@@ -9,10 +9,9 @@ from typing import Optional, Sequence
 
 from eghn_md.data.samples import ConcatSet, DataConfig, WindowSet, default_cutoff, split_ranges
 from eghn_md.data.system import GraphSystem, check_same_nodes, with_model_bonds
-from eghn_md.graph.features import canonical_residue
 from eghn_md.data.timebase import common_spacing, frame_spacing, frames_per_horizon
 from eghn_md.errors import DataError, UsageError
-from eghn_md.graph.features import FeatureSpec
+from eghn_md.graph.features import FeatureSpec, canonical_residue
 
 __all__ = ["Splits", "build_splits", "open_system", "SPLITS"]
 
@@ -21,7 +20,12 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class Splits:
-    """Sample sets per split plus what they were built from."""
+    """Sample sets per split plus what they were built from.
+
+    ``frame_dt_ps`` [ps]: frame spacing of the first trajectory (NaN without usable times); ``horizon_frames``: the
+    horizon in its frames; ``horizon_ps`` [ps]: the horizon as time; ``notes``: one-line remarks for summaries
+    (residue spellings); ``sources``: one dict per (file, trajectory, split) with its ``horizon_frames``.
+    """
 
     sets: dict
     system: GraphSystem
