@@ -108,6 +108,8 @@ def chain_model(nodes: "NodeTable") -> ChainModel:
     consecutive nodes (residue level: a missing sequence bond) is a gap of that chain.
     """
     n = nodes.n_nodes
+    if n == 0:
+        return ChainModel(chains=(), breaks=np.zeros(0, dtype=bool))
     resid = np.asarray(nodes.resid, dtype=np.int64)
     segid, chain = np.asarray(nodes.segid, dtype=str), np.asarray(nodes.chain, dtype=str)
     new_chain = (segid[1:] != segid[:-1]) | (chain[1:] != chain[:-1]) | (np.diff(resid) < 0)
