@@ -41,7 +41,9 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, r
         return
     from rich.table import Table
 
-    t = Table(title=f"{result['model_name']} on {', '.join(result['data'])} ({split} split), ΔT = {result['horizon_frames']} frames")
+    for note in result.get("notes", []):
+        console.print(f"[cyan]Note:[/] {note}")
+    t = Table(title=f"{result['model_name']} on {', '.join(result['data'])} ({split} split), {_step(result)}")
     t.add_column("predictor")
     t.add_column("MSE per coord. [Å²]", justify="right")
     t.add_column("MSD per node [Å²]", justify="right")
@@ -84,3 +86,16 @@ def _print_rollouts(console, r: dict) -> None:
     console.print(validity_line(summary))
     if v["rollouts_stopped"]:
         console.print(f"[yellow]warning:[/] the divergence guard stopped {v['rollouts_stopped']} of the rollouts")
+
+
+def _step(result: dict) -> str:
+    """'ΔT = 15 ps = 5 frames 3 ps apart (trained on 15 frames)' or 'ΔT = 5 frames' without usable times."""
+    dt, hps = result.get("frame_dt_ps"), result.get("horizon_ps")
+    if not dt or dt != dt or not hps or hps != hps:
+        return f"ΔT = {result['horizon_frames']} frames"
+    frames = sorted(set(result.get("horizon_frames_per_trajectory", {}).values())) or [result["horizon_frames"]]
+    n = "/".join(str(f) for f in frames)
+    text = f"ΔT = {hps:.4g} ps = {n} frames {dt:.4g} ps apart"
+    if frames != [result.get("trained_horizon_frames")]:
+        text += f" (trained on {result.get('trained_horizon_frames')} frames)"
+    return text

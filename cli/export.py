@@ -16,7 +16,7 @@ def export():
 @export.command("clusters")
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.argument("topology", type=click.Path(dir_okay=False))
-@click.argument("trajectories", metavar="TRAJECTORY...", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("trajectories", metavar="[TRAJECTORY...]", nargs=-1, required=False, type=click.Path(dir_okay=False))
 @click.option("--frame", type=click.IntRange(min=0), default=None,
               help="Frame to analyse (0-based; needs one horizon of history). Default: the model's horizon.")
 @click.option("--frames", "frame_range", metavar="A:B", default=None,
@@ -32,7 +32,8 @@ def export():
 @json_option
 def clusters(model_path, topology, trajectories, frame, frame_range, out_dir, render, no_plot, device, overwrite,
              quiet, as_json):
-    """Pooling clusters of MODEL (an EGHN) on a frame of TOPOLOGY + TRAJECTORY, for PyMOL and VMD.
+    """Pooling clusters of MODEL (an EGHN) on a frame of TOPOLOGY + TRAJECTORY, for PyMOL and VMD (TOPOLOGY alone
+    when it holds the frames). The model's horizon in ps is stepped as frames of this input.
 
     \b
     Writes OUTDIR/clusters.pdb (full-atom frame, B-factor = cluster id, occupancy = probability),
@@ -60,6 +61,8 @@ def clusters(model_path, topology, trajectories, frame, frame_range, out_dir, re
     if as_json:
         emit_json(summary)
         return
+    for note in summary.get("notes", []):
+        console.print(f"[cyan]Note:[/] {note}")
     fr = summary["frames"]
     what = f"frame {fr[0]}" if len(fr) == 1 else f"frames {fr[0]}..{fr[1]} (majority of {summary['n_frames']})"
     sizes = ", ".join(f"{k}: {n}" for k, n in summary["cluster_sizes"].items())

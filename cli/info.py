@@ -62,6 +62,8 @@ def print_dataset_summary(s: dict[str, Any], console: Console) -> None:
         ("selection", s["selection"]),
         ("nodes", f"{s['n_nodes']} ({s['node_level']} level, charges: {'yes' if s['has_charges'] else 'no'})"),
         ("bonds", f"{s['n_bonds']} ({s['bonds_source']})"),
+        ("chains", f"{s['n_chains']}, {s['n_gaps']} gap(s) inside them" if "n_chains" in s else None),
+        *[("", line) for line in s.get("chains", [])],
         ("trajectories", f"{s['n_trajectories']}, {s['n_frames_total']} frames in total"),
         ("units", f"{s['length_unit']}, {s['time_unit']}"),
     ]

@@ -11,7 +11,7 @@ __all__ = ["preprocess"]
 
 @click.command("preprocess")
 @click.argument("topology", type=click.Path(dir_okay=True))
-@click.argument("trajectories", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.argument("trajectories", nargs=-1, required=False, type=click.Path(dir_okay=True))
 @click.option("-o", "--output", required=True, type=click.Path(), help="Dataset file to write (HDF5, e.g. data.h5).")
 @click.option(
     "--select",
@@ -38,6 +38,8 @@ def preprocess(
 ) -> None:
     """Turn TOPOLOGY + TRAJECTORIES into a residue-graph dataset (one group per trajectory).
 
+    TOPOLOGY alone when it holds the frames (multi-model PDB, GRO, mdtraj .h5).
+
     \b
     Formats: anything MDAnalysis reads (PDB, PSF+DCD, GRO+XTC, TPR+TRR, PRMTOP+NetCDF/MDCRD, multi-model PDB …)
     and mdtraj HDF5 (.h5) as topology and/or trajectory. Positions are stored in Å, times in ps.
@@ -45,6 +47,7 @@ def preprocess(
     \b
     Example:
       eghn-md preprocess adk.psf adk.dcd adk2.dcd -o adk.h5 --select backbone --stride 2
+      eghn-md preprocess models.pdb -o models.h5
     """
     from eghn_md.data.preprocess import preprocess as run
 

@@ -11,7 +11,7 @@ from cli._common import (device_option, emit_json, json_option, overwrite_option
 @click.command("rollout")
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.argument("topology", type=click.Path(dir_okay=False))
-@click.argument("trajectories", metavar="TRAJECTORY...", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("trajectories", metavar="[TRAJECTORY...]", nargs=-1, required=False, type=click.Path(dir_okay=False))
 @click.option("--frame", type=click.IntRange(min=0), default=None,
               help="Start frame (0-based; needs one horizon of history). Default: the model's horizon.")
 @click.option("--steps", type=click.IntRange(min=1), required=True, help="Number of predicted frames (each ΔT).")
@@ -29,16 +29,18 @@ from cli._common import (device_option, emit_json, json_option, overwrite_option
 @json_option
 def rollout(model_path, topology, trajectories, frame, steps, output, truth, constrain, strict, device, overwrite, quiet,
             as_json):
-    """Roll MODEL out from a frame of TOPOLOGY + TRAJECTORY for --steps horizons."""
+    """Roll MODEL out from a frame of TOPOLOGY + TRAJECTORY for --steps horizons (TOPOLOGY alone when it holds the
+    frames: multi-model PDB, mdtraj .h5). A step is the model's horizon in ps, as frames of this input."""
     from rich.progress import Progress
 
     from eghn_md.rollout.rollout import rollout_run
 
     console = stderr_console(quiet)
-    if frame is None:
+    if frame is None:  # the model's horizon in frames of this input
+        from eghn_md.data.timebase import input_horizon_frames
         from eghn_md.train.checkpoint import load_checkpoint
 
-        frame = int(load_checkpoint(model_path).data_config["horizon"])
+        frame = input_horizon_frames(load_checkpoint(model_path), topology, list(trajectories))
     with Progress(console=console, transient=True, disable=quiet) as prog:
         task = prog.add_task("rollout", total=steps)
         summary = rollout_run(model_path, topology, list(trajectories), output, frame=frame, steps=steps,
@@ -62,7 +64,10 @@ def rollout(model_path, topology, trajectories, frame, steps, output, truth, con
 
 def _print_summary(console, summary: dict, *, frame: int, output: str, truth: bool) -> None:
     done = summary["steps_done"]
-    console.print(f"Wrote {done} predicted frames ({summary['step_ps']:.4g} ps apart) from frame {frame}:")
+    for note in summary.get("notes", []):
+        console.print(f"[cyan]Note:[/] {note}")
+    console.print(f"Wrote {done} predicted frames ({summary['step_ps']:.4g} ps apart, "
+                  f"{summary['horizon_frames']} input frames per step) from frame {frame}:")
     for p in summary["outputs"]:
         console.print(f"  {p}")
     if summary["stopped"]:

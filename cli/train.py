@@ -19,6 +19,8 @@ _MODEL_CHOICES = ["eghn", "eghn-published", "egnn", "gnn", "rf", "linear"]
               help="YAML file with model:/data:/train: sections.")
 @click.option("--model", type=click.Choice(_MODEL_CHOICES), default=None, help="Architecture.")
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="ΔT in stored frames.")
+@click.option("--horizon-ps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="ΔT in ps instead (a whole number of every trajectory's frame spacing; allows mixed spacings).")
 @click.option("--cutoff", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Contact cutoff in Å (default 10 for Cα nodes, 8 for atom nodes).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None)
@@ -41,7 +43,8 @@ _MODEL_CHOICES = ["eghn", "eghn-published", "egnn", "gnn", "rf", "linear"]
 @overwrite_option
 @quiet_option
 @json_option
-def train(data, out_dir, preset, config_file, model, horizon, cutoff, epochs, batch_size, lr, weight_decay, hidden,
+def train(data, out_dir, preset, config_file, model, horizon, horizon_ps, cutoff, epochs, batch_size, lr,
+          weight_decay, hidden,
           clusters, schedule, patience, seed, device, amp, val_files, test_files, resume, overwrite, quiet, as_json):
     """Train a surrogate on DATA.h5 files (made by `eghn-md preprocess`).
 
@@ -52,13 +55,17 @@ def train(data, out_dir, preset, config_file, model, horizon, cutoff, epochs, ba
       eghn-md train adk.h5 -o run --resume
       torchrun --nproc_per_node 4 -m cli.main train adk.h5 -o run --preset paper
     """
+    from eghn_md.errors import UsageError
     from eghn_md.train.config import resolve_config
     from eghn_md.train.progress import TrainProgress
     from eghn_md.train.run import train_run
 
+    if horizon is not None and horizon_ps is not None:
+        raise UsageError(f"pass either --horizon (frames, got {horizon}) or --horizon-ps (ps, got {horizon_ps}), "
+                         "not both")
     overrides = {
         "model": {"name": model, "hidden": hidden, "n_clusters": clusters},
-        "data": {"horizon": horizon, "cutoff": cutoff},
+        "data": {"horizon": horizon, "horizon_ps": horizon_ps, "cutoff": cutoff},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
                   "schedule": schedule, "patience": patience, "seed": seed, "device": device, "amp": amp},
     }
@@ -76,7 +83,9 @@ def train(data, out_dir, preset, config_file, model, horizon, cutoff, epochs, ba
 def _summary(console, metrics: dict, out_dir: str) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{metrics['model']} — MSE per coordinate at ΔT = {metrics['horizon_frames']} frames [Å²]")
+    dt = metrics.get("frame_dt_ps") or float("nan")
+    span = f" = {metrics['horizon_ps']:.4g} ps, frames {dt:.4g} ps apart" if dt == dt else ""
+    table = Table(title=f"{metrics['model']} — MSE per coordinate at ΔT = {metrics['horizon_frames']} frames{span} [Å²]")
     table.add_column("split")
     table.add_column("windows", justify="right")
     for k in ("model", "static", "const. velocity"):

@@ -81,6 +81,8 @@ CASES = [
     C("preprocess", "--stride -3", f"preprocess {{psf}} {{dcd}} {O} --stride -3", 2, "--stride must be a positive"),
     C("preprocess", "--stride leaving one frame", f"preprocess {{psf}} {{dcd}} {O} --stride 1000", 1,
       "need at least 2"),
+    C("preprocess", "topology-only file alone (no trajectory)", f"preprocess {{psf}} {O}", 2,
+      "no trajectory given and topology"),
     C("preprocess", "output directory missing", "preprocess {psf} {dcd} -o {nope}/a.h5", 2, "does not exist"),
     C("preprocess", "output exists (no --overwrite)", "preprocess {psf} {dcd} -o {out}/old.h5", 2,
       "already exists; pass --overwrite", existing="old.h5"),
@@ -144,10 +146,19 @@ CASES = [
       2, "unknown train option(s) ['epoch']"),
     C("train", "--resume without a previous run", f"train {{h5}} -o {{out}}/run {TRAIN} --resume", 2,
       "nothing to resume"),
+    C("train", "datasets of different frame spacings (--horizon in frames)",
+      f"train {{h5}} {{h5_every2}} -o {{out}}/run {TRAIN}", 2, "has frames 2 ps apart but"),
+    C("train", "--horizon-ps not a whole number of frames", f"train {{h5}} -o {{out}}/run {TRAIN} --horizon-ps 2.5", 1,
+      "not a whole number of frames"),
+    C("train", "--horizon-ps 0", f"train {{h5}} -o {{out}}/run {TRAIN} --horizon-ps 0", 2, "'--horizon-ps'"),
+    C("train", "--horizon and --horizon-ps together", f"train {{h5}} -o {{out}}/run {TRAIN} --horizon 5 --horizon-ps 5",
+      2, "not both"),
     C("train", "output is a file", f"train {{h5}} -o {{out}}/old.h5 {TRAIN}", 2, "is a file",
       existing="old.h5"),
     # -------------------------------------------------------------------------------------------------- evaluate
     C("evaluate", "nonexistent model", f"evaluate {{nope}}/model.pt {{h5}} {EVAL}", 2, "does not exist"),
+    C("evaluate", "nonexistent model, default --per-node beside it", "evaluate {nope}/model.pt {h5}", 2,
+      "checkpoint"),
     C("evaluate", "random-byte model", f"evaluate {{bad}}/random.pt {{h5}} {EVAL}", 1,
       "not a readable eghn-md checkpoint"),
     C("evaluate", "dataset given as model", f"evaluate {{h5}} {{h5}} {EVAL}", 1, "not a readable eghn-md checkpoint"),
@@ -158,6 +169,10 @@ CASES = [
     C("evaluate", "random-byte dataset", f"evaluate {{model}} {{bad}}/random.h5 {EVAL}", 1, "not a readable HDF5"),
     C("evaluate", "dataset of a different selection than the model", f"evaluate {{model}} {{sub_h5}} {EVAL}", 1,
       "but the model was trained on 214 nodes"),
+    C("evaluate", "dataset whose sequence differs from the model's", f"evaluate {{model}} {{bad}}/mutated.h5 {EVAL}",
+      1, "the sequence differs"),
+    C("evaluate", "dataset with frames not a whole fraction of the horizon",
+      f"evaluate {{model}} {{h5_every2}} {EVAL}", 1, "has frames 2 ps apart but the model's horizon is 5 ps"),
     C("evaluate", "dataset with NaN positions", f"evaluate {{model}} {{bad}}/nan.h5 {EVAL}", 1,
       "non-finite positions at frame 50"),
     C("evaluate", "dataset positions of the wrong shape", f"evaluate {{model}} {{bad}}/shape.h5 {EVAL}", 1,
@@ -180,6 +195,12 @@ CASES = [
       "atoms but the topology has 3341"),
     C("rollout", "NaN coordinates in the start frames", f"rollout {{model}} {{psf}} {{bad}}/nan.dcd {ROLL} --frame 5",
       1, "input frame 5 has non-finite coordinates"),
+    C("rollout", "topology-only file alone (no trajectory)", f"rollout {{model}} {{psf}} {ROLL}", 2,
+      "no trajectory given and topology"),
+    C("rollout", "topology whose sequence differs from the model's", f"rollout {{model}} {{bad}}/mutated.psf {{dcd}} {ROLL}",
+      1, "the sequence differs"),
+    C("rollout", "trajectory with frames not a whole fraction of the horizon",
+      f"rollout {{model}} {{psf}} {{bad}}/every2.dcd {ROLL}", 1, "has frames 2 ps apart but the model's horizon is 5 ps"),
     C("rollout", "--steps 0", f"rollout {{model}} {{psf}} {{dcd}} {ROLL} --steps 0", 2, "'--steps'"),
     C("rollout", "--frame -1", f"rollout {{model}} {{psf}} {{dcd}} {ROLL} --frame -1", 2, "'--frame'"),
     C("rollout", "--frame before one horizon of history", f"rollout {{model}} {{psf}} {{dcd}} {ROLL} --frame 2", 2,
@@ -196,6 +217,8 @@ CASES = [
     # ---------------------------------------------------------------------------------------------------- export
     C("export", "clusters: nonexistent model", "export clusters {nope}/m.pt {psf} {dcd} -o {out}/cl --quiet", 2,
       "does not exist"),
+    C("export", "clusters: nonexistent model and output directory", "export clusters {nope}/m.pt {psf} {dcd} -o "
+      "{nope}/cl --quiet", 2, "checkpoint"),
     C("export", "clusters: pickle-bomb model", "export clusters {bad}/bomb.pt {psf} {dcd} -o {out}/cl --quiet", 1,
       "nothing in it was executed"),
     C("export", "clusters: random-byte DCD", "export clusters {model} {psf} {bad}/random.dcd -o {out}/cl --quiet", 1,
@@ -204,6 +227,8 @@ CASES = [
       "atoms but the topology has 3341"),
     C("export", "clusters: --frame >= number of frames",
       "export clusters {model} {psf} {dcd} -o {out}/cl --quiet --frame 98", 2, "98"),
+    C("export", "clusters: frames not a whole fraction of the horizon",
+      "export clusters {model} {psf} {bad}/every2.dcd -o {out}/cl --quiet", 1, "has frames 2 ps apart"),
     C("export", "clusters: malformed --frames", "export clusters {model} {psf} {dcd} -o {out}/cl --quiet --frames x:y",
       2, "--frames"),
     C("export", "trajectory: nonexistent input", "export trajectory {nope}/p.dcd -o {out}/p.xtc", 2, "does not exist"),
@@ -349,13 +374,27 @@ def bad(adk, adk_h5, tiny_run, tmp_path_factory):
     _write(d / "trunc.h5", raw[: len(raw) // 2])
     make_bad_checkpoints(str(Path(tiny_run) / "model.pt"), d, d / "PWNED")
 
+    text = Path(adk["psf"]).read_text()  # residue 1 MET → ALA: a real sequence difference
+    assert text.count(" 4AKE 1    MET ") == 19
+    (d / "mutated.psf").write_text(text.replace(" 4AKE 1    MET ", " 4AKE 1    ALA "))
+    _edit_h5(adk_h5, d / "mutated.h5", lambda f, g: f["nodes"]["resname"].__setitem__(0, "ALA"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = mda.Universe(adk["psf"], adk["dcd"])
+        with mda.Writer(str(d / "every2.dcd"), u.atoms.n_atoms, dt=2 * u.trajectory.dt) as w:
+            for _ in u.trajectory[::2]:
+                w.write(u.atoms)
+    every2 = tmp_path_factory.mktemp("every2") / "every2.h5"
+    res = CliRunner().invoke(main, ["preprocess", adk["psf"], adk["dcd"], "-o", str(every2), "--quiet",
+                                    "--stride", "2"])
+    assert res.exit_code == 0, res.output
     sub = tmp_path_factory.mktemp("sub") / "sub.h5"
     res = CliRunner().invoke(main, ["preprocess", adk["psf"], adk["dcd"], "-o", str(sub), "--quiet",
                                     "--select", "name CA and resid 1:50"])
     assert res.exit_code == 0, res.output
     return {
         "bad": str(d), "nope": str(d / "no-such-dir"), "psf": adk["psf"], "dcd": adk["dcd"], "pdb": df.PDB_small,
-        "xtc_other": df.XTC, "h5": adk_h5, "sub_h5": str(sub), "model": str(Path(tiny_run) / "model.pt"),
+        "xtc_other": df.XTC, "h5": adk_h5, "sub_h5": str(sub), "h5_every2": str(every2), "model": str(Path(tiny_run) / "model.pt"),
         "marker": str(d / "PWNED"),
     }
 

@@ -112,11 +112,18 @@ def test_rollout_of_rotated_input_is_rotated_rollout(tiny_run, adk, tmp_path):
 
 
 def test_rollout_rejects_other_topology(tiny_run, tmp_path):
+    """A real sequence difference (residue 1 MET → ALA in the OPLS-AA AdK GRO) is refused, naming the node. The
+    unmodified GRO is the same protein (HIS for the PSF's HSD, issue 14) and passes this check."""
     from MDAnalysisTests.datafiles import GRO, XTC
 
-    res = _invoke(["rollout", str(tiny_run / "model.pt"), GRO, XTC, "--frame", "5", "--steps", "1",
+    lines = open(GRO).read().splitlines(keepends=True)
+    mutated = tmp_path / "mutated.gro"
+    mutated.write_text("".join(lines[:2] + [ln[:5] + "ALA" + ln[8:] if ln[:5].strip() == "1" else ln
+                                            for ln in lines[2:]]))
+    res = _invoke(["rollout", str(tiny_run / "model.pt"), str(mutated), XTC, "--frame", "5", "--steps", "1",
                    "-o", str(tmp_path / "x.dcd")], expect=1)
     assert "node" in res.output and "Traceback" not in res.output
+    assert "node 0 (resid 1) is residue 'ALA' (ALA) but the model expects 'MET'" in res.output
     assert not (tmp_path / "x.dcd").exists()
 
 

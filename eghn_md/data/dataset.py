@@ -415,6 +415,7 @@ class Dataset:
             "node_level": self.nodes.level,
             "n_bonds": int(len(self.nodes.bonds)),
             "bonds_source": self.nodes.bonds_source,
+            **_chain_summary(self.nodes),
             "has_charges": self.nodes.charge is not None,
             "n_trajectories": len(trajs),
             "n_frames_total": int(sum(t["n_frames"] for t in trajs)),
@@ -446,3 +447,11 @@ def _plain(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return v.tolist()
     return v
+
+
+def _chain_summary(nodes) -> dict[str, Any]:
+    """``n_chains``, ``n_gaps`` and one line per chain (:func:`eghn_md.graph.chains.chain_model`)."""
+    from eghn_md.graph.chains import chain_model
+
+    model = chain_model(nodes)
+    return {"n_chains": len(model.chains), "n_gaps": model.n_gaps, "chains": model.describe(nodes.resid)}

@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
+
 from eghn_md.data.dataset import Dataset, TrajectoryData, chunk_frames, trajectory_name, write_dataset
 from eghn_md.errors import DataError, UsageError
+from eghn_md.graph.chains import CA_CA_MAX_BOND
 from eghn_md.graph.nodes import node_table
 from eghn_md.io.atomic import check_output_path
 from eghn_md.io.readers import open_system, sha256_file
@@ -44,7 +47,8 @@ def preprocess(
 
     Args:
         topology: topology file (any MDAnalysis topology format, or an mdtraj ``.h5``).
-        trajectories: one or more trajectories of that topology (one group each in the output).
+        trajectories: trajectories of that topology (one group each in the output); none when the topology file
+            holds the frames itself (multi-model PDB, GRO, mdtraj ``.h5``).
         output: dataset file to write (HDF5).
         select: MDAnalysis selection of the node atoms (default one Cα per protein residue).
         stride: keep every ``stride``-th frame, starting with the first.
@@ -71,7 +75,8 @@ def preprocess(
 
     with open_system(topology, trajectories) as system:
         atoms = system.select(select)
-        nodes = node_table(atoms)
+        nodes = node_table(atoms, positions=_first_frame(system, atoms.indices))
+        far = _distance_breaks(nodes, node_table(atoms))
         for src in system.trajectories:
             kept = src.n_strided(stride)
             if kept < 2:
@@ -124,8 +129,36 @@ def preprocess(
                 f"{t['source']!r}: frame times do not increase (time step {t['time_step_ps']} ps); "
                 "the file stores no usable time step"
             )
-    summary["warnings"] = warnings
+    summary["warnings"] = warnings + _bond_warnings(far)
     return summary
+
+
+def _distance_breaks(nodes, by_ids) -> list[tuple[int, int]]:
+    """Resid pairs of consecutive nodes that IDs and numbering would join but the Cα distance rule broke."""
+    kept = {tuple(b) for b in np.asarray(nodes.bonds).tolist()}
+    return [(int(nodes.resid[i]), int(nodes.resid[j])) for i, j in np.asarray(by_ids.bonds).tolist()
+            if (i, j) not in kept]
+
+
+def _bond_warnings(far: list[tuple[int, int]]) -> list[str]:
+    if not far:
+        return []
+    shown = ", ".join(f"{a}–{b}" for a, b in far[:5]) + (" …" if len(far) > 5 else "")
+    return [f"{len(far)} sequence bond(s) not drawn: consecutive Cα atoms farther apart than {CA_CA_MAX_BOND} Å in "
+            f"the first frame (resid {shown}): missing residues, a chain boundary without chain IDs, or a protein "
+            "split across the periodic boundary (then make molecules whole first, e.g. gmx trjconv -pbc mol)"]
+
+
+def _first_frame(system, indices):
+    """(n_sel, 3) [Å] the selected atoms in the first frame of the first trajectory (for the chain model)."""
+    blocks = system.trajectories[0].iter_blocks(indices, block=1)
+    try:
+        positions, _ = next(blocks)
+        return positions[0].copy()
+    except StopIteration:
+        return None
+    finally:
+        blocks.close()
 
 
 @contextlib.contextmanager

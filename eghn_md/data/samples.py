@@ -47,9 +47,13 @@ class DataConfig:
     ``cutoff`` [Å] ``None`` picks the default for the node kind (10 Å for one node per residue, 8 Å for atoms).
     ``split`` are the fractions of every trajectory's frames given to train / validation / test blocks.
     ``window_stride`` takes every k-th start frame.
+    ``horizon_ps`` [ps], when set, is the horizon as physical time: each trajectory then steps over
+    ``horizon_ps / its frame spacing`` frames (a whole number, see :mod:`eghn_md.data.timebase`) and ``horizon`` is
+    overwritten with that count for the first trajectory.
     """
 
     horizon: int = 15
+    horizon_ps: Optional[float] = None
     cutoff: Optional[float] = None
     split: tuple = (0.6, 0.2, 0.2)
     window_stride: int = 1
@@ -65,6 +69,10 @@ class DataConfig:
     def _check(self) -> None:
         if int(self.horizon) < 1:
             raise UsageError(f"horizon must be >= 1 frame, got {self.horizon!r}")
+        if self.horizon_ps is not None:
+            self.horizon_ps = float(self.horizon_ps)
+            if not 0 < self.horizon_ps < float("inf"):
+                raise UsageError(f"horizon_ps must be a finite time > 0 ps, got {self.horizon_ps!r}")
         if self.cutoff is not None and not 0 < float(self.cutoff) < float("inf"):
             raise UsageError(f"cutoff must be a finite number > 0 Å, got {self.cutoff!r}")
         split = tuple(float(s) for s in self.split)

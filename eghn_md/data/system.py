@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -10,10 +11,10 @@ import torch
 from torch import Tensor
 
 from eghn_md.errors import DataError
-from eghn_md.graph.features import FeatureSpec, default_feature_spec, node_features
+from eghn_md.graph.features import FeatureSpec, canonical_residue, default_feature_spec, node_features
 from eghn_md.graph.nodes import NodeTable
 
-__all__ = ["GraphSystem", "check_same_nodes", "select_model_nodes"]
+__all__ = ["GraphSystem", "check_same_nodes", "select_model_nodes", "with_model_bonds"]
 
 
 @dataclass
@@ -26,6 +27,7 @@ class GraphSystem:
         h: (N, F) float32 node scalars.
         bonds: (2, 2·n_bonds) long, both directions of every bond (local graph).
         selection: the MDAnalysis selection that produced the nodes.
+        notes: one-line remarks for summaries (e.g. residue names that differ from a model's only in spelling).
     """
 
     nodes: NodeTable
@@ -33,6 +35,7 @@ class GraphSystem:
     h: Tensor
     bonds: Tensor
     selection: str
+    notes: list = field(default_factory=list)
 
     @classmethod
     def from_nodes(cls, nodes: NodeTable, *, selection: str, spec: Optional[FeatureSpec] = None) -> "GraphSystem":
@@ -66,15 +69,22 @@ class GraphSystem:
         }
 
 
-def check_same_nodes(expected: dict, nodes: NodeTable, *, what: str) -> None:
-    """Raise :class:`DataError` naming the first difference between a model's nodes and those of ``what``.
+def check_same_nodes(expected: dict, nodes: NodeTable, *, what: str) -> Optional[str]:
+    """Check that ``what`` holds a model's nodes; residues are compared by canonical type, not spelling.
 
     Args:
         expected: ``GraphSystem.metadata()`` of the model's training system.
         nodes: the nodes selected from the data the model is applied to.
         what: description of that data for the message (file name, selection).
+
+    Returns:
+        ``None``, or a one-line note when some residue names differ only in spelling (``HSE`` for ``HSD``: both
+        :func:`~eghn_md.graph.features.canonical_residue` ``HIS``).
+
+    Raises:
+        DataError: naming the first node whose residue (canonical type) or atom differs.
     """
-    exp_names = list(expected.get("resname", []))
+    exp_names = [str(x) for x in expected.get("resname", [])]
     sel = expected.get("selection", "?")
     if len(exp_names) != nodes.n_nodes:
         raise DataError(
@@ -82,12 +92,17 @@ def check_same_nodes(expected: dict, nodes: NodeTable, *, what: str) -> None:
             f"(selection {sel!r}); use the same topology and selection"
         )
     got = [str(x) for x in nodes.resname]
+    spelled = []
     for i, (a, b) in enumerate(zip(exp_names, got)):
-        if a != b:
+        if a == b:
+            continue
+        if canonical_residue(a) != canonical_residue(b):
             raise DataError(
-                f"{what}: node {i} (resid {int(nodes.resid[i])}) is residue {b!r} but the model expects {a!r} "
-                f"(resid {expected['resid'][i]}); the topology does not match the model's system"
+                f"{what}: node {i} (resid {int(nodes.resid[i])}) is residue {b!r} ({canonical_residue(b)}) but the "
+                f"model expects {a!r} ({canonical_residue(a)}, resid {expected['resid'][i]}); the sequence differs "
+                "from the model's system"
             )
+        spelled.append(i)
     exp_atoms = expected.get("name")
     if exp_atoms is not None:
         for i, (a, b) in enumerate(zip(exp_atoms, [str(x) for x in nodes.name])):
@@ -95,6 +110,21 @@ def check_same_nodes(expected: dict, nodes: NodeTable, *, what: str) -> None:
                 raise DataError(
                     f"{what}: node {i} is atom {b!r} but the model expects {a!r} (selection {sel!r})"
                 )
+    if not spelled:
+        return None
+    i = spelled[0]
+    return (f"{what}: {len(spelled)} residue name(s) differ from the model's only in spelling (first: node {i}, "
+            f"resid {int(nodes.resid[i])}, {got[i]!r} for {exp_names[i]!r}, both {canonical_residue(got[i])}); "
+            "treated as the same residues")
+
+
+def with_model_bonds(nodes: NodeTable, model_nodes: dict) -> NodeTable:
+    """``nodes`` with the bond list stored in a model's checkpoint (the graph it was trained on, built by the chain
+    model of :mod:`eghn_md.graph.chains` from its training data); unchanged when the checkpoint stores none."""
+    if "bonds" not in model_nodes:
+        return nodes
+    bonds = np.asarray(model_nodes["bonds"], dtype=np.int64).reshape(-1, 2)
+    return dataclasses.replace(nodes, bonds=bonds, _cache={})
 
 
 def select_model_nodes(system, model_nodes: dict, *, what: str):
@@ -102,17 +132,19 @@ def select_model_nodes(system, model_nodes: dict, *, what: str):
 
     Args:
         system: an :class:`eghn_md.io.readers.System`.
-        model_nodes: ``GraphSystem.metadata()`` stored in the checkpoint (selection, residues, feature spec).
+        model_nodes: ``GraphSystem.metadata()`` stored in the checkpoint (selection, residues, feature spec, bonds).
         what: description of the topology for error messages.
 
     Returns:
-        ``(atoms, graph_system)``: the MDAnalysis AtomGroup of the nodes and their :class:`GraphSystem`.
+        ``(atoms, graph_system)``: the MDAnalysis AtomGroup of the nodes and their :class:`GraphSystem`, whose bonds
+        are the model's stored bonds and whose ``notes`` hold a residue-spelling note, if any.
     """
     from eghn_md.graph.nodes import node_table
 
     atoms = system.select(model_nodes["selection"])
     nodes = node_table(atoms)
-    check_same_nodes(model_nodes, nodes, what=what)
-    gs = GraphSystem.from_nodes(nodes, selection=model_nodes["selection"],
+    note = check_same_nodes(model_nodes, nodes, what=what)
+    gs = GraphSystem.from_nodes(with_model_bonds(nodes, model_nodes), selection=model_nodes["selection"],
                                 spec=FeatureSpec.from_dict(model_nodes["feature_spec"]))
+    gs.notes += [note] if note else []
     return atoms, gs

@@ -1,7 +1,7 @@
 """What the pooling learned: the soft assignment S (N, K) of a trained EGHN, exported for viewers and plots.
 
 ``eghn-md export clusters`` evaluates the model on frame I (input frames I − ΔT and I, exactly as a rollout's first
-step) or on every frame of a range A:B, and writes to OUTDIR:
+step; ΔT is the model's horizon in ps as frames of the input, :mod:`eghn_md.data.timebase`) or on every frame of a range A:B, and writes to OUTDIR:
 
 * ``clusters.pdb``: the full-atom structure of frame I (of A for a range) with every atom's B-factor set to its
   residue's cluster id and its occupancy to the assignment probability; atoms of residues that hold no node get
@@ -196,11 +196,18 @@ def export_clusters(
         DataError: a topology whose nodes differ from the model's, non-finite input frames.
     """
     from eghn_md.data.system import select_model_nodes
+    from eghn_md.data.timebase import model_horizon_frames, system_frame_dt
     from eghn_md.export import viewers
     from eghn_md.io.readers import open_system
     from eghn_md.rollout.start import read_frames
     from eghn_md.train.checkpoint import load_model
     from eghn_md.utils import resolve_device
+
+    dev = resolve_device(device)  # the model first: a bad input is named before the output
+    model, ckpt = load_model(model_path, device=dev)
+    if not str(ckpt.model_config.get("name", "")).startswith("eghn"):
+        raise UsageError(f"model {str(model_path)!r} ({ckpt.model_config.get('name')}) has no pooling clusters; "
+                         "only EGHN models (eghn, eghn-published) learn them")
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -211,16 +218,12 @@ def export_clusters(
     if out_dir.is_dir():
         for name in names:
             check_output_path(out_dir / name, overwrite=overwrite)
-
-    dev = resolve_device(device)
-    model, ckpt = load_model(model_path, device=dev)
-    if not str(ckpt.model_config.get("name", "")).startswith("eghn"):
-        raise UsageError(f"model {str(model_path)!r} ({ckpt.model_config.get('name')}) has no pooling clusters; "
-                         "only EGHN models (eghn, eghn-published) learn them")
-    horizon = int(ckpt.data_config["horizon"])
     cutoff = float(ckpt.data_config["cutoff"])
     with open_system(topology, trajectories) as system:
         atoms, gs = select_model_nodes(system, ckpt.nodes, what=f"topology {Path(topology).name!r}")
+        inputs = ", ".join(repr(s.path.name) for s in system.trajectories)
+        horizon, step_note = model_horizon_frames(ckpt.stats, ckpt.data_config, system_frame_dt(system),
+                                                  what=f"trajectory {inputs}")
         nodes = gs.nodes
         n_total = sum(s.n_frames for s in system.trajectories)
         wanted = parse_frames(frame, frames, horizon=horizon, n_frames=n_total)
@@ -261,6 +264,8 @@ def export_clusters(
         "model_file": str(model_path),
         "frames": [wanted[0], wanted[-1]] if len(wanted) > 1 else [wanted[0]],
         "n_frames": len(wanted),
+        "horizon_frames": horizon,
+        "notes": [n for n in [step_note, *gs.notes] if n],
         "structure_frame": wanted[0],
         "structure_time_ps": float(times[wanted[0]]),
         "n_nodes": int(result.cluster.shape[0]),

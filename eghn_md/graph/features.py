@@ -6,10 +6,8 @@ trained model that stores its spec can rebuild exactly the same features for a n
 ======================  ====  =====================================================================================
 block                   size  content
 ======================  ====  =====================================================================================
-residue type one-hot    21    :data:`RESIDUE_TYPES`: the 20 standard amino acids, then ``OTHER``. Force-field
-                              variants map to their parent (HSD/HSE/HSP/HID/HIE/HIP → HIS, CYX/CYM → CYS,
-                              ASH → ASP, GLH → GLU, LYN → LYS, MSE → MET) and Amber terminal names
-                              (NALA, CALA …) to the residue without the prefix.
+residue type one-hot    21    :data:`RESIDUE_TYPES`: the 20 standard amino acids, then ``OTHER``, indexed by
+                              the canonical residue (:func:`canonical_residue`, table below).
 atom name one-hot       6     :data:`ATOM_TYPES` (``N, CA, C, O, CB, OTHER``), only when ``spec.atom``: by
                               default when nodes are atoms (several nodes per residue, e.g. ``--select backbone``).
                               Terminal carboxyl oxygens (OT1, OT2, OC1, OC2, OXT, O1, O2) count as ``O``.
@@ -17,6 +15,25 @@ charge                  1     the node's charge in e, only when ``spec.charge`` 
                               charges): the atom's partial charge for atom nodes, the residue's net charge for
                               one-node-per-residue graphs (see :mod:`eghn_md.graph.nodes`).
 ======================  ====  =====================================================================================
+
+Canonical residues (:func:`canonical_residue`): protonation states and force-field spellings of one amino acid are
+one residue type, both for the features and for checking a topology against a trained model
+(:func:`eghn_md.data.system.check_same_nodes`):
+
+=========  ==========================================================================================
+canonical  spellings (case-insensitive; CHARMM, Amber, GROMOS/GROMACS, OPLS, PDB)
+=========  ==========================================================================================
+HIS        HSD HSE HSP (CHARMM) · HID HIE HIP (Amber) · HISD HISE HISH HISA HISB HIS1 HIS2 (GROMACS)
+CYS        CYX (disulfide) · CYM (deprotonated) · CYS2 CYS1 CYN
+ASP        ASH (Amber, protonated) · ASPH ASPP (GROMACS / CHARMM, protonated)
+GLU        GLH (Amber) · GLUH GLUP (GROMACS / CHARMM)
+LYS        LYN (Amber, neutral) · LSN (CHARMM) · LYSH LYSN (GROMACS)
+ARG        ARGN (neutral)
+MET        MSE (selenomethionine, as in crystal structures)
+any above  Amber terminal residues: the name with an ``N`` or ``C`` prefix (NALA, CALA, NHIE, CCYX …)
+=========  ==========================================================================================
+
+Any other name is its own canonical residue (upper case, stripped), whose feature is ``OTHER``.
 """
 
 from __future__ import annotations
@@ -35,6 +52,7 @@ __all__ = [
     "RESIDUE_TYPES",
     "ATOM_TYPES",
     "FeatureSpec",
+    "canonical_residue",
     "residue_type_index",
     "atom_type_index",
     "default_feature_spec",
@@ -52,20 +70,32 @@ _RESIDUE_INDEX = {name: i for i, name in enumerate(RESIDUE_TYPES[:-1])}
 _RESIDUE_ALIASES = {
     "HSD": "HIS", "HSE": "HIS", "HSP": "HIS", "HID": "HIS", "HIE": "HIS", "HIP": "HIS", "HISD": "HIS",
     "HISE": "HIS", "HISH": "HIS", "HISA": "HIS", "HISB": "HIS", "HIS1": "HIS", "HIS2": "HIS",
-    "CYX": "CYS", "CYM": "CYS", "CYS2": "CYS", "CYN": "CYS", "ASH": "ASP", "ASPH": "ASP", "GLH": "GLU",
-    "GLUH": "GLU", "LYN": "LYS", "LSN": "LYS", "LYSH": "LYS", "ARGN": "ARG", "MSE": "MET",
+    "CYX": "CYS", "CYM": "CYS", "CYS2": "CYS", "CYS1": "CYS", "CYN": "CYS", "ASH": "ASP", "ASPH": "ASP",
+    "ASPP": "ASP", "GLH": "GLU", "GLUH": "GLU", "GLUP": "GLU", "LYN": "LYS", "LSN": "LYS", "LYSH": "LYS",
+    "LYSN": "LYS", "ARGN": "ARG", "MSE": "MET",
 }  # fmt: skip
 _ATOM_INDEX = {name: i for i, name in enumerate(ATOM_TYPES[:-1])}
 _ATOM_ALIASES = {"OT1": "O", "OT2": "O", "OC1": "O", "OC2": "O", "OXT": "O", "O1": "O", "O2": "O"}
 
 
-def residue_type_index(resname: str) -> int:
-    """Index of ``resname`` in :data:`RESIDUE_TYPES` (``OTHER`` = 20 for anything non-standard)."""
+def canonical_residue(resname: str) -> str:
+    """The canonical name of a residue spelling (see the table in the module docstring).
+
+    Standard amino acids and their variants give one of :data:`RESIDUE_TYPES` (``'HSE'`` → ``'HIS'``,
+    ``'NALA'`` → ``'ALA'``); anything else gives its own stripped upper-case name (``'SOL'`` → ``'SOL'``).
+    """
     name = str(resname).strip().upper()
     name = _RESIDUE_ALIASES.get(name, name)
     if name not in _RESIDUE_INDEX and len(name) == 4 and name[0] in "NC":  # Amber termini: NALA, CLYS, NHIE …
-        name = _RESIDUE_ALIASES.get(name[1:], name[1:])
-    return _RESIDUE_INDEX.get(name, len(RESIDUE_TYPES) - 1)
+        base = _RESIDUE_ALIASES.get(name[1:], name[1:])
+        if base in _RESIDUE_INDEX:
+            return base
+    return name
+
+
+def residue_type_index(resname: str) -> int:
+    """Index of ``resname``'s canonical residue in :data:`RESIDUE_TYPES` (``OTHER`` = 20 if non-standard)."""
+    return _RESIDUE_INDEX.get(canonical_residue(resname), len(RESIDUE_TYPES) - 1)
 
 
 def atom_type_index(name: str) -> int:

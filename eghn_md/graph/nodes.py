@@ -3,13 +3,13 @@
 A node is one selected atom. Two levels follow from the selection:
 
 - ``"residue"``: every selected atom is the only one of its residue (default ``protein and name CA``): one node per
-  residue. ``charge`` is then the residue's net charge (e), and bonds join consecutive residues of the same
-  segment and chain (sequence neighbours).
+  residue. ``charge`` is then the residue's net charge (e), and bonds join consecutive residues of one chain, never
+  across a chain break or a gap (the chain model of :mod:`eghn_md.graph.chains`).
 - ``"atom"``: some residue contributes several nodes (e.g. ``backbone``: N, CA, C, O). ``charge`` is the atom's
   partial charge (e) and bonds are the topology's bonds between selected atoms.
 
 When the topology has no bonds (GRO, most PDB files) or none join the selected atoms, atom-level bonds fall back to
-consecutive nodes of the same segment and chain. ``bonds_source`` records which rule was used.
+consecutive nodes of one chain without a gap in residue numbering. ``bonds_source`` records which rule was used.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from eghn_md.errors import DataError
+from eghn_md.graph.chains import sequence_bonds, sequence_breaks
 from eghn_md.graph.features import atom_type_index, residue_type_index
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -133,11 +134,13 @@ class NodeTable:
             raise DataError(f"node metadata in {group.file.filename!r} is incomplete: missing {exc}") from None
 
 
-def node_table(atoms: "AtomGroup") -> NodeTable:
+def node_table(atoms: "AtomGroup", *, positions: np.ndarray | None = None) -> NodeTable:
     """Node metadata for the atoms of a selection (one node per atom, in the group's order).
 
     Args:
         atoms: an MDAnalysis AtomGroup with at least one atom (from :meth:`System.select`).
+        positions: (n_atoms of ``atoms``, 3) [Å] the first frame; lets Cα nodes break the chain where
+            consecutive Cα atoms are farther apart than :data:`~eghn_md.graph.chains.CA_CA_MAX_BOND`.
     """
     n = atoms.n_atoms
     if n == 0:
@@ -153,7 +156,7 @@ def node_table(atoms: "AtomGroup") -> NodeTable:
             order = {r: i for i, r in enumerate(atoms.residues.resindices)}
             charge = charge[[order[r] for r in resindex]]
         charge = np.asarray(charge, dtype=np.float32)
-    bonds, source = _node_bonds(atoms, level, segid, chain)
+    bonds, source = _node_bonds(atoms, level, segid, chain, positions)
     return NodeTable(
         resname=np.asarray(atoms.resnames, dtype=str),
         resid=np.asarray(atoms.resids, dtype=np.int64),
@@ -174,7 +177,8 @@ def _attr(atoms: "AtomGroup", key: str, n: int, default: str) -> np.ndarray:
     return np.full(n, default, dtype=str)
 
 
-def _node_bonds(atoms: "AtomGroup", level: str, segid: np.ndarray, chain: np.ndarray) -> tuple[np.ndarray, str]:
+def _node_bonds(atoms: "AtomGroup", level: str, segid: np.ndarray, chain: np.ndarray,
+                positions: np.ndarray | None) -> tuple[np.ndarray, str]:
     """(n_bonds, 2) int64 node pairs and the rule used (see module docstring)."""
     n = atoms.n_atoms
     all_bonds = _topology_bonds(atoms.universe) if level == "atom" else None
@@ -185,10 +189,9 @@ def _node_bonds(atoms: "AtomGroup", level: str, segid: np.ndarray, chain: np.nda
         pairs = pairs[(pairs >= 0).all(axis=1)]
         if len(pairs):
             return _canonical(pairs), "topology"
-    same = (segid[1:] == segid[:-1]) & (chain[1:] == chain[:-1])
-    i = np.nonzero(same)[0]
-    pairs = np.stack([i, i + 1], axis=1) if len(i) else np.zeros((0, 2), dtype=np.int64)
-    return _canonical(pairs), "sequence" if level == "residue" else "consecutive"
+    is_ca = level == "residue" and bool(np.all(np.char.upper(np.asarray(atoms.names, dtype=str)) == "CA"))
+    breaks = sequence_breaks(atoms.resids, segid, chain, positions=positions, is_ca=is_ca)
+    return _canonical(sequence_bonds(breaks)), "sequence" if level == "residue" else "consecutive"
 
 
 def _topology_bonds(universe) -> np.ndarray | None:

@@ -191,6 +191,21 @@ class TrajectorySource:
             pos = np.asarray(chunk.xyz, dtype=np.float32) * np.float32(_NM_TO_ANGSTROM)
             yield pos, np.asarray(chunk.time, dtype=np.float64)
 
+    def time_step_ps(self) -> float:
+        """[ps] between consecutive frames: the file's time step (1 ps when it stores none, as MDAnalysis
+        assumes); NaN for a file of one frame."""
+        if self.n_frames < 2:
+            return float("nan")
+        if self.format == _MDTRAJ_H5:
+            import h5py
+
+            with h5py.File(self.path, "r") as f:
+                t = f["time"][:2] if "time" in f else None
+            return float(t[1] - t[0]) if t is not None and len(t) == 2 else 1.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(self._reader.dt)
+
     def close(self) -> None:
         if self._reader is not None and hasattr(self._reader, "close"):
             self._reader.close()
@@ -318,15 +333,25 @@ class System:
 def open_system(topology: str | os.PathLike, trajectories: Sequence[str | os.PathLike]) -> System:
     """Check and open a topology and its trajectories without reading any frame beyond headers.
 
+    With no trajectory the topology file is its own trajectory when its format holds frames (multi-model PDB, GRO,
+    mdtraj ``.h5``, …).
+
     Raises:
-        UsageError: a file is missing or has an unsupported extension, or no trajectory is given.
+        UsageError: a file is missing or has an unsupported extension, or no trajectory is given and the topology
+            format holds no coordinates (PSF, TPR, PRMTOP …).
         DataError: a file cannot be parsed, or a trajectory's atom count differs from the topology's.
     """
     top = Path(topology)
     paths = [Path(t) for t in trajectories]
-    if not paths:
-        raise UsageError("no trajectory given; pass at least one TRAJECTORY file")
     top_fmt = file_format(top, kind="topology")
+    if not paths:
+        if top_fmt.lower() not in SUPPORTED_TRAJECTORY_EXTENSIONS:
+            raise UsageError(
+                f"no trajectory given and topology {str(top)!r} holds no coordinates ({top_fmt} is a topology-only "
+                "format); pass a TRAJECTORY file after it, or a topology that holds frames (multi-model PDB, GRO, "
+                "mdtraj .h5)"
+            )
+        paths = [top]
     fmts = [file_format(p, kind="trajectory") for p in paths]
     universe = _load_topology(top, top_fmt)
     n_atoms = universe.atoms.n_atoms

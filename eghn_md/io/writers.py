@@ -71,6 +71,9 @@ def write_node_trajectory(
 ) -> list[Path]:
     """Write ``frames`` (T, N, 3) [Å] to ``path`` (any MDAnalysis trajectory format by extension) and the first frame
     with the node topology to ``pdb_path`` (default: ``path`` with ``.pdb``). Both files appear atomically.
+
+    Frame k is at ``start_time_ps + k · dt_ps`` [ps]; a DCD carries both in its header (see
+    :func:`_dcd_time_header`), so MDAnalysis and VMD read the physical times.
     """
     import MDAnalysis as mda
 
@@ -82,7 +85,8 @@ def write_node_trajectory(
         warnings.simplefilter("ignore")
         tmp_traj = stack.enter_context(atomic_path(path))
         tmp_pdb = stack.enter_context(atomic_path(pdb_path)) if pdb_path != path else None
-        with mda.Writer(str(tmp_traj), n_atoms=u.atoms.n_atoms, dt=float(dt_ps)) as w:
+        header = _dcd_time_header(dt_ps, start_time_ps) if path.suffix.lower() == ".dcd" else {}
+        with mda.Writer(str(tmp_traj), n_atoms=u.atoms.n_atoms, dt=float(dt_ps), **header) as w:
             for _ in u.trajectory:
                 w.write(u.atoms)
         if tmp_pdb is not None:
@@ -93,3 +97,19 @@ def write_node_trajectory(
     if pdb_path != path:
         written.append(pdb_path)
     return written
+
+
+def _dcd_time_header(dt_ps: float, start_time_ps: float, *, max_nsavc: int = 10000) -> dict:
+    """DCD ``nsavc`` / ``istart`` that make readers report frame k at ``start_time_ps + k · dt_ps``.
+
+    A DCD stores time as integration steps: frame k is at ``(k + istart / nsavc) · dt``, with ``dt = nsavc · delta``.
+    The smallest ``nsavc`` for which ``start_time_ps`` is a whole number of steps ``delta`` (within 1e-3 of a step)
+    is used: for frames of an MD trajectory ``nsavc`` is the number of input frames per step.
+    """
+    if not (dt_ps > 0 and np.isfinite(dt_ps) and np.isfinite(start_time_ps)):
+        return {}
+    for nsavc in range(1, max_nsavc + 1):
+        steps = start_time_ps / (dt_ps / nsavc)
+        if abs(steps - round(steps)) <= 1e-3 and abs(steps) < 2**31 - 1:
+            return {"nsavc": nsavc, "istart": int(round(steps))}
+    return {}

@@ -141,14 +141,14 @@ def write_rollout_csv(result: dict, path: str | Path) -> Path:
 def assess_model_rollouts(model_path: str | Path, data: Sequence[str | Path], *, split: str, steps: int,
                           n_starts: int = 4, device: str = "auto", progress=None) -> dict:
     """:func:`assess_rollouts` of a checkpoint on the ``split`` windows of dataset files (``all``: every window)."""
-    from eghn_md.data.samples import DataConfig
     from eghn_md.train.checkpoint import load_model
+    from eghn_md.train.evaluate import physical_data_config
     from eghn_md.train.sources import build_splits
     from eghn_md.utils import resolve_device
 
     dev = resolve_device(device)
     model, ckpt = load_model(model_path, device=dev)
-    dc = DataConfig.from_dict(ckpt.data_config)
+    dc = physical_data_config(ckpt)
     which = "test" if split == "all" else split
     files = {"data": [], "test": list(data)} if split == "all" else {"data": list(data), "test": []}
     with build_splits(files["data"], config=dc, test=files["test"], only=[which],

@@ -216,7 +216,8 @@ def rollout_run(
     summary = {
         "model_file": str(model_path), "start_frame": frame, "steps": steps, "steps_done": len(frames) - 1,
         "stopped": result.stopped, "constrained": bool(constrain), "horizon_frames": start.horizon,
-        "step_ps": start.step_ps, "n_nodes": int(frames.shape[1]), "validity": report.summary(),
+        "step_ps": start.step_ps, "notes": start.notes, "n_nodes": int(frames.shape[1]),
+        "validity": report.summary(),
         "outputs": [str(p) for p in written],
     }
     if truth:

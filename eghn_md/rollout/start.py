@@ -22,7 +22,8 @@ class ModelStart:
 
     ``x_prev``: (N, 3) [Å] frame one horizon before the start; ``frames``: (1 + k, N, 3) [Å] the start frame and the
     k true frames one horizon apart that were asked for (k = 0 without truth); ``step_ps``: time per step [ps];
-    ``node_kind``: ``"residue"`` or ``"atom"``.
+    ``node_kind``: ``"residue"`` or ``"atom"``; ``horizon``: the model's horizon in frames of this input;
+    ``notes``: what the user should know (frames per step when it differs from training, residue spellings).
     """
 
     model: torch.nn.Module
@@ -38,6 +39,7 @@ class ModelStart:
     frames: np.ndarray
     step_ps: float
     start_time_ps: float
+    notes: list
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
@@ -50,20 +52,23 @@ def open_start(model_path: str | Path, topology: str | Path, trajectories: Seque
     """Load the model and read frames ``frame − ΔT``, ``frame`` and, with ``steps`` > 0, the ``steps`` true frames
     one horizon apart after it; checks the model's nodes against the topology and the frames' range and values."""
     from eghn_md.data.system import select_model_nodes
+    from eghn_md.data.timebase import model_horizon_frames, system_frame_dt
     from eghn_md.io.readers import open_system
     from eghn_md.train.checkpoint import load_model
     from eghn_md.utils import resolve_device
 
     dev = resolve_device(device)
     model, ckpt = load_model(model_path, device=dev)
-    horizon = int(ckpt.data_config["horizon"])
-    if frame < horizon:
-        raise UsageError(
-            f"frame {frame} is too early: the first step needs frame {frame} − {horizon} (one horizon before) "
-            f"for the velocity; use a frame >= {horizon}"
-        )
     with open_system(topology, trajectories) as system:
         atoms, gs = select_model_nodes(system, ckpt.nodes, what=f"topology {Path(topology).name!r}")
+        frame_dt = system_frame_dt(system)  # the model's horizon in ps → frames of this input
+        inputs = ", ".join(repr(s.path.name) for s in system.trajectories)
+        horizon, step_note = model_horizon_frames(ckpt.stats, ckpt.data_config, frame_dt, what=f"trajectory {inputs}")
+        if frame < horizon:
+            raise UsageError(
+                f"--frame {frame} is too early: the first step needs frame {frame} − {horizon} (one horizon before) "
+                f"for the velocity; use --frame >= {horizon}"
+            )
         n_total = sum(s.n_frames for s in system.trajectories)
         if frame >= n_total:
             raise UsageError(f"frame {frame} is out of range: the trajectory has {n_total} frames (0..{n_total - 1})")
@@ -75,13 +80,12 @@ def open_start(model_path: str | Path, topology: str | Path, trajectories: Seque
     for f in (frame - horizon, frame):
         if not np.isfinite(pos[f]).all():
             raise DataError(f"input frame {f} has non-finite coordinates")
-    step_ps = times[frame] - times[frame - horizon]
-    if not step_ps > 0:
-        step_ps = float(ckpt.stats.get("horizon_ps") or horizon)
+    # predicted frame k is at times[frame] + k · step_ps: the physical time of the frame it stands for
+    step_ps = horizon * frame_dt if frame_dt > 0 else times[frame] - times[frame - horizon]
     return ModelStart(model=model, ckpt=ckpt, device=dev, dtype=model_dtype(model), system=gs, horizon=horizon,
                       cutoff=float(ckpt.data_config["cutoff"]), node_kind=gs.nodes.level, frame=frame,
                       x_prev=pos[frame - horizon], frames=np.stack([pos[f] for f in wanted[1:]]), step_ps=step_ps,
-                      start_time_ps=times[frame])
+                      start_time_ps=times[frame], notes=[n for n in [step_note, *gs.notes] if n])
 
 
 def read_frames(system, indices: np.ndarray, frames: Sequence[int]) -> tuple[dict, dict]:

@@ -225,6 +225,8 @@ def describe(path: str | Path) -> dict:
         "clusters": mc.get("n_clusters") if str(mc.get("name", "")).startswith("eghn") else None,
         "horizon_frames": dc.get("horizon"),
         "horizon_ps": ckpt.stats.get("horizon_ps"),
+        "frame_dt_ps": ckpt.stats.get("frame_dt_ps"),
+        "sequence_bonds": len(nodes.get("bonds", [])),
         "cutoff_A": dc.get("cutoff"),
         "selection": nodes.get("selection"),
         "nodes": len(nodes.get("resname", [])),

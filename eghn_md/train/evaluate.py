@@ -18,7 +18,7 @@ from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.utils import resolve_device
 
-__all__ = ["PREDICTORS", "evaluate_sets", "evaluate_model", "per_node_errors"]
+__all__ = ["PREDICTORS", "evaluate_sets", "evaluate_model", "per_node_errors", "physical_data_config"]
 
 PREDICTORS = ("model", "static", "const_velocity")
 
@@ -85,7 +85,6 @@ def evaluate_model(
             ``all`` for every window of the files (e.g. an independent trajectory).
         per_node_csv: where to write the per-node errors (node, residue, atom, one column per predictor).
     """
-    from eghn_md.data.samples import DataConfig
     from eghn_md.train.checkpoint import load_model
     from eghn_md.train.sources import build_splits
 
@@ -94,27 +93,63 @@ def evaluate_model(
         raise UsageError(f"unknown split {split!r}; valid choices: {', '.join(valid)}")
     if not data:
         raise UsageError("no dataset given")
-    if per_node_csv is not None:  # fail before the work, not after it
+    model, ckpt = load_model(model_path, device=device)  # the inputs first: a missing model is named as such
+    for d in data:
+        if not Path(d).exists():
+            raise UsageError(f"dataset file {str(d)!r} does not exist")
+    if per_node_csv is not None:  # then the output, before the work
         check_output_path(per_node_csv, overwrite=True)
-    model, ckpt = load_model(model_path, device=device)
-    dc = DataConfig.from_dict(ckpt.data_config)
+    dc = physical_data_config(ckpt)
     if split == "all":
-        with build_splits([], config=dc, test=list(data), only=["test"], expected_nodes=ckpt.nodes) as splits:
-            samples = splits.sets["test"]
-            result = _evaluate(model, samples, ckpt, batch_size, device, per_node_csv)
+        splits = build_splits([], config=dc, test=list(data), only=["test"], expected_nodes=ckpt.nodes)
+        split_key = "test"
     else:
-        with build_splits(list(data), config=dc, only=[split], expected_nodes=ckpt.nodes) as splits:
-            samples = splits.sets[split]
-            result = _evaluate(model, samples, ckpt, batch_size, device, per_node_csv)
+        splits = build_splits(list(data), config=dc, only=[split], expected_nodes=ckpt.nodes)
+        split_key = split
+    with splits:
+        result = _evaluate(model, splits.sets[split_key], ckpt, batch_size, device, per_node_csv,
+                           horizon=splits.horizon_frames)
     result.update({"model_file": str(model_path), "data": [str(d) for d in data], "split": split,
-                   "horizon_frames": dc.horizon, "model_name": ckpt.model_config.get("name")})
+                   "horizon_frames": splits.horizon_frames, "horizon_ps": splits.horizon_ps,
+                   "frame_dt_ps": splits.frame_dt_ps, "trained_horizon_frames": int(ckpt.data_config["horizon"]),
+                   "trained_frame_dt_ps": ckpt.stats.get("frame_dt_ps"),
+                   "horizon_frames_per_trajectory": {f"{s['file']}:{s['trajectory']}": s["horizon_frames"]
+                                                     for s in splits.sources},
+                   "notes": _step_notes(splits, ckpt) + splits.notes, "model_name": ckpt.model_config.get("name")})
     return result
 
 
-def _evaluate(model, samples, ckpt, batch_size, device, per_node_csv) -> dict:
+def _step_notes(splits, ckpt) -> list[str]:
+    """One note per trajectory whose frames per step differ from training ('spans 5 frames', issue 14)."""
+    trained = int(ckpt.data_config["horizon"])
+    notes = {}
+    for s in splits.sources:
+        if s["horizon_frames"] != trained:
+            notes[f"{s['file']}:{s['trajectory']}"] = (
+                f"trajectory {s['trajectory']!r} of {s['file']!r}: one step of the model's {splits.horizon_ps:.6g} ps "
+                f"horizon spans {s['horizon_frames']} frames (trained on {trained} frames "
+                f"{float(ckpt.stats.get('frame_dt_ps') or float('nan')):.6g} ps apart)")
+    return list(notes.values())
+
+
+def physical_data_config(ckpt):
+    """The model's data config with its horizon as physical time (``stats["horizon_ps"]``) where it has one, so
+    that each dataset steps over the matching number of its own frames."""
+    import math
+
+    from eghn_md.data.samples import DataConfig
+
+    dc = DataConfig.from_dict(ckpt.data_config)
+    horizon_ps = ckpt.stats.get("horizon_ps")
+    if dc.horizon_ps is None and horizon_ps is not None and math.isfinite(float(horizon_ps)) and horizon_ps > 0:
+        dc.horizon_ps = float(horizon_ps)
+    return dc
+
+
+def _evaluate(model, samples, ckpt, batch_size, device, per_node_csv, *, horizon: int) -> dict:
     if len(samples) == 0:
         raise UsageError(
-            f"no window of 2×{ckpt.data_config.get('horizon')}+1 frames fits in the chosen split; "
+            f"no window of 2×{horizon}+1 frames fits in the chosen split; "
             "try --split all or a longer trajectory"
         )
     errs = per_node_errors(model, samples, batch_size=batch_size, device=device)

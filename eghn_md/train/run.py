@@ -126,6 +126,7 @@ def train_run(
     with build_splits(data, config=config.data, val=val, test=test, expected_nodes=last.nodes if resume else None,
                       future_steps=config.train.unroll_steps) as splits:
         sets = splits.sets
+        config.data.horizon = splits.horizon_frames  # with --horizon-ps: the frames of the first trajectory
         if len(sets["train"]) == 0 or len(sets["val"]) == 0:
             counts = {k: len(v) for k, v in sets.items()}
             raise UsageError(
@@ -137,7 +138,7 @@ def train_run(
 
         stats = compute_stats(sets["train"])
         stats["frame_dt_ps"] = splits.frame_dt_ps
-        stats["horizon_ps"] = splits.frame_dt_ps * config.data.horizon
+        stats["horizon_ps"] = splits.horizon_ps
         model_section = dict(config.model)
         if resume:
             model_cfg = ModelConfig.from_dict(last.model_config)
@@ -213,6 +214,7 @@ def train_run(
             "n_windows": {k: len(v) for k, v in sets.items()},
             "horizon_frames": config.data.horizon,
             "horizon_ps": stats["horizon_ps"],
+            "frame_dt_ps": stats["frame_dt_ps"],
             "cutoff_A": splits.cutoff,
             "n_nodes": splits.system.n_nodes,
             "metric": "MSE per coordinate [Å²] at the horizon (the paper's metric; ×3 = mean squared displacement)",

@@ -8,9 +8,10 @@ from typing import Optional, Sequence
 
 
 from eghn_md.data.samples import ConcatSet, DataConfig, WindowSet, default_cutoff, split_ranges
-from eghn_md.data.system import GraphSystem, check_same_nodes
+from eghn_md.data.system import GraphSystem, check_same_nodes, with_model_bonds
+from eghn_md.data.timebase import common_spacing, frame_spacing, frames_per_horizon
 from eghn_md.errors import DataError, UsageError
-from eghn_md.graph.features import FeatureSpec
+from eghn_md.graph.features import FeatureSpec, canonical_residue
 
 __all__ = ["Splits", "build_splits", "open_system", "SPLITS"]
 
@@ -19,12 +20,20 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class Splits:
-    """Sample sets per split plus what they were built from."""
+    """Sample sets per split plus what they were built from.
+
+    ``frame_dt_ps`` [ps]: frame spacing of the first trajectory (NaN without usable times); ``horizon_frames``: the
+    horizon in its frames; ``horizon_ps`` [ps]: the horizon as time; ``notes``: one-line remarks for summaries
+    (residue spellings); ``sources``: one dict per (file, trajectory, split) with its ``horizon_frames``.
+    """
 
     sets: dict
     system: GraphSystem
     cutoff: float
     frame_dt_ps: float
+    horizon_frames: int = 0
+    horizon_ps: float = float("nan")
+    notes: list = field(default_factory=list)
     sources: list = field(default_factory=list)
     _handles: list = field(default_factory=list, repr=False)
 
@@ -48,8 +57,8 @@ def open_system(dataset, *, spec: Optional[FeatureSpec] = None) -> GraphSystem:
 def _check_same_system(system: GraphSystem, dataset, path, *, first) -> None:
     """All datasets of one run must hold the same nodes (one model, one node table in its checkpoint)."""
     got = dataset.nodes
-    same = got.n_nodes == system.n_nodes and [str(x) for x in got.resname] == [
-        str(x) for x in system.nodes.resname
+    same = got.n_nodes == system.n_nodes and [canonical_residue(x) for x in got.resname] == [
+        canonical_residue(x) for x in system.nodes.resname
     ] and [str(x) for x in got.name] == [str(x) for x in system.nodes.name]
     if not same:
         raise DataError(
@@ -59,11 +68,55 @@ def _check_same_system(system: GraphSystem, dataset, path, *, first) -> None:
         )
 
 
-def _frame_dt(dataset, name: str) -> float:
-    t = dataset.times(name)
-    if len(t) < 2:
-        return float("nan")
-    return float(t[1] - t[0])
+def _horizon_for(dataset, name: str, path, config: DataConfig, spacings: dict, horizon_name: str) -> int:
+    """Frames per horizon on trajectory ``name`` of ``dataset``; records its spacing [ps] in ``spacings``.
+
+    With ``config.horizon_ps`` the horizon is physical time and each trajectory gets its own frame count (mixed
+    spacings are fine); with a horizon in frames every trajectory must share one spacing (checked by the caller).
+    """
+    what = f"trajectory {name!r} of {str(path)!r}"
+    if config.horizon_ps is not None:
+        dt = frame_spacing(dataset.times(name), what=what)
+        spacings[what] = dt
+        return frames_per_horizon(config.horizon_ps, dt, what=what, horizon=horizon_name)
+    try:
+        spacings[what] = frame_spacing(dataset.times(name), what=what)
+    except DataError:  # no usable times: the horizon stays a number of frames, its time unknown
+        spacings[what] = float("nan")
+    return int(config.horizon)
+
+
+def _windows(ds, path, whole, fractions, wanted, system: GraphSystem, cutoff: float, config: DataConfig,
+             spacings: dict, horizon_name: str, future_steps: int = 1):
+    """``(split, WindowSet, source description)`` for every wanted block of every trajectory of ``ds``."""
+    out = []
+    for name in ds.trajectories:
+        pos = ds.positions(name)
+        n_frames = int(pos.shape[0])
+        horizon = _horizon_for(ds, name, path, config, spacings, horizon_name)
+        blocks = (
+            dict(zip(SPLITS, split_ranges(n_frames, fractions)))
+            if whole is None
+            else {s: ((0, n_frames) if s == whole else (0, 0)) for s in SPLITS}
+        )
+        for split, block in blocks.items():
+            if split not in wanted or block[1] - block[0] <= 0:
+                continue
+            ws = WindowSet(positions=pos, block=block, h=system.h, bonds=system.bonds, horizon=horizon,
+                           cutoff=cutoff, window_stride=config.window_stride,
+                           future_steps=future_steps if split == "train" else 1,
+                           name=f"{Path(path).name}:{name}:{split}")
+            out.append((split, ws, {"file": str(path), "trajectory": name, "split": split, "frames": list(block),
+                                    "windows": len(ws), "horizon_frames": horizon}))
+    return out
+
+
+def _spacing_of_run(spacings: dict, config: DataConfig) -> float:
+    """The frame spacing [ps] of the first trajectory; with a horizon in frames all must share it."""
+    known = {k: v for k, v in spacings.items() if v == v}
+    if config.horizon_ps is None:
+        common_spacing(known)
+    return next(iter(spacings.values()), float("nan"))
 
 
 def build_splits(
@@ -87,8 +140,13 @@ def build_splits(
         config: horizon, cutoff, split fractions.
         val, test: optional whole-file validation / test datasets.
         only: build only these splits (others are empty), e.g. ``["test"]`` for evaluation.
-        expected_nodes: a model's node metadata; every file must have the same nodes.
+        expected_nodes: a model's node metadata; every file must have the same nodes (residue names compared by
+            canonical type; spelling differences are listed in ``Splits.notes``), and its stored bonds are used.
         future_steps: K, the true frames each training window carries for multi-step training (1: the target only).
+
+    Raises:
+        UsageError: trajectories of different frame spacings with a horizon given in frames.
+        DataError: a horizon in ps that is not a whole number of some trajectory's frames.
     """
     from eghn_md.data.dataset import Dataset
 
@@ -108,7 +166,8 @@ def build_splits(
     system: Optional[GraphSystem] = None
     spec = FeatureSpec.from_dict(expected_nodes["feature_spec"]) if expected_nodes else None
     cutoff = config.cutoff
-    frame_dt = float("nan")
+    spacings: dict = {}
+    notes: list = []
     try:
         jobs = [(p, None) for p in data] + [(p, "val") for p in val] + [(p, "test") for p in test]
         for path, whole in jobs:
@@ -117,7 +176,10 @@ def build_splits(
             ds.validate()  # shapes, dtypes, finite values: a clear DataError before any sample is built
             sys_here = open_system(ds, spec=spec)
             if expected_nodes is not None:
-                check_same_nodes(expected_nodes, ds.nodes, what=f"dataset {str(path)!r}")
+                note = check_same_nodes(expected_nodes, ds.nodes, what=f"dataset {str(path)!r}")
+                notes += [note] if note else []
+                sys_here = GraphSystem.from_nodes(with_model_bonds(ds.nodes, expected_nodes),
+                                                  selection=ds.selection, spec=spec)
             elif system is not None:
                 _check_same_system(system, ds, path, first=jobs[0][0])
             if system is None:
@@ -130,28 +192,12 @@ def build_splits(
                     f"dataset {str(path)!r} has {sys_here.h.shape[1]} node features but {str(data[0])!r} has "
                     f"{system.h.shape[1]}; datasets must use the same kind of selection"
                 )
-            for name in ds.trajectories:
-                pos = ds.positions(name)
-                n_frames = int(pos.shape[0])
-                if frame_dt != frame_dt:
-                    frame_dt = _frame_dt(ds, name)
-                blocks = (
-                    dict(zip(SPLITS, split_ranges(n_frames, fr)))
-                    if whole is None
-                    else {s: ((0, n_frames) if s == whole else (0, 0)) for s in SPLITS}
-                )
-                for split, block in blocks.items():
-                    if split not in wanted or block[1] - block[0] <= 0:
-                        continue
-                    ws = WindowSet(
-                        positions=pos, block=block, h=sys_here.h, bonds=sys_here.bonds, horizon=config.horizon,
-                        cutoff=float(cutoff), window_stride=config.window_stride,
-                        future_steps=future_steps if split == "train" else 1,
-                        name=f"{Path(path).name}:{name}:{split}",
-                    )
-                    parts[split].append(ws)
-                    sources.append({"file": str(path), "trajectory": name, "split": split,
-                                    "frames": list(block), "windows": len(ws)})
+            horizon_name = "--horizon-ps" if expected_nodes is None else "the model's horizon"
+            for split, ws, source in _windows(ds, path, whole, fr, wanted, sys_here, float(cutoff), config,
+                                              spacings, horizon_name, future_steps):
+                parts[split].append(ws)
+                sources.append(source)
+        frame_dt = _spacing_of_run(spacings, config)
     except BaseException:
         for h in handles:
             h.close()
@@ -162,6 +208,9 @@ def build_splits(
         system=system,
         cutoff=float(cutoff),
         frame_dt_ps=frame_dt,
+        horizon_frames=sources[0]["horizon_frames"] if sources else int(config.horizon),
+        horizon_ps=config.horizon_ps if config.horizon_ps is not None else frame_dt * int(config.horizon),
+        notes=notes,
         sources=sources,
         _handles=handles,
     )
