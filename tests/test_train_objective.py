@@ -105,11 +105,12 @@ def test_bond_and_clash_terms_by_hand():
 
 
 def test_noise_is_a_function_of_seed_epoch_and_sample():
-    a = sample_noise(5, 0.3, seed=1, epoch=2, index=3, dtype=torch.float32, device="cpu")
-    b = sample_noise(5, 0.3, seed=1, epoch=2, index=3, dtype=torch.float32, device="cpu")
-    c = sample_noise(5, 0.3, seed=1, epoch=3, index=3, dtype=torch.float32, device="cpu")
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    assert a.shape == (2, 5, 3) and 0.1 < float(a.std()) < 0.6
+    a, sa = sample_noise(5, 0.3, seed=1, epoch=2, index=3, dtype=torch.float32, device="cpu", scale_std=0.05)
+    b, sb = sample_noise(5, 0.3, seed=1, epoch=2, index=3, dtype=torch.float32, device="cpu", scale_std=0.05)
+    c, sc = sample_noise(5, 0.3, seed=1, epoch=3, index=3, dtype=torch.float32, device="cpu", scale_std=0.05)
+    assert torch.equal(a, b) and sa == sb and not torch.equal(a, c) and sa != sc
+    assert a.shape == (2, 5, 3) and 0.1 < float(a.std()) < 0.6 and 0.75 < sa < 1.25
+    assert sample_noise(5, 0.3, seed=1, epoch=2, index=3, dtype=torch.float32, device="cpu")[1] == 1.0
 
 
 def _fit_chains(max_chunk_nodes):
@@ -121,7 +122,7 @@ def _fit_chains(max_chunk_nodes):
     model = build_model(ModelConfig(name="eghn", node_in=6, hidden=8, n_layers=1, n_pool_layers=1,
                                     n_decoder_layers=1, n_clusters=3, length_scale=4.0)).double()
     cfg = TrainConfig(epochs=2, batch_size=5, lr=1e-2, seed=0, device="cpu", patience=0, max_chunk_nodes=max_chunk_nodes,
-                      noise_std=0.2, unroll_steps=2, bond_weight=1.0, clash_weight=1.0)
+                      noise_std=0.2, noise_scale=0.05, unroll_steps=2, bond_weight=1.0, clash_weight=1.0)
     return fit(model, graphs[:8], graphs[8:], config=cfg, objective=objective_from_config(cfg, cutoff=6.0))
 
 
@@ -144,7 +145,8 @@ def test_unroll_without_cutoff_is_refused():
 UNROLL_CONFIG = """\
 model: {name: eghn, hidden: 16, n_layers: 1, n_pool_layers: 1, n_decoder_layers: 1, n_clusters: 4}
 data: {horizon: 5, window_stride: 3}
-train: {epochs: 3, batch_size: 4, lr: 0.002, schedule: cosine, patience: 0, noise_std: 0.3, unroll_steps: 2,
+train: {epochs: 3, batch_size: 4, lr: 0.002, schedule: cosine, patience: 0, noise_std: 0.3, noise_scale: 0.05,
+        unroll_steps: 2,
         bond_weight: 1.0, clash_weight: 1.0}
 """
 

@@ -51,7 +51,7 @@ class TrainConfig:
     per-edge tensors stay cache-sized, which is faster on CPU and needs less memory; 0 disables).
 
     Rollout stability (:mod:`eghn_md.train.objective`; all off by default, the ``tiny``/``default`` presets turn
-    them on): ``noise_std`` [Å] input-frame noise; ``unroll_steps`` K autoregressive steps per sample with
+    them on): ``noise_std`` [Å] input-frame noise and ``noise_scale`` its relative breathing; ``unroll_steps`` K autoregressive steps per sample with
     ``pushforward`` stop-gradients; ``bond_weight`` / ``clash_weight`` auxiliary losses with ``clash_distance`` [Å].
 
     ``select``: ``"best"`` keeps the best weights on validation (and stops early after ``patience`` evaluations
@@ -74,6 +74,7 @@ class TrainConfig:
     amp: bool = False
     max_chunk_nodes: int = 1024
     noise_std: float = 0.0
+    noise_scale: float = 0.0
     unroll_steps: int = 1
     pushforward: bool = True
     bond_weight: float = 0.0
@@ -98,7 +99,7 @@ class TrainConfig:
         for name in ("lr",):
             if not number(name, float) > 0:
                 raise UsageError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("weight_decay", "grad_clip", "reg_weight", "patience", "max_chunk_nodes", "noise_std",
+        for name in ("weight_decay", "grad_clip", "reg_weight", "patience", "max_chunk_nodes", "noise_std", "noise_scale",
                      "bond_weight", "clash_weight", "clash_distance"):
             if number(name, float) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -174,14 +175,17 @@ def iterate_batches(dataset: Sequence[GraphBatch], indices: Sequence[int], batch
         yield [dataset[int(i)] for i in indices[start : start + batch_size]]
 
 
-def _with_noise(sample: GraphBatch, std: float, *, seed: int, epoch: int, index: int) -> GraphBatch:
-    """``sample`` with Gaussian noise of ``std`` [Å] on its two input frames (the target stays clean)."""
-    if std <= 0:
+def _with_noise(sample: GraphBatch, config: TrainConfig, *, epoch: int, index: int) -> GraphBatch:
+    """``sample`` with the configured noise on its two input frames (the target stays clean)."""
+    if config.noise_std <= 0 and config.noise_scale <= 0:
         return sample
-    noise = sample_noise(sample.num_nodes, std, seed=seed, epoch=epoch, index=index, dtype=sample.pos.dtype,
-                         device=sample.pos.device)
-    pos = sample.pos + noise[1]
-    return sample.replace(pos=pos, vel=sample.vel + noise[1] - noise[0])
+    noise, scale = sample_noise(sample.num_nodes, config.noise_std, seed=config.seed, epoch=epoch, index=index,
+                                dtype=sample.pos.dtype, device=sample.pos.device, scale_std=config.noise_scale)
+    prev = sample.pos - sample.vel
+    centre = sample.pos.mean(dim=0)
+    pos = centre + (sample.pos - centre) * scale + noise[1]
+    prev = centre + (prev - centre) * scale + noise[0]
+    return sample.replace(pos=pos, vel=pos - prev)
 
 
 def _chunks(samples: list[GraphBatch], max_nodes: int) -> list[list[GraphBatch]]:
@@ -376,7 +380,7 @@ def _train_epoch(run: _Run, train_set: Sequence[GraphBatch], epoch: int) -> dict
         idx = order[start : start + cfg.batch_size]
         if len(idx) < run.world:  # too few samples to give every rank one: skip (last batch only)
             continue
-        mine = [_with_noise(train_set[int(i)], cfg.noise_std, seed=cfg.seed, epoch=epoch, index=int(i))
+        mine = [_with_noise(train_set[int(i)], cfg, epoch=epoch, index=int(i))
                 for i in idx[run.rank :: run.world]]
         for key, v in _take_step(run, mine, epoch).items():
             sums[key] = sums.get(key, 0.0) + v

@@ -5,7 +5,9 @@ the data and falls apart (bonds break, the structure swells or freezes). :class:
 
 * **noise injection** (Sanchez-Gonzalez et al. 2020, *Learning to simulate*): Gaussian noise of ``noise_std`` [Å]
   per coordinate on the input frames ``x_{t−ΔT}`` and ``x_t`` (so on the velocity channel too) while the target stays
-  clean, so the model learns to undo small errors of its own inputs. The noise of a sample is drawn from a generator
+  clean, so the model learns to undo small errors of its own inputs; ``noise_scale`` adds a random breathing of both
+  input frames about their centroid (factor 1 + ``noise_scale`` · N(0, 1)), so it also learns to restore the
+  structure's size, the error a rollout accumulates coherently (swelling) and per-node noise never shows. The noise of a sample is drawn from a generator
   seeded by ``(seed, epoch, sample index)``: the same whatever the batch pieces, ranks or resume point.
 * **multi-step training**: the model is unrolled ``unroll_steps`` = K autoregressive steps (edges rebuilt from every
   predicted frame, velocity = the last predicted displacement, exactly as in a rollout) and the loss averages the
@@ -37,11 +39,16 @@ from eghn_md.data.samples import build_edges
 __all__ = ["Objective", "sample_noise"]
 
 
-def sample_noise(n_nodes: int, std: float, *, seed: int, epoch: int, index: int, dtype, device) -> Tensor:
-    """(2, n_nodes, 3) [Å] Gaussian noise for the two input frames of training sample ``index`` in ``epoch``."""
+def sample_noise(n_nodes: int, std: float, *, seed: int, epoch: int, index: int, dtype, device,
+                 scale_std: float = 0.0) -> tuple[Tensor, float]:
+    """Noise for the two input frames of training sample ``index`` in ``epoch``: ``(noise, scale)`` with ``noise``
+    (2, n_nodes, 3) [Å] Gaussian of ``std`` per coordinate and ``scale`` = 1 + ``scale_std`` · N(0, 1), a breathing
+    factor (clamped to [0.5, 1.5]) of the input frames about their centroid."""
     g = torch.Generator()
     g.manual_seed((int(seed) * 1_000_003 + int(epoch)) * 1_000_033 + int(index))
-    return (torch.randn((2, n_nodes, 3), generator=g, dtype=torch.float64) * std).to(device=device, dtype=dtype)
+    noise = torch.randn((2, n_nodes, 3), generator=g, dtype=torch.float64) * std
+    scale = 1.0 + float(scale_std) * float(torch.randn((), generator=g, dtype=torch.float64))
+    return noise.to(device=device, dtype=dtype), min(max(scale, 0.5), 1.5)
 
 
 def _full(t: Tensor) -> Tensor:
