@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from cli._common import emit_json, json_option, overwrite_option, quiet_option, stderr_console
@@ -74,6 +76,10 @@ def train(data, out_dir, preset, config_file, model, horizon, horizon_ps, cutoff
     progress = None if quiet else TrainProgress(console=console, description=config.model.get("name", "train"))
     metrics = train_run(list(data), out_dir, config=config, val=list(val_files), test=list(test_files),
                         resume=resume, resume_epochs=epochs, overwrite=overwrite, progress=progress, log=console.print)
+    if int(os.environ.get("RANK", "0")) == 0:
+        from eghn_md.export.figures import maybe_plot_run  # loss curves → RUN/loss.png; never fails the training
+
+        maybe_plot_run(out_dir, log=console.print)
     if as_json:
         emit_json(metrics)
     else:

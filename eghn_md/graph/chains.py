@@ -20,12 +20,22 @@ validity report, which therefore see exactly the bonds the model was trained wit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, Protocol, Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from eghn_md.graph.nodes import NodeTable
+
+
+class ChainNodes(Protocol):
+    """What :func:`chain_model` reads of a node table (:class:`eghn_md.graph.nodes.NodeTable` is one; this module
+    sits below it, so it names the fields instead of importing the class)."""
+
+    n_nodes: int
+    level: str
+    resid: Sequence[int]
+    segid: Sequence[str]
+    chain: Sequence[str]
+    bonds: Sequence
 
 __all__ = ["CA_CA_MAX_BOND", "sequence_breaks", "sequence_bonds", "Chain", "ChainModel", "chain_model"]
 
@@ -101,7 +111,7 @@ class ChainModel:
         return out
 
 
-def chain_model(nodes: "NodeTable") -> ChainModel:
+def chain_model(nodes: ChainNodes) -> ChainModel:
     """Chains and gaps of ``nodes`` from its stored bonds (residue level) or its IDs and resids (atom level).
 
     A new chain starts where the segment/chain ID changes or the resid decreases; every other break between

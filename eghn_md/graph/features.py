@@ -39,14 +39,23 @@ Any other name is its own canonical residue (upper case, stripped), whose featur
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
 from eghn_md.errors import DataError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from eghn_md.graph.nodes import NodeTable
+
+
+class FeatureNodes(Protocol):
+    """What the feature functions read of a node table (:class:`eghn_md.graph.nodes.NodeTable` is one; this module
+    is the vocabulary below it, so it names the fields instead of importing the class)."""
+
+    n_nodes: int
+    level: str
+    residue_type: Sequence[int]
+    atom_type: Sequence[int]
+    charge: Optional[Sequence[float]]
 
 __all__ = [
     "RESIDUE_TYPES",
@@ -142,12 +151,12 @@ class FeatureSpec:
         return cls(**{k: bool(v) for k, v in d.items()})
 
 
-def default_feature_spec(nodes: "NodeTable", *, charge: bool = False) -> FeatureSpec:
+def default_feature_spec(nodes: FeatureNodes, *, charge: bool = False) -> FeatureSpec:
     """Residue one-hot, plus the atom-name one-hot when nodes are atoms, plus charge if asked for."""
     return FeatureSpec(residue=True, atom=nodes.level == "atom", charge=charge)
 
 
-def node_features(nodes: "NodeTable", spec: FeatureSpec | None = None) -> np.ndarray:
+def node_features(nodes: FeatureNodes, spec: FeatureSpec | None = None) -> np.ndarray:
     """Node scalars h of shape ``(n_nodes, spec.n_features)``, float32, from metadata only.
 
     Args:

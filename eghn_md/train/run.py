@@ -8,7 +8,7 @@ Output directory layout::
     RUN/history.csv    one row per epoch (losses, validation MSE, learning rate, samples/s)
     RUN/metrics.json   final summary (best epoch, validation/test MSE beside the static and constant-velocity
                        baselines, throughput)
-    RUN/loss.png       training / validation curves (eghn_md.export.plots; skipped with a warning if it fails)
+    RUN/loss.png       training / validation curves (written by the ``train`` command through eghn_md.export.figures)
 """
 
 from __future__ import annotations
@@ -229,7 +229,4 @@ def train_run(
                         metrics={"best_epoch": result.best_epoch, "best_val_mse": result.best_val_mse,
                                  "epochs": result.last_state.epoch,
                                  **{f"{k}_mse": v["model"] for k, v in evals.items()}}, **common)
-    from eghn_md.export.figures import maybe_plot_run  # loss curves → RUN/loss.png; never fails the training
-
-    maybe_plot_run(out, log=log)
     return metrics
