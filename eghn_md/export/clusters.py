@@ -34,6 +34,7 @@ import torch
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import DataError, UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
+from eghn_md.rollout.start import frame_batch
 
 __all__ = [
     "ClusterAssignment", "OUTPUT_NAMES", "frame_batch", "summarise_assignments", "residue_clusters",
@@ -115,24 +116,6 @@ def residue_clusters(node_resindex: np.ndarray, assignment: ClusterAssignment) -
     return out
 
 
-def frame_batch(*, x_prev: torch.Tensor, x0: torch.Tensor, h: torch.Tensor, bonds: torch.Tensor,
-                cutoff: float) -> GraphBatch:
-    """The model input for frame I, built as a rollout's first step: positions x0, velocity x0 − x_prev.
-
-    Args:
-        x_prev: (N, 3) [Å] frame I − ΔT.
-        x0: (N, 3) [Å] frame I.
-        h: (N, F) node scalars.
-        bonds: (2, B) long, both directions of every bond.
-        cutoff: [Å] contact cutoff.
-    """
-    from eghn_md.data.samples import build_edges
-
-    edge_index, edge_attr = build_edges(x0, cutoff, bonds)
-    return GraphBatch.single(pos=x0, vel=x0 - x_prev, h=h, edge_index=edge_index, edge_attr=edge_attr,
-                             local_edge_index=bonds)
-
-
 def parse_frames(frame: Optional[int], frames: Optional[str], *, horizon: int, n_frames: int) -> list[int]:
     """The frames to analyse: ``frame`` (default: the horizon, the first frame with a velocity) or a half-open
     range ``"A:B"`` (``"A:"`` runs to the end; B is excluded, as in Python). Validated against the trajectory."""
@@ -176,6 +159,34 @@ def _assignments(model, gs, pos: dict, frames: Sequence[int], *, horizon: int, c
     return np.stack(out)
 
 
+def _check_outputs(out_dir: Path, *, plot: bool, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"output {str(out_dir)!r} exists and is not a directory")
+    if not out_dir.parent.exists():
+        raise UsageError(f"directory {str(out_dir.parent)!r} of output {str(out_dir)!r} does not exist")
+    if out_dir.is_dir():
+        for name in (n for n in OUTPUT_NAMES if plot or not n.endswith(".png")):
+            check_output_path(out_dir / name, overwrite=overwrite)
+
+
+def _write_viewers(out_dir: Path, ckpt, result, per_res: dict, pdb: Path, *, what: str, has_unassigned: bool,
+                   plot: bool) -> tuple[list, list, list]:
+    """PyMOL / VMD scripts, the CSV and the figure beside ``clusters.pdb``: ``(written, used clusters, colours)``."""
+    from eghn_md.export import viewers
+
+    used = sorted({k for k, _ in per_res.values()})
+    colours = viewers.cluster_palette(len(used))
+    kw = dict(pdb_name="clusters.pdb", clusters=used, colours=colours, has_unassigned=has_unassigned, title=what)
+    written = [pdb, viewers.write_pml(out_dir / "clusters.pml", **kw), viewers.write_tcl(out_dir / "clusters.tcl", **kw),
+               _write_csv(out_dir / "clusters.csv", ckpt.nodes, result)]
+    if plot:
+        from eghn_md.export.plots import plot_clusters
+
+        written.append(Path(plot_clusters(result, ckpt.nodes, out_dir / "clusters.png",
+                                          colours=dict(zip(used, colours)), title=what)))
+    return written, used, colours
+
+
 def export_clusters(
     model_path: str | Path,
     topology: str | Path,
@@ -195,88 +206,44 @@ def export_clusters(
         UsageError: bad frames, outputs that exist without ``overwrite``, a model without pooling.
         DataError: a topology whose nodes differ from the model's, non-finite input frames.
     """
-    from eghn_md.data.system import select_model_nodes
-    from eghn_md.data.timebase import model_horizon_frames, system_frame_dt
-    from eghn_md.export import viewers
-    from eghn_md.io.readers import open_system
-    from eghn_md.rollout.start import read_frames
+    from eghn_md.models.registry import has_pooling
+    from eghn_md.rollout.start import open_model_system, read_frames
     from eghn_md.train.checkpoint import load_model
     from eghn_md.utils import resolve_device
 
     dev = resolve_device(device)  # the model first: a bad input is named before the output
     model, ckpt = load_model(model_path, device=dev)
-    if not str(ckpt.model_config.get("name", "")).startswith("eghn"):
+    if not has_pooling(ckpt.model_config.get("name", "")):
         raise UsageError(f"model {str(model_path)!r} ({ckpt.model_config.get('name')}) has no pooling clusters; "
                          "only EGHN models (eghn, eghn-published) learn them")
-
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"output {str(out_dir)!r} exists and is not a directory")
-    if not out_dir.parent.exists():
-        raise UsageError(f"directory {str(out_dir.parent)!r} of output {str(out_dir)!r} does not exist")
-    names = [n for n in OUTPUT_NAMES if plot or not n.endswith(".png")]
-    if out_dir.is_dir():
-        for name in names:
-            check_output_path(out_dir / name, overwrite=overwrite)
-    cutoff = float(ckpt.data_config["cutoff"])
-    with open_system(topology, trajectories) as system:
-        atoms, gs = select_model_nodes(system, ckpt.nodes, what=f"topology {Path(topology).name!r}")
-        inputs = ", ".join(repr(s.path.name) for s in system.trajectories)
-        horizon, step_note = model_horizon_frames(ckpt.stats, ckpt.data_config, system_frame_dt(system),
-                                                  what=f"trajectory {inputs}")
-        nodes = gs.nodes
-        n_total = sum(s.n_frames for s in system.trajectories)
-        wanted = parse_frames(frame, frames, horizon=horizon, n_frames=n_total)
-        needed = sorted(set(wanted) | {f - horizon for f in wanted})
-        pos, _ = read_frames(system, atoms.indices, needed)
-        for f in needed:
-            if not np.isfinite(pos[f]).all():
-                raise DataError(f"input frame {f} has non-finite coordinates")
-        universe = system.universe
-        all_pos, times = read_frames(system, np.arange(universe.atoms.n_atoms), [wanted[0]])
-        node_resindex = universe.atoms[np.asarray(nodes.atom_index)].resindices
-        S = _assignments(model, gs, pos, wanted, horizon=horizon, cutoff=cutoff, dev=dev)
+    _check_outputs(out_dir, plot=plot, overwrite=overwrite)
+    with open_model_system(ckpt, topology, trajectories) as ms:
+        horizon, universe = ms.horizon, ms.system.universe
+        wanted = parse_frames(frame, frames, horizon=horizon, n_frames=ms.n_frames)
+        pos, _ = ms.read(wanted, inputs=sorted(set(wanted) | {f - horizon for f in wanted}))
+        all_pos, times = read_frames(ms.system, np.arange(universe.atoms.n_atoms), [wanted[0]])
+        node_resindex = universe.atoms[np.asarray(ms.graph.nodes.atom_index)].resindices
+        S = _assignments(model, ms.graph, pos, wanted, horizon=horizon, cutoff=float(ckpt.data_config["cutoff"]),
+                         dev=dev)
         if S is None:
             raise UsageError(f"model {str(model_path)!r} has no pooling clusters (its output has no assignment)")
         result = summarise_assignments(S, wanted)
         per_res = residue_clusters(node_resindex, result)
         out_dir.mkdir(exist_ok=True)
         pdb = _write_pdb(out_dir / "clusters.pdb", universe, all_pos[wanted[0]], per_res)
-
-    used = sorted({k for k, _ in per_res.values()})
-    colours = viewers.cluster_palette(len(used))
-    unassigned = len(per_res) < universe.residues.n_residues
     what = f"{Path(model_path)} on {Path(topology).name}, " + (
         f"frame {wanted[0]}" if len(wanted) == 1 else f"majority over frames {wanted[0]}..{wanted[-1]}")
-    written = [pdb]
-    written.append(viewers.write_pml(out_dir / "clusters.pml", pdb_name="clusters.pdb", clusters=used,
-                                     colours=colours, has_unassigned=unassigned, title=what))
-    written.append(viewers.write_tcl(out_dir / "clusters.tcl", pdb_name="clusters.pdb", clusters=used,
-                                     colours=colours, has_unassigned=unassigned, title=what))
-    written.append(_write_csv(out_dir / "clusters.csv", ckpt.nodes, result))
-    if plot:
-        from eghn_md.export.plots import plot_clusters
-
-        written.append(Path(plot_clusters(result, ckpt.nodes, out_dir / "clusters.png",
-                                          colours=dict(zip(used, colours)), title=what)))
-    sizes = {int(k): int((result.cluster == k).sum()) for k in result.used}
+    written, used, colours = _write_viewers(out_dir, ckpt, result, per_res, pdb, what=what, plot=plot,
+                                            has_unassigned=len(per_res) < universe.residues.n_residues)
     return {
-        "model_file": str(model_path),
-        "frames": [wanted[0], wanted[-1]] if len(wanted) > 1 else [wanted[0]],
-        "n_frames": len(wanted),
-        "horizon_frames": horizon,
-        "notes": [n for n in [step_note, *gs.notes] if n],
-        "structure_frame": wanted[0],
-        "structure_time_ps": float(times[wanted[0]]),
-        "n_nodes": int(result.cluster.shape[0]),
-        "n_atoms": int(universe.atoms.n_atoms),
-        "n_clusters": result.n_clusters,
-        "clusters_used": result.used,
-        "cluster_sizes": sizes,
-        "mean_probability": float(result.probability.mean()),
-        "mean_stability": float(result.stability.mean()),
-        "colours": {int(k): c for k, c in zip(used, colours)},
-        "outputs": [str(p) for p in written],
+        "model_file": str(model_path), "frames": [wanted[0], wanted[-1]] if len(wanted) > 1 else [wanted[0]],
+        "n_frames": len(wanted), "horizon_frames": horizon, "notes": ms.notes, "structure_frame": wanted[0],
+        "structure_time_ps": float(times[wanted[0]]), "n_nodes": int(result.cluster.shape[0]),
+        "n_atoms": int(universe.atoms.n_atoms), "n_clusters": result.n_clusters, "clusters_used": result.used,
+        "cluster_sizes": {int(k): int((result.cluster == k).sum()) for k in result.used},
+        "mean_probability": float(result.probability.mean()), "mean_stability": float(result.stability.mean()),
+        "colours": {int(k): c for k, c in zip(used, colours)}, "outputs": [str(p) for p in written],
     }
 
 

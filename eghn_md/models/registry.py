@@ -9,7 +9,15 @@ from torch import nn
 from eghn_md.errors import UsageError
 from eghn_md.models.config import MODEL_NAMES, ModelConfig
 
-__all__ = ["MODEL_NAMES", "build_model"]
+__all__ = ["MODEL_NAMES", "POOLING_MODELS", "build_model", "has_pooling"]
+
+#: models that learn a pooling assignment S (their output carries ``assign``; ``export clusters`` works on them)
+POOLING_MODELS = ("eghn", "eghn-published")
+
+
+def has_pooling(name: str) -> bool:
+    """Whether model ``name`` learns pooling clusters (a capability of the architecture, not of its name)."""
+    return str(name) in POOLING_MODELS
 
 
 def _eghn(c: ModelConfig) -> nn.Module:

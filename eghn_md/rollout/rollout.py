@@ -16,11 +16,10 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from eghn_md.data.batch import GraphBatch
-from eghn_md.errors import DivergenceError, UsageError
+from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.io.writers import write_node_trajectory
-from eghn_md.rollout.start import open_start
+from eghn_md.rollout.start import frame_batch, open_start
 
 __all__ = ["rollout", "rollout_run", "RolloutResult", "GuardConfig", "read_frames", "const_velocity_rollout"]
 
@@ -116,16 +115,11 @@ def rollout(
             :func:`~eghn_md.rollout.constrain.constrain` closure: (N, 3) [Å] -> (N, 3) [Å].
         progress: called with the number of frames done.
     """
-    from eghn_md.data.samples import build_edges
-
     check = _Guard(guard or GuardConfig(), x0, bonds)
     out = [x0.detach().cpu().numpy().astype(np.float32)]
     prev, cur = x_prev, x0
     for k in range(1, steps + 1):
-        edge_index, edge_attr = build_edges(cur, cutoff, bonds)
-        batch = GraphBatch.single(pos=cur, vel=cur - prev, h=h, edge_index=edge_index, edge_attr=edge_attr,
-                                  local_edge_index=bonds)
-        nxt = model(batch).pos.to(cur.dtype)
+        nxt = model(frame_batch(x_prev=prev, x0=cur, h=h, bonds=bonds, cutoff=cutoff)).pos.to(cur.dtype)
         if constraint is not None and bool(torch.isfinite(nxt).all()):
             nxt = constraint(nxt)
         reason = check(cur, nxt)

@@ -4,6 +4,7 @@ share (device → checkpoint → horizon and cutoff → system → the model's n
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -11,9 +12,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import DataError, UsageError
 
-__all__ = ["ModelStart", "open_start", "read_frames", "model_dtype"]
+__all__ = ["ModelStart", "ModelSystem", "open_start", "open_model_system", "check_start_frame", "frame_batch",
+           "read_frames", "model_dtype"]
 
 
 @dataclass
@@ -47,45 +50,98 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
     return next((p.dtype for p in model.parameters()), torch.float32)
 
 
-def open_start(model_path: str | Path, topology: str | Path, trajectories: Sequence[str | Path], *, frame: int,
-               steps: int = 0, device: str = "auto") -> ModelStart:
-    """Load the model and read frames ``frame − ΔT``, ``frame`` and, with ``steps`` > 0, the ``steps`` true frames
-    one horizon apart after it; checks the model's nodes against the topology and the frames' range and values."""
+@dataclass
+class ModelSystem:
+    """A topology (+ trajectories) opened for a model: ``system`` (:class:`eghn_md.io.readers.System`, open),
+    ``atoms`` / ``graph`` the model's nodes in it (checked against the model's), ``horizon`` the model's horizon in
+    frames of this input, ``frame_dt`` [ps] its frame spacing, ``n_frames``, ``notes`` for the user."""
+
+    system: object
+    atoms: object
+    graph: object
+    horizon: int
+    frame_dt: float
+    n_frames: int
+    notes: list
+
+    def read(self, frames: Sequence[int], *, inputs: Sequence[int] = ()) -> tuple[dict, dict]:
+        """:func:`read_frames` of the nodes; the ``inputs`` frames (a model's input) must be finite."""
+        pos, times = read_frames(self.system, self.atoms.indices, sorted(set(frames) | set(inputs)))
+        for f in inputs:
+            if not np.isfinite(pos[f]).all():
+                raise DataError(f"input frame {f} has non-finite coordinates")
+        return pos, times
+
+
+@contextmanager
+def open_model_system(ckpt, topology: str | Path, trajectories: Sequence[str | Path]):
+    """Open the system and select the model's nodes (a topology that differs from the model's is refused)."""
     from eghn_md.data.system import select_model_nodes
     from eghn_md.data.timebase import model_horizon_frames, system_frame_dt
     from eghn_md.io.readers import open_system
-    from eghn_md.train.checkpoint import load_model
-    from eghn_md.utils import resolve_device
 
-    dev = resolve_device(device)
-    model, ckpt = load_model(model_path, device=dev)
     with open_system(topology, trajectories) as system:
         atoms, gs = select_model_nodes(system, ckpt.nodes, what=f"topology {Path(topology).name!r}")
         frame_dt = system_frame_dt(system)  # the model's horizon in ps → frames of this input
         inputs = ", ".join(repr(s.path.name) for s in system.trajectories)
         horizon, step_note = model_horizon_frames(ckpt.stats, ckpt.data_config, frame_dt, what=f"trajectory {inputs}")
-        if frame < horizon:
-            raise UsageError(
-                f"--frame {frame} is too early: the first step needs frame {frame} − {horizon} (one horizon before) "
-                f"for the velocity; use --frame >= {horizon}"
-            )
-        n_total = sum(s.n_frames for s in system.trajectories)
-        if frame >= n_total:
-            raise UsageError(f"frame {frame} is out of range: the trajectory has {n_total} frames (0..{n_total - 1})")
-        if steps and frame + steps * horizon >= n_total:
-            raise UsageError(f"--truth needs frame {frame + steps * horizon} but the trajectory has {n_total} frames; "
-                             f"use --steps <= {(n_total - 1 - frame) // horizon}")
-        wanted = [frame - horizon] + [frame + k * horizon for k in range(steps + 1)]
-        pos, times = read_frames(system, atoms.indices, wanted)
-    for f in (frame - horizon, frame):
-        if not np.isfinite(pos[f]).all():
-            raise DataError(f"input frame {f} has non-finite coordinates")
+        yield ModelSystem(system=system, atoms=atoms, graph=gs, horizon=horizon, frame_dt=frame_dt,
+                          n_frames=sum(s.n_frames for s in system.trajectories),
+                          notes=[n for n in [step_note, *gs.notes] if n])
+
+
+def check_start_frame(frame: int, ms: ModelSystem) -> None:
+    """A model input at ``frame`` needs frame − ΔT for its velocity and must lie in the trajectory."""
+    if frame < ms.horizon:
+        raise UsageError(f"--frame {frame} is too early: the first step needs frame {frame} − {ms.horizon} (one "
+                         f"horizon before) for the velocity; use --frame >= {ms.horizon}")
+    if frame >= ms.n_frames:
+        raise UsageError(f"frame {frame} is out of range: the trajectory has {ms.n_frames} frames "
+                         f"(0..{ms.n_frames - 1})")
+
+
+def frame_batch(*, x_prev: torch.Tensor, x0: torch.Tensor, h: torch.Tensor, bonds: torch.Tensor,
+                cutoff: float) -> GraphBatch:
+    """The model input for a frame, as every rollout step builds it: positions x0, velocity x0 − x_prev, edges
+    rebuilt from x0.
+
+    Args:
+        x_prev: (N, 3) [Å] frame one horizon before.
+        x0: (N, 3) [Å] the frame.
+        h: (N, F) node scalars.
+        bonds: (2, B) long, both directions of every bond.
+        cutoff: [Å] contact cutoff.
+    """
+    from eghn_md.data.samples import build_edges
+
+    edge_index, edge_attr = build_edges(x0, cutoff, bonds)
+    return GraphBatch.single(pos=x0, vel=x0 - x_prev, h=h, edge_index=edge_index, edge_attr=edge_attr,
+                             local_edge_index=bonds)
+
+
+def open_start(model_path: str | Path, topology: str | Path, trajectories: Sequence[str | Path], *, frame: int,
+               steps: int = 0, device: str = "auto") -> ModelStart:
+    """Load the model and read frames ``frame − ΔT``, ``frame`` and, with ``steps`` > 0, the ``steps`` true frames
+    one horizon apart after it; checks the model's nodes against the topology and the frames' range and values."""
+    from eghn_md.train.checkpoint import load_model
+    from eghn_md.utils import resolve_device
+
+    dev = resolve_device(device)
+    model, ckpt = load_model(model_path, device=dev)
+    with open_model_system(ckpt, topology, trajectories) as ms:
+        horizon = ms.horizon
+        check_start_frame(frame, ms)
+        if steps and frame + steps * horizon >= ms.n_frames:
+            raise UsageError(f"--truth needs frame {frame + steps * horizon} but the trajectory has {ms.n_frames} "
+                             f"frames; use --steps <= {(ms.n_frames - 1 - frame) // horizon}")
+        wanted = [frame + k * horizon for k in range(steps + 1)]
+        pos, times = ms.read(wanted, inputs=[frame - horizon, frame])
     # predicted frame k is at times[frame] + k · step_ps: the physical time of the frame it stands for
-    step_ps = horizon * frame_dt if frame_dt > 0 else times[frame] - times[frame - horizon]
-    return ModelStart(model=model, ckpt=ckpt, device=dev, dtype=model_dtype(model), system=gs, horizon=horizon,
-                      cutoff=float(ckpt.data_config["cutoff"]), node_kind=gs.nodes.level, frame=frame,
-                      x_prev=pos[frame - horizon], frames=np.stack([pos[f] for f in wanted[1:]]), step_ps=step_ps,
-                      start_time_ps=times[frame], notes=[n for n in [step_note, *gs.notes] if n])
+    step_ps = horizon * ms.frame_dt if ms.frame_dt > 0 else times[frame] - times[frame - horizon]
+    return ModelStart(model=model, ckpt=ckpt, device=dev, dtype=model_dtype(model), system=ms.graph, horizon=horizon,
+                      cutoff=float(ckpt.data_config["cutoff"]), node_kind=ms.graph.nodes.level, frame=frame,
+                      x_prev=pos[frame - horizon], frames=np.stack([pos[f] for f in wanted]), step_ps=step_ps,
+                      start_time_ps=times[frame], notes=ms.notes)
 
 
 def read_frames(system, indices: np.ndarray, frames: Sequence[int]) -> tuple[dict, dict]:

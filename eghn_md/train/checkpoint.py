@@ -26,6 +26,7 @@ import torch
 from eghn_md import __version__
 from eghn_md.errors import DataError, UsageError
 from eghn_md.io.atomic import atomic_path
+from eghn_md.models.registry import has_pooling
 
 __all__ = ["FORMAT_VERSION", "KIND", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "describe"]
 
@@ -222,7 +223,7 @@ def describe(path: str | Path) -> dict:
         "parameters": n_params,
         "hidden": mc.get("hidden"),
         "layers": mc.get("n_layers"),
-        "clusters": mc.get("n_clusters") if str(mc.get("name", "")).startswith("eghn") else None,
+        "clusters": mc.get("n_clusters") if has_pooling(mc.get("name", "")) else None,
         "horizon_frames": dc.get("horizon"),
         "horizon_ps": ckpt.stats.get("horizon_ps"),
         "frame_dt_ps": ckpt.stats.get("frame_dt_ps"),

@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 from eghn_md import __version__
 from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path
+from eghn_md.models.registry import has_pooling
 from eghn_md.train.checkpoint import load_checkpoint, save_checkpoint
 from eghn_md.train.config import RunConfig
 from eghn_md.train.loop import FitResult, TrainState, fit, objective_from_config
@@ -86,6 +87,82 @@ def _check_val_size(config: RunConfig, n_val: int, log) -> None:
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
+def _resumed(out: Path, config: RunConfig, resume_epochs: Optional[int]):
+    """``(stored config, training state, last checkpoint)`` of the run in ``out`` (device from ``config``)."""
+    last = load_checkpoint(out / "last.pt")
+    if last.train_state is None:
+        raise UsageError(f"{str(out / 'last.pt')!r} holds no training state to resume from")
+    stored = RunConfig.from_dict({"model": dict(last.train_config.get("_model_section", {})),
+                                  "data": last.data_config, "train": dict(last.train_config["train"])})
+    if resume_epochs is not None:
+        stored.train.epochs = int(resume_epochs)
+    stored.train.device = config.train.device
+    return stored, TrainState.from_dict(last.train_state), last
+
+
+def _model_config(config: RunConfig, splits, stats: dict, last):
+    """The model's configuration: the stored one when resuming, else the model section sized by the data."""
+    from eghn_md.models import ModelConfig
+
+    if last is not None:
+        return ModelConfig.from_dict(last.model_config)
+    model_cfg = ModelConfig.from_dict({
+        **dict(config.model), "node_in": int(splits.system.h.shape[1]), "edge_in": 1,
+        **{k: stats[k] for k in ("length_scale", "radius_scale", "vel_scale", "disp_scale")},
+    })
+    if has_pooling(model_cfg.name) and int(model_cfg.n_clusters) > splits.system.n_nodes:
+        raise UsageError(f"--clusters {model_cfg.n_clusters} exceeds the {splits.system.n_nodes} nodes of the data; "
+                         f"choose K <= {splits.system.n_nodes}")
+    return model_cfg
+
+
+def _check_windows(config: RunConfig, sets: dict) -> None:
+    if len(sets["train"]) == 0 or len(sets["val"]) == 0:
+        counts = {k: len(v) for k, v in sets.items()}
+        raise UsageError(
+            f"not enough frames for horizon {config.data.horizon}: windows per split {counts} (a window needs "
+            f"2×horizon+1 consecutive frames inside one block); lower --horizon or pass --val/--test files"
+        )
+
+
+def _checkpoint_writer(out: Path, common: dict):
+    """The ``on_epoch_end`` of :func:`fit`: best weights → model.pt, resumable state → last.pt, history.csv."""
+
+    def on_epoch_end(state: TrainState, is_best: bool) -> None:
+        if is_best:
+            save_checkpoint(out / "model.pt", state_dict=state.best_state,
+                            metrics={"best_epoch": state.best_epoch, "best_val_mse": state.best_val,
+                                     "epochs": state.epoch}, **common)
+        save_checkpoint(out / "last.pt", state_dict=state.model_state, train_state=state.to_dict(),
+                        metrics={"epochs": state.epoch, "best_epoch": state.best_epoch,
+                                 "best_val_mse": state.best_val}, **common)
+        write_text_atomic(out / "history.csv", _history_csv(state.history))
+
+    return on_epoch_end
+
+
+def _metrics(model, model_cfg, config: RunConfig, result: FitResult, splits, stats: dict, t_start: float) -> dict:
+    """Evaluate the best weights on validation / test and assemble ``metrics.json``."""
+    from eghn_md.train.evaluate import evaluate_sets
+
+    sets = splits.sets
+    model.load_state_dict(result.best_state)
+    evals = evaluate_sets(model, {k: v for k, v in sets.items() if k != "train" and len(v) > 0},
+                          batch_size=config.train.batch_size, device=config.train.device)
+    return {
+        "eghn_md_version": __version__, "model": model_cfg.name,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "epochs_run": result.last_state.epoch, "stopped_early": result.stopped_early,
+        "best_epoch": result.best_epoch, "selection": config.train.select, "best_val_mse": result.best_val_mse,
+        "train_samples_per_s": result.train_samples_per_s, "wall_time_s": time.perf_counter() - t_start,
+        "n_windows": {k: len(v) for k, v in sets.items()}, "horizon_frames": config.data.horizon,
+        "horizon_ps": stats["horizon_ps"], "frame_dt_ps": stats["frame_dt_ps"], "cutoff_A": splits.cutoff,
+        "n_nodes": splits.system.n_nodes,
+        "metric": "MSE per coordinate [Å²] at the horizon (the paper's metric; ×3 = mean squared displacement)",
+        "splits": evals, "sources": splits.sources,
+    }
+
+
 def train_run(
     data: Sequence[str | Path],
     out_dir: str | Path,
@@ -105,128 +182,52 @@ def train_run(
     ``resume_epochs`` may raise the epoch budget) and training continues from its last completed epoch, following
     the same curve as an uninterrupted run.
     """
-    from eghn_md.models import ModelConfig, build_model
+    from eghn_md.data.samples import compute_stats
+    from eghn_md.models import build_model
+    from eghn_md.utils import seed_everything
 
     out = Path(out_dir)
     _check_run_dir(out, resume=resume, overwrite=overwrite)
-    resume_state: Optional[TrainState] = None
+    resume_state, last = None, None
     if resume:
-        last = load_checkpoint(out / "last.pt")
-        if last.train_state is None:
-            raise UsageError(f"{str(out / 'last.pt')!r} holds no training state to resume from")
-        stored = RunConfig.from_dict({"model": dict(last.train_config.get("_model_section", {})),
-                                      "data": last.data_config, "train": dict(last.train_config["train"])})
-        if resume_epochs is not None:
-            stored.train.epochs = int(resume_epochs)
-        stored.train.device = config.train.device
-        config = stored
-        resume_state = TrainState.from_dict(last.train_state)
-
+        config, resume_state, last = _resumed(out, config, resume_epochs)
     t_start = time.perf_counter()
     with build_splits(data, config=config.data, val=val, test=test, expected_nodes=last.nodes if resume else None,
                       future_steps=config.train.unroll_steps) as splits:
         sets = splits.sets
         config.data.horizon = splits.horizon_frames  # with --horizon-ps: the frames of the first trajectory
-        if len(sets["train"]) == 0 or len(sets["val"]) == 0:
-            counts = {k: len(v) for k, v in sets.items()}
-            raise UsageError(
-                f"not enough frames for horizon {config.data.horizon}: windows per split {counts} (a window needs "
-                f"2×horizon+1 consecutive frames inside one block); lower --horizon or pass --val/--test files"
-            )
+        _check_windows(config, sets)
         _check_val_size(config, len(sets["val"]), log)
-        from eghn_md.data.samples import compute_stats
-
-        stats = compute_stats(sets["train"])
-        stats["frame_dt_ps"] = splits.frame_dt_ps
-        stats["horizon_ps"] = splits.horizon_ps
-        model_section = dict(config.model)
-        if resume:
-            model_cfg = ModelConfig.from_dict(last.model_config)
-        else:
-            model_cfg = ModelConfig.from_dict({
-                **model_section,
-                "node_in": int(splits.system.h.shape[1]),
-                "edge_in": 1,
-                "length_scale": stats["length_scale"],
-                "radius_scale": stats["radius_scale"],
-                "vel_scale": stats["vel_scale"],
-                "disp_scale": stats["disp_scale"],
-            })
-        if str(model_cfg.name).startswith("eghn") and int(model_cfg.n_clusters) > splits.system.n_nodes:
-            raise UsageError(
-                f"--clusters {model_cfg.n_clusters} exceeds the {splits.system.n_nodes} nodes of the data; "
-                f"choose K <= {splits.system.n_nodes}"
-            )
+        stats = {**compute_stats(sets["train"]), "frame_dt_ps": splits.frame_dt_ps, "horizon_ps": splits.horizon_ps}
+        model_cfg = _model_config(config, splits, stats, last)
         out.mkdir(parents=True, exist_ok=True)  # only now: bad input never leaves an empty run directory
         config.train.reg_weight = float(model_cfg.reg_weight)
         config.data.cutoff = splits.cutoff
-        resolved_data = config.data.to_dict()
         is_main = int(os.environ.get("RANK", "0")) == 0
         if is_main:
             write_text_atomic(out / "config.yaml",
                               RunConfig(model=model_cfg.to_dict(), data=config.data, train=config.train).to_yaml())
-        from eghn_md.utils import seed_everything
-
         seed_everything(config.train.seed)  # weight initialisation is part of the seeded run
         model = build_model(model_cfg)
-        nodes_meta = splits.system.metadata()
-        train_cfg_meta = {"train": config.train.to_dict(), "_model_section": model_section}
-        common = dict(model_config=model_cfg.to_dict(), data_config=resolved_data, train_config=train_cfg_meta,
-                      stats=stats, nodes=nodes_meta)
-
-        def on_epoch_end(state: TrainState, is_best: bool) -> None:
-            if is_best:
-                save_checkpoint(out / "model.pt", state_dict=state.best_state,
-                                metrics={"best_epoch": state.best_epoch, "best_val_mse": state.best_val,
-                                         "epochs": state.epoch}, **common)
-            save_checkpoint(out / "last.pt", state_dict=state.model_state, train_state=state.to_dict(),
-                            metrics={"epochs": state.epoch, "best_epoch": state.best_epoch,
-                                     "best_val_mse": state.best_val}, **common)
-            write_text_atomic(out / "history.csv", _history_csv(state.history))
-
+        common = dict(model_config=model_cfg.to_dict(), data_config=config.data.to_dict(),
+                      train_config={"train": config.train.to_dict(), "_model_section": dict(config.model)},
+                      stats=stats, nodes=splits.system.metadata())
         try:
-            objective = objective_from_config(config.train, cutoff=splits.cutoff)
-            result: FitResult = fit(model, sets["train"], sets["val"], config=config.train, objective=objective,
-                                    resume=resume_state, on_epoch_end=on_epoch_end, progress=progress)
+            result: FitResult = fit(model, sets["train"], sets["val"], config=config.train,
+                                    objective=objective_from_config(config.train, cutoff=splits.cutoff),
+                                    resume=resume_state, on_epoch_end=_checkpoint_writer(out, common),
+                                    progress=progress)
         except KeyboardInterrupt:
             if log is not None:
                 done = (out / "last.pt").exists()
                 log(f"Interrupted: {'resume with --resume from ' + str(out / 'last.pt') if done else 'no epoch completed'}")
             raise
-
-        # final evaluation of the best weights
-        from eghn_md.train.evaluate import evaluate_sets
-
-        model.load_state_dict(result.best_state)
-        evals = evaluate_sets(model, {k: v for k, v in sets.items() if k != "train" and len(v) > 0},
-                              batch_size=config.train.batch_size, device=config.train.device)
-        metrics = {
-            "eghn_md_version": __version__,
-            "model": model_cfg.name,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "epochs_run": result.last_state.epoch,
-            "stopped_early": result.stopped_early,
-            "best_epoch": result.best_epoch,
-            "selection": config.train.select,
-            "best_val_mse": result.best_val_mse,
-            "train_samples_per_s": result.train_samples_per_s,
-            "wall_time_s": time.perf_counter() - t_start,
-            "n_windows": {k: len(v) for k, v in sets.items()},
-            "horizon_frames": config.data.horizon,
-            "horizon_ps": stats["horizon_ps"],
-            "frame_dt_ps": stats["frame_dt_ps"],
-            "cutoff_A": splits.cutoff,
-            "n_nodes": splits.system.n_nodes,
-            "metric": "MSE per coordinate [Å²] at the horizon (the paper's metric; ×3 = mean squared displacement)",
-            "splits": evals,
-            "sources": splits.sources,
-        }
-        if not is_main:
-            return metrics
-        write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=float) + "\n")
-        # the best checkpoint carries the final metrics too
-        save_checkpoint(out / "model.pt", state_dict=result.best_state,
-                        metrics={"best_epoch": result.best_epoch, "best_val_mse": result.best_val_mse,
-                                 "epochs": result.last_state.epoch,
-                                 **{f"{k}_mse": v["model"] for k, v in evals.items()}}, **common)
+        metrics = _metrics(model, model_cfg, config, result, splits, stats, t_start)
+        if is_main:
+            write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=float) + "\n")
+            # the best checkpoint carries the final metrics too
+            save_checkpoint(out / "model.pt", state_dict=result.best_state,
+                            metrics={"best_epoch": result.best_epoch, "best_val_mse": result.best_val_mse,
+                                     "epochs": result.last_state.epoch,
+                                     **{f"{k}_mse": v["model"] for k, v in metrics["splits"].items()}}, **common)
     return metrics
