@@ -65,43 +65,13 @@ def preprocess(
     t0 = time.perf_counter()
     if isinstance(trajectories, (str, os.PathLike)):
         trajectories = [trajectories]
-    if int(stride) != stride or stride < 1:
-        raise UsageError(f"--stride must be a positive integer, got {stride!r}")
-    stride = int(stride)
-    out = check_output_path(output, overwrite=overwrite)
-    for p in [topology, *trajectories]:
-        if Path(p).exists() and Path(p).resolve() == out.resolve():
-            raise UsageError(f"output {str(out)!r} is also an input file; choose another output path")
-
+    stride = _check_args(topology, trajectories, output, stride=stride, overwrite=overwrite)
+    out = Path(output)
     with open_system(topology, trajectories) as system:
         atoms = system.select(select)
         nodes = node_table(atoms, positions=_first_frame(system, atoms.indices))
         far = _distance_breaks(nodes, node_table(atoms))
-        for src in system.trajectories:
-            kept = src.n_strided(stride)
-            if kept < 2:
-                detail = f" ({src.n_frames} before --stride {stride})" if stride > 1 else ""
-                frames = f"{kept} frame{'s' * (kept != 1)}"
-                raise DataError(f"trajectory {str(src.path)!r} has {frames}{detail}; need at least 2")
-        block = read_block_frames(nodes.n_nodes)
-        names: list[str] = []
-        datas = []
-        for src in system.trajectories:
-            names.append(trajectory_name(src.path, names))
-            datas.append(
-                TrajectoryData(
-                    name=names[-1],
-                    n_frames=src.n_strided(stride),
-                    blocks=src.iter_blocks(atoms.indices, stride=stride, block=block),
-                    source=src.path.name,
-                    source_path=str(src.path.resolve()),
-                    source_format=src.format,
-                    sha256=sha256_file(src.path),
-                    stride=stride,
-                    n_source_frames=src.n_frames,
-                    times_from_file=src.times_from_file,
-                )
-            )
+        datas = _trajectory_data(system, atoms, stride, read_block_frames(nodes.n_nodes))
         with _progress_bar(progress, datas) as on_frames:
             write_dataset(
                 out,
@@ -120,6 +90,43 @@ def preprocess(
     elapsed = time.perf_counter() - t0
     summary["elapsed_s"] = round(elapsed, 3)
     summary["frames_per_s"] = round(summary["n_frames_total"] / elapsed, 1) if elapsed > 0 else None
+    summary["warnings"] = _time_warnings(summary) + _bond_warnings(far)
+    return summary
+
+
+def _check_args(topology, trajectories: Sequence, output, *, stride, overwrite: bool) -> int:
+    """The stride as an int; the output may be written and is none of the inputs."""
+    if int(stride) != stride or stride < 1:
+        raise UsageError(f"--stride must be a positive integer, got {stride!r}")
+    out = check_output_path(output, overwrite=overwrite)
+    for p in [topology, *trajectories]:
+        if Path(p).exists() and Path(p).resolve() == out.resolve():
+            raise UsageError(f"output {str(out)!r} is also an input file; choose another output path")
+    return int(stride)
+
+
+def _trajectory_data(system, atoms, stride: int, block: int) -> list:
+    """One :class:`TrajectoryData` (streamed in blocks of ``block`` frames) per trajectory of at least 2 frames."""
+    for src in system.trajectories:
+        kept = src.n_strided(stride)
+        if kept < 2:
+            detail = f" ({src.n_frames} before --stride {stride})" if stride > 1 else ""
+            frames = f"{kept} frame{'s' * (kept != 1)}"
+            raise DataError(f"trajectory {str(src.path)!r} has {frames}{detail}; need at least 2")
+    names: list[str] = []
+    datas = []
+    for src in system.trajectories:
+        names.append(trajectory_name(src.path, names))
+        datas.append(TrajectoryData(
+            name=names[-1], n_frames=src.n_strided(stride),
+            blocks=src.iter_blocks(atoms.indices, stride=stride, block=block), source=src.path.name,
+            source_path=str(src.path.resolve()), source_format=src.format, sha256=sha256_file(src.path),
+            stride=stride, n_source_frames=src.n_frames, times_from_file=src.times_from_file,
+        ))
+    return datas
+
+
+def _time_warnings(summary: dict) -> list[str]:
     warnings = []
     for t in summary["trajectories"]:
         if not t["times_from_file"]:
@@ -129,8 +136,7 @@ def preprocess(
                 f"{t['source']!r}: frame times do not increase (time step {t['time_step_ps']} ps); "
                 "the file stores no usable time step"
             )
-    summary["warnings"] = warnings + _bond_warnings(far)
-    return summary
+    return warnings
 
 
 def _distance_breaks(nodes, by_ids) -> list[tuple[int, int]]:

@@ -119,6 +119,43 @@ def _spacing_of_run(spacings: dict, config: DataConfig) -> float:
     return next(iter(spacings.values()), float("nan"))
 
 
+def _wanted(only: Optional[Sequence[str]]) -> set:
+    wanted = set(SPLITS if only is None else only)
+    bad = wanted - set(SPLITS)
+    if bad:
+        raise UsageError(f"unknown split(s) {sorted(bad)}; valid: {', '.join(SPLITS)}")
+    return wanted
+
+
+def _fractions(split: Sequence[float], *, val: bool, test: bool) -> list[float]:
+    """Block fractions of the ``data`` files: a split given as whole files goes to training instead."""
+    fr = list(split)
+    if val:
+        fr[0], fr[1] = fr[0] + fr[1], 0.0
+    if test:
+        fr[0], fr[2] = fr[0] + fr[2], 0.0
+    return fr
+
+
+def _dataset_system(ds, path, spec, expected_nodes: Optional[dict], system: Optional[GraphSystem], *, first):
+    """``(graph system, note)`` of one dataset, checked against the model's nodes (``expected_nodes``: its bonds are
+    used) or against the first dataset's system."""
+    sys_here = open_system(ds, spec=spec)
+    note = None
+    if expected_nodes is not None:
+        note = check_same_nodes(expected_nodes, ds.nodes, what=f"dataset {str(path)!r}")
+        sys_here = GraphSystem.from_nodes(with_model_bonds(ds.nodes, expected_nodes), selection=ds.selection,
+                                          spec=spec)
+    elif system is not None:
+        _check_same_system(system, ds, path, first=first)
+    if system is not None and sys_here.h.shape[1] != system.h.shape[1]:
+        raise DataError(
+            f"dataset {str(path)!r} has {sys_here.h.shape[1]} node features but {str(first)!r} has "
+            f"{system.h.shape[1]}; datasets must use the same kind of selection"
+        )
+    return sys_here, note
+
+
 def build_splits(
     data: Sequence[str | Path],
     *,
@@ -152,47 +189,25 @@ def build_splits(
 
     if not data and not val and not test:
         raise UsageError("no dataset given")
-    wanted = set(SPLITS if only is None else only)
-    bad = wanted - set(SPLITS)
-    if bad:
-        raise UsageError(f"unknown split(s) {sorted(bad)}; valid: {', '.join(SPLITS)}")
-    fr = list(config.split)
-    if val:
-        fr[0], fr[1] = fr[0] + fr[1], 0.0
-    if test:
-        fr[0], fr[2] = fr[0] + fr[2], 0.0
+    wanted = _wanted(only)
+    fr = _fractions(config.split, val=bool(val), test=bool(test))
     parts: dict[str, list] = {s: [] for s in SPLITS}
-    handles, sources = [], []
+    handles, sources, notes, spacings = [], [], [], {}
     system: Optional[GraphSystem] = None
     spec = FeatureSpec.from_dict(expected_nodes["feature_spec"]) if expected_nodes else None
     cutoff = config.cutoff
-    spacings: dict = {}
-    notes: list = []
+    horizon_name = "--horizon-ps" if expected_nodes is None else "the model's horizon"
     try:
         jobs = [(p, None) for p in data] + [(p, "val") for p in val] + [(p, "test") for p in test]
         for path, whole in jobs:
             ds = Dataset(path)
             handles.append(ds)
             ds.validate()  # shapes, dtypes, finite values: a clear DataError before any sample is built
-            sys_here = open_system(ds, spec=spec)
-            if expected_nodes is not None:
-                note = check_same_nodes(expected_nodes, ds.nodes, what=f"dataset {str(path)!r}")
-                notes += [note] if note else []
-                sys_here = GraphSystem.from_nodes(with_model_bonds(ds.nodes, expected_nodes),
-                                                  selection=ds.selection, spec=spec)
-            elif system is not None:
-                _check_same_system(system, ds, path, first=jobs[0][0])
+            sys_here, note = _dataset_system(ds, path, spec, expected_nodes, system, first=jobs[0][0])
+            notes += [note] if note else []
             if system is None:
-                system = sys_here
-                spec = sys_here.spec
-                if cutoff is None:
-                    cutoff = default_cutoff(system.nodes_are_atoms)
-            elif sys_here.h.shape[1] != system.h.shape[1]:
-                raise DataError(
-                    f"dataset {str(path)!r} has {sys_here.h.shape[1]} node features but {str(data[0])!r} has "
-                    f"{system.h.shape[1]}; datasets must use the same kind of selection"
-                )
-            horizon_name = "--horizon-ps" if expected_nodes is None else "the model's horizon"
+                system, spec = sys_here, sys_here.spec
+                cutoff = default_cutoff(system.nodes_are_atoms) if cutoff is None else cutoff
             for split, ws, source in _windows(ds, path, whole, fr, wanted, sys_here, float(cutoff), config,
                                               spacings, horizon_name, future_steps):
                 parts[split].append(ws)
