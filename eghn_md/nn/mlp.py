@@ -1,6 +1,6 @@
 """Small MLPs and the per-node first layer of per-edge MLPs.
 
-Performance contract (``DESIGN.md``): the first linear map of an edge MLP acting on ``[f_i, f_j, e_ij]`` equals
+Performance contract: the first linear map of an edge MLP acting on ``[f_i, f_j, e_ij]`` equals
 ``W_i f_i + W_j f_j + W_e e_ij + b``. The node parts are computed once per *node* (N rows) and gathered by edge,
 instead of concatenating ``(E, 2F + D)`` inputs and multiplying per edge.
 """
