@@ -60,3 +60,37 @@ def test_merge_edges_union_dedup():
     b = torch.tensor([[1, 2, 0], [0, 1, 1]])
     m = merge_edges(a, b)
     assert _set(m) == {(0, 1), (1, 0), (2, 1)} and m.shape[1] == 3
+
+
+def _float64_pairs(pos, cutoff):
+    """The reference pair set: float64 coordinate differences, no Gram-matrix shortcut."""
+    p = pos.double()
+    d2 = ((p[:, None, :] - p[None, :, :]) ** 2).sum(-1)
+    adj = d2 < cutoff * cutoff
+    adj.fill_diagonal_(False)
+    return adj.nonzero().t()
+
+
+@pytest.mark.parametrize("selection, cutoff", [("name CA", 10.0), ("backbone", 8.0)])
+def test_float32_radius_graph_equals_float64_on_adk_frames(selection, cutoff):
+    from tests._data import mda_positions
+
+    from tests._data import datafile
+
+    frames = torch.as_tensor(mda_positions(datafile("PSF"), datafile("DCD"), selection, stride=7)[0])
+    assert frames.dtype == torch.float32 and frames.shape[0] >= 10
+    for x in frames:
+        ref = _float64_pairs(x, cutoff)
+        assert torch.equal(radius_graph(x, cutoff, method="dense"), ref)
+        assert torch.equal(radius_graph(x, cutoff, method="cells"), ref)
+
+
+@pytest.mark.parametrize("method", ["cells", "dense"])
+def test_radius_graph_decides_pairs_at_the_cutoff_in_float64(method):
+    # pairs 1e-6 Å inside / outside the cutoff, far from the origin: float32 alone cannot tell them apart
+    base = torch.tensor([[5000.0, -3000.0, 1200.0]], dtype=torch.float64)
+    offsets = torch.tensor([[0.0, 0.0, 0.0], [4.0 - 1e-6, 0.0, 0.0], [0.0, 4.0 + 1e-6, 0.0], [0.0, 0.0, 4.0]],
+                           dtype=torch.float64)
+    pos = base + offsets
+    ei = radius_graph(pos, 4.0, method=method)
+    assert _set(ei) == _set(_float64_pairs(pos, 4.0)) == {(0, 1), (1, 0)}

@@ -14,6 +14,22 @@ from torch import Tensor
 __all__ = ["radius_graph", "sequence_edges", "merge_edges"]
 
 _DENSE_MAX = 2048  # below this many nodes per call a blocked cdist is cheaper than a cell list
+#: pairs whose float32 distance is within this relative margin of the cutoff are decided again in float64; float32
+#: differences and sums of three squares are off by a few units of 6e-8 relative, far inside it
+_RECHECK = 1e-5
+
+
+def _within(p: Tensor, i: Tensor, j: Tensor, dist: Tensor, cutoff: float) -> Tensor:
+    """Mask of pairs (i, j) closer than ``cutoff``: ``dist`` (float32) decides, except in a thin band around the
+    cutoff, where the float64 distance of ``p`` (the caller's float64 positions) does, so the pair set is that of an
+    exact float64 computation."""
+    keep = dist < cutoff
+    near = (dist - cutoff).abs() <= _RECHECK * cutoff
+    if bool(near.any()):
+        k = near.nonzero().squeeze(1)
+        d64 = ((p[i[k]] - p[j[k]]) ** 2).sum(1)
+        keep[k] = d64 < cutoff * cutoff
+    return keep
 
 
 def _sort_unique(ei: Tensor, n: int) -> Tensor:
@@ -36,23 +52,21 @@ def radius_graph(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, *, 
     device = pos.device
     if n == 0:
         return torch.zeros((2, 0), dtype=torch.long, device=device)
+    single = batch is None
     if batch is None:
         batch = torch.zeros(n, dtype=torch.long, device=device)
-    p = pos.detach().double()
-    if not bool(torch.isfinite(p).all()):
+    p32 = pos.detach().float()
+    if not bool(torch.isfinite(p32).all()):
         raise ValueError("radius_graph: positions contain NaN or inf")
+    p = pos.detach().double()
     if method == "dense" or (method == "auto" and n <= _DENSE_MAX):
-        d = torch.cdist(p, p)
-        adj = (d < cutoff) & (batch.view(-1, 1) == batch.view(1, -1))
-        adj.fill_diagonal_(False)
-        return adj.nonzero().t().contiguous()
+        return _dense(p, cutoff, None if single else batch)
     # integer cell coordinates, shifted by one so that neighbour offsets stay >= 0
     lo = p.min(0).values
     cell = torch.floor((p - lo) / cutoff).long() + 1  # (N, 3)
     dims = cell.max(0).values + 2
     key = ((batch * dims[0] + cell[:, 0]) * dims[1] + cell[:, 1]) * dims[2] + cell[:, 2]
     sorted_key, order = torch.sort(key)
-    c2 = cutoff * cutoff
     out = []
     for dx in (-1, 0, 1):
         for dy in (-1, 0, 1):
@@ -66,12 +80,36 @@ def radius_graph(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, *, 
                 i = torch.repeat_interleave(torch.arange(n, device=device), count)
                 first = torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
                 j = order[torch.repeat_interleave(start, count) + torch.arange(total, device=device) - first]
-                d = p[i] - p[j]
-                keep = ((d * d).sum(1) < c2) & (i != j)
+                d = p32[i] - p32[j]
+                keep = _within(p, i, j, (d * d).sum(1).sqrt(), cutoff) & (i != j)
                 out.append(torch.stack([i[keep], j[keep]]))
     if not out:
         return torch.zeros((2, 0), dtype=torch.long, device=device)
     return _sort_unique(torch.cat(out, dim=1), n)
+
+
+def _dense(p: Tensor, cutoff: float, batch: Optional[Tensor]) -> Tensor:
+    """All-pairs radius graph from float32 Gram matrices of the centred coordinates (|x_i|² + |x_j|² − 2 x_i·x_j,
+    the fast matrix-product form). Its rounding error is at most ~9 float32 units times the largest |x|², so pairs
+    within 32 units of it (plus ``_RECHECK``) of the cutoff are decided again from float64 differences."""
+    centred = p - p.mean(0)
+    x = centred.float()
+    sq = (x * x).sum(1)
+    d2 = (sq.view(-1, 1) + sq.view(1, -1) - 2.0 * (x @ x.t())).clamp_min_(0.0)
+    c2 = cutoff * cutoff
+    tol = 32 * torch.finfo(torch.float32).eps * float(sq.max()) + 2 * _RECHECK * c2
+    adj = d2 < c2 + tol
+    if batch is not None:
+        adj &= batch.view(-1, 1) == batch.view(1, -1)
+    adj.fill_diagonal_(False)
+    i, j = adj.nonzero().unbind(1)
+    dij = d2[i, j]
+    keep = dij < c2
+    near = (dij - c2).abs() <= tol
+    if bool(near.any()):
+        k = near.nonzero().squeeze(1)
+        keep[k] = ((p[i[k]] - p[j[k]]) ** 2).sum(1) < c2
+    return torch.stack([i[keep], j[keep]])
 
 
 def sequence_edges(ids: Tensor, k: int = 1) -> Tensor:
