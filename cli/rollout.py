@@ -23,11 +23,13 @@ from cli._common import (device_option, emit_json, json_option, overwrite_option
                    "does without it.")
 @click.option("--strict", is_flag=True,
               help="Exit with status 1 when the divergence guard stops the rollout (the frames before are written).")
+@click.option("--compile", "compile_", is_flag=True,
+              help="Run the model through torch.compile (dynamic shapes); pays off for long rollouts.")
 @device_option
 @overwrite_option
 @quiet_option
 @json_option
-def rollout(model_path, topology, trajectories, frame, steps, output, truth, constrain, strict, device, overwrite, quiet,
+def rollout(model_path, topology, trajectories, frame, steps, output, truth, constrain, strict, compile_, device, overwrite, quiet,
             as_json):
     """Roll MODEL out from a frame of TOPOLOGY + TRAJECTORY for --steps horizons (TOPOLOGY alone when it holds the
     frames: multi-model PDB, mdtraj .h5). A step is the model's horizon in ps, as frames of this input."""
@@ -44,7 +46,7 @@ def rollout(model_path, topology, trajectories, frame, steps, output, truth, con
     with Progress(console=console, transient=True, disable=quiet) as prog:
         task = prog.add_task("rollout", total=steps)
         summary = rollout_run(model_path, topology, list(trajectories), output, frame=frame, steps=steps,
-                              truth=truth, constrain=constrain, device=device, overwrite=overwrite,
+                              truth=truth, constrain=constrain, compile=compile_, device=device, overwrite=overwrite,
                               progress=lambda k: prog.update(task, completed=k))
     if truth:
         from eghn_md.export.figures import maybe_plot_rollout

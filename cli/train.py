@@ -37,6 +37,11 @@ _MODEL_CHOICES = ["eghn", "eghn-published", "egnn", "gnn", "rf", "linear"]
 @click.option("--seed", type=int, default=None)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Default: auto.")
 @click.option("--amp", is_flag=True, default=None, help="bf16/fp16 autocast on CUDA.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes that build training samples ahead of the model (default: min(4, CPUs-1) on CUDA, "
+                   "0 on CPU). Results do not depend on it.")
+@click.option("--compile", "compile_", is_flag=True, default=None,
+              help="Run the model through torch.compile (dynamic shapes); the first steps pay the compilation.")
 @click.option("--val", "val_files", multiple=True, type=click.Path(dir_okay=False),
               help="Dataset file used whole as validation set (repeatable).")
 @click.option("--test", "test_files", multiple=True, type=click.Path(dir_okay=False),
@@ -47,7 +52,8 @@ _MODEL_CHOICES = ["eghn", "eghn-published", "egnn", "gnn", "rf", "linear"]
 @json_option
 def train(data, out_dir, preset, config_file, model, horizon, horizon_ps, cutoff, epochs, batch_size, lr,
           weight_decay, hidden,
-          clusters, schedule, patience, seed, device, amp, val_files, test_files, resume, overwrite, quiet, as_json):
+          clusters, schedule, patience, seed, device, amp, workers, compile_, val_files, test_files, resume, overwrite,
+          quiet, as_json):
     """Train a surrogate on DATA.h5 files (made by `eghn-md preprocess`).
 
     \b
@@ -69,7 +75,8 @@ def train(data, out_dir, preset, config_file, model, horizon, horizon_ps, cutoff
         "model": {"name": model, "hidden": hidden, "n_clusters": clusters},
         "data": {"horizon": horizon, "horizon_ps": horizon_ps, "cutoff": cutoff},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                  "schedule": schedule, "patience": patience, "seed": seed, "device": device, "amp": amp},
+                  "schedule": schedule, "patience": patience, "seed": seed, "device": device, "amp": amp,
+                  "workers": workers, "compile": compile_},
     }
     config = resolve_config(preset=preset, config_file=config_file, overrides=overrides)
     console = stderr_console(quiet)

@@ -51,3 +51,13 @@ def reject_unknown_fields(d: dict, cls, *, what: str) -> None:
     unknown = sorted(set(d) - set(valid))
     if unknown:
         raise UsageError(f"unknown {what} option(s) {unknown}; valid: {valid}")
+
+
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile(model, dynamic=True)``: node and edge counts change from sample to sample, so shapes are
+    symbolic from the start. The first calls pay the compilation (and a recompilation per new dtype/device); the
+    results are those of the eager model up to floating-point reassociation. A torch without ``torch.compile`` is
+    refused with a :class:`~eghn_md.errors.UsageError` naming the version."""
+    if not hasattr(torch, "compile"):
+        raise UsageError(f"--compile needs torch >= 2.0 (this is torch {torch.__version__}); run without --compile")
+    return torch.compile(model, dynamic=True)

@@ -66,18 +66,25 @@ class GraphBatch:
         """Local (bond) edges, or the global edges when no bonds were given."""
         return self.edge_index if self.local_edge_index is None else self.local_edge_index
 
-    def to(self, device=None, dtype: Optional[torch.dtype] = None) -> "GraphBatch":
-        """Move to ``device``; floating tensors are cast to ``dtype`` when given, index tensors are kept long."""
+    def to(self, device=None, dtype: Optional[torch.dtype] = None, *, non_blocking: bool = False) -> "GraphBatch":
+        """Move to ``device``; floating tensors are cast to ``dtype`` when given, index tensors are kept long.
+        ``non_blocking`` overlaps host-to-device copies from pinned memory with compute (CUDA)."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, Tensor):
                 if v.is_floating_point() and dtype is not None:
-                    v = v.to(device=device, dtype=dtype)
+                    v = v.to(device=device, dtype=dtype, non_blocking=non_blocking)
                 else:
-                    v = v.to(device=device)
+                    v = v.to(device=device, non_blocking=non_blocking)
             out[f.name] = v
         return GraphBatch(**out)
+
+    def pin_memory(self) -> "GraphBatch":
+        """A copy in page-locked host memory (what ``DataLoader(pin_memory=True)`` calls), for ``non_blocking``
+        copies to a CUDA device."""
+        return GraphBatch(**{f.name: (v.pin_memory() if isinstance(v := getattr(self, f.name), Tensor) else v)
+                             for f in fields(self)})
 
     def replace(self, **changes) -> "GraphBatch":
         return replace(self, **changes)

@@ -20,6 +20,7 @@ from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.io.writers import write_node_trajectory
 from eghn_md.rollout.start import frame_batch, open_start
+from eghn_md.utils import compile_model
 
 __all__ = ["rollout", "rollout_run", "RolloutResult", "GuardConfig", "read_frames", "const_velocity_rollout"]
 
@@ -174,6 +175,7 @@ def rollout_run(
     steps: int,
     truth: bool = False,
     constrain: bool = False,
+    compile: bool = False,
     device: str = "auto",
     overwrite: bool = False,
     progress=None,
@@ -181,7 +183,8 @@ def rollout_run(
     """``eghn-md rollout`` as a library call: writes ``output`` (DCD) + its ``.pdb`` and the validity report
     (``<stem>_validity.csv`` and ``.png``); with ``truth`` also ``<stem>_truth.dcd`` and ``<stem>_rmsd.csv`` (RMSD
     vs time of the model, static and constant-velocity predictors against the true frames). With ``constrain`` every
-    predicted frame is projected onto the start frame's bond lengths, without clashes. A rollout the divergence
+    predicted frame is projected onto the start frame's bond lengths, without clashes. ``compile`` runs the model
+    through :func:`~eghn_md.utils.compile_model` (the same frames up to floating-point reassociation). A rollout the divergence
     guard stops keeps the frames before it (``summary["stopped"]`` says where and why). Returns a summary dict.
     """
     from eghn_md.rollout.validity import plot_validity, validity_report
@@ -196,8 +199,9 @@ def rollout_run(
     to = lambda a: torch.as_tensor(a, dtype=dtype, device=dev)  # noqa: E731
     x0 = to(start.frames[0])
     disp = float(ckpt.stats.get("disp_scale", 1.0))
+    model = compile_model(start.model) if compile else start.model
     result = rollout(
-        start.model, x_prev=to(start.x_prev), x0=x0, h=start.system.h.to(dev, dtype), bonds=start.system.bonds.to(dev),
+        model, x_prev=to(start.x_prev), x0=x0, h=start.system.h.to(dev, dtype), bonds=start.system.bonds.to(dev),
         cutoff=start.cutoff, steps=steps, guard=GuardConfig(max_step_rms=max(20.0 * disp, 10.0)),
         constraint=_constraint(start.system, x0, start.node_kind) if constrain else None, progress=progress,
     )
@@ -209,7 +213,7 @@ def rollout_run(
     written += [report.write_csv(paths["validity"])]
     summary = {
         "model_file": str(model_path), "start_frame": frame, "steps": steps, "steps_done": len(frames) - 1,
-        "stopped": result.stopped, "constrained": bool(constrain), "horizon_frames": start.horizon,
+        "stopped": result.stopped, "constrained": bool(constrain), "compiled": bool(compile), "horizon_frames": start.horizon,
         "step_ps": start.step_ps, "notes": start.notes, "n_nodes": int(frames.shape[1]),
         "validity": report.summary(),
         "outputs": [str(p) for p in written],

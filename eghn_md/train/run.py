@@ -97,6 +97,8 @@ def _resumed(out: Path, config: RunConfig, resume_epochs: Optional[int]):
     if resume_epochs is not None:
         stored.train.epochs = int(resume_epochs)
     stored.train.device = config.train.device
+    # how the samples are built and whether the model is compiled do not change the results: taken from this call
+    stored.train.workers, stored.train.compile = config.train.workers, config.train.compile
     return stored, TrainState.from_dict(last.train_state), last
 
 
@@ -178,7 +180,8 @@ def train_run(
 ) -> dict:
     """Train a model and write the run directory; returns the metrics summary (also in ``metrics.json``).
 
-    With ``resume`` the configuration stored in ``RUN/last.pt`` is used (``config`` is ignored but for the device;
+    With ``resume`` the configuration stored in ``RUN/last.pt`` is used (``config`` is ignored but for the device,
+    ``workers`` and ``compile``;
     ``resume_epochs`` may raise the epoch budget) and training continues from its last completed epoch, following
     the same curve as an uninterrupted run.
     """
