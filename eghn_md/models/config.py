@@ -24,10 +24,11 @@ class ModelConfig:
     |x(t+ΔT) − x(t)| (displacements are produced in these units); ``radius_scale`` [Å] typical distance of a node
     from its graph's centroid (``None``: ``length_scale``).
 
-    ``vector_norm`` (``eghn``): how vector channels are scaled before their invariants are taken: ``"fixed"``
-    divides them by the training statistics above, so the model sees absolute geometry and can respond to a
-    structure that swells or shrinks; ``"per-graph"`` divides each channel by its RMS over the graph (v0.1; the
-    model cannot see the structure's size, and its rollouts swell without bound). Checkpoints written before the
+    ``vector_norm`` (``eghn``): how the EMMP layers scale vector channels before their invariants are taken:
+    ``"fixed"`` divides them by the training statistics above, so the model sees absolute geometry and can respond
+    to a structure that swells or shrinks; ``"per-graph"`` divides each channel by its RMS over the graph (v0.1; the
+    model cannot see the structure's size, and its rollouts swell without bound). The decoder's vector basis is
+    divided by its per-graph RMS in both modes (bounded steps). Checkpoints written before the
     option existed load as ``"per-graph"``.
     """
 

@@ -108,9 +108,9 @@ class EGHN(nn.Module):
             self.high = nn.ModuleList(
                 EMMP(hidden=H, n_vectors=2, translating=tr, edge_in=2, vector_scale=vs) for _ in range(c.n_layers)
             )
-            # decoder channels [Z_low − Z̄, Z_agg − Z̄, Z_low − Z_0]: the first two as the layers, updates as is
-            dec = None if vs is None else torch.tensor(vs + vs + (1.0, 1.0)).view(1, 1, 6)
-            self.register_buffer("decoder_scale", dec, persistent=False)
+            # the decoder's vectors stay divided by their per-graph RMS in both modes: its basis is bounded, so a
+            # step grows at most linearly with the structure (fixed scales there made it grow geometrically); the
+            # absolute geometry reaches the decoder through the scalars of the layers above
             self.assign = AssignHead(H, c.n_clusters, init_scale=10.0)
             self.decoder = VectorDecoder(
                 n_vectors=6, scalar_in=2 * H, hidden=H, n_stack=1, mlp_layers=c.n_decoder_layers, gram_norm="soft"
@@ -173,7 +173,7 @@ class EGHN(nn.Module):
         hagg = unpool(S, hh.reshape(G, K, -1), b)  # eq. 11
         tr = (True, False)
         V = torch.cat([centre(Zl, b, G, tr), centre(Zagg, b, G, tr), Zl - Z0], dim=2)  # (N, 3, 6)
-        V = V / (channel_scale(V, b, G) if self.decoder_scale is None else self.decoder_scale.to(V.dtype))
+        V = V / channel_scale(V, b, G)
         d = self.decoder(V, torch.cat([hl, hagg.to(hl.dtype)], dim=1))  # eqs. 12-13
         out = xc + (c.disp_scale / c.length_scale) * d
         reg = pooling_regulariser(A, squared=True)
