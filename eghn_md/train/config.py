@@ -15,7 +15,7 @@ import yaml
 
 from eghn_md.data.samples import DataConfig
 from eghn_md.errors import UsageError
-from eghn_md.train.loop import TrainConfig
+from eghn_md.train.options import TrainConfig
 
 __all__ = ["RunConfig", "PRESETS", "resolve_config", "load_yaml"]
 

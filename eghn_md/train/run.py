@@ -70,7 +70,7 @@ def _check_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
 
 def _check_val_size(config: RunConfig, n_val: int, log) -> None:
     """Too few validation windows cannot rank epochs: keep the last epoch instead, and say what to do."""
-    from eghn_md.train.loop import MIN_VAL_WINDOWS
+    from eghn_md.train.options import MIN_VAL_WINDOWS
 
     if n_val >= MIN_VAL_WINDOWS or config.train.select != "best":
         return
