@@ -46,13 +46,16 @@ class DataConfig:
 
     ``cutoff`` [Å] ``None`` picks the default for the node kind (10 Å for one node per residue, 8 Å for atoms).
     ``split`` are the fractions of every trajectory's frames given to train / validation / test blocks.
-    ``window_stride`` takes every k-th start frame.
+    ``window_stride`` takes every k-th start frame. ``features`` picks the node and edge scalars
+    (:data:`~eghn_md.graph.features.FEATURE_SETS`: ``residue`` one-hots and bond flag; ``paper``: [|v|, charge /
+    max|charge|] and [d, d²]; ``both``), see :func:`eghn_md.graph.features.feature_spec_for`.
     """
 
     horizon: int = 15
     cutoff: Optional[float] = None
     split: tuple = (0.6, 0.2, 0.2)
     window_stride: int = 1
+    features: str = "residue"
 
     def __post_init__(self) -> None:
         try:
@@ -73,6 +76,10 @@ class DataConfig:
         self.split = split
         if int(self.window_stride) < 1:
             raise UsageError(f"window_stride must be >= 1, got {self.window_stride!r}")
+        from eghn_md.graph.features import FEATURE_SETS
+
+        if self.features not in FEATURE_SETS:
+            raise UsageError(f"unknown features {self.features!r}; valid: {', '.join(FEATURE_SETS)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

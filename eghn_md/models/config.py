@@ -69,6 +69,12 @@ class ModelConfig:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and v < float("inf")):
             raise UsageError(f"model config: reg_weight must be a finite number >= 0, got {v!r}")
         self.reg_weight = float(v)
+        if self.name == "eghn" and self.n_clusters < 2:
+            raise UsageError(
+                f"eghn needs n_clusters >= 2, got {self.n_clusters}: its cluster graph is complete without self loops, "
+                "so one cluster has no high-level edges (eghn-published, whose cluster graph keeps self loops, "
+                "accepts 1)"
+            )
         self._check_inputs()
 
     def _check_inputs(self) -> None:

@@ -1,4 +1,4 @@
-"""The training loop: Adam(W) + schedule + clipping + early stopping, deterministic and exactly resumable.
+"""The training loop: AdamW or Adam + schedule + clipping + early stopping, deterministic and exactly resumable.
 
 ``fit`` trains any model that maps a :class:`~eghn_md.data.batch.GraphBatch` to a
 :class:`~eghn_md.models.ModelOutput` on sequences of single-graph samples. It is used by ``eghn-md train`` and by the
@@ -30,9 +30,13 @@ from eghn_md.data.batch import GraphBatch, collate
 from eghn_md.errors import UsageError
 from eghn_md.utils import reject_unknown_fields, resolve_device
 
-__all__ = ["TrainConfig", "FitResult", "TrainState", "fit", "evaluate_mse", "iterate_batches", "SCHEDULES"]
+__all__ = ["TrainConfig", "FitResult", "TrainState", "fit", "evaluate_mse", "iterate_batches", "SCHEDULES",
+           "OPTIMIZERS"]
 
 SCHEDULES = ("cosine", "plateau", "none")
+#: ``adamw``: decoupled weight decay (the default); ``adam``: torch's Adam, weight decay added to the gradient as an
+#: L2 penalty (the published EGHN code's optimiser)
+OPTIMIZERS = ("adamw", "adam")
 
 
 @dataclass(kw_only=True)
@@ -57,6 +61,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     max_chunk_nodes: int = 1024
+    optimizer: str = "adamw"  #: one of OPTIMIZERS
 
     def __post_init__(self) -> None:
         def number(name: str, kind: type) -> float:
@@ -80,6 +85,8 @@ class TrainConfig:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown schedule {self.schedule!r}; valid choices: {', '.join(SCHEDULES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"unknown optimizer {self.optimizer!r}; valid choices: {', '.join(OPTIMIZERS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -277,7 +284,8 @@ def fit(
 
     torch.manual_seed(config.seed)
     model = model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    optimizer = opt_class(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _build_scheduler(optimizer, config)
     history: list = []
     best_val, best_epoch, bad_evals = math.inf, 0, 0

@@ -64,6 +64,27 @@ def _check_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
         )
 
 
+def _model_fields(model_section: dict, features: str, n_node_scalars: int, stats: dict) -> dict:
+    """ModelConfig fields of a new run: the model section, input sizes of the feature set, scales.
+
+    ``residue``: the dataset's node scalars and its bond flag; ``paper``: [|v|, dataset scalars] and [d, d²] (the
+    bond flag is not read); ``both``: [|v|, dataset scalars] and [bond flag, d, d²]. Length / velocity /
+    displacement scales come from the training statistics unless the model section sets them (the ``paper`` preset
+    sets 1: the authors' raw Å).
+    """
+    speed = features in ("paper", "both")
+    edge_mode = {"residue": "data", "paper": "distance", "both": "data+distance"}[features]
+    scales = {k: stats[k] for k in ("length_scale", "vel_scale", "disp_scale")}
+    return {
+        **scales,
+        **model_section,
+        "node_in": n_node_scalars + int(speed),
+        "edge_in": {"data": 1, "distance": 2, "data+distance": 3}[edge_mode],
+        "speed_feature": speed,
+        "edge_features": edge_mode,
+    }
+
+
 def train_run(
     data: Sequence[str | Path],
     out_dir: str | Path,
@@ -119,14 +140,8 @@ def train_run(
         if resume:
             model_cfg = ModelConfig.from_dict(last.model_config)
         else:
-            model_cfg = ModelConfig.from_dict({
-                **model_section,
-                "node_in": int(splits.system.h.shape[1]),
-                "edge_in": 1,
-                "length_scale": stats["length_scale"],
-                "vel_scale": stats["vel_scale"],
-                "disp_scale": stats["disp_scale"],
-            })
+            model_cfg = ModelConfig.from_dict(_model_fields(model_section, config.data.features,
+                                                            int(splits.system.h.shape[1]), stats))
         if str(model_cfg.name).startswith("eghn") and int(model_cfg.n_clusters) > splits.system.n_nodes:
             raise UsageError(
                 f"--clusters {model_cfg.n_clusters} exceeds the {splits.system.n_nodes} nodes of the data; "

@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 from eghn_md.data.samples import ConcatSet, DataConfig, WindowSet, default_cutoff, split_ranges
 from eghn_md.data.system import GraphSystem, check_same_nodes
 from eghn_md.errors import DataError, UsageError
-from eghn_md.graph.features import FeatureSpec
+from eghn_md.graph.features import FeatureSpec, feature_spec_for
 
 __all__ = ["Splits", "build_splits", "open_system", "SPLITS"]
 
@@ -113,6 +113,11 @@ def build_splits(
             ds = Dataset(path)
             handles.append(ds)
             ds.validate()  # shapes, dtypes, finite values: a clear DataError before any sample is built
+            if spec is None:  # a new run: the feature set of config.features (resume / evaluate: the model's)
+                spec = feature_spec_for(config.features, ds.nodes, what=f"dataset {str(path)!r}")
+            elif spec.charge and ds.nodes.charge is None:
+                raise DataError(f"dataset {str(path)!r} stores no charges, which the model's node features need "
+                                "(preprocess it from a topology with charges: PSF, TPR, PRMTOP)")
             sys_here = open_system(ds, spec=spec)
             if expected_nodes is not None:
                 check_same_nodes(expected_nodes, ds.nodes, what=f"dataset {str(path)!r}")
