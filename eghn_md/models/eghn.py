@@ -21,6 +21,34 @@ output            x + disp_scale · decoder vector             S(X + ΔX) + deco
 regulariser       ‖rownorm(Sᵀ A_global S) − I‖_F²             ‖l2rows(Sᵀ A_local S) − I‖_F (rows / L2 norm)
 ================  ==========================================  =============================================
 
+Where ``eghn`` departs from eqs. 1–13 (the README has the same table with reasons; ``tests/test_models_reference.py``
+restates exactly this maths densely and compares output for output):
+
+=====================  =============================  ===========================================================
+eq.                    paper                          ``eghn``
+=====================  =============================  ===========================================================
+3, 4 aggregation       Σ over neighbours              mean over neighbours (vectors and scalars)
+3 scalar update        h' = MLP(h, ΣH)                h' = h + MLP(h, mean H) (residual)
+1 invariants           Ẑ_ijᵀẐ_ij                      cross block Z_iᵀZ_j, per-node blocks Z_iᵀZ_i and the
+                                                      relative Gram (Z_i − Z_j)ᵀ(Z_i − Z_j), each soft-normalised
+                                                      g / √(1 + ‖g‖²)
+1 scaling              raw                            channels divided by their per-graph RMS norm first
+2 message              Ẑ_ij H_ij                      [Z_i − Z_j, Z_j − Z̄] C(H_ij), C a linear head
+1 edge input           —                              dataset edge scalars e_ij appended
+9 cluster graph        A_high = SᵀAS                  complete on the K clusters, no self loops, edge scalars
+                                                      [rownorm(A_high), log1p(A_high)]
+12, 13 decoder         Ẑ = [Z_low − Z̄, Z_agg − Z̄]      third block Z_low − Z_0, channels RMS-scaled,
+                                                      soft-normalised Gram
+13 output              Z_out = Ẑ h_out (all channels)  one vector: x' = x + disp_scale · Ẑ c (residual)
+loss                   Σ_i ‖·‖² + λ Σ ‖SᵀAS − I‖²      per-coordinate MSE + λ · mean_g ‖rownorm(SᵀA_global S) − I‖²
+                                                      (squared; rows divided by their sums)
+=====================  =============================  ===========================================================
+
+λ: the paper's loss sums over N nodes × 3 coordinates where ours averages, so its λ_paper is λ_paper / (3N) here.
+``eghn-published`` follows the authors' code (mean MSE + λ · ‖l2rows(SᵀA_local S) − I‖_F, unsquared), so its λ is
+theirs (2 on AdK); the same number weighs different quantities in the two variants (squared vs not, sum- vs
+L2-normalised rows) and does not transfer between them.
+
 Internally positions are in units of ``length_scale`` and velocities of ``vel_scale``. ``eghn-published`` is the
 authors' model exactly when all three scales are 1 (their raw Å): weights trained with their code load through
 :func:`eghn_md.models.convert.from_authors_state_dict`, and ``tests/test_models_convert.py`` checks every output
