@@ -159,3 +159,13 @@ def test_paper_adk_size_has_the_authors_parameter_count():
     assert sum(p.numel() for p in model.parameters()) == 1_904_849
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     assert frozen == (128 * 128 + 128 + 128 * 9 + 9) + 2 * (128 * 128 + 128)  # the two heads no loss reaches
+
+
+def test_coordinate_clamp_is_100_angstrom_whatever_the_scales():
+    # the authors clamp the mean coordinate message at ±100 Å; ours acts in units of disp_scale, so 100 / disp_scale
+    for disp in (1.0, 4.0):
+        model = build_model(ModelConfig(name="eghn-published", node_in=2, edge_in=2, hidden=8, n_clusters=3,
+                                        length_scale=3.0, disp_scale=disp))
+        layers = [*model.low, *model.high]
+        assert all(layer.clamp * disp == pytest.approx(100.0) for layer in layers)
+        assert all(layer.coord_scale * 3.0 == pytest.approx(disp) for layer in layers)
