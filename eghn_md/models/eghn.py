@@ -32,7 +32,8 @@ eq.                    paper                          ``eghn``
 1 invariants           Ẑ_ijᵀẐ_ij                      cross block Z_iᵀZ_j, per-node blocks Z_iᵀZ_i and the
                                                       relative Gram (Z_i − Z_j)ᵀ(Z_i − Z_j), each soft-normalised
                                                       g / √(1 + ‖g‖²)
-1 scaling              raw                            channels divided by their per-graph RMS norm first
+1 scaling              raw                            cross and per-node blocks from channels divided by their
+                                                      per-graph RMS norm; relative Gram from unscaled channels
 2 message              Ẑ_ij H_ij                      [Z_i − Z_j, Z_j − Z̄] C(H_ij), C a linear head
 1 edge input           —                              dataset edge scalars e_ij appended
 9 cluster graph        A_high = SᵀAS                  complete on the K clusters, no self loops, edge scalars
