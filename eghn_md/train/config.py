@@ -37,7 +37,7 @@ PRESETS: dict[str, dict] = {
                   "patience": 20, "eval_every": 1},
     },
     # The authors' protein protocol (IMPLEMENTATION-NOTES.md; their config.json + main_mdanalysis.py): their model
-    # (eghn-published) in their raw units (scales 1: Å, Å per frame step of the velocity channel), their features
+    # (eghn-published) in their raw units (scales 1: positions in Å, velocity channel in Å per horizon), their features
     # (node [|v|, charge / max|charge|], edge [d, d²]: preprocess with --select backbone from a topology with
     # charges), 8 Å, ΔT = 15, hidden 128, 4 interaction / 4 pooling / 2 decoder layers, K = 20, λ = 2, Adam (L2 weight
     # decay, not AdamW) lr 5e-5, weight decay 1e-4, batch 8, no schedule, no gradient clipping, validation every
