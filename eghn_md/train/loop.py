@@ -1,4 +1,4 @@
-"""The training loop: Adam(W) + schedule + clipping + early stopping, deterministic and exactly resumable.
+"""The training loop: AdamW or Adam + schedule + clipping + early stopping, deterministic and exactly resumable.
 
 ``fit`` trains any model that maps a :class:`~eghn_md.data.batch.GraphBatch` to a
 :class:`~eghn_md.models.ModelOutput` on sequences of single-graph samples. It is used by ``eghn-md train`` and by the
@@ -29,10 +29,11 @@ from torch import nn
 from eghn_md.data.batch import GraphBatch, collate
 from eghn_md.errors import DivergenceError, ResourceError, UsageError
 from eghn_md.train.objective import Objective, sample_noise
-from eghn_md.train.options import MIN_VAL_WINDOWS, SCHEDULES, SELECTIONS, TrainConfig
+from eghn_md.train.options import MIN_VAL_WINDOWS, OPTIMIZERS, SCHEDULES, SELECTIONS, TrainConfig
 from eghn_md.utils import resolve_device
 
 __all__ = ["TrainConfig", "FitResult", "TrainState", "fit", "evaluate_mse", "iterate_batches", "objective_from_config",
+           "OPTIMIZERS",
            "SCHEDULES", "SELECTIONS", "MIN_VAL_WINDOWS"]
 
 @dataclass
@@ -237,7 +238,8 @@ def _start(model: nn.Module, config: TrainConfig, objective: Objective, resume: 
     rank, world = _dist_info()
     torch.manual_seed(config.seed)
     model = model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    optimizer = opt_class(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     run = _Run(net=model, optimizer=optimizer, scheduler=_build_scheduler(optimizer, config), objective=objective,
                config=config, device=device, rank=rank, world=world, best_state=_state_copy(model))
     if resume is not None:

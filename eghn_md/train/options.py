@@ -9,9 +9,12 @@ from dataclasses import asdict, dataclass
 from eghn_md.errors import UsageError
 from eghn_md.utils import reject_unknown_fields
 
-__all__ = ["TrainConfig", "SCHEDULES", "SELECTIONS", "MIN_VAL_WINDOWS"]
+__all__ = ["TrainConfig", "SCHEDULES", "SELECTIONS", "MIN_VAL_WINDOWS", "OPTIMIZERS"]
 
 SCHEDULES = ("cosine", "plateau", "none")
+#: ``adamw``: decoupled weight decay (the default); ``adam``: torch's Adam, weight decay added to the gradient as an
+#: L2 penalty (the published EGHN code's optimiser)
+OPTIMIZERS = ("adamw", "adam")
 #: which weights a run keeps: the best on validation (early stopping after ``patience`` bad evaluations) or the last
 SELECTIONS = ("best", "last")
 #: fewer validation windows than this cannot rank epochs (3 windows of one trajectory's end move like none of the
@@ -58,6 +61,7 @@ class TrainConfig:
     clash_weight: float = 0.0
     clash_distance: float = 3.0
     select: str = "best"
+    optimizer: str = "adamw"  #: one of OPTIMIZERS
 
     def __post_init__(self) -> None:
         def number(name: str, kind: type) -> float:
@@ -80,6 +84,8 @@ class TrainConfig:
                      "bond_weight", "clash_weight", "clash_distance"):
             if number(name, float) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"unknown optimizer {self.optimizer!r}; valid choices: {', '.join(OPTIMIZERS)}")
         if self.select not in SELECTIONS:
             raise UsageError(f"unknown select {self.select!r}; valid choices: {', '.join(SELECTIONS)}")
         if self.schedule not in SCHEDULES:
