@@ -180,7 +180,8 @@ def mocap_train(delta_frame, **p) -> None:
 @click.option("--model", "models", multiple=True, type=click.Choice(MODEL_CHOICES), default=("eghn", "egnn"),
               show_default=True, help="Model(s); repeat the option for several.")
 @click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated training seeds.")
-@click.option("--preset", type=click.Choice(["paper", "default", "tiny"]), default="paper", show_default=True)
+@click.option("--preset", type=click.Choice(["paper", "paper-eghn", "default", "tiny"]), default="paper",
+              show_default=True)
 @click.option("--select", default="backbone", show_default=True, help="Node selection (the paper: backbone).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epoch budget.")
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="Override ΔT (paper: 15 frames).")

@@ -15,11 +15,15 @@ _MODEL_CHOICES = ["eghn", "eghn-published", "egnn", "gnn", "rf", "linear"]
 @click.argument("data", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory (model.pt, last.pt, config.yaml, history.csv, metrics.json).")
-@click.option("--preset", type=click.Choice(["tiny", "default", "paper"]), default=None,
-              help="Built-in configuration (default: 'default'); --config and options override it.")
+@click.option("--preset", type=click.Choice(["tiny", "default", "paper", "paper-eghn"]), default=None,
+              help="Built-in configuration (default: 'default'; 'paper': the authors' protocol with eghn-published; "
+                   "'paper-eghn': the equations variant at the paper's sizes); --config and options override it.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML file with model:/data:/train: sections.")
 @click.option("--model", type=click.Choice(_MODEL_CHOICES), default=None, help="Architecture.")
+@click.option("--features", type=click.Choice(["residue", "paper", "both"]), default=None,
+              help="Node/edge scalars. residue (default): residue (+ atom) one-hots, bond flag; paper: [|v|, charge / "
+                   "max|charge|] and [d, d²] (needs a dataset with charges); both: all of them.")
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="ΔT in stored frames.")
 @click.option("--horizon-ps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="ΔT in ps instead (a whole number of every trajectory's frame spacing; allows mixed spacings).")
@@ -32,6 +36,8 @@ _MODEL_CHOICES = ["eghn", "eghn-published", "egnn", "gnn", "rf", "linear"]
 @click.option("--hidden", type=click.IntRange(min=1), default=None, help="Hidden width.")
 @click.option("--clusters", type=click.IntRange(min=1), default=None, help="Number of pooling clusters K (EGHN).")
 @click.option("--schedule", type=click.Choice(["cosine", "plateau", "none"]), default=None)
+@click.option("--optimizer", type=click.Choice(["adamw", "adam"]), default=None,
+              help="adamw (default): decoupled weight decay; adam: L2 penalty (the authors' code).")
 @click.option("--patience", type=click.IntRange(min=0), default=None,
               help="Early stopping: evaluations without improvement (0 = off).")
 @click.option("--seed", type=int, default=None)
@@ -50,10 +56,9 @@ _MODEL_CHOICES = ["eghn", "eghn-published", "egnn", "gnn", "rf", "linear"]
 @overwrite_option
 @quiet_option
 @json_option
-def train(data, out_dir, preset, config_file, model, horizon, horizon_ps, cutoff, epochs, batch_size, lr,
-          weight_decay, hidden,
-          clusters, schedule, patience, seed, device, amp, workers, compile_, val_files, test_files, resume, overwrite,
-          quiet, as_json):
+def train(data, out_dir, preset, config_file, model, features, horizon, horizon_ps, cutoff, epochs, batch_size, lr,
+          weight_decay, hidden, clusters, schedule, optimizer, patience, seed, device, amp, workers, compile_, val_files,
+          test_files, resume, overwrite, quiet, as_json):
     """Train a surrogate on DATA.h5 files (made by `eghn-md preprocess`).
 
     \b
@@ -73,10 +78,10 @@ def train(data, out_dir, preset, config_file, model, horizon, horizon_ps, cutoff
                          "not both")
     overrides = {
         "model": {"name": model, "hidden": hidden, "n_clusters": clusters},
-        "data": {"horizon": horizon, "horizon_ps": horizon_ps, "cutoff": cutoff},
+        "data": {"horizon": horizon, "horizon_ps": horizon_ps, "cutoff": cutoff, "features": features},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                  "schedule": schedule, "patience": patience, "seed": seed, "device": device, "amp": amp,
-                  "workers": workers, "compile": compile_},
+                  "schedule": schedule, "optimizer": optimizer, "patience": patience, "seed": seed, "device": device,
+                  "amp": amp, "workers": workers, "compile": compile_},
     }
     config = resolve_config(preset=preset, config_file=config_file, overrides=overrides)
     console = stderr_console(quiet)

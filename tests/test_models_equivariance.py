@@ -62,3 +62,24 @@ def test_assignment_is_invariant_and_stochastic(name):
     assert out.assign.shape == (batch.num_nodes, 3) and model.n_clusters == 3
     torch.testing.assert_close(out.assign.sum(1), torch.ones(batch.num_nodes, dtype=out.assign.dtype))
     assert out.reg.ndim == 0 and float(out.reg.detach()) > 0
+
+
+@pytest.mark.parametrize("name", EQUIVARIANT)
+def test_e3_equivariant_on_production_edges(name):
+    """The production path: edges rebuilt by ``build_edges`` (radius graph ∪ bonds, bond flag) from the transformed
+    positions of a protein-like chain, as every training sample and rollout step does."""
+    from eghn_md.data.samples import build_edges
+    from eghn_md.testing.synthetic import chain_graph
+
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(name=name, node_in=4, edge_in=1, hidden=8, n_layers=2, n_pool_layers=2,
+                                    n_clusters=3, length_scale=3.0)).double().eval()
+    g = chain_graph(30, node_in=4, cutoff=8.0, dtype=torch.float64, seed=2)
+
+    def fn(b):
+        ei, ea = build_edges(b.pos, 8.0, b.bonds)
+        return model(b.replace(edge_index=ei, edge_attr=ea))
+
+    ei, _ = build_edges(g.pos, 8.0, g.bonds)
+    assert ei.shape[1] > 2 * 29  # contacts beyond the bonds
+    assert_equivariant(fn, g, atol=1e-9, reflections=True, n_trials=2)

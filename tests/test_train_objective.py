@@ -51,7 +51,7 @@ def test_unrolled_loss_equals_a_hand_made_rollout():
     ws, frames = _windows()
     model = _model()
     sample = ws[0].to(dtype=torch.float64)
-    obj = Objective(unroll_steps=3, pushforward=False, cutoff=6.0)
+    obj = Objective(TrainConfig(unroll_steps=3, pushforward=False), cutoff=6.0)
     loss, parts = obj(model, sample, obj.totals([sample]))
     # by hand: three steps, edges rebuilt, velocity = last displacement
     prev, cur, errs = sample.pos - sample.vel, sample.pos, []
@@ -71,7 +71,7 @@ def test_pushforward_changes_gradients_not_the_loss():
     grads, losses = [], []
     for pf in (False, True):
         model = _model()
-        obj = Objective(unroll_steps=3, pushforward=pf, cutoff=6.0)
+        obj = Objective(TrainConfig(unroll_steps=3, pushforward=pf), cutoff=6.0)
         loss, _ = obj(model, sample, obj.totals([sample]))
         loss.backward()
         losses.append(float(loss))
@@ -91,7 +91,7 @@ def test_bond_and_clash_terms_by_hand():
             pos[0] = b.pos[2] + 0.5
             return ModelOutput(pos=pos, reg=pos.new_zeros(()))
 
-    obj = Objective(bond_weight=1.0, clash_weight=1.0, clash_distance=3.0)
+    obj = Objective(TrainConfig(bond_weight=1.0, clash_weight=1.0, clash_distance=3.0, reg_weight=0.0))
     _, parts = obj(Shift(), s, obj.totals([s]))
     pred = s.pos.clone()
     pred[0] = s.pos[2] + 0.5

@@ -89,7 +89,8 @@ def run_benchmark(
 ) -> list[dict]:
     """One row per (model, seed): test / best-validation MSE per coordinate, best epoch, epochs run, wall time."""
     from eghn_md.models import MODEL_NAMES, build_model
-    from eghn_md.train.loop import TrainConfig, evaluate_mse, fit
+    from eghn_md.train.loop import evaluate_mse, fit
+    from eghn_md.train.options import TrainConfig
 
     unknown = [m for m in models if m not in MODEL_NAMES]
     if unknown:

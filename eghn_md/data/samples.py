@@ -50,6 +50,9 @@ class DataConfig:
     ``horizon_ps`` [ps], when set, is the horizon as physical time: each trajectory then steps over
     ``horizon_ps / its frame spacing`` frames (a whole number, see :mod:`eghn_md.data.timebase`) and ``horizon`` is
     overwritten with that count for the first trajectory.
+    ``window_stride`` takes every k-th start frame. ``features`` picks the node and edge scalars
+    (:data:`~eghn_md.graph.features.FEATURE_SETS`: ``residue`` one-hots and bond flag; ``paper``: [|v|, charge /
+    max|charge|] and [d, d²]; ``both``), see :func:`eghn_md.graph.features.feature_spec_for`.
     """
 
     horizon: int = 15
@@ -57,6 +60,7 @@ class DataConfig:
     cutoff: Optional[float] = None
     split: tuple = (0.6, 0.2, 0.2)
     window_stride: int = 1
+    features: str = "residue"
 
     def __post_init__(self) -> None:
         try:
@@ -81,6 +85,10 @@ class DataConfig:
         self.split = split
         if int(self.window_stride) < 1:
             raise UsageError(f"window_stride must be >= 1, got {self.window_stride!r}")
+        from eghn_md.graph.features import FEATURE_SETS
+
+        if self.features not in FEATURE_SETS:
+            raise UsageError(f"unknown features {self.features!r}; valid: {', '.join(FEATURE_SETS)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

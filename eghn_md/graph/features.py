@@ -13,14 +13,17 @@ atom name one-hot       6     :data:`ATOM_TYPES` (``N, CA, C, O, CB, OTHER``), o
                               Terminal carboxyl oxygens (OT1, OT2, OC1, OC2, OXT, O1, O2) count as ``O``.
 charge                  1     the node's charge in e, only when ``spec.charge`` (opt-in; needs a topology with
                               charges): the atom's partial charge for atom nodes, the residue's net charge for
-                              one-node-per-residue graphs (see :mod:`eghn_md.graph.nodes`).
+                              one-node-per-residue graphs (see :mod:`eghn_md.graph.nodes`). With
+                              ``spec.charge_norm`` divided by the largest |charge| of the nodes (the paper's
+                              protein feature; their code divides by the largest charge, the same for AdK's
+                              backbone, ±0.51 e).
 ======================  ====  =====================================================================================
 
 Canonical residues (:func:`canonical_residue`): protonation states and force-field spellings of one amino acid are
 one residue type, both for the features and for checking a topology against a trained model
 (:func:`eghn_md.data.system.check_same_nodes`):
 
-=========  ==========================================================================================
+=========  ===================================================================================
 canonical  spellings (case-insensitive; CHARMM, Amber, GROMOS/GROMACS, OPLS, PDB)
 =========  ==========================================================================================
 HIS        HSD HSE HSP (CHARMM) · HID HIE HIP (Amber) · HISD HISE HISH HISA HISB HIS1 HIS2 (GROMACS)
@@ -34,6 +37,10 @@ any above  Amber terminal residues: the name with an ``N`` or ``C`` prefix (NALA
 =========  ==========================================================================================
 
 Any other name is its own canonical residue (upper case, stripped), whose feature is ``OTHER``.
+=======
+:data:`FEATURE_SETS` names the choices of ``eghn-md train --features`` (:func:`feature_spec_for`): ``residue`` (the
+default above), ``paper`` (the authors' protein node scalars: scaled charge here, |v| added by the model, edge
+scalars [d, d²]) and ``both``.
 """
 
 from __future__ import annotations
@@ -66,7 +73,12 @@ __all__ = [
     "atom_type_index",
     "default_feature_spec",
     "node_features",
+    "FEATURE_SETS",
+    "feature_spec_for",
 ]
+
+#: ``eghn-md train --features`` choices
+FEATURE_SETS = ("residue", "paper", "both")
 
 RESIDUE_TYPES: tuple[str, ...] = (
     "ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE",
@@ -124,6 +136,7 @@ class FeatureSpec:
     residue: bool = True
     atom: bool = False
     charge: bool = False
+    charge_norm: bool = False  #: divide the charge column by the largest |charge| of the nodes
 
     @property
     def n_features(self) -> int:
@@ -137,7 +150,7 @@ class FeatureSpec:
         if self.atom:
             out += [f"atom:{a}" for a in ATOM_TYPES]
         if self.charge:
-            out.append("charge")
+            out.append("charge/max|charge|" if self.charge_norm else "charge")
         return out
 
     def to_dict(self) -> dict[str, bool]:
@@ -145,15 +158,35 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FeatureSpec":
-        unknown = set(d) - {"residue", "atom", "charge"}
+        valid = {"residue", "atom", "charge", "charge_norm"}
+        unknown = set(d) - valid
         if unknown:
-            raise DataError(f"unknown feature spec keys {sorted(unknown)}; valid: ['atom', 'charge', 'residue']")
+            raise DataError(f"unknown feature spec keys {sorted(unknown)}; valid: {sorted(valid)}")
         return cls(**{k: bool(v) for k, v in d.items()})
 
 
 def default_feature_spec(nodes: FeatureNodes, *, charge: bool = False) -> FeatureSpec:
     """Residue one-hot, plus the atom-name one-hot when nodes are atoms, plus charge if asked for."""
     return FeatureSpec(residue=True, atom=nodes.level == "atom", charge=charge)
+
+
+def feature_spec_for(features: str, nodes: FeatureNodes, *, what: str = "the dataset") -> FeatureSpec:
+    """The :class:`FeatureSpec` of an ``eghn-md train --features`` choice (see :data:`FEATURE_SETS`).
+
+    Raises:
+        DataError: ``paper``/``both`` on nodes without charges, naming ``what`` (e.g. the dataset file).
+        ValueError: an unknown choice, naming the valid ones.
+    """
+    if features not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {features!r}; valid: {', '.join(FEATURE_SETS)}")
+    if features == "residue":
+        return default_feature_spec(nodes)
+    if nodes.charge is None:
+        raise DataError(f"{what} stores no charges, which --features {features} needs; preprocess it from a topology "
+                        "with charges (PSF, TPR, PRMTOP) or use --features residue")
+    if features == "paper":
+        return FeatureSpec(residue=False, atom=False, charge=True, charge_norm=True)
+    return FeatureSpec(residue=True, atom=nodes.level == "atom", charge=True, charge_norm=True)
 
 
 def node_features(nodes: FeatureNodes, spec: FeatureSpec | None = None) -> np.ndarray:
@@ -176,7 +209,13 @@ def node_features(nodes: FeatureNodes, spec: FeatureSpec | None = None) -> np.nd
     if spec.charge:
         if nodes.charge is None:
             raise DataError("charge features requested but the topology has no charges (use a PSF/TPR/PRMTOP topology)")
-        blocks.append(np.asarray(nodes.charge, dtype=np.float32).reshape(n, 1))
+        q = np.asarray(nodes.charge, dtype=np.float64).reshape(n, 1)
+        if spec.charge_norm:
+            top = float(np.abs(q).max()) if n else 0.0
+            if not top > 0:
+                raise DataError("charge/max|charge| requested but every node has charge 0")
+            q = q / top
+        blocks.append(q.astype(np.float32))
     if not blocks:
         return np.zeros((n, 0), dtype=np.float32)
     return np.concatenate(blocks, axis=1).astype(np.float32, copy=False)

@@ -7,12 +7,15 @@ from typing import Any, Mapping, Optional
 
 from eghn_md.errors import UsageError
 
-__all__ = ["ModelConfig", "MODEL_NAMES", "VECTOR_NORMS"]
+__all__ = ["ModelConfig", "MODEL_NAMES", "VECTOR_NORMS", "EDGE_FEATURES"]
 
 #: every model the registry can build (see :mod:`eghn_md.models.registry`)
 MODEL_NAMES = ("eghn", "eghn-published", "egnn", "gnn", "rf", "linear")
 #: how ``eghn`` scales vector channels before taking invariants (see :class:`ModelConfig`)
 VECTOR_NORMS = ("fixed", "per-graph")
+
+#: where a model's edge scalars come from (see :mod:`eghn_md.models.inputs`)
+EDGE_FEATURES = ("data", "distance", "data+distance")
 
 
 @dataclass(kw_only=True)
@@ -24,11 +27,18 @@ class ModelConfig:
     |x(t+ΔT) − x(t)| (displacements are produced in these units); ``radius_scale`` [Å] typical distance of a node
     from its graph's centroid (``None``: ``length_scale``).
 
-    ``vector_norm`` (``eghn``): how vector channels are scaled before their invariants are taken: ``"fixed"``
-    divides them by the training statistics above, so the model sees absolute geometry and can respond to a
-    structure that swells or shrinks; ``"per-graph"`` divides each channel by its RMS over the graph (v0.1; the
-    model cannot see the structure's size, and its rollouts swell without bound). Checkpoints written before the
+    ``vector_norm`` (``eghn``): how the EMMP layers scale vector channels before their invariants are taken:
+    ``"fixed"`` divides them by the training statistics above, so the model sees absolute geometry and can respond
+    to a structure that swells or shrinks; ``"per-graph"`` divides each channel by its RMS over the graph (v0.1; the
+    model cannot see the structure's size, and its rollouts swell without bound). The decoder's vector basis is
+    divided by its per-graph RMS in both modes (bounded steps). Checkpoints written before the
     option existed load as ``"per-graph"``.
+
+    Input scalars (:mod:`eghn_md.models.inputs`): ``node_in`` and ``edge_in`` count what the layers see. With
+    ``speed_feature`` the node scalars are ``[|v| / vel_scale, batch.h]`` (so ``batch.h`` has ``node_in − 1``
+    columns); ``edge_features`` is ``"data"`` (``batch.edge_attr``), ``"distance"`` ([d, d²] of every edge from the
+    positions, in ``length_scale`` units; the dataset's edge scalars are not read) or ``"data+distance"`` (both).
+    Both are recomputed from every input, so an autoregressive rollout sees them too.
     """
 
     name: str = "eghn"
@@ -45,6 +55,8 @@ class ModelConfig:
     reg_weight: float = 1.0  #: λ of the pooling regulariser
     radius_scale: Optional[float] = None
     vector_norm: str = "fixed"
+    speed_feature: bool = False  #: prepend |v| to the node scalars
+    edge_features: str = "data"  #: one of EDGE_FEATURES
 
     def __post_init__(self) -> None:
         if self.name not in MODEL_NAMES:
@@ -74,6 +86,30 @@ class ModelConfig:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and v < float("inf")):
             raise UsageError(f"model config: reg_weight must be a finite number >= 0, got {v!r}")
         self.reg_weight = float(v)
+        if self.name == "eghn" and self.n_clusters < 2:
+            raise UsageError(
+                f"eghn needs n_clusters >= 2, got {self.n_clusters}: its cluster graph is complete without self loops, "
+                "so one cluster has no high-level edges (eghn-published, whose cluster graph keeps self loops, "
+                "accepts 1)"
+            )
+        self._check_inputs()
+
+    def _check_inputs(self) -> None:
+        if not isinstance(self.speed_feature, bool):
+            raise UsageError(f"model config: speed_feature must be true or false, got {self.speed_feature!r}")
+        if self.edge_features not in EDGE_FEATURES:
+            raise UsageError(
+                f"model config: unknown edge_features {self.edge_features!r}; valid: {', '.join(EDGE_FEATURES)}"
+            )
+        if self.speed_feature and self.node_in < 1:
+            raise UsageError("model config: speed_feature needs node_in >= 1 (|v| is one of the node scalars)")
+        if self.edge_features == "distance" and self.edge_in != 2:
+            raise UsageError(f"model config: edge_features 'distance' means edge_in = 2 ([d, d²]), got {self.edge_in}")
+        if self.edge_features == "data+distance" and self.edge_in < 2:
+            raise UsageError(
+                f"model config: edge_features 'data+distance' needs edge_in >= 2 (the dataset's scalars + [d, d²]), "
+                f"got {self.edge_in}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

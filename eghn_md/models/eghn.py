@@ -6,17 +6,54 @@ authors' released code (``paper/IMPLEMENTATION-NOTES.md``). They differ only thr
 ================  ==========================================  =============================================
 option            eghn (equations)                            eghn-published
 ================  ==========================================  =============================================
-low / high        EMMP layers (Gram invariants)               EGNN layers (no h residual, mean clamped ±100)
-pool_edges        global edges (A_low of eq. 5)               local (bond) edges
-pool vectors      Z = [x − x̄, v]                              Z = [x − x̄, nf = x_low − x, v], cross-block inv.
+low / high        EMMP layers (Gram invariants)               embedding + EGNN layers (no h residual, mean
+                                                              clamped at ±100 Å whatever the scales)
+pool_edges        global edges (A_low of eq. 5)               local (bond) edges with their edge scalars
+pool vectors      Z = [x − x̄, v]                              Z = [x − x̄, nf = x_low − x, v] centred once,
+                                                              cross-block inv., two-layer coefficient head
 pooled vectors    EMMP output (eq. 7)                         input positions / velocities
-cluster graph     complete, no self loops, [rownorm A, log1p A]  complete with self loops, raw (Sᵀ A S)_pq
-decoder           one step, V = [Z_low−Z̄, Z_agg−Z̄, Z_low−Z_0],  stacked, V = [SΔX, x−SX, v−SV, nf], l2 Gram
-output            x + disp_scale · decoder vector             S(X + ΔX) + decoder vector
-regulariser       ‖rownorm(Sᵀ A_global S) − I‖_F²             ‖rownorm(Sᵀ A_local S) − I‖_F
+cluster graph     complete, no self loops, [rownorm A, log1p A]  embedding; complete with self loops, raw
+                                                              (Sᵀ A_global S)_pq
+decoder           one step, V = [Z_low−Z̄, Z_agg−Z̄, Z_low−Z_0],  stacked scalar nets (each step gets the previous
+                                                              step's scalars), V = [SΔX, x−SX, v−SV, nf],
+                                                              whole c×c Gram L2-normalised
+output            x + disp_scale · decoder vector             S(X + ΔX) + decoder vector (+ decoder scalars)
+regulariser       ‖rownorm(Sᵀ A_global S) − I‖_F²             ‖l2rows(Sᵀ A_local S) − I‖_F (rows / L2 norm)
 ================  ==========================================  =============================================
 
-Internally positions are in units of ``length_scale`` and velocities of ``vel_scale``.
+Where ``eghn`` departs from eqs. 1–13 (the README has the same table with reasons; ``tests/test_models_reference.py``
+restates exactly this maths densely and compares output for output):
+
+=====================  =============================  ===========================================================
+eq.                    paper                          ``eghn``
+=====================  =============================  ===========================================================
+3, 4 aggregation       Σ over neighbours              mean over neighbours (vectors and scalars)
+3 scalar update        h' = MLP(h, ΣH)                h' = h + MLP(h, mean H) (residual)
+1 invariants           Ẑ_ijᵀẐ_ij                      cross block Z_iᵀZ_j, per-node blocks Z_iᵀZ_i and the
+                                                      relative Gram (Z_i − Z_j)ᵀ(Z_i − Z_j), each soft-normalised
+                                                      g / √(1 + ‖g‖²)
+1 scaling              raw                            cross and per-node blocks from channels divided by their
+                                                      per-graph RMS norm; relative Gram from unscaled channels
+2 message              Ẑ_ij H_ij                      [Z_i − Z_j, Z_j − Z̄] C(H_ij), C a linear head
+1 edge input           —                              dataset edge scalars e_ij appended
+9 cluster graph        A_high = SᵀAS                  complete on the K clusters, no self loops, edge scalars
+                                                      [rownorm(A_high), log1p(A_high)]
+12, 13 decoder         Ẑ = [Z_low − Z̄, Z_agg − Z̄]      third block Z_low − Z_0, channels RMS-scaled,
+                                                      soft-normalised Gram
+13 output              Z_out = Ẑ h_out (all channels)  one vector: x' = x + disp_scale · Ẑ c (residual)
+loss                   Σ_i ‖·‖² + λ Σ ‖SᵀAS − I‖²      per-coordinate MSE + λ · mean_g ‖rownorm(SᵀA_global S) − I‖²
+                                                      (squared; rows divided by their sums)
+=====================  =============================  ===========================================================
+
+λ: the paper's loss sums over N nodes × 3 coordinates where ours averages, so its λ_paper is λ_paper / (3N) here.
+``eghn-published`` follows the authors' code (mean MSE + λ · ‖l2rows(SᵀA_local S) − I‖_F, unsquared), so its λ is
+theirs (2 on AdK); the same number weighs different quantities in the two variants (squared vs not, sum- vs
+L2-normalised rows) and does not transfer between them.
+
+Internally positions are in units of ``length_scale`` and velocities of ``vel_scale``. ``eghn-published`` is the
+authors' model exactly when all three scales are 1 (their raw Å): weights trained with their code load through
+:func:`eghn_md.models.convert.from_authors_state_dict`, and ``tests/test_models_convert.py`` checks every output
+against their code's to ≤ 1e-9 (float64). At the paper's AdK size it has their 1,904,849 parameters.
 """
 
 from __future__ import annotations
@@ -33,16 +70,18 @@ from eghn_md.nn.egnn import EGNNLayer
 from eghn_md.nn.emmp import EMMP
 from eghn_md.nn.edges import Edges, graph_gather, graph_mean
 from eghn_md.nn.invariants import centre, channel_scale
+from eghn_md.models.inputs import bond_edge_scalars, with_input_features
 from eghn_md.nn.pool import (
     AssignHead,
     cluster_adjacency,
     complete_graph,
     pool_mean,
     pooling_regulariser,
+    published_regulariser,
     row_normalise,
     unpool,
 )
-from eghn_md.nn.uppool import VectorDecoder
+from eghn_md.nn.uppool import ScalarNetDecoder, VectorDecoder
 
 __all__ = ["EGHN", "EGHNOptions", "EQUATIONS", "PUBLISHED"]
 
@@ -72,27 +111,7 @@ class EGHN(nn.Module):
         self.embed = nn.Linear(c.node_in, H)
         coord_scale = c.disp_scale / c.length_scale
         if pub:
-            mk_egnn = lambda edge_in: EGNNLayer(  # noqa: E731
-                hidden=H, edge_in=edge_in, velocity=True, residual=False, coord_scale=coord_scale, clamp=100.0
-            )
-            self.low = nn.ModuleList(mk_egnn(c.edge_in) for _ in range(c.n_layers))
-            self.high = nn.ModuleList(mk_egnn(1) for _ in range(c.n_layers))
-            # only the scalars of the score network are read: its last layer needs no vector update
-            self.pool_net = nn.ModuleList(
-                EMMP(
-                    hidden=H,
-                    n_vectors=3,
-                    translating=(True, False, False),
-                    invariants="cross",
-                    h_agg="sum",
-                    update_vectors=k < c.n_pool_layers - 1,
-                )
-                for k in range(c.n_pool_layers)
-            )
-            self.assign = AssignHead(H, c.n_clusters, width=8, act="tanh")
-            self.decoder = VectorDecoder(
-                n_vectors=4, scalar_in=2 * H, hidden=H, n_stack=c.n_decoder_layers, mlp_layers=2, gram_norm="l2"
-            )
+            self._build_published(c, coord_scale)
         else:
             tr = (True, False)
             # fixed scales (training statistics) of [x − x̄, v] in internal units, or None: per-graph RMS (v0.1)
@@ -108,13 +127,41 @@ class EGHN(nn.Module):
             self.high = nn.ModuleList(
                 EMMP(hidden=H, n_vectors=2, translating=tr, edge_in=2, vector_scale=vs) for _ in range(c.n_layers)
             )
-            # decoder channels [Z_low − Z̄, Z_agg − Z̄, Z_low − Z_0]: the first two as the layers, updates as is
-            dec = None if vs is None else torch.tensor(vs + vs + (1.0, 1.0)).view(1, 1, 6)
-            self.register_buffer("decoder_scale", dec, persistent=False)
+            # the decoder's vectors stay divided by their per-graph RMS in both modes: its basis is bounded, so a
+            # step grows at most linearly with the structure (fixed scales there made it grow geometrically); the
+            # absolute geometry reaches the decoder through the scalars of the layers above
             self.assign = AssignHead(H, c.n_clusters, init_scale=10.0)
             self.decoder = VectorDecoder(
                 n_vectors=6, scalar_in=2 * H, hidden=H, n_stack=1, mlp_layers=c.n_decoder_layers, gram_norm="soft"
             )
+
+    def _build_published(self, c: ModelConfig, coord_scale: float) -> None:
+        """The authors' modules, one for one (see :mod:`eghn_md.models.convert` for the name mapping)."""
+        H = c.hidden
+        # the authors clamp the mean coordinate message at ±100 Å; Δx [Å] = disp_scale · (message in our units)
+        clamp = 100.0 / c.disp_scale
+        mk_egnn = lambda edge_in: EGNNLayer(  # noqa: E731
+            hidden=H, edge_in=edge_in, velocity=True, residual=False, coord_scale=coord_scale, clamp=clamp,
+            coord_bias=True,
+        )
+        self.low_embed = nn.Linear(H, H)  # their EGNN's own embedding after the model's (two linear maps, kept)
+        self.low = nn.ModuleList(mk_egnn(c.edge_in) for _ in range(c.n_layers))
+        self.high_embed = nn.Linear(H, H)
+        self.high = nn.ModuleList(mk_egnn(1) for _ in range(c.n_layers))
+        # Z = [x − x̄, nf, v] is centred once on input; the published layers do not re-centre
+        self.pool_net = nn.ModuleList(
+            EMMP(hidden=H, n_vectors=3, translating=(False, False, False), edge_in=c.edge_in, invariants="cross",
+                 h_agg="sum", coef_layers=2)
+            for _ in range(c.n_pool_layers)
+        )
+        self.assign = AssignHead(H, c.n_clusters, width=8, act="tanh")
+        self.decoder = ScalarNetDecoder(n_vectors=4, scalar_in=2 * H, hidden=H, n_layers=c.n_decoder_layers)
+        # Two heads the authors' model holds reach no loss term: the last pooling layer's vector head (only the
+        # scalars of the score network are read) and the last decoder step's scalar head (it yields the returned
+        # node scalars). They are kept, so converted weights load one for one and the parameter count is the
+        # authors', and frozen, so optimisers and DistributedDataParallel skip them.
+        for p in [*self.pool_net[-1].coef.parameters(), *self.decoder.layers[-1].out.parameters()]:
+            p.requires_grad_(False)
 
     # ------------------------------------------------------------------ shared steps
     def _cluster_graph(self, A: Tensor, G: int):
@@ -133,6 +180,7 @@ class EGHN(nn.Module):
 
     def forward(self, batch: GraphBatch) -> ModelOutput:
         c = self.config
+        batch = with_input_features(batch, c)
         G = batch.num_graphs
         b = batch.batch
         x = batch.pos / c.length_scale
@@ -143,12 +191,13 @@ class EGHN(nn.Module):
         h = self.embed(batch.h)
         edges = Edges(batch.edge_index, batch.num_nodes)
         ea = edges.attr(batch.edge_attr) if c.edge_in else None
+        scalars = None
         if self.options.published:
-            out, S, reg = self._forward_published(batch, edges, xc, v, h, ea, G)
+            out, S, reg, scalars = self._forward_published(batch, edges, xc, v, h, ea, G)
         else:
             out, S, reg = self._forward_equations(batch, edges, xc, v, h, ea, G)
         pos = (xbar_n + out) * c.length_scale
-        return ModelOutput(pos=pos, reg=reg, assign=S)
+        return ModelOutput(pos=pos, reg=reg, assign=S, scalars=scalars)
 
     # ------------------------------------------------------------------ eghn (equations)
     def _forward_equations(self, batch, edges, xc, v, h, ea, G):
@@ -173,7 +222,7 @@ class EGHN(nn.Module):
         hagg = unpool(S, hh.reshape(G, K, -1), b)  # eq. 11
         tr = (True, False)
         V = torch.cat([centre(Zl, b, G, tr), centre(Zagg, b, G, tr), Zl - Z0], dim=2)  # (N, 3, 6)
-        V = V / (channel_scale(V, b, G) if self.decoder_scale is None else self.decoder_scale.to(V.dtype))
+        V = V / channel_scale(V, b, G)
         d = self.decoder(V, torch.cat([hl, hagg.to(hl.dtype)], dim=1))  # eqs. 12-13
         out = xc + (c.disp_scale / c.length_scale) * d
         reg = pooling_regulariser(A, squared=True)
@@ -181,21 +230,22 @@ class EGHN(nn.Module):
 
     # ------------------------------------------------------------------ eghn-published
     def _forward_published(self, batch, edges, xc, v, h, ea, G):
+        """Positions, S, regulariser and decoder scalars of the authors' model (module docstring, right column)."""
         b = batch.batch
         K = self.n_clusters
-        x = xc
+        x, h = xc, self.low_embed(h)
         for layer in self.low:
             x, h = layer(x, v, h, edges, ea)
         nf = x - xc
-        Z = torch.stack([xc, nf, v], dim=2)
-        hp = h
         bonds = Edges(batch.bonds, batch.num_nodes)
+        bond_attr = bonds.attr(bond_edge_scalars(batch)) if self.config.edge_in else None
+        Z, hp = torch.stack([xc, nf, v], dim=2), h
         for layer in self.pool_net:
-            Z, hp = layer(Z, hp, bonds, None, b, G)
+            Z, hp = layer(Z, hp, bonds, bond_attr, b, G)
         S = self.assign(hp)
         X = pool_mean(S, xc, b, G).reshape(G * K, 3)
         Vh = pool_mean(S, v, b, G).reshape(G * K, 3)
-        Hh = pool_mean(S, h, b, G).reshape(G * K, -1)
+        Hh = self.high_embed(pool_mean(S, h, b, G).reshape(G * K, -1))
         A = cluster_adjacency(S, edges, b, G)
         high, feat, _ = self._cluster_graph(A, G)
         Xh = X
@@ -206,8 +256,7 @@ class EGHN(nn.Module):
         SV = unpool(S, Vh.reshape(G, K, 3), b)
         SH = unpool(S, Hh.reshape(G, K, -1), b)
         V = torch.stack([dX, xc - SX, v - SV, nf], dim=2)
-        d = self.decoder(V, torch.cat([h, SH.to(h.dtype)], dim=1))
+        d, scalars = self.decoder(V, torch.cat([h, SH.to(h.dtype)], dim=1))
         out = SX + dX + d
-        A_loc = cluster_adjacency(S, bonds, b, G)
-        reg = pooling_regulariser(A_loc, squared=False)
-        return out, S, reg
+        reg = published_regulariser(cluster_adjacency(S, bonds, b, G))
+        return out, S, reg, scalars

@@ -6,6 +6,7 @@ from torch import nn
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.models.config import ModelConfig
+from eghn_md.models.inputs import with_input_features
 from eghn_md.models.output import ModelOutput
 from eghn_md.nn.egnn import EGNNLayer
 from eghn_md.nn.edges import Edges, graph_gather, graph_mean
@@ -33,6 +34,7 @@ class EGNN(nn.Module):
 
     def forward(self, batch: GraphBatch) -> ModelOutput:
         c = self.config
+        batch = with_input_features(batch, c)
         x = batch.pos / c.length_scale
         xbar = graph_gather(graph_mean(x, batch.batch, batch.num_graphs), batch.batch, batch.num_graphs)
         x = x - xbar

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.models.config import ModelConfig
+from eghn_md.models.inputs import with_input_features
 from eghn_md.models.output import ModelOutput
 from eghn_md.nn.edges import Edges, graph_gather, graph_mean
 from eghn_md.nn.mlp import MLP, EdgeMLP
@@ -42,6 +43,7 @@ class GNN(nn.Module):
 
     def forward(self, batch: GraphBatch) -> ModelOutput:
         c = self.config
+        batch = with_input_features(batch, c)
         x = batch.pos / c.length_scale
         xc = x - graph_gather(graph_mean(x, batch.batch, batch.num_graphs), batch.batch, batch.num_graphs)
         h = self.embed(torch.cat([xc, batch.vel / c.vel_scale, batch.h], dim=1))

@@ -11,6 +11,7 @@ from torch import nn
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.models.config import ModelConfig
+from eghn_md.models.inputs import with_input_features
 from eghn_md.models.output import ModelOutput
 from eghn_md.nn.mlp import MLP
 from eghn_md.nn.edges import Edges
@@ -46,6 +47,7 @@ class RF(nn.Module):
 
     def forward(self, batch: GraphBatch) -> ModelOutput:
         c = self.config
+        batch = with_input_features(batch, c)
         x = batch.pos / c.length_scale
         x0 = x
         v = batch.vel / c.vel_scale

@@ -26,6 +26,9 @@ __all__ = ["EGNNLayer"]
 class EGNNLayer(nn.Module):
     """One EGNN layer (``update_h=False``: the last layer of a stack whose scalars are not read, no φ_h).
 
+    ``clamp`` bounds the aggregated coordinate message element-wise in the network's units (before ``coord_scale``);
+    ``coord_bias`` gives φ_x's output layer a bias (as in the published EGHN code).
+
     Shapes: x (N, 3), v (N, 3) or None, h (N, H), edges (:class:`~eghn_md.nn.edges.Edges`), edge_attr (E, D) or None -> x' (N, 3), h' (N, H).
     """
 
@@ -39,6 +42,7 @@ class EGNNLayer(nn.Module):
         coord_scale: float = 1.0,
         clamp: Optional[float] = None,
         update_h: bool = True,
+        coord_bias: bool = False,
     ):
         super().__init__()
         self.edge_in = edge_in
@@ -47,7 +51,7 @@ class EGNNLayer(nn.Module):
         self.clamp = clamp
         self.edge_mlp = EdgeMLP(hidden, 1 + edge_in, hidden)
         self.coord1 = nn.Linear(hidden, hidden)
-        self.coord2 = nn.Linear(hidden, 1, bias=False)
+        self.coord2 = nn.Linear(hidden, 1, bias=coord_bias)  # the published code's φ_x has a bias
         nn.init.xavier_uniform_(self.coord2.weight, gain=0.001)
         self.vel = MLP(hidden, hidden, 1, n_layers=2) if velocity else None
         self.node = MLP(2 * hidden, hidden, hidden, n_layers=2) if update_h else None

@@ -19,7 +19,9 @@ Two invariant/message forms are provided (the only difference between ``eghn`` a
   Gram ``(Z_i − Z_j)ᵀ(Z_i − Z_j)`` (a function of ``Ẑ_ijᵀẐ_ij``) is added explicitly so local distances are not a
   difference of large numbers. The message spans ``[Z_i − Z_j, Z_j − Z̄]`` (the same span as ``Ẑ_ij``).
 * ``invariants="cross"`` (published code): only the cross block ``Z_jᵀZ_i``, L2-normalised, and ``M_ij = (Z_j − Z̄)
-  C_ij``; scalars aggregate with a sum.
+  C_ij``; scalars aggregate with a sum. The published code computes ``C_ij`` with a two-layer head
+  (``coef_layers=2``: Linear–SiLU–Linear on the edge message) and does not re-centre between layers (pass
+  ``translating`` all False with already centred positions).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class EMMP(nn.Module):
         vector_scale: per channel, a fixed divisor of the vectors before their Gram invariants are taken (training
             statistics: the model then sees absolute geometry, e.g. a swelling structure); ``None`` divides every
             channel by its per-graph RMS instead (v0.1 checkpoints; blind to the structure's overall size).
+        coef_layers: 1 (a linear head on the edge message, initialised small) or 2 (Linear–SiLU–Linear, default
+            initialisation: the published code's ``out_vector_net``).
 
     Shapes:
         Z (N, 3, m), h (N, H), edges (:class:`~eghn_md.nn.edges.Edges`), edge_attr (E, D) in edge order or None, batch (N,) -> Z' (N, 3, m), h' (N, H).
@@ -67,10 +71,13 @@ class EMMP(nn.Module):
         h_agg: str = "mean",
         update_vectors: bool = True,
         vector_scale: Optional[Sequence[float]] = None,
+        coef_layers: int = 1,
     ):
         super().__init__()
         if invariants not in ("gram", "cross"):
             raise ValueError(f"unknown invariants {invariants!r}; valid: gram, cross")
+        if coef_layers not in (1, 2):
+            raise ValueError(f"coef_layers must be 1 or 2, got {coef_layers!r}")
         if h_agg not in ("mean", "sum"):
             raise ValueError(f"unknown h_agg {h_agg!r}; valid: mean, sum")
         if len(translating) != n_vectors:
@@ -88,15 +95,18 @@ class EMMP(nn.Module):
             node_dim, edge_dim, n_basis = hidden, m * m + edge_in, m
         self.n_basis = n_basis
         self.edge_mlp = EdgeMLP(node_dim, edge_dim, hidden)
-        self.coef = nn.Linear(hidden, n_basis * m) if update_vectors else None
-        if self.coef is not None:
+        self.coef: Optional[nn.Module] = None
+        if update_vectors and coef_layers == 2:
+            self.coef = MLP(hidden, hidden, n_basis * m, n_layers=2)
+        elif update_vectors:
+            self.coef = nn.Linear(hidden, n_basis * m)
             with torch.no_grad():
                 self.coef.weight.mul_(0.01)
                 self.coef.bias.zero_()
         self.node = MLP(2 * hidden, hidden, hidden, n_layers=2)
         if vector_scale is not None and len(vector_scale) != m:
             raise ValueError(f"vector_scale has {len(vector_scale)} entries for {m} vector channels")
-        scale = None if vector_scale is None else torch.tensor([float(x) for x in vector_scale]).view(1, 1, m)
+        scale = None if vector_scale is None else torch.tensor([float(x) for x in vector_scale], dtype=torch.float64).view(1, 1, m)
         self.register_buffer("vector_scale", scale, persistent=False)
 
     def forward(
@@ -127,7 +137,11 @@ class EMMP(nn.Module):
         edge_feat = torch.cat(inv, dim=1).to(h.dtype) if len(inv) > 1 else inv[0].to(h.dtype)
         pre2 = self.edge_mlp(node_feat, edge_feat, edges)  # (E, H)
         if self.coef is not None:
-            msg, coef = silu_with_head(pre2, self.coef)
+            if isinstance(self.coef, nn.Linear):
+                msg, coef = silu_with_head(pre2, self.coef)
+            else:  # two-layer head (published)
+                msg = F.silu(pre2)
+                coef = self.coef(msg)
             coef = coef.view(-1, self.n_basis, self.m)  # (E, 2m, m)
             M = (basis.unsqueeze(3) * coef.to(basis.dtype).unsqueeze(1)).sum(2)  # (E, 3, m)
             Z = Z + edges.mean_i(M)

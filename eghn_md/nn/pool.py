@@ -19,6 +19,8 @@ __all__ = [
     "cluster_adjacency",
     "row_normalise",
     "pooling_regulariser",
+    "l2_row_normalise",
+    "published_regulariser",
     "complete_graph",
 ]
 
@@ -94,6 +96,24 @@ def pooling_regulariser(A_high: Tensor, *, squared: bool) -> Tensor:
     sq = ((row_normalise(A_high) - eye) ** 2).sum((-2, -1))
     # sqrt with a finite gradient at exactly zero
     per_graph = sq if squared else torch.where(sq > 0, sq.clamp_min(1e-30).sqrt(), torch.zeros_like(sq))
+    return per_graph.mean()
+
+
+def l2_row_normalise(A: Tensor, eps: float = 1e-12) -> Tensor:
+    """Divide every row of (…, K, K) by its Euclidean norm (at least ``eps``), as ``F.normalize(A, dim=-1)``."""
+    return A / A.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def published_regulariser(A_high: Tensor) -> Tensor:
+    """The published code's pooling regulariser ``mean_g ‖l2rows(Sᵀ A S)_g − I‖_F`` (not squared), a scalar.
+
+    Rows are divided by their L2 norm (not their sum as in :func:`pooling_regulariser`); the published model applies
+    it to the *local* (bond) adjacency. Shapes: A_high (G, K, K) -> ().
+    """
+    k = A_high.shape[-1]
+    eye = torch.eye(k, dtype=A_high.dtype, device=A_high.device)
+    sq = ((l2_row_normalise(A_high) - eye) ** 2).sum((-2, -1))
+    per_graph = torch.where(sq > 0, sq.clamp_min(1e-30).sqrt(), torch.zeros_like(sq))  # finite gradient at 0
     return per_graph.mean()
 
 

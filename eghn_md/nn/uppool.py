@@ -9,6 +9,11 @@ Stacking ``n_stack`` steps, each step appending its output to the vectors the ne
 "equivariant scalar net" decoder (GMN-style); ``n_stack = 1`` is eqs. 12–13. ``gram_norm="l2"`` L2-normalises the
 flattened Gram matrix (published); ``"soft"`` bounds it with :func:`~eghn_md.nn.invariants.soft_normalise` (equations
 variant: keeps magnitudes, bounds the response to large vectors); ``"none"`` uses it as is.
+
+:class:`ScalarNetDecoder` is the published code's decoder exactly (``EquivariantScalarNet`` / ``EGMN``): the *whole*
+c×c Gram matrix, L2-normalised as one vector, goes with the scalars through a two-layer network with a final SiLU;
+two two-layer heads give the c vector coefficients and new node scalars, and each stacked step receives the previous
+step's scalars (not the input scalars).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from torch.nn import functional as F
 from eghn_md.nn.invariants import gram_features, soft_normalise
 from eghn_md.nn.mlp import MLP
 
-__all__ = ["VectorDecoder"]
+__all__ = ["VectorDecoder", "ScalarNetDecoder"]
 
 
 class VectorDecoder(nn.Module):
@@ -58,3 +63,45 @@ class VectorDecoder(nn.Module):
             out = torch.einsum("ncv,nv->nc", V, coef.to(V.dtype))
             V = torch.cat([V, out.unsqueeze(2)], dim=2)
         return out
+
+
+class _ScalarNetStep(nn.Module):
+    """One equivariant scalar net: ``m = MLP_in([l2(VᵀV), s])``, ``out = V · MLP_vec(m)``, ``s' = MLP_out(m)``."""
+
+    def __init__(self, n_vectors: int, scalar_in: int, hidden: int):
+        super().__init__()
+        c = n_vectors
+        self.inp = MLP(c * c + scalar_in, hidden, hidden, n_layers=2, final_act=True)
+        self.vec = MLP(hidden, hidden, c, n_layers=2)
+        self.out = MLP(hidden, hidden, hidden, n_layers=2)
+
+    def forward(self, V: Tensor, s: Tensor):
+        g = F.normalize(gram_features(V), dim=1)  # whole c×c Gram, row-major, as one vector
+        m = self.inp(torch.cat([g.to(s.dtype), s], dim=1))
+        coef = self.vec(m)
+        return torch.einsum("ncv,nv->nc", V, coef.to(V.dtype)), self.out(m)
+
+
+class ScalarNetDecoder(nn.Module):
+    """The published decoder: ``n_layers`` stacked equivariant scalar nets (see the module docstring).
+
+    Step t sees the c + t vectors (the inputs and the outputs of the steps before it) and the scalars returned by
+    step t − 1 (the input scalars for t = 0). The last step's scalar head only produces the returned node scalars.
+
+    Shapes: V (N, 3, c), s (N, scalar_in) -> vector (N, 3), scalars (N, hidden).
+    """
+
+    def __init__(self, *, n_vectors: int, scalar_in: int, hidden: int, n_layers: int = 1):
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"ScalarNetDecoder needs n_layers >= 1, got {n_layers}")
+        self.layers = nn.ModuleList(
+            _ScalarNetStep(n_vectors + t, scalar_in if t == 0 else hidden, hidden) for t in range(n_layers)
+        )
+
+    def forward(self, V: Tensor, s: Tensor):
+        out = None
+        for step in self.layers:
+            out, s = step(V, s)
+            V = torch.cat([V, out.unsqueeze(2)], dim=2)
+        return out, s

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.data.samples import build_edges
+from eghn_md.train.options import TrainConfig
 
 __all__ = ["Objective", "sample_noise"]
 
@@ -64,17 +65,17 @@ def _n_steps(sample: GraphBatch) -> int:
     return 1 + int(finite.long().cumprod(0).sum())
 
 
-@dataclass(kw_only=True)
+@dataclass
 class Objective:
-    """Loss of a model on a batch; see the module docstring. Lengths in Å, losses in Å²."""
+    """Loss of a model on a batch; see the module docstring. Lengths in Å, losses in Å². The weights and switches
+    are those of ``config`` (their one home); ``cutoff`` [Å] rebuilds contact edges between unrolled steps."""
 
-    reg_weight: float = 0.0
-    unroll_steps: int = 1
-    pushforward: bool = True
-    bond_weight: float = 0.0
-    clash_weight: float = 0.0
-    clash_distance: float = 3.0
-    cutoff: float = 10.0
+    config: TrainConfig
+    cutoff: float = float("nan")
+
+    @property
+    def unroll_steps(self) -> int:
+        return int(self.config.unroll_steps)
 
     def totals(self, samples: Sequence[GraphBatch]) -> dict:
         """Denominators over a whole (global) batch of single-graph samples: per unrolled step, the nodes, bonds
@@ -92,6 +93,7 @@ class Objective:
         """``(loss, parts)`` of a piece of a batch; ``parts`` (detached): ``mse`` (first step), ``reg``, and, when
         used, ``mse_unroll`` (mean over steps), ``bond``, ``clash``, each already divided by the batch totals."""
         out = net(batch)
+        c = self.config
         reg = _full(out.reg) * (batch.num_graphs / totals["graphs"])
         n_steps = totals["steps"]
         sums = {"mse": 0.0, "bond": 0.0, "clash": 0.0}
@@ -105,12 +107,12 @@ class Objective:
                 sums[key] = sums[key] + terms[key]
             if k + 1 < n_steps:
                 prev, pred = self._advance(net, batch, prev, pred, valid)
-        loss = (sums["mse"] + self.bond_weight * sums["bond"] + self.clash_weight * sums["clash"]) / n_steps
-        loss = loss + self.reg_weight * reg
+        loss = (sums["mse"] + c.bond_weight * sums["bond"] + c.clash_weight * sums["clash"]) / n_steps
+        loss = loss + c.reg_weight * reg
         parts = {"mse": first_mse.detach(), "reg": reg.detach()}
         if n_steps > 1:
             parts["mse_unroll"] = (sums["mse"] / n_steps).detach()
-        for key, w in (("bond", self.bond_weight), ("clash", self.clash_weight)):
+        for key, w in (("bond", c.bond_weight), ("clash", c.clash_weight)):
             if w > 0:
                 parts[key] = (sums[key] / n_steps).detach()
         return loss, parts
@@ -120,22 +122,22 @@ class Objective:
         target = torch.where(valid.unsqueeze(1), _full(target), pred.detach())  # no NaN reaches the graph
         diff = pred - target
         terms = {"mse": (diff * diff).sum() / (3 * totals["nodes"][k]), "bond": 0.0, "clash": 0.0}
-        if self.bond_weight > 0:
+        if self.config.bond_weight > 0:
             i, j = batch.bonds
             keep = (valid[i] & valid[j]).to(pred.dtype)
             dd = (pred[i] - pred[j]).norm(dim=1) - (target[i] - target[j]).norm(dim=1)
             terms["bond"] = (keep * dd * dd).sum() / totals["bonds"][k]
-        if self.clash_weight > 0:
+        if self.config.clash_weight > 0:
             i, j = batch.edge_index
             keep = (valid[i] & valid[j]).to(pred.dtype)
-            floor = (target[i] - target[j]).norm(dim=1).clamp_max(self.clash_distance)
+            floor = (target[i] - target[j]).norm(dim=1).clamp_max(self.config.clash_distance)
             short = torch.relu(floor - (pred[i] - pred[j]).norm(dim=1))
             terms["clash"] = (keep * short * short).sum() / totals["pairs"][k]
         return terms
 
     def _advance(self, net, batch: GraphBatch, prev: Tensor, pred: Tensor, valid: Tensor):
         """One more autoregressive step from the prediction ``pred``: ``(new prev, new prediction)``."""
-        cur = pred.detach() if self.pushforward else pred
+        cur = pred.detach() if self.config.pushforward else pred
         cur = torch.where(valid.unsqueeze(1), cur, cur.detach())  # graphs without targets carry no gradient
         edge_index, edge_attr = build_edges(cur.detach(), self.cutoff, batch.bonds, batch=batch.batch)
         d = batch.edge_attr.shape[1]

@@ -70,7 +70,7 @@ def _check_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
 
 def _check_val_size(config: RunConfig, n_val: int, log) -> None:
     """Too few validation windows cannot rank epochs: keep the last epoch instead, and say what to do."""
-    from eghn_md.train.loop import MIN_VAL_WINDOWS
+    from eghn_md.train.options import MIN_VAL_WINDOWS
 
     if n_val >= MIN_VAL_WINDOWS or config.train.select != "best":
         return
@@ -108,10 +108,8 @@ def _model_config(config: RunConfig, splits, stats: dict, last):
 
     if last is not None:
         return ModelConfig.from_dict(last.model_config)
-    model_cfg = ModelConfig.from_dict({
-        **dict(config.model), "node_in": int(splits.system.h.shape[1]), "edge_in": 1,
-        **{k: stats[k] for k in ("length_scale", "radius_scale", "vel_scale", "disp_scale")},
-    })
+    model_cfg = ModelConfig.from_dict(_model_fields(dict(config.model), config.data.features,
+                                                    int(splits.system.h.shape[1]), stats))
     if has_pooling(model_cfg.name) and int(model_cfg.n_clusters) > splits.system.n_nodes:
         raise UsageError(f"--clusters {model_cfg.n_clusters} exceeds the {splits.system.n_nodes} nodes of the data; "
                          f"choose K <= {splits.system.n_nodes}")
@@ -162,6 +160,27 @@ def _metrics(model, model_cfg, config: RunConfig, result: FitResult, splits, sta
         "n_nodes": splits.system.n_nodes,
         "metric": "MSE per coordinate [Å²] at the horizon (the paper's metric; ×3 = mean squared displacement)",
         "splits": evals, "sources": splits.sources,
+    }
+
+
+def _model_fields(model_section: dict, features: str, n_node_scalars: int, stats: dict) -> dict:
+    """ModelConfig fields of a new run: the model section, input sizes of the feature set, scales.
+
+    ``residue``: the dataset's node scalars and its bond flag; ``paper``: [|v|, dataset scalars] and [d, d²] (the
+    bond flag is not read); ``both``: [|v|, dataset scalars] and [bond flag, d, d²]. Length / velocity /
+    displacement scales come from the training statistics unless the model section sets them (the ``paper`` preset
+    sets 1: the authors' raw Å).
+    """
+    speed = features in ("paper", "both")
+    edge_mode = {"residue": "data", "paper": "distance", "both": "data+distance"}[features]
+    scales = {k: stats[k] for k in ("length_scale", "radius_scale", "vel_scale", "disp_scale")}
+    return {
+        **scales,
+        **model_section,
+        "node_in": n_node_scalars + int(speed),
+        "edge_in": {"data": 1, "distance": 2, "data+distance": 3}[edge_mode],
+        "speed_feature": speed,
+        "edge_features": edge_mode,
     }
 
 

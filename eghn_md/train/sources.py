@@ -11,7 +11,7 @@ from eghn_md.data.samples import ConcatSet, DataConfig, WindowSet, default_cutof
 from eghn_md.data.system import GraphSystem, check_same_nodes, with_model_bonds
 from eghn_md.data.timebase import common_spacing, frame_spacing, frames_per_horizon
 from eghn_md.errors import DataError, UsageError
-from eghn_md.graph.features import FeatureSpec, canonical_residue
+from eghn_md.graph.features import FeatureSpec, canonical_residue, feature_spec_for
 
 __all__ = ["Splits", "build_splits", "open_system", "SPLITS"]
 
@@ -203,6 +203,11 @@ def build_splits(
             ds = Dataset(path)
             handles.append(ds)
             ds.validate()  # shapes, dtypes, finite values: a clear DataError before any sample is built
+            if spec is None:  # a new run: the feature set of config.features (resume / evaluate: the model's)
+                spec = feature_spec_for(config.features, ds.nodes, what=f"dataset {str(path)!r}")
+            elif spec.charge and ds.nodes.charge is None:
+                raise DataError(f"dataset {str(path)!r} stores no charges, which the model's node features need "
+                                "(preprocess it from a topology with charges: PSF, TPR, PRMTOP)")
             sys_here, note = _dataset_system(ds, path, spec, expected_nodes, system, first=jobs[0][0])
             notes += [note] if note else []
             if system is None:

@@ -1,0 +1,116 @@
+"""Optimisation settings of a training run (plain data, saved in every checkpoint): the one home of every training
+hyper-parameter and of the lists of their choices."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+from eghn_md.errors import UsageError
+from eghn_md.utils import reject_unknown_fields
+
+__all__ = ["TrainConfig", "SCHEDULES", "SELECTIONS", "MIN_VAL_WINDOWS", "OPTIMIZERS"]
+
+SCHEDULES = ("cosine", "plateau", "none")
+#: ``adamw``: decoupled weight decay (the default); ``adam``: torch's Adam, weight decay added to the gradient as an
+#: L2 penalty (the published EGHN code's optimiser)
+OPTIMIZERS = ("adamw", "adam")
+#: which weights a run keeps: the best on validation (early stopping after ``patience`` bad evaluations) or the last
+SELECTIONS = ("best", "last")
+#: fewer validation windows than this cannot rank epochs (3 windows of one trajectory's end move like none of the
+#: training windows): ``train`` then keeps the last epoch and says so
+MIN_VAL_WINDOWS = 8
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Optimisation settings (all plain data, saved in every checkpoint).
+
+    ``patience`` counts evaluations without validation improvement (0 disables early stopping); ``max_chunk_nodes``
+    splits each batch into pieces of at most that many nodes whose gradients are accumulated (the same gradient;
+    per-edge tensors stay cache-sized, which is faster on CPU and needs less memory; 0 disables).
+
+    Rollout stability (:mod:`eghn_md.train.objective`; all off by default, the ``tiny``/``default`` presets turn
+    them on): ``noise_std`` [Å] input-frame noise and ``noise_scale`` its relative breathing; ``unroll_steps`` K autoregressive steps per sample with
+    ``pushforward`` stop-gradients; ``bond_weight`` / ``clash_weight`` auxiliary losses with ``clash_distance`` [Å].
+
+    ``select``: ``"best"`` keeps the best weights on validation (and stops early after ``patience`` evaluations
+    without improvement); ``"last"`` keeps the last epoch's (no early stopping; validation is still reported), the
+    choice when the validation set is too small to rank models (``train`` switches to it, with a warning, below
+    :data:`MIN_VAL_WINDOWS` windows).
+
+    Speed (neither changes the results): ``workers`` processes build the training samples ahead of the model
+    (:mod:`eghn_md.train.feed`; ``None``: min(4, CPUs − 1) on CUDA, 0 on CPU); ``compile`` runs the model through
+    ``torch.compile`` (dynamic shapes; the first steps of a run pay the compilation).
+    """
+
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    grad_clip: float = 10.0
+    patience: int = 20
+    eval_every: int = 1
+    reg_weight: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    max_chunk_nodes: int = 1024
+    noise_std: float = 0.0
+    noise_scale: float = 0.0
+    unroll_steps: int = 1
+    pushforward: bool = True
+    bond_weight: float = 0.0
+    clash_weight: float = 0.0
+    clash_distance: float = 3.0
+    select: str = "best"
+    optimizer: str = "adamw"  #: one of OPTIMIZERS
+    workers: Optional[int] = None
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        def number(name: str, kind: type) -> float:
+            value = getattr(self, name)
+            try:
+                x = kind(value)
+            except (TypeError, ValueError, OverflowError):
+                raise UsageError(f"{name} must be a finite number, got {value!r}") from None
+            if not math.isfinite(x):
+                raise UsageError(f"{name} must be a finite number, got {value!r}")
+            return x
+
+        for name in ("epochs", "batch_size", "eval_every", "unroll_steps"):
+            if number(name, int) < 1:
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("lr",):
+            if not number(name, float) > 0:
+                raise UsageError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("weight_decay", "grad_clip", "reg_weight", "patience", "max_chunk_nodes", "noise_std", "noise_scale",
+                     "bond_weight", "clash_weight", "clash_distance"):
+            if number(name, float) < 0:
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.workers is not None and (isinstance(self.workers, bool) or number("workers", int) < 0
+                                         or int(self.workers) != float(self.workers)):
+            raise UsageError(f"workers must be a whole number >= 0 (or null for the default), got {self.workers!r}")
+        if self.workers is not None:
+            self.workers = int(self.workers)
+        if not isinstance(self.compile, bool):
+            raise UsageError(f"compile must be true or false, got {self.compile!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"unknown optimizer {self.optimizer!r}; valid choices: {', '.join(OPTIMIZERS)}")
+        if self.select not in SELECTIONS:
+            raise UsageError(f"unknown select {self.select!r}; valid choices: {', '.join(SELECTIONS)}")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"unknown schedule {self.schedule!r}; valid choices: {', '.join(SCHEDULES)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        reject_unknown_fields(d, cls, what="train")
+        return cls(**d)
+
+
