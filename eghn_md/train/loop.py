@@ -244,10 +244,27 @@ def _feed(run: _Run, train_set: Sequence[GraphBatch]) -> BatchFeed:
                      rank=run.rank, world=run.world, pin_memory=run.device.type == "cuda")
 
 
+def _global_totals(totals: dict, run: _Run) -> dict:
+    """The loss denominators of the whole global batch: this rank's counts all-reduced over the ranks, so every
+    rank's loss is its share of the global sums and the averaged gradient is the single-process one."""
+    if run.world == 1:
+        return totals
+    keys = ("nodes", "bonds", "pairs")
+    flat = [totals["graphs"]] + [x for key in keys for x in totals[key]]
+    t = torch.tensor(flat, dtype=torch.float64, device=run.device)
+    dist.all_reduce(t)
+    steps = torch.tensor([totals["steps"]], dtype=torch.float64, device=run.device)
+    dist.all_reduce(steps, op=dist.ReduceOp.MAX)
+    vals, k, out = t.tolist(), len(totals["nodes"]), {"graphs": int(t[0]), "steps": int(steps[0])}
+    for i, key in enumerate(keys):
+        out[key] = [int(v) for v in vals[1 + i * k: 1 + (i + 1) * k]]
+    return out
+
+
 def _take_step(run: _Run, prepared: Prepared, epoch: int) -> dict:
     """One optimiser step on this rank's share of a batch (in pieces); returns the detached loss parts (tensors)."""
     cfg = run.config
-    totals, pieces = prepared.totals, prepared.pieces
+    totals, pieces = _global_totals(prepared.totals, run), prepared.pieces
     run.optimizer.zero_grad(set_to_none=True)
     sums: dict = {}
     non_blocking = run.device.type == "cuda"
@@ -257,6 +274,8 @@ def _take_step(run: _Run, prepared: Prepared, epoch: int) -> dict:
         with sync:
             with _autocast(run.device, cfg.amp):
                 loss, parts = run.objective(run.net, batch, totals)
+            if run.world > 1:  # a share of the global sums; DDP averages gradients over the ranks
+                loss, parts = loss * run.world, {key: v * run.world for key, v in parts.items()}
             if not torch.isfinite(loss):
                 raise DivergenceError(f"training loss became {float(loss.detach())} at epoch {epoch}; lower --lr or "
                                       "check the data")

@@ -79,13 +79,13 @@ class Objective:
 
     def totals(self, samples: Sequence[GraphBatch]) -> dict:
         """Denominators over a whole (global) batch of single-graph samples: per unrolled step, the nodes, bonds
-        and contact pairs that have a target; and the graphs."""
+        and contact pairs that have a target; the graphs; the most steps any sample has. Under DDP each rank counts
+        its share and :func:`eghn_md.train.loop` all-reduces them (sums; the maximum for ``steps``)."""
         steps = [min(_n_steps(s), self.unroll_steps) for s in samples]
         out = {"graphs": len(samples)}
         for key, count in (("nodes", lambda s: s.num_nodes), ("bonds", lambda s: s.bonds.shape[1]),
                            ("pairs", lambda s: s.edge_index.shape[1])):
-            out[key] = [max(sum(count(s) for s, k in zip(samples, steps) if k > j), 1)
-                        for j in range(self.unroll_steps)]
+            out[key] = [sum(count(s) for s, k in zip(samples, steps) if k > j) for j in range(self.unroll_steps)]
         out["steps"] = max(steps)
         return out
 
@@ -121,18 +121,18 @@ class Objective:
         """The error terms of unrolled step ``k`` (0-based), over the nodes with a target (``valid``)."""
         target = torch.where(valid.unsqueeze(1), _full(target), pred.detach())  # no NaN reaches the graph
         diff = pred - target
-        terms = {"mse": (diff * diff).sum() / (3 * totals["nodes"][k]), "bond": 0.0, "clash": 0.0}
+        terms = {"mse": (diff * diff).sum() / (3 * max(totals["nodes"][k], 1)), "bond": 0.0, "clash": 0.0}
         if self.config.bond_weight > 0:
             i, j = batch.bonds
             keep = (valid[i] & valid[j]).to(pred.dtype)
             dd = (pred[i] - pred[j]).norm(dim=1) - (target[i] - target[j]).norm(dim=1)
-            terms["bond"] = (keep * dd * dd).sum() / totals["bonds"][k]
+            terms["bond"] = (keep * dd * dd).sum() / max(totals["bonds"][k], 1)
         if self.config.clash_weight > 0:
             i, j = batch.edge_index
             keep = (valid[i] & valid[j]).to(pred.dtype)
             floor = (target[i] - target[j]).norm(dim=1).clamp_max(self.config.clash_distance)
             short = torch.relu(floor - (pred[i] - pred[j]).norm(dim=1))
-            terms["clash"] = (keep * short * short).sum() / totals["pairs"][k]
+            terms["clash"] = (keep * short * short).sum() / max(totals["pairs"][k], 1)
         return terms
 
     def _advance(self, net, batch: GraphBatch, prev: Tensor, pred: Tensor, valid: Tensor):
