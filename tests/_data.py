@@ -73,3 +73,28 @@ def run_cli(*args: str):
     from cli.main import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def history_rows(run: Path) -> list[dict]:
+    """The rows of ``RUN/history.csv`` as dicts of strings."""
+    import csv
+
+    with open(Path(run) / "history.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+class StopAfter:
+    """A progress object that interrupts training (like Ctrl-C) once ``k`` epochs are complete."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def start(self, total, done):
+        pass
+
+    def update(self, row):
+        if row["epoch"] >= self.k:
+            raise KeyboardInterrupt
+
+    def stop(self):
+        pass

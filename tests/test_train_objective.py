@@ -3,12 +3,12 @@ give the same training, and the small-validation fallback."""
 
 from __future__ import annotations
 
-import csv
 
 import pytest
 import torch
 from click.testing import CliRunner
 
+from _data import StopAfter, history_rows
 from cli.main import main
 from eghn_md.data.batch import collate
 from eghn_md.data.samples import WindowSet, build_edges
@@ -151,23 +151,6 @@ train: {epochs: 3, batch_size: 4, lr: 0.002, schedule: cosine, patience: 0, nois
 """
 
 
-def _history(run):
-    return list(csv.DictReader(open(run / "history.csv")))
-
-
-class _StopAfter:
-    def __init__(self, k):
-        self.k = k
-
-    def start(self, total, done):
-        pass
-
-    def update(self, row):
-        if row["epoch"] >= self.k:
-            raise KeyboardInterrupt
-
-    def stop(self):
-        pass
 
 
 def test_unrolled_noisy_training_resumes_bit_identically(adk_h5, tmp_path):
@@ -182,10 +165,10 @@ def test_unrolled_noisy_training_resumes_bit_identically(adk_h5, tmp_path):
     assert res.exit_code == 0, res.output
     config = resolve_config(preset=None, config_file=cfg_file, overrides={"train": {"seed": 2, "device": "cpu"}})
     with pytest.raises(KeyboardInterrupt):
-        train_run([adk_h5], part, config=config, progress=_StopAfter(1))
+        train_run([adk_h5], part, config=config, progress=StopAfter(1))
     res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(part), "--resume", "--quiet", "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    a, b = _history(full), _history(part)
+    a, b = history_rows(full), history_rows(part)
     assert len(a) == len(b) == 3
     for ra, rb in zip(a, b):
         for key in ("train_loss", "train_mse", "train_mse_unroll", "train_bond", "train_clash", "val_mse"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from _data import StopAfter, history_rows
 from cli.main import main
 
 RESUME_CONFIG = """\
@@ -20,25 +20,6 @@ train: {epochs: 4, batch_size: 4, lr: 0.002, schedule: cosine, patience: 0}
 """
 
 
-def _history(run):
-    return list(csv.DictReader(open(run / "history.csv")))
-
-
-class _StopAfter:
-    """A progress object that interrupts training (like Ctrl-C) once ``k`` epochs are complete."""
-
-    def __init__(self, k):
-        self.k = k
-
-    def start(self, total, done):
-        pass
-
-    def update(self, row):
-        if row["epoch"] >= self.k:
-            raise KeyboardInterrupt
-
-    def stop(self):
-        pass
 
 
 def test_resume_follows_the_uninterrupted_curve(adk_h5, tmp_path):
@@ -54,12 +35,12 @@ def test_resume_follows_the_uninterrupted_curve(adk_h5, tmp_path):
 
     config = resolve_config(preset=None, config_file=cfg_file, overrides={"train": {"seed": 3, "device": "cpu"}})
     with pytest.raises(KeyboardInterrupt):
-        train_run([adk_h5], part, config=config, progress=_StopAfter(2))
-    assert len(_history(part)) == 2
+        train_run([adk_h5], part, config=config, progress=StopAfter(2))
+    assert len(history_rows(part)) == 2
     res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(part), "--resume", "--quiet", "--device", "cpu"])
     assert res.exit_code == 0, res.output
 
-    a, b = _history(full), _history(part)
+    a, b = history_rows(full), history_rows(part)
     assert len(a) == len(b) == 4
     for ra, rb in zip(a, b):
         for key in ("train_loss", "train_mse", "val_mse", "lr"):
@@ -91,7 +72,7 @@ def test_torchrun_two_gloo_processes_match_one_process(adk_h5, tmp_path):
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    a, b = _history(single), _history(multi)
+    a, b = history_rows(single), history_rows(multi)
     assert len(a) == len(b) == 2
     for ra, rb in zip(a, b):
         assert float(rb["train_loss"]) == pytest.approx(float(ra["train_loss"]), rel=1e-4)
