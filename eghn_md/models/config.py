@@ -34,6 +34,13 @@ class ModelConfig:
     divided by its per-graph RMS in both modes (bounded steps). Checkpoints written before the
     option existed load as ``"per-graph"``.
 
+    ``output_smoothing`` (``eghn``, ``eghn-published``, ``egnn``): the predicted displacement x(t+ΔT) − x(t) is
+    filtered by that many lazy random-walk steps along the bond graph (:mod:`eghn_md.nn.smoothing`; the contact graph
+    when the data has no bonds) inside the model, so training sees it; 0 (the default, and every checkpoint written
+    before the option) leaves the output as the network produces it. ``refine_layers`` (``eghn``, ``egnn``): that
+    many EGNN layers over the bond graph move the predicted nodes along their bond vectors by learned amounts
+    (:mod:`eghn_md.nn.refine`), after the filter; 0 (default and old checkpoints): none.
+
     Input scalars (:mod:`eghn_md.models.inputs`): ``node_in`` and ``edge_in`` count what the layers see. With
     ``speed_feature`` the node scalars are ``[|v| / vel_scale, batch.h]`` (so ``batch.h`` has ``node_in − 1``
     columns); ``edge_features`` is ``"data"`` (``batch.edge_attr``), ``"distance"`` ([d, d²] of every edge from the
@@ -57,6 +64,8 @@ class ModelConfig:
     vector_norm: str = "fixed"
     speed_feature: bool = False  #: prepend |v| to the node scalars
     edge_features: str = "data"  #: one of EDGE_FEATURES
+    output_smoothing: int = 0  #: lazy random-walk steps filtering the predicted displacement along the bonds
+    refine_layers: int = 0  #: EGNN layers over the bond graph refining the predicted structure
 
     def __post_init__(self) -> None:
         if self.name not in MODEL_NAMES:
@@ -68,6 +77,8 @@ class ModelConfig:
             ("n_layers", 1),
             ("n_pool_layers", 1),
             ("n_decoder_layers", 1),
+            ("output_smoothing", 0),
+            ("refine_layers", 0),
             ("n_clusters", 1),
         ):
             v = getattr(self, key)

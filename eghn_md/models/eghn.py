@@ -81,6 +81,8 @@ from eghn_md.nn.pool import (
     row_normalise,
     unpool,
 )
+from eghn_md.nn.refine import BondRefiner
+from eghn_md.nn.smoothing import smooth_along_bonds
 from eghn_md.nn.uppool import ScalarNetDecoder, VectorDecoder
 
 __all__ = ["EGHN", "EGHNOptions", "EQUATIONS", "PUBLISHED"]
@@ -134,6 +136,7 @@ class EGHN(nn.Module):
             self.decoder = VectorDecoder(
                 n_vectors=6, scalar_in=2 * H, hidden=H, n_stack=1, mlp_layers=c.n_decoder_layers, gram_norm="soft"
             )
+            self.refine = BondRefiner(hidden=H, n_layers=c.refine_layers) if c.refine_layers else None
 
     def _build_published(self, c: ModelConfig, coord_scale: float) -> None:
         """The authors' modules, one for one (see :mod:`eghn_md.models.convert` for the name mapping)."""
@@ -191,12 +194,15 @@ class EGHN(nn.Module):
         h = self.embed(batch.h)
         edges = Edges(batch.edge_index, batch.num_nodes)
         ea = edges.attr(batch.edge_attr) if c.edge_in else None
-        scalars = None
+        scalars = h_low = None
         if self.options.published:
             out, S, reg, scalars = self._forward_published(batch, edges, xc, v, h, ea, G)
         else:
-            out, S, reg = self._forward_equations(batch, edges, xc, v, h, ea, G)
+            out, S, reg, h_low = self._forward_equations(batch, edges, xc, v, h, ea, G)
         pos = (xbar_n + out) * c.length_scale
+        pos = batch.pos + smooth_along_bonds(pos - batch.pos, batch.bonds, c.output_smoothing)
+        if getattr(self, "refine", None) is not None:
+            pos = self.refine(pos / c.length_scale, h_low, Edges(batch.bonds, batch.num_nodes)) * c.length_scale
         return ModelOutput(pos=pos, reg=reg, assign=S, scalars=scalars)
 
     # ------------------------------------------------------------------ eghn (equations)
@@ -226,7 +232,7 @@ class EGHN(nn.Module):
         d = self.decoder(V, torch.cat([hl, hagg.to(hl.dtype)], dim=1))  # eqs. 12-13
         out = xc + (c.disp_scale / c.length_scale) * d
         reg = pooling_regulariser(A, squared=True)
-        return out, S, reg
+        return out, S, reg, hl
 
     # ------------------------------------------------------------------ eghn-published
     def _forward_published(self, batch, edges, xc, v, h, ea, G):

@@ -9,6 +9,8 @@ from eghn_md.models.config import ModelConfig
 from eghn_md.models.inputs import with_input_features
 from eghn_md.models.output import ModelOutput
 from eghn_md.nn.egnn import EGNNLayer
+from eghn_md.nn.refine import BondRefiner
+from eghn_md.nn.smoothing import smooth_along_bonds
 from eghn_md.nn.edges import Edges, graph_gather, graph_mean
 
 __all__ = ["EGNN"]
@@ -27,10 +29,11 @@ class EGNN(nn.Module):
                 velocity=True,
                 residual=True,
                 coord_scale=c.disp_scale / c.length_scale,
-                update_h=k < c.n_layers - 1,  # the last layer's scalars are not read
+                update_h=k < c.n_layers - 1 or c.refine_layers > 0,  # the last layer's scalars are not read
             )
             for k in range(c.n_layers)
         )
+        self.refine = BondRefiner(hidden=c.hidden, n_layers=c.refine_layers) if c.refine_layers else None
 
     def forward(self, batch: GraphBatch) -> ModelOutput:
         c = self.config
@@ -44,4 +47,8 @@ class EGNN(nn.Module):
         ea = edges.attr(batch.edge_attr) if c.edge_in else None
         for layer in self.layers:
             x, h = layer(x, v, h, edges, ea)
-        return ModelOutput(pos=(x + xbar) * c.length_scale, reg=x.new_zeros(()), assign=None)
+        pos = (x + xbar) * c.length_scale
+        pos = batch.pos + smooth_along_bonds(pos - batch.pos, batch.bonds, c.output_smoothing)
+        if self.refine is not None:
+            pos = self.refine(pos / c.length_scale, h, Edges(batch.bonds, batch.num_nodes)) * c.length_scale
+        return ModelOutput(pos=pos, reg=x.new_zeros(()), assign=None)
