@@ -187,3 +187,43 @@ def test_small_validation_set_warns_and_keeps_the_last_epoch(adk_h5, tmp_path):
 
     metrics = json.loads(res.output[res.output.index("{"):])
     assert metrics["selection"] == "last" and metrics["best_epoch"] == metrics["epochs_run"] == 3
+
+
+def test_free_steps_add_the_bond_and_clash_terms_of_a_hand_made_rollout_past_the_targets():
+    ws, _ = _windows()
+    model = _model()
+    sample = ws[0].to(dtype=torch.float64)
+    cfg = dict(unroll_steps=2, pushforward=False, bond_weight=3.0, clash_weight=2.0)
+    supervised = Objective(TrainConfig(**cfg), cutoff=6.0)
+    free = Objective(TrainConfig(**cfg, free_steps=2), cutoff=6.0)
+    loss0, _ = supervised(model, sample, supervised.totals([sample]))
+    loss, parts = free(model, sample, free.totals([sample]))
+    # by hand: two supervised steps, then two more, scored against the first target's geometry
+    prev, cur = sample.pos - sample.vel, sample.pos
+    for _ in range(2):
+        ei, ea = build_edges(cur, 6.0, sample.bonds)
+        prev, cur = cur, model(sample.replace(pos=cur, vel=cur - prev, edge_index=ei, edge_attr=ea)).pos
+    ref = sample.target
+    i, j = sample.bonds
+    ci, cj = sample.edge_index
+    bond = clash = 0.0
+    for _ in range(2):
+        ei, ea = build_edges(cur, 6.0, sample.bonds)
+        prev, cur = cur, model(sample.replace(pos=cur, vel=cur - prev, edge_index=ei, edge_attr=ea)).pos
+        bond = bond + (((cur[i] - cur[j]).norm(dim=1) - (ref[i] - ref[j]).norm(dim=1)) ** 2).mean()
+        floor = (ref[ci] - ref[cj]).norm(dim=1).clamp_max(3.0)
+        clash = clash + (torch.relu(floor - (cur[ci] - cur[cj]).norm(dim=1)) ** 2).mean()
+    expected = (loss0 - 0.0) * 2 / 4 + (3.0 * bond + 2.0 * clash) / 4
+    reg = float(model(sample).reg)  # egnn: zero
+    assert reg == 0.0
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(parts["bond_free"], bond / 2)
+    loss.backward()  # the free steps carry gradient
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_free_steps_need_a_geometry_term():
+    with pytest.raises(Exception, match="free_steps"):
+        TrainConfig(free_steps=2)
+    with pytest.raises(Exception, match="free_steps"):
+        TrainConfig(free_steps=1.5, bond_weight=1.0)

@@ -33,7 +33,9 @@ class TrainConfig:
 
     Rollout stability (:mod:`eghn_md.train.objective`; all off by default, the ``tiny``/``default`` presets turn
     them on): ``noise_std`` [Å] input-frame noise and ``noise_scale`` its relative breathing; ``unroll_steps`` K autoregressive steps per sample with
-    ``pushforward`` stop-gradients; ``bond_weight`` / ``clash_weight`` auxiliary losses with ``clash_distance`` [Å].
+    ``pushforward`` stop-gradients; ``bond_weight`` / ``clash_weight`` auxiliary losses with ``clash_distance`` [Å];
+    ``free_steps`` more unrolled steps past the supervised ones, where only the bond and clash terms apply (against
+    the true frame's geometry: no target frame is needed, so they reach beyond the end of the data).
 
     ``select``: ``"best"`` keeps the best weights on validation (and stops early after ``patience`` evaluations
     without improvement); ``"last"`` keeps the last epoch's (no early stopping; validation is still reported), the
@@ -61,6 +63,7 @@ class TrainConfig:
     noise_std: float = 0.0
     noise_scale: float = 0.0
     unroll_steps: int = 1
+    free_steps: int = 0
     pushforward: bool = True
     bond_weight: float = 0.0
     clash_weight: float = 0.0
@@ -88,7 +91,7 @@ class TrainConfig:
             if not number(name, float) > 0:
                 raise UsageError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("weight_decay", "grad_clip", "reg_weight", "patience", "max_chunk_nodes", "noise_std", "noise_scale",
-                     "bond_weight", "clash_weight", "clash_distance"):
+                     "bond_weight", "clash_weight", "clash_distance", "free_steps"):
             if number(name, float) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.workers is not None and (isinstance(self.workers, bool) or number("workers", int) < 0
@@ -96,6 +99,11 @@ class TrainConfig:
             raise UsageError(f"workers must be a whole number >= 0 (or null for the default), got {self.workers!r}")
         if self.workers is not None:
             self.workers = int(self.workers)
+        if int(self.free_steps) != float(self.free_steps) or isinstance(self.free_steps, bool):
+            raise UsageError(f"free_steps must be a whole number >= 0, got {self.free_steps!r}")
+        if self.free_steps and not (self.bond_weight > 0 or self.clash_weight > 0):
+            raise UsageError(f"free_steps = {self.free_steps} trains nothing without bond_weight or clash_weight > 0")
+        self.free_steps = int(self.free_steps)
         if not isinstance(self.compile, bool):
             raise UsageError(f"compile must be true or false, got {self.compile!r}")
         if self.optimizer not in OPTIMIZERS:
