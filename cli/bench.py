@@ -66,10 +66,10 @@ def _settings(p: dict, n_clusters: int):
     from eghn_md.benchmarks.runner import BenchSettings
 
     eghn = {"n_layers": p["eghn_layers"]}
-    return BenchSettings(hidden=p["hidden"], n_layers=p["n_layers"], n_clusters=p["clusters"] or n_clusters,
-                         epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], eval_every=p["eval_every"],
-                         patience=p["patience"], device=p["device"],
-                         model_overrides={"eghn": eghn, "eghn-published": eghn})
+    return BenchSettings.create(
+        train={k: p[k] for k in ("epochs", "batch_size", "lr", "eval_every", "patience", "device")},
+        model={"hidden": p["hidden"], "n_layers": p["n_layers"], "n_clusters": p["clusters"] or n_clusters},
+        model_overrides={"eghn": eghn, "eghn-published": eghn})
 
 
 def _run_and_report(title: str, train, val, test, p: dict, settings, paper) -> None:
