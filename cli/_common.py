@@ -9,7 +9,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-__all__ = ["stderr_console", "emit_json", "quiet_option", "json_option", "overwrite_option", "device_option"]
+__all__ = ["stderr_console", "emit_json", "quiet_option", "json_option", "overwrite_option", "device_option",
+           "model_on_system_arguments"]
 
 
 def stderr_console(quiet: bool = False) -> Console:
@@ -45,6 +46,26 @@ device_option = click.option(
     show_default=True,
     help="Where to run: 'auto' picks CUDA when available.",
 )
+
+
+def model_on_system_arguments(frame_help: str):
+    """``MODEL TOPOLOGY [TRAJECTORY...]`` and ``--frame``: the inputs of a command that applies a model to a system
+    (``rollout``, ``export clusters``); ``frame_help`` says what the frame is for."""
+    decorators = [
+        click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False)),
+        click.argument("topology", type=click.Path(dir_okay=False)),
+        click.argument("trajectories", metavar="[TRAJECTORY...]", nargs=-1, required=False,
+                       type=click.Path(dir_okay=False)),
+        click.option("--frame", type=click.IntRange(min=0), default=None,
+                     help=f"{frame_help} (0-based; needs one horizon of history). Default: the model's horizon."),
+    ]
+
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
 
 
 def validity_line(v: dict) -> str:

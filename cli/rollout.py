@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import click
 
-from cli._common import (device_option, emit_json, json_option, overwrite_option, quiet_option, stderr_console,
-                         validity_line)
+from cli._common import (device_option, emit_json, json_option, model_on_system_arguments, overwrite_option,
+                         quiet_option, stderr_console, validity_line)
 
 
 @click.command("rollout")
-@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.argument("topology", type=click.Path(dir_okay=False))
-@click.argument("trajectories", metavar="[TRAJECTORY...]", nargs=-1, required=False, type=click.Path(dir_okay=False))
-@click.option("--frame", type=click.IntRange(min=0), default=None,
-              help="Start frame (0-based; needs one horizon of history). Default: the model's horizon.")
+@model_on_system_arguments("Start frame")
 @click.option("--steps", type=click.IntRange(min=1), required=True, help="Number of predicted frames (each ΔT).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PRED.dcd (PRED.pdb beside it).")
 @click.option("--truth", is_flag=True, help="Also write the true frames (PRED_truth.dcd) and PRED_rmsd.csv.")
