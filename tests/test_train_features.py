@@ -82,7 +82,7 @@ def test_paper_preset_is_the_authors_protocol():
     c = resolve_config(preset="paper")
     assert c.model["name"] == "eghn-published" and c.data.features == "paper"
     assert (c.model["hidden"], c.model["n_layers"], c.model["n_pool_layers"], c.model["n_decoder_layers"],
-            c.model["n_clusters"], c.model["reg_weight"]) == (128, 4, 4, 2, 20, 2.0)
+            c.model["n_clusters"], c.train.reg_weight) == (128, 4, 4, 2, 20, 2.0)  # λ: one home, the train section
     assert all(c.model[k] == 1.0 for k in ("length_scale", "vel_scale", "disp_scale"))
     t = c.train
     assert (t.optimizer, t.lr, t.weight_decay, t.batch_size, t.schedule, t.grad_clip, t.eval_every, t.patience) == (

@@ -20,7 +20,8 @@ from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import UsageError
 from eghn_md.train.options import TrainConfig
 
-__all__ = ["BenchSettings", "BENCH_TRAIN", "BENCH_MODEL", "run_benchmark", "summarise", "format_table", "linear_fit_theta"]
+__all__ = ["BenchSettings", "BENCH_TRAIN", "BENCH_MODEL", "run_benchmark", "summarise", "format_table",
+           "linear_fit_theta"]
 
 
 #: where the benchmarks' optimisation differs from :class:`~eghn_md.train.options.TrainConfig`'s defaults (the one

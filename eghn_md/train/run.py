@@ -223,7 +223,6 @@ def train_run(
         stats = {**compute_stats(sets["train"]), "frame_dt_ps": splits.frame_dt_ps, "horizon_ps": splits.horizon_ps}
         model_cfg = _model_config(config, splits, stats, last)
         out.mkdir(parents=True, exist_ok=True)  # only now: bad input never leaves an empty run directory
-        config.train.reg_weight = float(model_cfg.reg_weight)
         config.data.cutoff = splits.cutoff
         is_main = int(os.environ.get("RANK", "0")) == 0
         if is_main:
