@@ -10,7 +10,23 @@ import click
 from rich.console import Console
 
 __all__ = ["stderr_console", "emit_json", "quiet_option", "json_option", "overwrite_option", "device_option",
-           "model_on_system_arguments"]
+           "model_on_system_arguments", "PARAM_FLAGS", "error_line"]
+
+#: the library's parameter names → this command line's flags: library errors name parameters
+#: (:class:`eghn_md.errors.EghnError`), the user reads the flag
+PARAM_FLAGS = {
+    "batch_size": "--batch-size", "compile": "--compile", "config_file": "--config", "device": "--device",
+    "epochs": "--epochs", "features": "--features", "fmt": "--format", "frame": "--frame", "frames": "--frames",
+    "hidden": "--hidden", "horizon": "--horizon", "horizon_ps": "--horizon-ps", "lr": "--lr",
+    "n_clusters": "--clusters", "overwrite": "--overwrite", "resume": "--resume", "select": "--select",
+    "split": "--split", "steps": "--steps", "stride": "--stride", "test": "--test", "top": "--top",
+    "topology": "--topology", "trajectory": "--trajectory", "truth": "--truth", "val": "--val",
+}
+
+
+def error_line(exc) -> str:
+    """The one line the command line prints for a library error: its message with flags for parameter names."""
+    return exc.message(PARAM_FLAGS)
 
 
 def stderr_console(quiet: bool = False) -> Console:

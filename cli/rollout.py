@@ -29,8 +29,7 @@ def rollout(model_path, topology, trajectories, frame, steps, output, truth, con
             as_json):
     """Roll MODEL out from a frame of TOPOLOGY + TRAJECTORY for --steps horizons (TOPOLOGY alone when it holds the
     frames: multi-model PDB, mdtraj .h5). A step is the model's horizon in ps, as frames of this input."""
-    from rich.progress import Progress
-
+    from cli._progress import RichProgress
     from eghn_md.rollout.rollout import rollout_run
 
     console = stderr_console(quiet)
@@ -39,11 +38,10 @@ def rollout(model_path, topology, trajectories, frame, steps, output, truth, con
         from eghn_md.train.checkpoint import load_checkpoint
 
         frame = input_horizon_frames(load_checkpoint(model_path), topology, list(trajectories))
-    with Progress(console=console, transient=True, disable=quiet) as prog:
-        task = prog.add_task("rollout", total=steps)
-        summary = rollout_run(model_path, topology, list(trajectories), output, frame=frame, steps=steps,
-                              truth=truth, constrain=constrain, compile=compile_, device=device, overwrite=overwrite,
-                              progress=lambda k: prog.update(task, completed=k))
+    summary = rollout_run(model_path, topology, list(trajectories), output, frame=frame, steps=steps, truth=truth,
+                          constrain=constrain, compile=compile_, device=device, overwrite=overwrite,
+                          progress=None if quiet else RichProgress(console=console, description="rollout",
+                                                                   transient=True))
     if truth:
         from eghn_md.export.figures import maybe_plot_rollout
 

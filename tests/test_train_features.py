@@ -63,7 +63,7 @@ def test_paper_features_need_charges_and_name_the_dataset(adk_h5, tmp_path):
     shutil.copy(adk_h5, old)
     with h5py.File(old, "r+") as f:
         del f["nodes/charge"]
-    with Dataset(old) as ds, pytest.raises(DataError, match="stores no charges.*--features residue"):
+    with Dataset(old) as ds, pytest.raises(DataError, match="stores no charges.*use features residue"):
         feature_spec_for("paper", ds.nodes, what=f"dataset {str(old)!r}")
     res = run_cli("train", old, "-o", tmp_path / "run", "--features", "paper", "--quiet", "--device", "cpu")
     assert res.exit_code != 0

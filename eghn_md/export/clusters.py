@@ -120,7 +120,7 @@ def parse_frames(frame: Optional[int], frames: Optional[str], *, horizon: int, n
     """The frames to analyse: ``frame`` (default: the horizon, the first frame with a velocity) or a half-open
     range ``"A:B"`` (``"A:"`` runs to the end; B is excluded, as in Python). Validated against the trajectory."""
     if frame is not None and frames is not None:
-        raise UsageError("pass either --frame or --frames, not both")
+        raise UsageError("pass either `frame` or `frames`, not both", params=("frame", "frames"))
     if frames is not None:
         parts = str(frames).split(":")
         try:
@@ -129,9 +129,10 @@ def parse_frames(frame: Optional[int], frames: Optional[str], *, horizon: int, n
             a = int(parts[0])
             b = int(parts[1]) if parts[1].strip() else n_frames
         except ValueError:
-            raise UsageError(f"--frames {frames!r} is not a range A:B of frame numbers (e.g. 5:50)") from None
+            raise UsageError(f"`frames` {frames!r} is not a range A:B of frame numbers (e.g. 5:50)",
+                             params=("frames",)) from None
         if b <= a:
-            raise UsageError(f"--frames {frames!r} is empty: B must be larger than A")
+            raise UsageError(f"`frames` {frames!r} is empty: B must be larger than A", params=("frames",))
         wanted = list(range(a, b))
     else:
         wanted = [horizon if frame is None else int(frame)]
@@ -198,7 +199,6 @@ def export_clusters(
     device: str = "auto",
     overwrite: bool = False,
     plot: bool = True,
-    progress=None,
 ) -> dict:
     """``eghn-md export clusters`` as a library call; returns a summary dict (files, frames, cluster sizes).
 

@@ -75,7 +75,8 @@ def export_trajectory(
         raise UsageError(f"trajectory {str(trajectory)!r} does not exist")
     top = Path(top) if top is not None else trajectory.with_suffix(".pdb")
     if not top.exists():
-        raise UsageError(f"topology {str(top)!r} does not exist; pass --top PRED.pdb (written beside every rollout)")
+        raise UsageError(f"topology {str(top)!r} does not exist; pass `top` PRED.pdb (written beside every rollout)",
+                         params=("top",))
     fmt = output.suffix.lower().lstrip(".")
     if fmt not in OUTPUT_FORMATS:
         raise UsageError(f"output format {output.suffix or '(none)'!r} of {str(output)!r} is not one of "

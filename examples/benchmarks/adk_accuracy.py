@@ -77,8 +77,7 @@ def main() -> None:
     data = {"dcd": work / "adk.h5", "dcd2": work / "adk2.h5"}
     for key, traj in (("dcd", DCD), ("dcd2", DCD2)):
         if not data[key].exists():
-            preprocess(PSF, [traj], data[key], select="protein and name CA", stride=1, overwrite=True,
-                       progress=False)
+            preprocess(PSF, [traj], data[key], select="protein and name CA", stride=1, overwrite=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict = {}
     for skey in args.settings.split(","):
