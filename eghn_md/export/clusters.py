@@ -23,7 +23,6 @@ larger summed probability) and the mean probability of its nodes for that cluste
 from __future__ import annotations
 
 import csv
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -34,6 +33,7 @@ import torch
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import DataError, UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
+from eghn_md.io.writers import mda_writer
 from eghn_md.rollout.start import frame_batch
 
 __all__ = [
@@ -249,7 +249,6 @@ def export_clusters(
 
 def _write_pdb(path: Path, universe, positions: np.ndarray, per_res: dict) -> Path:
     """Full-atom PDB of ``positions`` (n_atoms, 3) [Å] with B-factor = residue cluster, occupancy = probability."""
-    import MDAnalysis as mda
     from MDAnalysis.coordinates.memory import MemoryReader
 
     u = universe.copy() if hasattr(universe, "trajectory") else universe
@@ -266,10 +265,8 @@ def _write_pdb(path: Path, universe, positions: np.ndarray, per_res: dict) -> Pa
             setattr(u.atoms, attr, values)
         else:
             u.add_TopologyAttr(attr, values)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # missing chainIDs/elements/altLocs: MDAnalysis fills defaults
-        with mda.Writer(str(tmp), n_atoms=u.atoms.n_atoms, multiframe=False) as w:
-            w.write(u.atoms)
+    with mda_writer(path, n_atoms=u.atoms.n_atoms, multiframe=False) as w:  # missing chainIDs…: defaults
+        w.write(u.atoms)
     return path
 
 
