@@ -1,5 +1,8 @@
 """Train / evaluate models on a benchmark's splits over several seeds and summarise test MSE (×10⁻²).
 
+Settings (:class:`BenchSettings`) are a :class:`~eghn_md.train.options.TrainConfig` and
+:class:`~eghn_md.models.ModelConfig` field overrides: the benchmarks' own defaults are overrides of those homes.
+
 The same harness serves M-complex and motion capture: build each model from :mod:`eghn_md.models`, train it with
 :func:`eghn_md.train.loop.fit` (best validation epoch kept), evaluate the per-coordinate test MSE. The ``linear``
 baseline (``x + θ v``, one parameter) is set to its least-squares optimum on the training set instead of being
