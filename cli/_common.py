@@ -9,7 +9,24 @@ from typing import Any
 import click
 from rich.console import Console
 
-__all__ = ["stderr_console", "emit_json", "quiet_option", "json_option", "overwrite_option", "device_option"]
+__all__ = ["stderr_console", "emit_json", "quiet_option", "json_option", "overwrite_option", "device_option",
+           "model_on_system_arguments", "PARAM_FLAGS", "error_line"]
+
+#: the library's parameter names → this command line's flags: library errors name parameters
+#: (:class:`eghn_md.errors.EghnError`), the user reads the flag
+PARAM_FLAGS = {
+    "batch_size": "--batch-size", "compile": "--compile", "config_file": "--config", "device": "--device",
+    "epochs": "--epochs", "features": "--features", "fmt": "--format", "frame": "--frame", "frames": "--frames",
+    "hidden": "--hidden", "horizon": "--horizon", "horizon_ps": "--horizon-ps", "lr": "--lr",
+    "n_clusters": "--clusters", "overwrite": "--overwrite", "resume": "--resume", "select": "--select",
+    "split": "--split", "steps": "--steps", "stride": "--stride", "test": "--test", "top": "--top",
+    "topology": "--topology", "trajectory": "--trajectory", "truth": "--truth", "val": "--val",
+}
+
+
+def error_line(exc) -> str:
+    """The one line the command line prints for a library error: its message with flags for parameter names."""
+    return exc.message(PARAM_FLAGS)
 
 
 def stderr_console(quiet: bool = False) -> Console:
@@ -45,6 +62,26 @@ device_option = click.option(
     show_default=True,
     help="Where to run: 'auto' picks CUDA when available.",
 )
+
+
+def model_on_system_arguments(frame_help: str):
+    """``MODEL TOPOLOGY [TRAJECTORY...]`` and ``--frame``: the inputs of a command that applies a model to a system
+    (``rollout``, ``export clusters``); ``frame_help`` says what the frame is for."""
+    decorators = [
+        click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False)),
+        click.argument("topology", type=click.Path(dir_okay=False)),
+        click.argument("trajectories", metavar="[TRAJECTORY...]", nargs=-1, required=False,
+                       type=click.Path(dir_okay=False)),
+        click.option("--frame", type=click.IntRange(min=0), default=None,
+                     help=f"{frame_help} (0-based; needs one horizon of history). Default: the model's horizon."),
+    ]
+
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
 
 
 def validity_line(v: dict) -> str:

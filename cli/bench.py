@@ -66,10 +66,10 @@ def _settings(p: dict, n_clusters: int):
     from eghn_md.benchmarks.runner import BenchSettings
 
     eghn = {"n_layers": p["eghn_layers"]}
-    return BenchSettings(hidden=p["hidden"], n_layers=p["n_layers"], n_clusters=p["clusters"] or n_clusters,
-                         epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], eval_every=p["eval_every"],
-                         patience=p["patience"], device=p["device"],
-                         model_overrides={"eghn": eghn, "eghn-published": eghn})
+    return BenchSettings.create(
+        train={k: p[k] for k in ("epochs", "batch_size", "lr", "eval_every", "patience", "device")},
+        model={"hidden": p["hidden"], "n_layers": p["n_layers"], "n_clusters": p["clusters"] or n_clusters},
+        model_overrides={"eghn": eghn, "eghn-published": eghn})
 
 
 def _run_and_report(title: str, train, val, test, p: dict, settings, paper) -> None:
@@ -125,7 +125,7 @@ def generate(output, n_complex, mean_size, system_types, n_train, n_val, n_test,
     cfg = mc.MComplexConfig(n_complex=n_complex, mean_size=mean_size, system_types=system_types, n_train=n_train,
                             n_val=n_val, n_test=n_test, dynamics=dynamics, sample_every=sample_every, seed=seed)
     console = stderr_console(quiet)
-    data = mc.generate(cfg, progress=console.print)
+    data = mc.generate(cfg, log=console.print)
     mc.save(data, output)
     summary = {"output": str(output), "system_sizes": data["meta"]["system_sizes"],
                "samples": {s: int(len(data[f"{s}_ptr"]) - 1) for s in mc.SPLITS}, "config": data["meta"]["config"]}
@@ -203,9 +203,9 @@ def adk(out_dir, topology, trajectory, models, seeds, preset, select, epochs, ho
     console = stderr_console(quiet)
     progress_factory = None
     if not quiet:
-        from eghn_md.train.progress import TrainProgress
+        from cli._progress import RichProgress
 
-        progress_factory = lambda label: TrainProgress(console=console, description=label)  # noqa: E731
+        progress_factory = lambda label: RichProgress(console=console, description=label)  # noqa: E731
     overrides = {"train": {"device": device, **({"epochs": epochs} if epochs else {})},
                  "data": {**({"horizon": horizon} if horizon else {})}}
     results = run_adk(out_dir, topology=topology, trajectory=trajectory, models=models, seeds=_parse_seeds(seeds),

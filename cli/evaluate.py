@@ -58,16 +58,14 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, r
 def _rollouts(model_path, data, split, steps, starts, device, console, quiet) -> dict:
     from pathlib import Path
 
-    from rich.progress import Progress
-
+    from cli._progress import RichProgress
     from eghn_md.export.figures import maybe_plot_rollout_curves
     from eghn_md.rollout.assess import assess_model_rollouts, write_rollout_csv
 
     out_csv = Path(model_path).parent / f"rollout_{split}.csv"
-    with Progress(console=console, transient=True, disable=quiet) as prog:
-        task = prog.add_task("rollouts", total=starts)
-        r = assess_model_rollouts(model_path, list(data), split=split, steps=steps, n_starts=starts, device=device,
-                                  progress=lambda k: prog.update(task, completed=k))
+    r = assess_model_rollouts(model_path, list(data), split=split, steps=steps, n_starts=starts, device=device,
+                              progress=None if quiet else RichProgress(console=console, description="rollouts",
+                                                                       transient=True))
     r["csv"] = str(write_rollout_csv(r, out_csv))
     r["figure"] = maybe_plot_rollout_curves(out_csv, log=console.print)
     return r

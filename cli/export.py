@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import click
 
-from cli._common import device_option, emit_json, json_option, overwrite_option, quiet_option, stderr_console
+from cli._common import (device_option, emit_json, json_option, model_on_system_arguments, overwrite_option,
+                         quiet_option, stderr_console)
 
 
 @click.group("export")
@@ -14,11 +15,7 @@ def export():
 
 
 @export.command("clusters")
-@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.argument("topology", type=click.Path(dir_okay=False))
-@click.argument("trajectories", metavar="[TRAJECTORY...]", nargs=-1, required=False, type=click.Path(dir_okay=False))
-@click.option("--frame", type=click.IntRange(min=0), default=None,
-              help="Frame to analyse (0-based; needs one horizon of history). Default: the model's horizon.")
+@model_on_system_arguments("Frame to analyse")
 @click.option("--frames", "frame_range", metavar="A:B", default=None,
               help="Majority cluster over frames A..B−1 (B excluded; 'A:' runs to the end), with per-node stability.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),

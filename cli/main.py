@@ -52,6 +52,7 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
+        from cli._common import error_line
         from eghn_md.errors import EghnError
 
         debug = bool(ctx.params.get("debug"))
@@ -60,7 +61,7 @@ class LazyGroup(click.Group):
         except EghnError as exc:
             if debug:
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {error_line(exc)}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             if debug:

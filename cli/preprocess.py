@@ -49,10 +49,11 @@ def preprocess(
       eghn-md preprocess adk.psf adk.dcd adk2.dcd -o adk.h5 --select backbone --stride 2
       eghn-md preprocess models.pdb -o models.h5
     """
+    from cli._progress import RichProgress
     from eghn_md.data.preprocess import preprocess as run
 
     summary = run(topology, list(trajectories), output, select=selection, stride=stride, overwrite=overwrite,
-                  progress=not quiet)
+                  progress=None if quiet else RichProgress(description="preprocess"))
     if as_json:
         emit_json(summary)
     console = stderr_console(quiet)

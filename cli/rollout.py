@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import click
 
-from cli._common import (device_option, emit_json, json_option, overwrite_option, quiet_option, stderr_console,
-                         validity_line)
+from cli._common import (device_option, emit_json, json_option, model_on_system_arguments, overwrite_option,
+                         quiet_option, stderr_console, validity_line)
 
 
 @click.command("rollout")
-@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.argument("topology", type=click.Path(dir_okay=False))
-@click.argument("trajectories", metavar="[TRAJECTORY...]", nargs=-1, required=False, type=click.Path(dir_okay=False))
-@click.option("--frame", type=click.IntRange(min=0), default=None,
-              help="Start frame (0-based; needs one horizon of history). Default: the model's horizon.")
+@model_on_system_arguments("Start frame")
 @click.option("--steps", type=click.IntRange(min=1), required=True, help="Number of predicted frames (each ΔT).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PRED.dcd (PRED.pdb beside it).")
 @click.option("--truth", is_flag=True, help="Also write the true frames (PRED_truth.dcd) and PRED_rmsd.csv.")
@@ -33,8 +29,7 @@ def rollout(model_path, topology, trajectories, frame, steps, output, truth, con
             as_json):
     """Roll MODEL out from a frame of TOPOLOGY + TRAJECTORY for --steps horizons (TOPOLOGY alone when it holds the
     frames: multi-model PDB, mdtraj .h5). A step is the model's horizon in ps, as frames of this input."""
-    from rich.progress import Progress
-
+    from cli._progress import RichProgress
     from eghn_md.rollout.rollout import rollout_run
 
     console = stderr_console(quiet)
@@ -43,11 +38,10 @@ def rollout(model_path, topology, trajectories, frame, steps, output, truth, con
         from eghn_md.train.checkpoint import load_checkpoint
 
         frame = input_horizon_frames(load_checkpoint(model_path), topology, list(trajectories))
-    with Progress(console=console, transient=True, disable=quiet) as prog:
-        task = prog.add_task("rollout", total=steps)
-        summary = rollout_run(model_path, topology, list(trajectories), output, frame=frame, steps=steps,
-                              truth=truth, constrain=constrain, compile=compile_, device=device, overwrite=overwrite,
-                              progress=lambda k: prog.update(task, completed=k))
+    summary = rollout_run(model_path, topology, list(trajectories), output, frame=frame, steps=steps, truth=truth,
+                          constrain=constrain, compile=compile_, device=device, overwrite=overwrite,
+                          progress=None if quiet else RichProgress(console=console, description="rollout",
+                                                                   transient=True))
     if truth:
         from eghn_md.export.figures import maybe_plot_rollout
 

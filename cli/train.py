@@ -70,7 +70,7 @@ def train(data, out_dir, preset, config_file, model, features, horizon, horizon_
     """
     from eghn_md.errors import UsageError
     from eghn_md.train.config import resolve_config
-    from eghn_md.train.progress import TrainProgress
+    from cli._progress import RichProgress
     from eghn_md.train.run import train_run
 
     if horizon is not None and horizon_ps is not None:
@@ -85,7 +85,7 @@ def train(data, out_dir, preset, config_file, model, features, horizon, horizon_
     }
     config = resolve_config(preset=preset, config_file=config_file, overrides=overrides)
     console = stderr_console(quiet)
-    progress = None if quiet else TrainProgress(console=console, description=config.model.get("name", "train"))
+    progress = None if quiet else RichProgress(console=console, description=config.model.get("name", "train"))
     metrics = train_run(list(data), out_dir, config=config, val=list(val_files), test=list(test_files),
                         resume=resume, resume_epochs=epochs, overwrite=overwrite, progress=progress, log=console.print)
     if int(os.environ.get("RANK", "0")) == 0:

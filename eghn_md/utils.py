@@ -1,18 +1,66 @@
-"""Small shared utilities: device resolution and seeding."""
+"""Small shared utilities: device resolution, seeding and the progress interface of long library calls."""
 
 from __future__ import annotations
 
 import os
 import random
+from typing import Any, Mapping, Optional, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from eghn_md.errors import UsageError
 
-__all__ = ["resolve_device", "seed_everything", "reject_unknown_fields", "DEVICE_CHOICES"]
+__all__ = ["resolve_device", "seed_everything", "reject_unknown_fields", "DEVICE_CHOICES", "Progress", "SILENT",
+           "as_progress"]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+@runtime_checkable
+class Progress(Protocol):
+    """The one progress interface of long library calls (``fit``, ``preprocess``, rollouts, ``evaluate``'s
+    rollouts): ``start(total, done)`` when the work begins (``total`` units, ``done`` of them complete already, e.g.
+    on resume), ``update(status)`` after each unit (``status["done"]``: units complete so far; the other keys
+    describe it, e.g. a training epoch's history row), ``stop()`` when the work ends, also when it fails.
+
+    The library is silent by default (:data:`SILENT`); the command line passes rich progress bars
+    (``cli._progress``)."""
+
+    def start(self, total: int, done: int = 0) -> None: ...
+
+    def update(self, status: Mapping[str, Any]) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class _Silent:
+    """A :class:`Progress` that shows nothing."""
+
+    def start(self, total: int, done: int = 0) -> None:
+        pass
+
+    def update(self, status: Mapping[str, Any]) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "SILENT"
+
+
+#: the library's default progress: nothing shown
+SILENT: Progress = _Silent()
+
+
+def as_progress(progress: Optional[Progress]) -> Progress:
+    """``progress``, or :data:`SILENT` for ``None``; anything else must have ``start``, ``update`` and ``stop``."""
+    if progress is None:
+        return SILENT
+    if not isinstance(progress, Progress):
+        raise TypeError(f"progress must have start(total, done), update(status) and stop() methods, got {progress!r}")
+    return progress
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -27,7 +75,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+            raise UsageError(f"`device` {device!r} requested but CUDA is not available; use 'cpu' or 'auto'",
+                             params=("device",))
         if name == "cuda" and "LOCAL_RANK" in os.environ:
             name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
         return torch.device(name)
@@ -59,5 +108,6 @@ def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     results are those of the eager model up to floating-point reassociation. A torch without ``torch.compile`` is
     refused with a :class:`~eghn_md.errors.UsageError` naming the version."""
     if not hasattr(torch, "compile"):
-        raise UsageError(f"--compile needs torch >= 2.0 (this is torch {torch.__version__}); run without --compile")
+        raise UsageError(f"`compile` needs torch >= 2.0 (this is torch {torch.__version__}); run without `compile`",
+                         params=("compile",))
     return torch.compile(model, dynamic=True)

@@ -41,7 +41,7 @@ def test_out_of_memory_in_fit_suggests_a_smaller_batch(adk_h5, exc):
     from eghn_md.train.loop import TrainConfig, fit
 
     with _tiny_sets(adk_h5) as splits:
-        with pytest.raises(ResourceError, match=r"out of memory .* lower --batch-size \(e\.g\. --batch-size 4\)"):
+        with pytest.raises(ResourceError, match=r"out of memory .* lower batch_size \(e\.g\. batch_size 4\)"):
             fit(_Raises(exc), splits.sets["train"], splits.sets["val"],
                 config=TrainConfig(epochs=1, batch_size=8, device="cpu"))
 

@@ -53,7 +53,7 @@ def test_frame_spacing_checks_even_increasing_times():
 
 def test_common_spacing_refuses_mixed_spacings():
     assert common_spacing({"a": 1.0, "b": 1.0000001}) == 1.0
-    with pytest.raises(UsageError, match="--horizon-ps"):
+    with pytest.raises(UsageError, match="horizon_ps"):  # the parameter; the CLI says --horizon-ps
         common_spacing({"a": 1.0, "b": 3.0})
 
 

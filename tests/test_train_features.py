@@ -63,7 +63,7 @@ def test_paper_features_need_charges_and_name_the_dataset(adk_h5, tmp_path):
     shutil.copy(adk_h5, old)
     with h5py.File(old, "r+") as f:
         del f["nodes/charge"]
-    with Dataset(old) as ds, pytest.raises(DataError, match="stores no charges.*--features residue"):
+    with Dataset(old) as ds, pytest.raises(DataError, match="stores no charges.*use features residue"):
         feature_spec_for("paper", ds.nodes, what=f"dataset {str(old)!r}")
     res = run_cli("train", old, "-o", tmp_path / "run", "--features", "paper", "--quiet", "--device", "cpu")
     assert res.exit_code != 0
@@ -82,7 +82,7 @@ def test_paper_preset_is_the_authors_protocol():
     c = resolve_config(preset="paper")
     assert c.model["name"] == "eghn-published" and c.data.features == "paper"
     assert (c.model["hidden"], c.model["n_layers"], c.model["n_pool_layers"], c.model["n_decoder_layers"],
-            c.model["n_clusters"], c.model["reg_weight"]) == (128, 4, 4, 2, 20, 2.0)
+            c.model["n_clusters"], c.train.reg_weight) == (128, 4, 4, 2, 20, 2.0)  # λ: one home, the train section
     assert all(c.model[k] == 1.0 for k in ("length_scale", "vel_scale", "disp_scale"))
     t = c.train
     assert (t.optimizer, t.lr, t.weight_decay, t.batch_size, t.schedule, t.grad_clip, t.eval_every, t.patience) == (

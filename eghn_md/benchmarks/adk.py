@@ -33,7 +33,7 @@ def adk_equilibrium_files() -> tuple[str, str]:
         raise UsageError(
             "the AdK equilibrium trajectory needs MDAnalysisData: pip install 'eghn-md[adk]', then fetch it once with "
             "python -c \"from MDAnalysisData import datasets; datasets.fetch_adk_equilibrium()\" "
-            "(or pass --topology/--trajectory)"
+            "(or pass `topology`/`trajectory`)", params=("topology", "trajectory")
         ) from None
     try:
         d = datasets.fetch_adk_equilibrium(download_if_missing=False)
@@ -64,21 +64,23 @@ def run_adk(
         out_dir: working directory (dataset ``adk.h5`` and one run directory per model and seed).
         topology, trajectory: input files; default MDAnalysisData's ``adk_equilibrium``.
         preset, overrides: training configuration (default: the paper's), see :func:`resolve_config`.
-        progress_factory: ``f(label) -> progress`` object for :func:`eghn_md.train.loop.fit`, or None.
+        progress_factory: ``f(label) -> Progress`` (:class:`eghn_md.utils.Progress`) for preprocessing and for each
+            training run, or None (silent).
     """
     from eghn_md.data.preprocess import preprocess
     from eghn_md.train.config import resolve_config
     from eghn_md.train.run import train_run
 
     if (topology is None) != (trajectory is None):
-        raise UsageError("pass both --topology and --trajectory, or neither (to use adk_equilibrium)")
+        raise UsageError("pass both `topology` and `trajectory`, or neither (to use adk_equilibrium)",
+                         params=("topology", "trajectory"))
     if topology is None:
         topology, trajectory = adk_equilibrium_files()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = out / "adk.h5"
     if overwrite or not data.exists():
-        preprocess(topology, [trajectory], data, select=select, overwrite=True, progress=progress_factory is not None)
+        preprocess(topology, [trajectory], data, select=select, overwrite=True, progress=progress_factory("preprocess") if progress_factory else None)
     results: dict = {}
     for model in models:
         rows = []

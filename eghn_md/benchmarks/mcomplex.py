@@ -289,7 +289,7 @@ def _simulate_chunk(sizes, s, cfg: MComplexConfig, rng, record):
 
 
 # ---------------------------------------------------------------------------------------------- data sets
-def generate(config: MComplexConfig, *, splits: Sequence[str] = SPLITS, progress=None) -> dict:
+def generate(config: MComplexConfig, *, splits: Sequence[str] = SPLITS, log=None) -> dict:
     """Generate the splits: a dict of flat arrays (see :func:`save`) plus ``meta``."""
     root = np.random.SeedSequence(config.seed)
     size_rng, *split_seeds = [np.random.default_rng(s) for s in root.spawn(1 + len(SPLITS))]
@@ -305,8 +305,8 @@ def generate(config: MComplexConfig, *, splits: Sequence[str] = SPLITS, progress
             count = int((kinds == k).sum())
             if count == 0:
                 continue
-            if progress:
-                progress(f"{split}: {count} systems of sizes {sizes.tolist()}")
+            if log:
+                log(f"{split}: {count} systems of sizes {sizes.tolist()}")
             sim = simulate(sizes, count, config=config, rng=rng)
             for i in range(count):
                 perm = rng.permutation(len(sim["complex"]))

@@ -1,5 +1,8 @@
 """Train / evaluate models on a benchmark's splits over several seeds and summarise test MSE (×10⁻²).
 
+Settings (:class:`BenchSettings`) are a :class:`~eghn_md.train.options.TrainConfig` and
+:class:`~eghn_md.models.ModelConfig` field overrides: the benchmarks' own defaults are overrides of those homes.
+
 The same harness serves M-complex and motion capture: build each model from :mod:`eghn_md.models`, train it with
 :func:`eghn_md.train.loop.fit` (best validation epoch kept), evaluate the per-coordinate test MSE. The ``linear``
 baseline (``x + θ v``, one parameter) is set to its least-squares optimum on the training set instead of being
@@ -10,42 +13,68 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import UsageError
+from eghn_md.train.options import TrainConfig
 
-__all__ = ["BenchSettings", "run_benchmark", "summarise", "format_table", "linear_fit_theta"]
+__all__ = ["BenchSettings", "BENCH_TRAIN", "BENCH_MODEL", "run_benchmark", "summarise", "format_table",
+           "linear_fit_theta"]
+
+
+#: where the benchmarks' optimisation differs from :class:`~eghn_md.train.options.TrainConfig`'s defaults (the one
+#: home of every training hyper-parameter): the authors' M-complex / motion-capture scripts' batch, decay and
+#: evaluation cadence, on the CPU
+BENCH_TRAIN = {"batch_size": 100, "weight_decay": 1e-12, "patience": 50, "eval_every": 5, "device": "cpu"}
+#: where the benchmarks' models differ from :class:`~eghn_md.models.ModelConfig`'s defaults (the one home of every
+#: model hyper-parameter); the input sizes and scales come from the training set
+BENCH_MODEL = {"n_pool_layers": 3, "n_decoder_layers": 1, "n_clusters": 3}
+#: ModelConfig fields a benchmark fixes from its data, not from the settings
+_DATA_FIELDS = ("name", "node_in", "edge_in", "length_scale", "radius_scale", "vel_scale", "disp_scale")
 
 
 @dataclass(kw_only=True)
 class BenchSettings:
-    """Model and optimisation settings of one benchmark run (``model_overrides`` maps a model name to
-    :class:`~eghn_md.models.ModelConfig` fields that differ for it, e.g. EGHN's layer counts)."""
+    """Settings of one benchmark run, composed from the library's one home of each hyper-parameter: ``train`` a
+    :class:`~eghn_md.train.options.TrainConfig` (its ``seed`` is replaced by each run's), ``model`` the
+    :class:`~eghn_md.models.ModelConfig` fields every model gets, ``model_overrides`` maps a model name to the fields
+    that differ for it (e.g. EGHN's layer counts). Build it with :meth:`create`, which starts from
+    :data:`BENCH_TRAIN` / :data:`BENCH_MODEL`."""
 
-    hidden: int = 64
-    n_layers: int = 4
-    n_pool_layers: int = 3
-    n_decoder_layers: int = 1
-    n_clusters: int = 3
-    reg_weight: float = 1.0
-    epochs: int = 100
-    batch_size: int = 100
-    lr: float = 5e-4
-    weight_decay: float = 1e-12
-    schedule: str = "cosine"
-    patience: int = 50
-    eval_every: int = 5
-    grad_clip: float = 10.0
-    device: str = "cpu"
+    train: TrainConfig
+    model: dict = field(default_factory=dict)
     model_overrides: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for what in [self.model, *self.model_overrides.values()]:
+            _check_model_fields(what)
+
+    @classmethod
+    def create(cls, *, train: Optional[Mapping] = None, model: Optional[Mapping] = None,
+               model_overrides: Optional[Mapping] = None) -> "BenchSettings":
+        """The benchmark defaults with ``train`` (TrainConfig fields) and ``model`` (ModelConfig fields) on top."""
+        return cls(train=TrainConfig(**{**BENCH_TRAIN, **(train or {})}), model={**BENCH_MODEL, **(model or {})},
+                   model_overrides={k: dict(v) for k, v in (model_overrides or {}).items()})
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """One flat record (model fields, then training fields) for a benchmark's JSON summary."""
+        return {**self.model, **self.train.to_dict(), "model_overrides": self.model_overrides}
+
+
+def _check_model_fields(d: Mapping) -> None:
+    from dataclasses import fields
+
+    from eghn_md.models import ModelConfig
+
+    valid = [f.name for f in fields(ModelConfig) if f.name not in _DATA_FIELDS]
+    unknown = sorted(set(d) - set(valid))
+    if unknown:
+        raise UsageError(f"unknown benchmark model setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
 
 
 def linear_fit_theta(model, train_set: Sequence[GraphBatch]) -> float:
@@ -68,13 +97,9 @@ def _model_config(name: str, train_set: Sequence[GraphBatch], s: BenchSettings):
 
     g = train_set[0]
     stats = compute_stats(train_set)
-    fields_ = dict(name=name, node_in=int(g.h.shape[1]), edge_in=int(g.edge_attr.shape[1]), hidden=s.hidden,
-                   n_layers=s.n_layers, n_pool_layers=s.n_pool_layers, n_decoder_layers=s.n_decoder_layers,
-                   n_clusters=s.n_clusters, reg_weight=s.reg_weight, length_scale=stats["length_scale"],
-                   radius_scale=stats["radius_scale"],
-                   vel_scale=stats["vel_scale"], disp_scale=stats["disp_scale"])
-    fields_.update(s.model_overrides.get(name, {}))
-    return ModelConfig(**fields_)
+    scales = {k: stats[k] for k in ("length_scale", "radius_scale", "vel_scale", "disp_scale")}
+    return ModelConfig(name=name, node_in=int(g.h.shape[1]), edge_in=int(g.edge_attr.shape[1]), **scales,
+                       **{**s.model, **s.model_overrides.get(name, {})})
 
 
 def run_benchmark(
@@ -90,7 +115,6 @@ def run_benchmark(
     """One row per (model, seed): test / best-validation MSE per coordinate, best epoch, epochs run, wall time."""
     from eghn_md.models import MODEL_NAMES, build_model
     from eghn_md.train.loop import evaluate_mse, fit
-    from eghn_md.train.options import TrainConfig
 
     unknown = [m for m in models if m not in MODEL_NAMES]
     if unknown:
@@ -102,21 +126,17 @@ def run_benchmark(
             torch.manual_seed(seed)
             np.random.seed(seed)
             cfg = _model_config(name, train_set, settings)
+            tc = replace(settings.train, seed=seed)
             model = build_model(cfg)
             if name == "linear":
                 linear_fit_theta(model, train_set)
-                best_val = evaluate_mse(model, val_set, batch_size=settings.batch_size, device=settings.device)
+                best_val = evaluate_mse(model, val_set, batch_size=tc.batch_size, device=tc.device)
                 best_epoch, epochs_run = 0, 0
             else:
-                tc = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-                                 weight_decay=settings.weight_decay, schedule=settings.schedule,
-                                 grad_clip=settings.grad_clip, patience=settings.patience,
-                                 eval_every=settings.eval_every, reg_weight=cfg.reg_weight, seed=seed,
-                                 device=settings.device)
-                result = fit(model, train_set, val_set, config=tc, progress=None)
+                result = fit(model, train_set, val_set, config=tc)
                 model.load_state_dict(result.best_state)
                 best_val, best_epoch, epochs_run = result.best_val_mse, result.best_epoch, len(result.history)
-            test = evaluate_mse(model, test_set, batch_size=settings.batch_size, device=settings.device)
+            test = evaluate_mse(model, test_set, batch_size=tc.batch_size, device=tc.device)
             row = {"model": name, "seed": seed, "test_mse": test, "val_mse": best_val, "best_epoch": best_epoch,
                    "epochs_run": epochs_run, "wall_s": time.perf_counter() - t0,
                    "n_params": sum(p.numel() for p in model.parameters())}

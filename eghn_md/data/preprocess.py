@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from eghn_md.graph.chains import CA_CA_MAX_BOND
 from eghn_md.graph.nodes import node_table
 from eghn_md.io.atomic import check_output_path
 from eghn_md.io.readers import open_system, sha256_file
+from eghn_md.utils import Progress, as_progress
 
 __all__ = ["DEFAULT_SELECTION", "preprocess", "read_block_frames"]
 
@@ -41,7 +42,7 @@ def preprocess(
     select: str = DEFAULT_SELECTION,
     stride: int = 1,
     overwrite: bool = False,
-    progress: bool = False,
+    progress: Optional[Progress] = None,
 ) -> dict[str, Any]:
     """Write the dataset of ``select``-ed nodes of every trajectory (one group each) to ``output``.
 
@@ -53,7 +54,7 @@ def preprocess(
         select: MDAnalysis selection of the node atoms (default one Cα per protein residue).
         stride: keep every ``stride``-th frame, starting with the first.
         overwrite: replace an existing ``output``.
-        progress: draw a progress bar on stderr.
+        progress: a :class:`~eghn_md.utils.Progress` over the frames written (all trajectories).
 
     Returns:
         :meth:`Dataset.summary` of the written file plus ``elapsed_s``, ``frames_per_s`` and ``warnings``.
@@ -72,7 +73,7 @@ def preprocess(
         nodes = node_table(atoms, positions=_first_frame(system, atoms.indices))
         far = _distance_breaks(nodes, node_table(atoms))
         datas = _trajectory_data(system, atoms, stride, read_block_frames(nodes.n_nodes))
-        with _progress_bar(progress, datas) as on_frames:
+        with _frames_progress(progress, datas) as on_frames:
             write_dataset(
                 out,
                 nodes,
@@ -97,7 +98,7 @@ def preprocess(
 def _check_args(topology, trajectories: Sequence, output, *, stride, overwrite: bool) -> int:
     """The stride as an int; the output may be written and is none of the inputs."""
     if int(stride) != stride or stride < 1:
-        raise UsageError(f"--stride must be a positive integer, got {stride!r}")
+        raise UsageError(f"`stride` must be a positive integer, got {stride!r}", params=("stride",))
     out = check_output_path(output, overwrite=overwrite)
     for p in [topology, *trajectories]:
         if Path(p).exists() and Path(p).resolve() == out.resolve():
@@ -110,9 +111,9 @@ def _trajectory_data(system, atoms, stride: int, block: int) -> list:
     for src in system.trajectories:
         kept = src.n_strided(stride)
         if kept < 2:
-            detail = f" ({src.n_frames} before --stride {stride})" if stride > 1 else ""
+            detail = f" ({src.n_frames} before `stride` {stride})" if stride > 1 else ""
             frames = f"{kept} frame{'s' * (kept != 1)}"
-            raise DataError(f"trajectory {str(src.path)!r} has {frames}{detail}; need at least 2")
+            raise DataError(f"trajectory {str(src.path)!r} has {frames}{detail}; need at least 2", params=("stride",))
     names: list[str] = []
     datas = []
     for src in system.trajectories:
@@ -168,32 +169,17 @@ def _first_frame(system, indices):
 
 
 @contextlib.contextmanager
-def _progress_bar(enabled: bool, datas: list[TrajectoryData]) -> Iterator[Callable[[int, int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+def _frames_progress(progress: Optional[Progress], datas: list[TrajectoryData]) -> Iterator[Callable[[int, int], None]]:
+    """``on_frames(trajectory_number, n)`` of :func:`write_dataset` reporting to ``progress`` over every frame."""
+    progress = as_progress(progress)
+    done = [0]
 
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("frames"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        tasks = [bar.add_task(d.source or d.name, total=d.n_frames) for d in datas]
+    def on_frames(number: int, n: int) -> None:
+        done[0] += n
+        progress.update({"done": done[0], "trajectory": datas[number].source or datas[number].name})
 
-        def on_frames(number: int, n: int) -> None:
-            bar.advance(tasks[number], n)
-
+    progress.start(sum(d.n_frames for d in datas))
+    try:
         yield on_frames
+    finally:
+        progress.stop()

@@ -35,13 +35,14 @@ def frames_per_horizon(
         horizon_ps: [ps] the model's horizon ΔT.
         frame_dt_ps: [ps] spacing of the frames the model is applied to.
         what: the frames in the caller's terms, e.g. ``"dataset 'adk.h5'"``.
-        horizon: the horizon in the caller's terms (``"--horizon-ps"`` when training).
+        horizon: the horizon in the caller's terms (``"`horizon_ps`"`` when training: the parameter, which the
+            command line shows as its flag).
 
     Raises:
         DataError: the horizon is not a whole multiple of the spacing (one line naming both spacings).
     """
     if not (math.isfinite(horizon_ps) and horizon_ps > 0):
-        raise DataError(f"{horizon} {horizon_ps!r} ps is not a positive time")
+        raise DataError(f"{horizon} {horizon_ps!r} ps is not a positive time", params=("horizon_ps",))
     if not (math.isfinite(frame_dt_ps) and frame_dt_ps > 0):
         raise DataError(f"{what} has no usable frame spacing ({frame_dt_ps!r} ps between frames)")
     ratio = horizon_ps / frame_dt_ps
@@ -51,7 +52,7 @@ def frames_per_horizon(
         raise DataError(
             f"{what} has frames {_fmt(frame_dt_ps)} ps apart but {horizon} is {_fmt(horizon_ps)} ps, "
             f"not a whole number of frames ({_fmt(ratio)}); use frames {_fmt(horizon_ps)}/n ps apart "
-            f"(e.g. {examples} ps)"
+            f"(e.g. {examples} ps)", params=("horizon_ps",)
         )
     return n
 
@@ -81,7 +82,7 @@ def frame_spacing(times: Sequence[float] | np.ndarray, *, what: str) -> float:
 
 
 _MIXED_REMEDY = ("a horizon in frames would mean different times in each: give the horizon in ps with "
-                 "--horizon-ps (a multiple of both), or preprocess them with strides that give one spacing")
+                 "`horizon_ps` (a multiple of both), or preprocess them with strides that give one spacing")
 
 
 def common_spacing(spacings: Mapping[str, float], *, remedy: str = _MIXED_REMEDY) -> float:
@@ -97,7 +98,7 @@ def common_spacing(spacings: Mapping[str, float], *, remedy: str = _MIXED_REMEDY
     for name, dt in items[1:]:
         if abs(dt - dt0) > RELATIVE_TOLERANCE * max(dt, dt0):
             raise UsageError(
-                f"{name} has frames {_fmt(dt)} ps apart but {first} has {_fmt(dt0)} ps; {remedy}"
+                f"{name} has frames {_fmt(dt)} ps apart but {first} has {_fmt(dt0)} ps; {remedy}", params=("horizon_ps",)
             )
     return dt0
 

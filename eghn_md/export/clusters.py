@@ -23,7 +23,6 @@ larger summed probability) and the mean probability of its nodes for that cluste
 from __future__ import annotations
 
 import csv
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -34,6 +33,7 @@ import torch
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import DataError, UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
+from eghn_md.io.writers import mda_writer
 from eghn_md.rollout.start import frame_batch
 
 __all__ = [
@@ -120,7 +120,7 @@ def parse_frames(frame: Optional[int], frames: Optional[str], *, horizon: int, n
     """The frames to analyse: ``frame`` (default: the horizon, the first frame with a velocity) or a half-open
     range ``"A:B"`` (``"A:"`` runs to the end; B is excluded, as in Python). Validated against the trajectory."""
     if frame is not None and frames is not None:
-        raise UsageError("pass either --frame or --frames, not both")
+        raise UsageError("pass either `frame` or `frames`, not both", params=("frame", "frames"))
     if frames is not None:
         parts = str(frames).split(":")
         try:
@@ -129,9 +129,10 @@ def parse_frames(frame: Optional[int], frames: Optional[str], *, horizon: int, n
             a = int(parts[0])
             b = int(parts[1]) if parts[1].strip() else n_frames
         except ValueError:
-            raise UsageError(f"--frames {frames!r} is not a range A:B of frame numbers (e.g. 5:50)") from None
+            raise UsageError(f"`frames` {frames!r} is not a range A:B of frame numbers (e.g. 5:50)",
+                             params=("frames",)) from None
         if b <= a:
-            raise UsageError(f"--frames {frames!r} is empty: B must be larger than A")
+            raise UsageError(f"`frames` {frames!r} is empty: B must be larger than A", params=("frames",))
         wanted = list(range(a, b))
     else:
         wanted = [horizon if frame is None else int(frame)]
@@ -198,7 +199,6 @@ def export_clusters(
     device: str = "auto",
     overwrite: bool = False,
     plot: bool = True,
-    progress=None,
 ) -> dict:
     """``eghn-md export clusters`` as a library call; returns a summary dict (files, frames, cluster sizes).
 
@@ -249,7 +249,6 @@ def export_clusters(
 
 def _write_pdb(path: Path, universe, positions: np.ndarray, per_res: dict) -> Path:
     """Full-atom PDB of ``positions`` (n_atoms, 3) [Å] with B-factor = residue cluster, occupancy = probability."""
-    import MDAnalysis as mda
     from MDAnalysis.coordinates.memory import MemoryReader
 
     u = universe.copy() if hasattr(universe, "trajectory") else universe
@@ -266,10 +265,8 @@ def _write_pdb(path: Path, universe, positions: np.ndarray, per_res: dict) -> Pa
             setattr(u.atoms, attr, values)
         else:
             u.add_TopologyAttr(attr, values)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # missing chainIDs/elements/altLocs: MDAnalysis fills defaults
-        with mda.Writer(str(tmp), n_atoms=u.atoms.n_atoms, multiframe=False) as w:
-            w.write(u.atoms)
+    with mda_writer(path, n_atoms=u.atoms.n_atoms, multiframe=False) as w:  # missing chainIDs…: defaults
+        w.write(u.atoms)
     return path
 
 

@@ -59,7 +59,7 @@ def _save(fig, path: Path) -> str:
 def _check_fmt(fmt: str) -> str:
     fmt = str(fmt).lower().lstrip(".")
     if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt!r} is not one of {list(FORMATS)}")
+        raise UsageError(f"`fmt` {fmt!r} is not one of {list(FORMATS)}", params=("fmt",))
     return fmt
 
 
@@ -189,7 +189,7 @@ def plot_rollout_rmsd(summary: dict) -> str:
     """
     csvs = [p for p in summary.get("outputs", []) if str(p).endswith("_rmsd.csv")]
     if not csvs:
-        raise UsageError("the rollout summary lists no *_rmsd.csv (run the rollout with --truth)")
+        raise UsageError("the rollout summary lists no *_rmsd.csv (run the rollout with `truth`)", params=("truth",))
     model = Path(summary.get("model_file", "model.pt"))
     title = (f"Rollout of {model.parent.name + '/' if model.parent.name else ''}{model.name} from frame "
              f"{summary.get('start_frame')}: {summary.get('steps')} steps × {summary.get('step_ps', 0):.3g} ps "

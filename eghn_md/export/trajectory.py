@@ -25,6 +25,7 @@ import numpy as np
 
 from eghn_md.errors import DataError, UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
+from eghn_md.io.writers import mda_writer
 
 __all__ = ["OUTPUT_FORMATS", "kabsch_superpose", "export_trajectory"]
 
@@ -75,7 +76,8 @@ def export_trajectory(
         raise UsageError(f"trajectory {str(trajectory)!r} does not exist")
     top = Path(top) if top is not None else trajectory.with_suffix(".pdb")
     if not top.exists():
-        raise UsageError(f"topology {str(top)!r} does not exist; pass --top PRED.pdb (written beside every rollout)")
+        raise UsageError(f"topology {str(top)!r} does not exist; pass `top` PRED.pdb (written beside every rollout)",
+                         params=("top",))
     fmt = output.suffix.lower().lstrip(".")
     if fmt not in OUTPUT_FORMATS:
         raise UsageError(f"output format {output.suffix or '(none)'!r} of {str(output)!r} is not one of "
@@ -118,18 +120,15 @@ def export_trajectory(
 
 
 def _write_mda(output: Path, u, frames: np.ndarray, times: np.ndarray, dt: float, fmt: str) -> None:
-    import MDAnalysis as mda
     from MDAnalysis.coordinates.memory import MemoryReader
 
     u.load_new(np.ascontiguousarray(frames, dtype=np.float32), format=MemoryReader, dt=dt)
     kw = ({"multiframe": True, "remarks": f"eghn-md: frame times [ps] start {times[0]:.6g} step {dt:.6g}"}
           if fmt == "pdb" else {"dt": dt})
-    with atomic_path(output) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with mda.Writer(str(tmp), n_atoms=u.atoms.n_atoms, **kw) as w:
-            for i, ts in enumerate(u.trajectory):
-                ts.time = float(times[i])
-                w.write(u.atoms)
+    with mda_writer(output, n_atoms=u.atoms.n_atoms, **kw) as w:
+        for i, ts in enumerate(u.trajectory):
+            ts.time = float(times[i])
+            w.write(u.atoms)
 
 
 def _write_h5(output: Path, top: Path, frames: np.ndarray, times: np.ndarray) -> None:

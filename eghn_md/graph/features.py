@@ -182,8 +182,8 @@ def feature_spec_for(features: str, nodes: FeatureNodes, *, what: str = "the dat
     if features == "residue":
         return default_feature_spec(nodes)
     if nodes.charge is None:
-        raise DataError(f"{what} stores no charges, which --features {features} needs; preprocess it from a topology "
-                        "with charges (PSF, TPR, PRMTOP) or use --features residue")
+        raise DataError(f"{what} stores no charges, which `features` {features} needs; preprocess it from a topology "
+                        "with charges (PSF, TPR, PRMTOP) or use `features` residue", params=("features",))
     if features == "paper":
         return FeatureSpec(residue=False, atom=False, charge=True, charge_norm=True)
     return FeatureSpec(residue=True, atom=nodes.level == "atom", charge=True, charge_norm=True)

@@ -44,7 +44,7 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool) -> Path:
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise UsageError(f"output {str(path)!r} already exists; pass --overwrite to replace it")
+        raise UsageError(f"output {str(path)!r} already exists; pass `overwrite` to replace it", params=("overwrite",))
     if path.is_dir():
         raise UsageError(f"output {str(path)!r} is a directory, expected a file path")
     parent = path.parent if str(path.parent) else Path(".")

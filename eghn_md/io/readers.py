@@ -305,7 +305,7 @@ class System:
         from MDAnalysis.exceptions import SelectionError
 
         if not selection or not selection.strip():
-            raise UsageError("the selection string is empty; e.g. --select 'protein and name CA'")
+            raise UsageError("the selection string is empty; e.g. `select` 'protein and name CA'", params=("select",))
         try:
             atoms = self.universe.select_atoms(selection)
         except (SelectionError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
@@ -315,7 +315,7 @@ class System:
         if atoms.n_atoms == 0:
             raise UsageError(
                 f"selection {selection!r} matches no atom of {self.topology.name!r} ({self.n_atoms} atoms); "
-                "choose another with --select"
+                "choose another with `select`", params=("select",)
             )
         return atoms
 

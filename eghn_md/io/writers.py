@@ -1,5 +1,9 @@
 """Writing node trajectories (predicted or true) as PDB + DCD/XTC/… through MDAnalysis, atomically.
 
+:func:`mda_writer` is the one way the package writes an MDAnalysis file: the file appears atomically (temporary
+file, fsync, rename) and only the warnings listed in :data:`EXPECTED_WRITER_WARNINGS` (fields our files do not have,
+for which MDAnalysis writes its defaults) are silenced; any other warning reaches the caller.
+
 The PDB holds the node topology (one ATOM record per node with its residue name/id, segment and atom name) so that
 ``vmd pred.pdb pred.dcd`` and PyMOL (``load pred.pdb; load_traj pred.dcd``) show residues correctly.
 """
@@ -9,13 +13,36 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
 from eghn_md.io.atomic import atomic_path
 
-__all__ = ["node_universe", "write_node_trajectory"]
+__all__ = ["node_universe", "write_node_trajectory", "mda_writer", "EXPECTED_WRITER_WARNINGS"]
+
+#: messages (regular expressions) of the UserWarnings MDAnalysis' coordinate writers give for what node and
+#: predicted files lack: no unit cell (DCD zeroes it, PDB writes a unitary CRYST1), no chain IDs, elements, alt locs,
+#: insertion codes, formal charges or record types (PDB writes defaults). Nothing else is filtered.
+EXPECTED_WRITER_WARNINGS = (
+    r"No dimensions set for current frame, zeroed unitcell will be written",
+    r"Unit cell dimensions not found\. CRYST1 record set to unitary values",
+    r"Found no information for attr: '\w+' Using default value of",
+    r"Found missing chainIDs\. Corresponding atoms will use value of",
+)
+
+
+@contextlib.contextmanager
+def mda_writer(path: str | Path, *, n_atoms: int, **kwargs) -> Iterator:
+    """An MDAnalysis ``Writer`` of ``path`` (format from the extension; ``kwargs`` go to the writer) whose file
+    appears atomically when the block ends without an error, with only :data:`EXPECTED_WRITER_WARNINGS` silenced."""
+    import MDAnalysis as mda
+
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        for message in EXPECTED_WRITER_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning, module=r"MDAnalysis\.")
+        with mda.Writer(str(tmp), n_atoms=n_atoms, **kwargs) as w:
+            yield w
 
 
 def node_universe(nodes: dict, frames: np.ndarray, *, dt_ps: float, start_time_ps: float = 0.0):
@@ -75,24 +102,18 @@ def write_node_trajectory(
     Frame k is at ``start_time_ps + k · dt_ps`` [ps]; a DCD carries both in its header (see
     :func:`_dcd_time_header`), so MDAnalysis and VMD read the physical times.
     """
-    import MDAnalysis as mda
-
     path = Path(path)
     pdb_path = Path(pdb_path) if pdb_path is not None else path.with_suffix(".pdb")
     u = node_universe(nodes, frames, dt_ps=dt_ps, start_time_ps=start_time_ps)
     written = []
-    with contextlib.ExitStack() as stack, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tmp_traj = stack.enter_context(atomic_path(path))
-        tmp_pdb = stack.enter_context(atomic_path(pdb_path)) if pdb_path != path else None
-        header = _dcd_time_header(dt_ps, start_time_ps) if path.suffix.lower() == ".dcd" else {}
-        with mda.Writer(str(tmp_traj), n_atoms=u.atoms.n_atoms, dt=float(dt_ps), **header) as w:
-            for _ in u.trajectory:
-                w.write(u.atoms)
-        if tmp_pdb is not None:
+    header = _dcd_time_header(dt_ps, start_time_ps) if path.suffix.lower() == ".dcd" else {}
+    with mda_writer(path, n_atoms=u.atoms.n_atoms, dt=float(dt_ps), **header) as w:
+        for _ in u.trajectory:
+            w.write(u.atoms)
+        if pdb_path != path:  # inside: neither file appears unless both were written
             u.trajectory[0]
-            with mda.Writer(str(tmp_pdb), n_atoms=u.atoms.n_atoms, multiframe=False) as w:
-                w.write(u.atoms)
+            with mda_writer(pdb_path, n_atoms=u.atoms.n_atoms, multiframe=False) as wp:
+                wp.write(u.atoms)
     written.append(path)
     if pdb_path != path:
         written.append(pdb_path)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import InitVar, asdict, dataclass, fields
 from typing import Any, Mapping, Optional
 
 from eghn_md.errors import UsageError
 
-__all__ = ["ModelConfig", "MODEL_NAMES", "VECTOR_NORMS", "EDGE_FEATURES"]
+__all__ = ["ModelConfig", "MODEL_NAMES", "VECTOR_NORMS", "EDGE_FEATURES", "LEGACY_FIELDS"]
 
 #: every model the registry can build (see :mod:`eghn_md.models.registry`)
 MODEL_NAMES = ("eghn", "eghn-published", "egnn", "gnn", "rf", "linear")
@@ -16,6 +16,10 @@ VECTOR_NORMS = ("fixed", "per-graph")
 
 #: where a model's edge scalars come from (see :mod:`eghn_md.models.inputs`)
 EDGE_FEATURES = ("data", "distance", "data+distance")
+
+#: keys that model configurations of earlier versions carried and that are accepted and dropped: ``reg_weight``
+#: (λ, now only :attr:`eghn_md.train.options.TrainConfig.reg_weight`)
+LEGACY_FIELDS = ("reg_weight",)
 
 
 @dataclass(kw_only=True)
@@ -46,6 +50,12 @@ class ModelConfig:
     columns); ``edge_features`` is ``"data"`` (``batch.edge_attr``), ``"distance"`` ([d, d²] of every edge from the
     positions, in ``length_scale`` units; the dataset's edge scalars are not read) or ``"data+distance"`` (both).
     Both are recomputed from every input, so an autoregressive rollout sees them too.
+
+    ``reg_weight`` is not a model setting: λ of the pooling regulariser lives in
+    :class:`~eghn_md.train.options.TrainConfig` (the loss is the objective's, not the model's). The keyword is still
+    accepted, checked and dropped (:data:`LEGACY_FIELDS`), so configurations and checkpoints written when it was a
+    field here still load; :class:`~eghn_md.train.config.RunConfig` moves a ``model: reg_weight`` of a config file
+    to ``train``.
     """
 
     name: str = "eghn"
@@ -59,15 +69,15 @@ class ModelConfig:
     length_scale: float = 1.0
     vel_scale: float = 1.0
     disp_scale: float = 1.0
-    reg_weight: float = 1.0  #: λ of the pooling regulariser
     radius_scale: Optional[float] = None
     vector_norm: str = "fixed"
     speed_feature: bool = False  #: prepend |v| to the node scalars
     edge_features: str = "data"  #: one of EDGE_FEATURES
     output_smoothing: int = 0  #: lazy random-walk steps filtering the predicted displacement along the bonds
     refine_layers: int = 0  #: EGNN layers over the bond graph refining the predicted structure
+    reg_weight: InitVar[Optional[float]] = None  #: legacy: checked and dropped (λ is TrainConfig.reg_weight)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, reg_weight: Optional[float]) -> None:
         if self.name not in MODEL_NAMES:
             raise UsageError(f"unknown model name {self.name!r}; valid: {', '.join(MODEL_NAMES)}")
         for key, low in (
@@ -93,10 +103,9 @@ class ModelConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and v < float("inf")):
                 raise UsageError(f"model config: {key} must be a finite number > 0, got {v!r}")
             setattr(self, key, float(v))
-        v = self.reg_weight
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and v < float("inf")):
+        v = reg_weight
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf")):
             raise UsageError(f"model config: reg_weight must be a finite number >= 0, got {v!r}")
-        self.reg_weight = float(v)
         if self.name == "eghn" and self.n_clusters < 2:
             raise UsageError(
                 f"eghn needs n_clusters >= 2, got {self.n_clusters}: its cluster graph is complete without self loops, "
@@ -128,7 +137,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
         valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(valid))
+        unknown = sorted(set(d) - set(valid) - set(LEGACY_FIELDS))
         if unknown:
             raise UsageError(f"unknown model config key(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
         if "node_in" not in d:

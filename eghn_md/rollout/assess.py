@@ -21,6 +21,7 @@ from eghn_md.io.atomic import atomic_path
 from eghn_md.rollout.rollout import GuardConfig, const_velocity_rollout, rollout
 from eghn_md.rollout.start import model_dtype
 from eghn_md.rollout.validity import validity_report
+from eghn_md.utils import Progress, as_progress
 
 __all__ = ["assess_rollouts", "assess_model_rollouts", "rollout_starts", "write_rollout_csv"]
 
@@ -31,7 +32,7 @@ def rollout_starts(window_sets: Sequence, n_starts: int) -> list[tuple[object, i
     """Up to ``n_starts`` ``(window_set, start frame)`` pairs, evenly spaced over all windows of the sets."""
     pairs = [(ws, t) for ws in window_sets for t in ws.starts]
     if not pairs:
-        raise UsageError("no window fits in the chosen split for a rollout start; try --split all")
+        raise UsageError("no window fits in the chosen split for a rollout start; try `split` all", params=("split",))
     idx = np.unique(np.linspace(0, len(pairs) - 1, num=min(n_starts, len(pairs))).round().astype(int))
     return [pairs[int(i)] for i in idx]
 
@@ -100,7 +101,7 @@ def _pooled_validity(runs: list[dict]) -> dict:
 
 def assess_rollouts(model: torch.nn.Module, window_sets: Sequence, *, steps: int, n_starts: int = 4,
                     node_kind: str = "residue", device="cpu", guard: Optional[GuardConfig] = None,
-                    step_ps: float = float("nan"), progress=None) -> dict:
+                    step_ps: float = float("nan"), progress: Optional[Progress] = None) -> dict:
     """Roll ``model`` out ``steps`` horizons from up to ``n_starts`` evenly spaced windows of ``window_sets``
     (:class:`~eghn_md.data.samples.WindowSet`); returns RMSD-vs-step curves [Å] of the model, static and
     constant-velocity predictors, the pooled validity and one entry per rollout."""
@@ -110,10 +111,15 @@ def assess_rollouts(model: torch.nn.Module, window_sets: Sequence, *, steps: int
         raise UsageError(f"rollout starts must be >= 1, got {n_starts}")
     model.eval()
     runs = []
-    for ws, t in rollout_starts(window_sets, n_starts):
-        runs.append(_one(model, ws, t, steps, node_kind=node_kind, device=device, guard=guard or GuardConfig()))
-        if progress is not None:
-            progress(len(runs))
+    starts = rollout_starts(window_sets, n_starts)
+    progress = as_progress(progress)
+    progress.start(len(starts))
+    try:
+        for ws, t in starts:
+            runs.append(_one(model, ws, t, steps, node_kind=node_kind, device=device, guard=guard or GuardConfig()))
+            progress.update({"done": len(runs)})
+    finally:
+        progress.stop()
     curves = _mean_curves(runs, steps)
     return {
         "steps": steps, "horizon_frames": int(window_sets[0].horizon) if len(window_sets) else None,
@@ -139,7 +145,7 @@ def write_rollout_csv(result: dict, path: str | Path) -> Path:
 
 
 def assess_model_rollouts(model_path: str | Path, data: Sequence[str | Path], *, split: str, steps: int,
-                          n_starts: int = 4, device: str = "auto", progress=None) -> dict:
+                          n_starts: int = 4, device: str = "auto", progress: Optional[Progress] = None) -> dict:
     """:func:`assess_rollouts` of a checkpoint on the ``split`` windows of dataset files (``all``: every window)."""
     from eghn_md.train.checkpoint import load_model
     from eghn_md.train.evaluate import physical_data_config

@@ -20,7 +20,7 @@ from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.io.writers import write_node_trajectory
 from eghn_md.rollout.start import frame_batch, open_start
-from eghn_md.utils import compile_model
+from eghn_md.utils import Progress, as_progress, compile_model
 
 __all__ = ["rollout", "rollout_run", "RolloutResult", "GuardConfig", "read_frames", "const_velocity_rollout"]
 
@@ -99,7 +99,7 @@ def rollout(
     steps: int,
     guard: Optional[GuardConfig] = None,
     constraint: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-    progress: Optional[Callable[[int], None]] = None,
+    progress: Optional[Progress] = None,
 ) -> RolloutResult:
     """Predict ``steps`` frames autoregressively, stopping at the first frame the guard rejects.
 
@@ -114,9 +114,18 @@ def rollout(
         guard: divergence bounds (default :class:`GuardConfig`).
         constraint: applied to every predicted frame before it is checked and fed back, e.g. a
             :func:`~eghn_md.rollout.constrain.constrain` closure: (N, 3) [Å] -> (N, 3) [Å].
-        progress: called with the number of frames done.
+        progress: a :class:`~eghn_md.utils.Progress` over the ``steps`` predicted frames.
     """
-    check = _Guard(guard or GuardConfig(), x0, bonds)
+    progress = as_progress(progress)
+    progress.start(steps)
+    try:
+        return _predict(model, x_prev, x0, h, bonds, cutoff, steps, _Guard(guard or GuardConfig(), x0, bonds),
+                        constraint, progress)
+    finally:
+        progress.stop()
+
+
+def _predict(model, x_prev, x0, h, bonds, cutoff, steps, check, constraint, progress: Progress) -> RolloutResult:
     out = [x0.detach().cpu().numpy().astype(np.float32)]
     prev, cur = x_prev, x0
     for k in range(1, steps + 1):
@@ -128,8 +137,7 @@ def rollout(
             return RolloutResult(frames=np.stack(out), stopped={"step": k, "reason": reason})
         prev, cur = cur, nxt
         out.append(cur.detach().cpu().numpy().astype(np.float32))
-        if progress is not None:
-            progress(k)
+        progress.update({"done": k})
     return RolloutResult(frames=np.stack(out))
 
 
@@ -178,7 +186,7 @@ def rollout_run(
     compile: bool = False,
     device: str = "auto",
     overwrite: bool = False,
-    progress=None,
+    progress: Optional[Progress] = None,
 ) -> dict:
     """``eghn-md rollout`` as a library call: writes ``output`` (DCD) + its ``.pdb`` and the validity report
     (``<stem>_validity.csv`` and ``.png``); with ``truth`` also ``<stem>_truth.dcd`` and ``<stem>_rmsd.csv`` (RMSD

@@ -93,8 +93,8 @@ def open_model_system(ckpt, topology: str | Path, trajectories: Sequence[str | P
 def check_start_frame(frame: int, ms: ModelSystem) -> None:
     """A model input at ``frame`` needs frame − ΔT for its velocity and must lie in the trajectory."""
     if frame < ms.horizon:
-        raise UsageError(f"--frame {frame} is too early: the first step needs frame {frame} − {ms.horizon} (one "
-                         f"horizon before) for the velocity; use --frame >= {ms.horizon}")
+        raise UsageError(f"`frame` {frame} is too early: the first step needs frame {frame} − {ms.horizon} (one "
+                         f"horizon before) for the velocity; use `frame` >= {ms.horizon}", params=("frame",))
     if frame >= ms.n_frames:
         raise UsageError(f"frame {frame} is out of range: the trajectory has {ms.n_frames} frames "
                          f"(0..{ms.n_frames - 1})")
@@ -132,8 +132,8 @@ def open_start(model_path: str | Path, topology: str | Path, trajectories: Seque
         horizon = ms.horizon
         check_start_frame(frame, ms)
         if steps and frame + steps * horizon >= ms.n_frames:
-            raise UsageError(f"--truth needs frame {frame + steps * horizon} but the trajectory has {ms.n_frames} "
-                             f"frames; use --steps <= {(ms.n_frames - 1 - frame) // horizon}")
+            raise UsageError(f"`truth` needs frame {frame + steps * horizon} but the trajectory has {ms.n_frames} "
+                             f"frames; use `steps` <= {(ms.n_frames - 1 - frame) // horizon}", params=("truth", "steps"))
         wanted = [frame + k * horizon for k in range(steps + 1)]
         pos, times = ms.read(wanted, inputs=[frame - horizon, frame])
     # predicted frame k is at times[frame] + k · step_ps: the physical time of the frame it stands for

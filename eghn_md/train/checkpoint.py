@@ -174,6 +174,7 @@ def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
             raise DataError(f"{str(path)!r} failed its integrity check (content modified or corrupted)")
     model_config = dict(payload["model_config"])
     model_config.setdefault("vector_norm", "per-graph")  # written before the option existed: v0.1's scaling
+    model_config.pop("reg_weight", None)  # written when λ was also a model field; train_config holds the value used
     return Checkpoint(
         path=path,
         model_config=model_config,

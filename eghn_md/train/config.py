@@ -27,20 +27,20 @@ PRESETS: dict[str, dict] = {
     # CPU minutes on the MDAnalysisTests AdK Cα trajectory (214 nodes, 98 frames): used by `make demo` and tests.
     "tiny": {
         "model": {"name": "eghn", "hidden": 32, "n_layers": 2, "n_pool_layers": 1, "n_decoder_layers": 1,
-                  "n_clusters": 6, "reg_weight": 0.1},
+                  "n_clusters": 6},
         "data": {"horizon": 5},
         "train": {"epochs": 30, "batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "schedule": "cosine",
-                  "patience": 15, "eval_every": 1, **_STABLE},
+                  "reg_weight": 0.1, "patience": 15, "eval_every": 1, **_STABLE},
     },
     # A default for a new system, chosen by measurement on the AdK rollouts (examples/benchmarks/RESULTS.md,
     # "Rollout stability"): the small EGHN of the AdK accuracy table (hidden 32, 2 layers, K = 6, λ = 0.1) trained
     # for rollouts (noise, breathing, 3 back-propagated unrolled steps, bond and clash losses).
     "default": {
         "model": {"name": "eghn", "hidden": 32, "n_layers": 2, "n_pool_layers": 1, "n_decoder_layers": 1,
-                  "n_clusters": 6, "reg_weight": 0.1},
+                  "n_clusters": 6},
         "data": {"horizon": 15},
         "train": {"epochs": 60, "batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "schedule": "cosine",
-                  "patience": 20, "eval_every": 1, **_STABLE, "unroll_steps": 3, "pushforward": False,
+                  "reg_weight": 0.1, "patience": 20, "eval_every": 1, **_STABLE, "unroll_steps": 3, "pushforward": False,
                   "noise_scale": 0.15},
     },
     # The authors' protein protocol (IMPLEMENTATION-NOTES.md; their config.json + main_mdanalysis.py): their model
@@ -52,10 +52,10 @@ PRESETS: dict[str, dict] = {
     # ends a run long before on AdK.) Our velocity channel is x_t − x_{t−ΔT}, theirs x_{t+1} − x_t.
     "paper": {
         "model": {"name": "eghn-published", "hidden": 128, "n_layers": 4, "n_pool_layers": 4, "n_decoder_layers": 2,
-                  "n_clusters": 20, "reg_weight": 2.0, "length_scale": 1.0, "vel_scale": 1.0, "disp_scale": 1.0},
+                  "n_clusters": 20, "length_scale": 1.0, "vel_scale": 1.0, "disp_scale": 1.0},
         "data": {"horizon": 15, "cutoff": 8.0, "split": [0.6, 0.2, 0.2], "features": "paper"},
         "train": {"epochs": 1000, "batch_size": 8, "optimizer": "adam", "lr": 5e-5, "weight_decay": 1e-4,
-                  "schedule": "none", "grad_clip": 0.0, "patience": 50, "eval_every": 5},
+                  "reg_weight": 2.0, "schedule": "none", "grad_clip": 0.0, "patience": 50, "eval_every": 5},
     },
     # The equations variant (eghn) at the paper's sizes, as `paper` was before it became the authors' protocol:
     # residue features, scales from the training statistics, AdamW (decoupled weight decay 1e-4), gradient norm
@@ -63,10 +63,10 @@ PRESETS: dict[str, dict] = {
     # weighs a *squared* regulariser with sum-normalised rows (eghn) where `paper`'s weighs the unsquared L2-row one.
     "paper-eghn": {
         "model": {"name": "eghn", "hidden": 128, "n_layers": 4, "n_pool_layers": 4, "n_decoder_layers": 2,
-                  "n_clusters": 20, "reg_weight": 2.0},
+                  "n_clusters": 20},
         "data": {"horizon": 15, "cutoff": 8.0, "split": [0.6, 0.2, 0.2]},
         "train": {"epochs": 1000, "batch_size": 8, "optimizer": "adamw", "lr": 5e-5, "weight_decay": 1e-4,
-                  "schedule": "none", "grad_clip": 10.0, "patience": 50, "eval_every": 5},
+                  "reg_weight": 2.0, "schedule": "none", "grad_clip": 10.0, "patience": 50, "eval_every": 5},
     },
 }
 
@@ -90,12 +90,29 @@ class RunConfig:
         unknown = sorted(set(d) - {"model", "data", "train"})
         if unknown:
             raise UsageError(f"unknown config section(s) {unknown}; valid: ['data', 'model', 'train']")
-        model = dict(d.get("model") or {})
+        d = _move_reg_weight(d)
         return cls(
-            model=model,
+            model=dict(d.get("model") or {}),
             data=DataConfig.from_dict(dict(d.get("data") or {})),
             train=TrainConfig.from_dict(dict(d.get("train") or {})),
         )
+
+
+def _move_reg_weight(d: dict) -> dict:
+    """``d`` with λ in its train section: a ``model: reg_weight`` (config files and checkpoints of earlier versions,
+    where it was also a model field) moves there, unless the same source names a different ``train: reg_weight``."""
+    model = d.get("model")
+    if not isinstance(model, dict) or "reg_weight" not in model:
+        return d
+    train = d.get("train") or {}
+    if not isinstance(train, dict):
+        return d  # reported by the section check
+    legacy = model["reg_weight"]
+    if "reg_weight" in train and train["reg_weight"] != legacy:
+        raise UsageError(f"reg_weight is given twice, model: reg_weight {legacy!r} and train: reg_weight "
+                         f"{train['reg_weight']!r}; λ is a training setting: keep train: reg_weight only")
+    rest = {k: v for k, v in model.items() if k != "reg_weight"}
+    return {**d, "model": rest, "train": {**train, "reg_weight": legacy}}
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -135,7 +152,8 @@ def resolve_config(
         raise UsageError(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
     d: dict[str, Any] = copy.deepcopy(PRESETS[preset])
     if config_file is not None:
-        d = _merge(d, load_yaml(config_file))
+        d = _merge(d, _move_reg_weight(load_yaml(config_file)))
     if overrides:
-        d = _merge(d, {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in overrides.items()})
+        d = _merge(d, _move_reg_weight({k: {kk: vv for kk, vv in v.items() if vv is not None}
+                                        for k, v in overrides.items()}))
     return RunConfig.from_dict(d)

@@ -150,7 +150,7 @@ def _evaluate(model, samples, ckpt, batch_size, device, per_node_csv, *, horizon
     if len(samples) == 0:
         raise UsageError(
             f"no window of 2×{horizon}+1 frames fits in the chosen split; "
-            "try --split all or a longer trajectory"
+            "try `split` all or a longer trajectory", params=("split",)
         )
     errs = per_node_errors(model, samples, batch_size=batch_size, device=device)
     result = {k: float(np.mean(errs[k])) for k in PREDICTORS}

@@ -31,7 +31,7 @@ from eghn_md.errors import DivergenceError, ResourceError, UsageError
 from eghn_md.train.feed import BatchFeed, Prepared, resolve_workers
 from eghn_md.train.objective import Objective
 from eghn_md.train.options import MIN_VAL_WINDOWS, OPTIMIZERS, SCHEDULES, SELECTIONS, TrainConfig
-from eghn_md.utils import compile_model, resolve_device
+from eghn_md.utils import SILENT, Progress, as_progress, compile_model, resolve_device
 
 __all__ = ["TrainConfig", "FitResult", "TrainState", "fit", "evaluate_mse", "iterate_batches", "objective_from_config",
            "OPTIMIZERS",
@@ -167,10 +167,11 @@ def _out_of_memory_error(device: torch.device, config: TrainConfig) -> Exception
     if device.type == "cuda":
         torch.cuda.empty_cache()
     bs = int(config.batch_size)
-    hint = f"lower --batch-size (e.g. --batch-size {max(1, bs // 2)})" if bs > 1 else "use a smaller --hidden"
+    hint = f"lower `batch_size` (e.g. `batch_size` {max(1, bs // 2)})" if bs > 1 else "use a smaller `hidden`"
     return ResourceError(
         f"out of memory on {device.type} while training with batch size {bs}; {hint}, or set "
-        "train: {max_chunk_nodes: N} in the --config file to process each batch in pieces of N nodes"
+        "train: {max_chunk_nodes: N} in the `config_file` to process each batch in pieces of N nodes",
+        params=("batch_size", "hidden", "config_file"),
     )
 
 
@@ -229,7 +230,8 @@ def _start(model: nn.Module, config: TrainConfig, objective: Objective, resume: 
         if resume.stopped or resume.epoch + 1 > config.epochs:
             raise UsageError(
                 f"nothing to do: the run already finished ({resume.epoch} epochs"
-                f"{', stopped early' if resume.stopped else ''}); pass a larger --epochs to continue it"
+                f"{', stopped early' if resume.stopped else ''}); pass a larger `epochs` to continue it",
+                params=("epochs",),
             )
     if world > 1:
         run.net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -277,8 +279,8 @@ def _take_step(run: _Run, prepared: Prepared, epoch: int) -> dict:
             if run.world > 1:  # a share of the global sums; DDP averages gradients over the ranks
                 loss, parts = loss * run.world, {key: v * run.world for key, v in parts.items()}
             if not torch.isfinite(loss):
-                raise DivergenceError(f"training loss became {float(loss.detach())} at epoch {epoch}; lower --lr or "
-                                      "check the data")
+                raise DivergenceError(f"training loss became {float(loss.detach())} at epoch {epoch}; lower `lr` or "
+                                      "check the data", params=("lr",))
             loss.backward()
         for key, v in {"loss": loss.detach(), **parts}.items():
             sums[key] = sums.get(key, 0.0) + v
@@ -360,7 +362,7 @@ def fit(
     objective: Optional[Objective] = None,
     resume: Optional[TrainState] = None,
     on_epoch_end: Optional[Callable[[TrainState, bool], None]] = None,
-    progress: Any = None,
+    progress: Optional[Progress] = None,
 ) -> FitResult:
     """Train ``model`` and return the best-on-validation weights and the history.
 
@@ -373,7 +375,8 @@ def fit(
         resume: state of a previous run (from its last checkpoint) to continue from.
         on_epoch_end: called on rank 0 after every epoch with the resumable state and whether it is the new best
             (the CLI writes checkpoints there).
-        progress: optional object with ``start(total_epochs, done)``, ``update(row: dict)`` and ``stop()`` methods.
+        progress: a :class:`~eghn_md.utils.Progress` over epochs (rank 0 only); ``update`` gets each epoch's history
+            row (``epoch``, ``train_loss``, ``val_mse``, ``samples_per_s``, …) with ``done`` = the epoch.
 
     Interrupting (``KeyboardInterrupt``) propagates after the last completed epoch was handed to ``on_epoch_end``.
     """
@@ -383,8 +386,8 @@ def fit(
     run = _start(model, config, objective or objective_from_config(config), resume)
     start_epoch = resume.epoch + 1 if resume is not None else 1
     state, total_samples, total_time = resume, 0, 0.0
-    if progress is not None and run.rank == 0:
-        progress.start(config.epochs, start_epoch - 1)
+    progress = as_progress(progress) if run.rank == 0 else SILENT
+    progress.start(config.epochs, start_epoch - 1)
     try:
         for epoch in range(start_epoch, config.epochs + 1):
             row = _train_epoch(run, train_set, epoch)
@@ -396,8 +399,7 @@ def fit(
             if run.rank == 0:
                 if on_epoch_end is not None:
                     on_epoch_end(state, is_best)
-                if progress is not None:
-                    progress.update(row)
+                progress.update({**row, "done": epoch})
             if run.stopped:
                 break
     except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
@@ -407,8 +409,7 @@ def fit(
     finally:
         if run.feed is not None:
             run.feed.close()
-        if progress is not None and run.rank == 0:
-            progress.stop()
+        progress.stop()
     return FitResult(history=run.history, best_state=run.best_state, best_epoch=run.best_epoch,
                      best_val_mse=run.best_val, last_state=state, stopped_early=run.stopped,
                      train_samples_per_s=(total_samples / total_time) if total_time > 0 else float("nan"))

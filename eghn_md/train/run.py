@@ -30,6 +30,7 @@ from eghn_md.train.checkpoint import load_checkpoint, save_checkpoint
 from eghn_md.train.config import RunConfig
 from eghn_md.train.loop import FitResult, TrainState, fit, objective_from_config
 from eghn_md.train.sources import build_splits
+from eghn_md.utils import Progress
 
 __all__ = ["train_run", "write_text_atomic", "HISTORY_FIELDS"]
 
@@ -59,12 +60,13 @@ def _check_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     existing = [p.name for p in (out / "model.pt", out / "last.pt") if p.exists()]
     if resume:
         if not (out / "last.pt").exists():
-            raise UsageError(f"--resume: {str(out / 'last.pt')!r} does not exist (nothing to resume)")
+            raise UsageError(f"`resume`: {str(out / 'last.pt')!r} does not exist (nothing to resume)",
+                             params=("resume",))
         return
     if existing and not overwrite:
         raise UsageError(
-            f"run directory {str(out)!r} already holds {', '.join(existing)}; pass --resume to continue it or "
-            "--overwrite to start again"
+            f"run directory {str(out)!r} already holds {', '.join(existing)}; pass `resume` to continue it or "
+            "`overwrite` to start again", params=("resume", "overwrite")
         )
 
 
@@ -111,8 +113,8 @@ def _model_config(config: RunConfig, splits, stats: dict, last):
     model_cfg = ModelConfig.from_dict(_model_fields(dict(config.model), config.data.features,
                                                     int(splits.system.h.shape[1]), stats))
     if has_pooling(model_cfg.name) and int(model_cfg.n_clusters) > splits.system.n_nodes:
-        raise UsageError(f"--clusters {model_cfg.n_clusters} exceeds the {splits.system.n_nodes} nodes of the data; "
-                         f"choose K <= {splits.system.n_nodes}")
+        raise UsageError(f"`n_clusters` {model_cfg.n_clusters} exceeds the {splits.system.n_nodes} nodes of the "
+                         f"data; choose K <= {splits.system.n_nodes}", params=("n_clusters",))
     return model_cfg
 
 
@@ -121,7 +123,8 @@ def _check_windows(config: RunConfig, sets: dict) -> None:
         counts = {k: len(v) for k, v in sets.items()}
         raise UsageError(
             f"not enough frames for horizon {config.data.horizon}: windows per split {counts} (a window needs "
-            f"2×horizon+1 consecutive frames inside one block); lower --horizon or pass --val/--test files"
+            f"2×horizon+1 consecutive frames inside one block); lower `horizon` or pass `val`/`test` files",
+            params=("horizon", "val", "test"),
         )
 
 
@@ -194,7 +197,7 @@ def train_run(
     resume: bool = False,
     resume_epochs: Optional[int] = None,
     overwrite: bool = False,
-    progress=None,
+    progress: Optional[Progress] = None,
     log=None,
 ) -> dict:
     """Train a model and write the run directory; returns the metrics summary (also in ``metrics.json``).
@@ -223,7 +226,6 @@ def train_run(
         stats = {**compute_stats(sets["train"]), "frame_dt_ps": splits.frame_dt_ps, "horizon_ps": splits.horizon_ps}
         model_cfg = _model_config(config, splits, stats, last)
         out.mkdir(parents=True, exist_ok=True)  # only now: bad input never leaves an empty run directory
-        config.train.reg_weight = float(model_cfg.reg_weight)
         config.data.cutoff = splits.cutoff
         is_main = int(os.environ.get("RANK", "0")) == 0
         if is_main:

@@ -196,7 +196,7 @@ def build_splits(
     system: Optional[GraphSystem] = None
     spec = FeatureSpec.from_dict(expected_nodes["feature_spec"]) if expected_nodes else None
     cutoff = config.cutoff
-    horizon_name = "--horizon-ps" if expected_nodes is None else "the model's horizon"
+    horizon_name = "`horizon_ps`" if expected_nodes is None else "the model's horizon"
     try:
         jobs = [(p, None) for p in data] + [(p, "val") for p in val] + [(p, "test") for p in test]
         for path, whole in jobs:

@@ -37,7 +37,7 @@ SETTINGS = {
     "b": {"label": "(b) DCD2 as test set, ΔT = 15", "data": {"horizon": 15, "split": [0.66, 0.34, 0.0]},
           "test": "dcd2"},
 }
-MODEL = {"hidden": 32, "n_layers": 2, "n_pool_layers": 1, "n_decoder_layers": 1, "n_clusters": 6, "reg_weight": 0.1}
+MODEL = {"hidden": 32, "n_layers": 2, "n_pool_layers": 1, "n_decoder_layers": 1, "n_clusters": 6}
 
 
 def _mean_std(xs):
@@ -77,8 +77,7 @@ def main() -> None:
     data = {"dcd": work / "adk.h5", "dcd2": work / "adk2.h5"}
     for key, traj in (("dcd", DCD), ("dcd2", DCD2)):
         if not data[key].exists():
-            preprocess(PSF, [traj], data[key], select="protein and name CA", stride=1, overwrite=True,
-                       progress=False)
+            preprocess(PSF, [traj], data[key], select="protein and name CA", stride=1, overwrite=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict = {}
     for skey in args.settings.split(","):
@@ -90,7 +89,7 @@ def main() -> None:
                 out = work / f"{skey}_{model}_s{seed}"
                 cfg = resolve_config(preset="tiny", overrides={
                     "model": {**MODEL, "name": model}, "data": s["data"],
-                    "train": {"epochs": args.epochs, "seed": seed, "device": "cpu", "patience": 0},
+                    "train": {"epochs": args.epochs, "seed": seed, "device": "cpu", "patience": 0, "reg_weight": 0.1},
                 })
                 if (out / "metrics.json").exists() and not args.retrain:  # finished earlier: reuse
                     m = json.loads((out / "metrics.json").read_text())

@@ -226,7 +226,7 @@ def _child(impl: str, batch: int, steps: int, threads: int) -> dict:
 
         gb = collate(graphs)
         cfg = ModelConfig(name=impl, node_in=2, edge_in=2, hidden=H, n_layers=LAYERS, n_pool_layers=POOL_LAYERS,
-                          n_decoder_layers=DEC_LAYERS, n_clusters=K, reg_weight=LAMBDA, length_scale=3.0,
+                          n_decoder_layers=DEC_LAYERS, n_clusters=K, length_scale=3.0,
                           vel_scale=1.0, disp_scale=1.0)
         model = build_model(cfg)
 

@@ -86,7 +86,7 @@ def _setup(a, model_name: str, batch: int):
     torch.set_num_threads(a.threads)
     data, node_in = _windows(a.select, batch * a.steps + 1)
     cfg = ModelConfig(name=model_name, node_in=node_in, edge_in=1, hidden=128, n_layers=4, n_pool_layers=4,
-                      n_decoder_layers=2, n_clusters=20, reg_weight=2.0, length_scale=3.0, vel_scale=1.0,
+                      n_decoder_layers=2, n_clusters=20, length_scale=3.0, vel_scale=1.0,
                       disp_scale=1.0)
     train = TrainConfig(epochs=2, batch_size=batch, lr=1e-4, schedule="none", patience=0, seed=0, device=a.device,
                         workers=a.workers, eval_every=2, reg_weight=2.0)
