@@ -33,15 +33,16 @@ PRESETS: dict[str, dict] = {
                   "reg_weight": 0.1, "patience": 15, "eval_every": 1, **_STABLE},
     },
     # A default for a new system, chosen by measurement on the AdK rollouts (examples/benchmarks/RESULTS.md,
-    # "Rollout stability"): the small EGHN of the AdK accuracy table (hidden 32, 2 layers, K = 6, λ = 0.1) trained
-    # for rollouts (noise, breathing, 3 back-propagated unrolled steps, bond and clash losses).
+    # "Rollout stability"): the small EGHN of the AdK accuracy table (hidden 32, 2 layers, K = 6, λ = 0.1) with four
+    # bond-graph refinement layers, trained for rollouts (noise, breathing, 3 back-propagated unrolled steps and 2
+    # free steps, bond and clash losses).
     "default": {
         "model": {"name": "eghn", "hidden": 32, "n_layers": 2, "n_pool_layers": 1, "n_decoder_layers": 1,
-                  "n_clusters": 6},
+                  "n_clusters": 6, "refine_layers": 4},
         "data": {"horizon": 15},
         "train": {"epochs": 60, "batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "schedule": "cosine",
                   "reg_weight": 0.1, "patience": 20, "eval_every": 1, **_STABLE, "unroll_steps": 3, "pushforward": False,
-                  "noise_scale": 0.15},
+                  "noise_scale": 0.15, "free_steps": 2},
     },
     # The authors' protein protocol (IMPLEMENTATION-NOTES.md; their config.json + main_mdanalysis.py): their model
     # (eghn-published) in their raw units (scales 1: positions in Å, velocity channel in Å per horizon), their features
