@@ -7,6 +7,8 @@ import sys
 from typing import Any
 
 import click
+
+from eghn_md.choices import DEVICES
 from rich.console import Console
 
 __all__ = ["stderr_console", "emit_json", "quiet_option", "json_option", "overwrite_option", "device_option",
@@ -57,7 +59,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print a mach
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 device_option = click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    type=click.Choice(DEVICES),
     default="auto",
     show_default=True,
     help="Where to run: 'auto' picks CUDA when available.",

@@ -12,7 +12,7 @@ import click
 
 from cli._common import emit_json, json_option, overwrite_option, quiet_option, stderr_console
 
-MODEL_CHOICES = ("linear", "gnn", "rf", "egnn", "eghn", "eghn-published")
+from eghn_md.choices import DEVICES, MODEL_NAMES as MODEL_CHOICES, PRESET_NAMES  # noqa: E402
 
 
 def _parse_seeds(value: str) -> list[int]:
@@ -48,7 +48,7 @@ def _train_options(f):
                      help="Use only this many validation and test samples."),
         click.option("--max-val", type=click.IntRange(min=1), default=None,
                      help="Use only this many validation samples (the test set stays whole unless --max-eval)."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True),
+        click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True),
         json_option,
         quiet_option,
     ]
@@ -180,12 +180,12 @@ def mocap_train(delta_frame, **p) -> None:
 @click.option("--model", "models", multiple=True, type=click.Choice(MODEL_CHOICES), default=("eghn", "egnn"),
               show_default=True, help="Model(s); repeat the option for several.")
 @click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated training seeds.")
-@click.option("--preset", type=click.Choice(["paper", "paper-eghn", "default", "tiny"]), default="paper",
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default="paper",
               show_default=True)
 @click.option("--select", default="backbone", show_default=True, help="Node selection (the paper: backbone).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epoch budget.")
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="Override ΔT (paper: 15 frames).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @overwrite_option
 @json_option
 @quiet_option

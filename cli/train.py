@@ -8,20 +8,20 @@ import click
 
 from cli._common import emit_json, json_option, overwrite_option, quiet_option, stderr_console
 
-_MODEL_CHOICES = ["eghn", "eghn-published", "egnn", "gnn", "rf", "linear"]
+from eghn_md.choices import DEVICES, FEATURE_SETS, MODEL_NAMES, OPTIMIZERS, PRESET_NAMES, SCHEDULES  # noqa: E402
 
 
 @click.command("train")
 @click.argument("data", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory (model.pt, last.pt, config.yaml, history.csv, metrics.json).")
-@click.option("--preset", type=click.Choice(["tiny", "default", "paper", "paper-eghn"]), default=None,
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default=None,
               help="Built-in configuration (default: 'default'; 'paper': the authors' protocol with eghn-published; "
                    "'paper-eghn': the equations variant at the paper's sizes); --config and options override it.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML file with model:/data:/train: sections.")
-@click.option("--model", type=click.Choice(_MODEL_CHOICES), default=None, help="Architecture.")
-@click.option("--features", type=click.Choice(["residue", "paper", "both"]), default=None,
+@click.option("--model", type=click.Choice(MODEL_NAMES), default=None, help="Architecture.")
+@click.option("--features", type=click.Choice(FEATURE_SETS), default=None,
               help="Node/edge scalars. residue (default): residue (+ atom) one-hots, bond flag; paper: [|v|, charge / "
                    "max|charge|] and [d, d²] (needs a dataset with charges); both: all of them.")
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="ΔT in stored frames.")
@@ -35,13 +35,13 @@ _MODEL_CHOICES = ["eghn", "eghn-published", "egnn", "gnn", "rf", "linear"]
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=None)
 @click.option("--hidden", type=click.IntRange(min=1), default=None, help="Hidden width.")
 @click.option("--clusters", type=click.IntRange(min=1), default=None, help="Number of pooling clusters K (EGHN).")
-@click.option("--schedule", type=click.Choice(["cosine", "plateau", "none"]), default=None)
-@click.option("--optimizer", type=click.Choice(["adamw", "adam"]), default=None,
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
               help="adamw (default): decoupled weight decay; adam: L2 penalty (the authors' code).")
 @click.option("--patience", type=click.IntRange(min=0), default=None,
               help="Early stopping: evaluations without improvement (0 = off).")
 @click.option("--seed", type=int, default=None)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Default: auto.")
+@click.option("--device", type=click.Choice(DEVICES), default=None, help="Default: auto.")
 @click.option("--amp", is_flag=True, default=None, help="bf16/fp16 autocast on CUDA.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Processes that build training samples ahead of the model (default: min(4, CPUs-1) on CUDA, "

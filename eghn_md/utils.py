@@ -14,7 +14,7 @@ from eghn_md.errors import UsageError
 __all__ = ["resolve_device", "seed_everything", "reject_unknown_fields", "DEVICE_CHOICES", "Progress", "SILENT",
            "as_progress"]
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+from eghn_md.choices import DEVICES as DEVICE_CHOICES  # noqa: E402  (one home, torch-free)
 
 
 @runtime_checkable

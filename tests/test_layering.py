@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the documented order (README "Layout"): a package may import only packages at its level or before it
-LAYERS = ("errors", "utils", "io", "graph", "data", "nn", "models", "train", "rollout", "export", "testing",
+LAYERS = ("errors", "choices", "utils", "io", "graph", "data", "nn", "models", "train", "rollout", "export", "testing",
           "benchmarks")
 
 

@@ -78,7 +78,7 @@ __all__ = [
 ]
 
 #: ``eghn-md train --features`` choices
-FEATURE_SETS = ("residue", "paper", "both")
+from eghn_md.choices import FEATURE_SETS  # noqa: E402  (one home, torch-free)
 
 RESIDUE_TYPES: tuple[str, ...] = (
     "ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE",

@@ -10,7 +10,7 @@ from eghn_md.errors import UsageError
 __all__ = ["ModelConfig", "MODEL_NAMES", "VECTOR_NORMS", "EDGE_FEATURES", "LEGACY_FIELDS"]
 
 #: every model the registry can build (see :mod:`eghn_md.models.registry`)
-MODEL_NAMES = ("eghn", "eghn-published", "egnn", "gnn", "rf", "linear")
+from eghn_md.choices import MODEL_NAMES  # noqa: E402  (one home, torch-free)
 #: how ``eghn`` scales vector channels before taking invariants (see :class:`ModelConfig`)
 VECTOR_NORMS = ("fixed", "per-graph")
 

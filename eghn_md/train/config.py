@@ -14,6 +14,7 @@ from typing import Any, Optional
 import yaml
 
 from eghn_md.data.samples import DataConfig
+from eghn_md.choices import PRESET_NAMES
 from eghn_md.errors import UsageError
 from eghn_md.train.options import TrainConfig
 
@@ -97,6 +98,9 @@ class RunConfig:
             data=DataConfig.from_dict(dict(d.get("data") or {})),
             train=TrainConfig.from_dict(dict(d.get("train") or {})),
         )
+
+
+assert tuple(PRESETS) == PRESET_NAMES  # the list users pick from (eghn_md.choices)
 
 
 def _move_reg_weight(d: dict) -> dict:

@@ -12,10 +12,7 @@ from eghn_md.utils import reject_unknown_fields
 
 __all__ = ["TrainConfig", "SCHEDULES", "SELECTIONS", "MIN_VAL_WINDOWS", "OPTIMIZERS"]
 
-SCHEDULES = ("cosine", "plateau", "none")
-#: ``adamw``: decoupled weight decay (the default); ``adam``: torch's Adam, weight decay added to the gradient as an
-#: L2 penalty (the published EGHN code's optimiser)
-OPTIMIZERS = ("adamw", "adam")
+from eghn_md.choices import OPTIMIZERS, SCHEDULES  # noqa: E402  (one home, torch-free)
 #: which weights a run keeps: the best on validation (early stopping after ``patience`` bad evaluations) or the last
 SELECTIONS = ("best", "last")
 #: fewer validation windows than this cannot rank epochs (3 windows of one trajectory's end move like none of the
