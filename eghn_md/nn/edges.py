@@ -66,10 +66,18 @@ class Edges:
         self.num_nodes = num_nodes
         self.num_edges = int(self.i.shape[0])
         self._inv_deg: dict = {}
+        self._pair: Optional[Tensor] = None
 
     @property
     def edge_index(self) -> Tensor:
         return torch.stack([self.i, self.j])
+
+    @property
+    def pair_index(self) -> Tensor:
+        """(E, 2) rows ``[i, N + j]``: receiver and sender rows of a stacked (2N, F) node table (cached)."""
+        if self._pair is None:
+            self._pair = torch.stack([self.i, self.j + self.num_nodes], dim=1)
+        return self._pair
 
     @property
     def counts_i(self) -> Tensor:

@@ -66,16 +66,20 @@ class _SiLUWithHead(torch.autograd.Function):
     def backward(ctx, gs: Optional[Tensor], gy: Optional[Tensor]):
         x, weight = ctx.saved_tensors
         grad_w = grad_b = None
-        if gy is not None:
-            gy2 = gy.reshape(-1, gy.shape[-1])
-            if ctx.needs_input_grad[1]:
-                grad_w = gy2.t().mm(F.silu(x).reshape(-1, x.shape[-1]))
-            if ctx.has_bias and ctx.needs_input_grad[2]:
-                grad_b = gy2.sum(0)
-            g = gy.matmul(weight)
-            gs = g if gs is None else gs + g
-        grad_x = torch.ops.aten.silu_backward(gs, x) if gs is not None else None
-        return grad_x, grad_w, grad_b
+        if gy is None:
+            return (torch.ops.aten.silu_backward(gs, x) if gs is not None else None), None, None
+        gy2 = gy.reshape(-1, gy.shape[-1])
+        buf = F.silu(x)
+        if ctx.needs_input_grad[1]:
+            grad_w = gy2.t().mm(buf.reshape(-1, x.shape[-1]))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = gy2.sum(0)
+        # one (…, H) buffer for silu(x), the summed gradient and the result (fresh buffers cost page faults on CPU)
+        if gs is None:
+            torch.matmul(gy, weight, out=buf)
+        else:
+            torch.addmm(gs.reshape(-1, x.shape[-1]), gy2, weight, out=buf.view(-1, x.shape[-1]))
+        return torch.ops.aten.silu_backward.grad_input(buf, x, grad_input=buf), grad_w, grad_b
 
 
 def silu_with_head(x: Tensor, linear: nn.Linear):
@@ -169,34 +173,41 @@ class _EdgeFirstTwo(torch.autograd.Function):
     """``silu(P_i[i] + P_j[j] + e W_eᵀ) W_2ᵀ + b_2`` saving only node-level inputs (recomputes the first layer).
 
     The first-layer pre-activation (E, H) is not kept for backward: it is rebuilt there from the per-node terms
-    (two gathers and a thin ``addmm``, no (E, H)×(H, H) product), halving the per-edge autograd memory of a layer.
+    (one ``embedding_bag`` sum of the two gathered rows and a thin ``addmm``, no (E, H)×(H, H) product), halving
+    the per-edge autograd memory of a layer. Per-edge temporaries are reused in place (each fresh (E, H) buffer
+    costs page faults on CPU): forward allocates one (E, H) buffer besides its output, backward two.
     """
 
     @staticmethod
-    def forward(ctx, Pi, Pj, e, We, W2, b2, i, j):
-        ctx.save_for_backward(Pi, Pj, e, We, W2, i, j)
-        pre1 = _first(Pi, Pj, e, We, i, j)
-        return F.linear(F.silu(pre1), W2, b2)
+    def forward(ctx, Pi, Pj, e, We, W2, b2, i, j, pair):
+        table = torch.cat([Pi, Pj])
+        ctx.save_for_backward(table, e, We, W2, i, j, pair)
+        pre1 = _first(table, e, We, pair)
+        return F.linear(F.silu(pre1, inplace=True), W2, b2)
 
     @staticmethod
     def backward(ctx, g):
-        Pi, Pj, e, We, W2, i, j = ctx.saved_tensors
-        pre1 = _first(Pi, Pj, e, We, i, j)
+        table, e, We, W2, i, j, pair = ctx.saved_tensors
+        n = table.shape[0] // 2
+        pre1 = _first(table, e, We, pair)
         need = ctx.needs_input_grad
-        gW2 = g.t().mm(F.silu(pre1)) if need[4] else None
+        buf = F.silu(pre1)
+        gW2 = g.t().mm(buf) if need[4] else None
         gb2 = g.sum(0) if need[5] else None
-        g1 = torch.ops.aten.silu_backward(g.mm(W2), pre1)
+        g1 = torch.mm(g, W2, out=buf)  # silu(pre1) is no longer needed
+        g1 = torch.ops.aten.silu_backward.grad_input(g1, pre1, grad_input=g1)
         del pre1
-        gPi = torch.zeros_like(Pi).index_add_(0, i, g1) if need[0] else None
-        gPj = torch.zeros_like(Pj).index_add_(0, j, g1) if need[1] else None
+        gPi = table.new_zeros((n, table.shape[1])).index_add_(0, i, g1) if need[0] else None
+        gPj = table.new_zeros((n, table.shape[1])).index_add_(0, j, g1) if need[1] else None
         ge = g1.mm(We) if (e is not None and need[2]) else None
         # (D, E)×(E, H) then transpose: ~8× faster on CPU than (H, E)×(E, D) for thin D
         gWe = e.t().mm(g1).t() if (e is not None and need[3]) else None
-        return gPi, gPj, ge, gWe, gW2, gb2, None, None
+        return gPi, gPj, ge, gWe, gW2, gb2, None, None, None
 
 
-def _first(Pi, Pj, e, We, i, j):
-    out = Pi.index_select(0, i).add_(Pj.index_select(0, j))
+def _first(table, e, We, pair):
+    """``table[i] + table[N + j] (+ e W_eᵀ)``: one ``embedding_bag`` sum over the (E, 2) rows of ``pair``."""
+    out = F.embedding_bag(pair, table, mode="sum")
     if e is not None:
         out.addmm_(e, We.t())
     return out
@@ -228,5 +239,5 @@ class EdgeMLP(nn.Module):
         e = edge_feat if We is not None else None
         return _EdgeFirstTwo.apply(
             Pi, Pj, e, We, self.second.weight, self.second.bias,
-            edges.i, edges.j,
+            edges.i, edges.j, edges.pair_index,
         )
