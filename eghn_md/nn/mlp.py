@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["MLP", "PairLinear", "EdgeMLP", "silu_linear", "silu_with_head"]
+__all__ = ["MLP", "PairLinear", "EdgeMLP", "silu_linear", "silu_with_head", "silu_head_aggregate"]
 
 
 class _SiLULinear(torch.autograd.Function):
@@ -88,6 +88,52 @@ def silu_with_head(x: Tensor, linear: nn.Linear):
         s = F.silu(x)
         return s, linear(s)
     return _SiLUWithHead.apply(x, linear.weight, linear.bias)
+
+
+class _SiLUHeadAggregate(torch.autograd.Function):
+    """``a = w ⊙ Σ_{e→n} silu(x_e)`` (per receiver n) and ``y = silu(x) Wᵀ + b``, saving only ``x``.
+
+    The edge message ``silu(x)`` (E, H) is only read through its per-node sum, so it is never returned: backward
+    writes the gathered ``a`` gradient, the head's gradient and the SiLU derivative into one (E, H) buffer.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], index: Tensor, node_w: Optional[Tensor],
+                num_nodes: int):
+        ctx.save_for_backward(x, weight, index, node_w)
+        ctx.has_bias = bias is not None
+        s = F.silu(x)
+        agg = s.new_zeros((num_nodes, s.shape[1])).index_add_(0, index, s)
+        if node_w is not None:
+            agg.mul_(node_w.unsqueeze(1))
+        return agg, F.linear(s, weight, bias)
+
+    @staticmethod
+    def backward(ctx, ga: Optional[Tensor], gy: Optional[Tensor]):
+        x, weight, index, node_w = ctx.saved_tensors
+        buf = F.silu(x)
+        grad_w = grad_b = None
+        if gy is not None and ctx.needs_input_grad[1]:
+            grad_w = gy.t().mm(buf)
+        if gy is not None and ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = gy.sum(0)
+        if ga is None:
+            buf.zero_()
+        else:
+            torch.index_select(ga if node_w is None else ga * node_w.unsqueeze(1), 0, index, out=buf)
+        if gy is not None:
+            buf.addmm_(gy, weight)
+        return torch.ops.aten.silu_backward.grad_input(buf, x, grad_input=buf), grad_w, grad_b, None, None, None
+
+
+def silu_head_aggregate(x: Tensor, linear: nn.Linear, edges, *, mean: bool):
+    """``(agg, linear(silu(x)))`` with ``agg`` the mean (``mean``) or sum of ``silu(x)`` over every receiver's
+    incoming edges. Shapes: x (E, H), edges (:class:`~eghn_md.nn.edges.Edges`) -> (N, H), (E, out)."""
+    if not torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type):
+        s = F.silu(x)
+        return (edges.mean_i(s) if mean else edges.sum_i(s)), linear(s)
+    node_w = edges.inv_degree(x.dtype, x.device) if mean else None
+    return _SiLUHeadAggregate.apply(x, linear.weight, linear.bias, edges.i, node_w, edges.num_nodes)
 
 
 class MLP(nn.Module):
@@ -199,8 +245,9 @@ class _EdgeFirstTwo(torch.autograd.Function):
         del pre1
         gPi = table.new_zeros((n, table.shape[1])).index_add_(0, i, g1) if need[0] else None
         gPj = table.new_zeros((n, table.shape[1])).index_add_(0, j, g1) if need[1] else None
-        ge = g1.mm(We) if (e is not None and need[2]) else None
-        # (D, E)×(E, H) then transpose: ~8× faster on CPU than (H, E)×(E, D) for thin D
+        # thin D: (D, H)×(H, E) then transpose is ~1.5× faster on CPU than (E, H)×(H, D), and
+        # (D, E)×(E, H) then transpose ~8× faster than (H, E)×(E, D)
+        ge = torch.mm(We.t(), g1.t()).t().contiguous() if (e is not None and need[2]) else None
         gWe = e.t().mm(g1).t() if (e is not None and need[3]) else None
         return gPi, gPj, ge, gWe, gW2, gb2, None, None, None
 
