@@ -201,7 +201,7 @@ def _reg_l2_rows(A, *, squared):
 @pytest.mark.parametrize("target, attr, wrong", [
     (Edges, "mean_i", _sender_mean),
     (eghn_module, "pool_mean", _pool_sum),
-    (emmp_module, "centre", lambda Z, batch, num_graphs, translating: Z),
+    (emmp_module, "centre", lambda Z, batch, num_graphs, translating, **_: Z),
     (eghn_module, "pooling_regulariser", _reg_l2_rows),
 ], ids=["aggregate-onto-sender", "epool-without-normaliser", "emmp-without-centring", "regulariser-l2-rows"])
 def test_reference_catches_wiring_errors(monkeypatch, target, attr, wrong):

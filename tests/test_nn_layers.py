@@ -153,7 +153,6 @@ def test_edges_gather_and_sum_match_index_ops_with_gradients():
     ei = torch.randint(0, 7, (2, 30), generator=gen)  # unsorted, repeated, some nodes without edges
     x = torch.randn(7, 3, 2, dtype=torch.float64, requires_grad=True)
     e = Edges(ei, 7)
-    assert bool((e.i[1:] >= e.i[:-1]).all())
     w = torch.randn(30, 3, 2, dtype=torch.float64)
     got = e.sum_i(e.gather_j(x) * w + e.gather_i(x))
     ref = torch.zeros(7, 3, 2, dtype=torch.float64).index_add_(0, e.i, x[e.j] * w + x[e.i])
@@ -206,3 +205,31 @@ def test_silu_with_head_gradients():
     assert torch.autograd.gradcheck(lambda t: silu_with_head(t, lin), (x,))
     assert torch.autograd.gradcheck(lambda t: silu_with_head(t, lin)[1], (x,))  # one output unused
     assert torch.autograd.gradcheck(lambda t: silu_with_head(t, lin)[0], (x,))
+
+
+@pytest.mark.parametrize("mean", [True, False])
+def test_silu_head_aggregate_matches_plain_ops(mean):
+    from eghn_md.nn.mlp import silu_head_aggregate
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(3)
+    e = Edges(torch.randint(0, 6, (2, 17), generator=gen), 7)  # node 6 without edges
+    lin = torch.nn.Linear(5, 3).double()
+    x = torch.randn(17, 5, dtype=torch.float64, requires_grad=True)
+    s = torch.nn.functional.silu(x)
+    ref = ((e.mean_i(s) if mean else e.sum_i(s)), lin(s))
+    got = silu_head_aggregate(x, lin, e, mean=mean)
+    for a, r in zip(got, ref):
+        torch.testing.assert_close(a, r)
+    assert torch.autograd.gradcheck(lambda t: silu_head_aggregate(t, lin, e, mean=mean), (x,))
+    assert torch.autograd.gradcheck(lambda t: silu_head_aggregate(t, lin, e, mean=mean)[0], (x,))
+    assert torch.autograd.gradcheck(lambda t: silu_head_aggregate(t, lin, e, mean=mean)[1], (x,))
+    w = [p for p in lin.parameters()]
+    assert torch.autograd.gradcheck(lambda a, b: _SHA(x.detach(), a, b, e, mean), tuple(p.detach().requires_grad_() for p in w))
+
+
+def _SHA(x, weight, bias, e, mean):
+    from eghn_md.nn.mlp import _SiLUHeadAggregate
+
+    node_w = e.inv_degree(x.dtype, x.device) if mean else None
+    return _SiLUHeadAggregate.apply(x, weight, bias, e.i, node_w, e.num_nodes)

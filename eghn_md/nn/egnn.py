@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from eghn_md.nn.mlp import MLP, EdgeMLP, silu_linear, silu_with_head
+from eghn_md.nn.mlp import MLP, EdgeMLP, silu_head_aggregate, silu_linear, silu_with_head
 from eghn_md.nn.edges import Edges
 
 __all__ = ["EGNNLayer"]
@@ -61,7 +61,10 @@ class EGNNLayer(nn.Module):
         d2 = (rel * rel).sum(1, keepdim=True)
         feat = torch.cat([d2, edge_attr.to(d2.dtype)], dim=1) if self.edge_in else d2
         pre2 = self.edge_mlp(h, feat.to(h.dtype), edges)
-        msg, t = silu_with_head(pre2, self.coord1)
+        if self.node is not None:  # the message is only read through its sum over incoming edges
+            agg_h, t = silu_head_aggregate(pre2, self.coord1, edges, mean=False)
+        else:
+            agg_h, t = None, silu_with_head(pre2, self.coord1)[1]
         phi = silu_linear(t, self.coord2)  # (E, 1)
         agg = edges.mean_i(rel * phi.to(rel.dtype))
         if self.clamp is not None:
@@ -71,6 +74,6 @@ class EGNNLayer(nn.Module):
         x = x + self.coord_scale * agg
         if self.node is None:  # last layer of a stack whose h is not used
             return x, h
-        out = self.node(torch.cat([h, edges.sum_i(msg).to(h.dtype)], dim=1))
+        out = self.node(torch.cat([h, agg_h.to(h.dtype)], dim=1))
         h = h + out if self.residual else out
         return x, h

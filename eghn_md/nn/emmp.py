@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from eghn_md.nn.invariants import centre, channel_scale, gram_features, soft_normalise
-from eghn_md.nn.mlp import MLP, EdgeMLP, silu_with_head
+from eghn_md.nn.mlp import MLP, EdgeMLP, silu_head_aggregate
 from eghn_md.nn.edges import Edges
 
 __all__ = ["EMMP"]
@@ -108,6 +108,8 @@ class EMMP(nn.Module):
             raise ValueError(f"vector_scale has {len(vector_scale)} entries for {m} vector channels")
         scale = None if vector_scale is None else torch.tensor([float(x) for x in vector_scale], dtype=torch.float64).view(1, 1, m)
         self.register_buffer("vector_scale", scale, persistent=False)
+        mask = torch.tensor([float(t) for t in self.translating], dtype=torch.float64).view(1, 1, m)
+        self.register_buffer("centre_mask", mask, persistent=False)
 
     def forward(
         self,
@@ -118,35 +120,40 @@ class EMMP(nn.Module):
         batch: Tensor,
         num_graphs: int,
     ):
-        Zc = centre(Z, batch, num_graphs, self.translating)
-        Zi, Zj = edges.gather_i(Zc), edges.gather_j(Zc)  # (E, 3, m)
+        Zc = centre(Z, batch, num_graphs, self.translating, mask=self.centre_mask)
+        m = self.m
         if self.invariants == "gram":
             scale = channel_scale(Zc, batch, num_graphs) if self.vector_scale is None else self.vector_scale
             Zn = Zc / scale.to(Zc.dtype)
             node_feat = torch.cat([h, soft_normalise(gram_features(Zn, symmetric=True)).to(h.dtype)], dim=1)
-            rel = Zi - Zj
-            inv = [soft_normalise(gram_features(edges.gather_i(Zn), edges.gather_j(Zn))),
+            both = torch.cat([Zc, Zn], dim=2)  # one gather per side for the raw and the scaled channels
+            Gi, Gj = edges.gather_i(both), edges.gather_j(both)  # (E, 3, 2m)
+            Zj = Gj[:, :, :m]
+            rel = Gi[:, :, :m] - Zj
+            inv = [soft_normalise(gram_features(Gi[:, :, m:], Gj[:, :, m:])),
                    soft_normalise(gram_features(rel, symmetric=True))]
             basis = torch.cat([rel, Zj], dim=2)  # (E, 3, 2m): span of Ẑ_ij
         else:
+            Zj = edges.gather_j(Zc)
             node_feat = h
-            inv = [F.normalize(gram_features(Zj, Zi), dim=1)]
+            inv = [F.normalize(gram_features(Zj, edges.gather_i(Zc)), dim=1)]
             basis = Zj
         if self.edge_in:
             inv.append(edge_attr.to(inv[0].dtype))
         edge_feat = torch.cat(inv, dim=1).to(h.dtype) if len(inv) > 1 else inv[0].to(h.dtype)
         pre2 = self.edge_mlp(node_feat, edge_feat, edges)  # (E, H)
-        if self.coef is not None:
-            if isinstance(self.coef, nn.Linear):
-                msg, coef = silu_with_head(pre2, self.coef)
-            else:  # two-layer head (published)
-                msg = F.silu(pre2)
-                coef = self.coef(msg)
-            coef = coef.view(-1, self.n_basis, self.m)  # (E, 2m, m)
-            M = (basis.unsqueeze(3) * coef.to(basis.dtype).unsqueeze(1)).sum(2)  # (E, 3, m)
-            Z = Z + edges.mean_i(M)
+        agg = None
+        if isinstance(self.coef, nn.Linear):  # message only aggregated: fused SiLU, head and edge→node sum
+            agg, coef = silu_head_aggregate(pre2, self.coef, edges, mean=self.h_agg == "mean")
+        elif self.coef is not None:  # two-layer head (published)
+            msg = F.silu(pre2)
+            coef = self.coef(msg)
         else:
             msg = F.silu(pre2)
-        agg = edges.mean_i(msg) if self.h_agg == "mean" else edges.sum_i(msg)
+        if self.coef is not None:
+            M = torch.bmm(basis, coef.view(-1, self.n_basis, m).to(basis.dtype))  # (E, 3, m)
+            Z = Z + edges.mean_i(M)
+        if agg is None:
+            agg = edges.mean_i(msg) if self.h_agg == "mean" else edges.sum_i(msg)
         h = h + self.node(torch.cat([h, agg.to(h.dtype)], dim=1))
         return Z, h

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["MLP", "PairLinear", "EdgeMLP", "silu_linear", "silu_with_head"]
+__all__ = ["MLP", "PairLinear", "EdgeMLP", "silu_linear", "silu_with_head", "silu_head_aggregate"]
 
 
 class _SiLULinear(torch.autograd.Function):
@@ -66,16 +66,20 @@ class _SiLUWithHead(torch.autograd.Function):
     def backward(ctx, gs: Optional[Tensor], gy: Optional[Tensor]):
         x, weight = ctx.saved_tensors
         grad_w = grad_b = None
-        if gy is not None:
-            gy2 = gy.reshape(-1, gy.shape[-1])
-            if ctx.needs_input_grad[1]:
-                grad_w = gy2.t().mm(F.silu(x).reshape(-1, x.shape[-1]))
-            if ctx.has_bias and ctx.needs_input_grad[2]:
-                grad_b = gy2.sum(0)
-            g = gy.matmul(weight)
-            gs = g if gs is None else gs + g
-        grad_x = torch.ops.aten.silu_backward(gs, x) if gs is not None else None
-        return grad_x, grad_w, grad_b
+        if gy is None:
+            return (torch.ops.aten.silu_backward(gs, x) if gs is not None else None), None, None
+        gy2 = gy.reshape(-1, gy.shape[-1])
+        buf = F.silu(x)
+        if ctx.needs_input_grad[1]:
+            grad_w = gy2.t().mm(buf.reshape(-1, x.shape[-1]))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = gy2.sum(0)
+        # one (…, H) buffer for silu(x), the summed gradient and the result (fresh buffers cost page faults on CPU)
+        if gs is None:
+            torch.matmul(gy, weight, out=buf)
+        else:
+            torch.addmm(gs.reshape(-1, x.shape[-1]), gy2, weight, out=buf.view(-1, x.shape[-1]))
+        return torch.ops.aten.silu_backward.grad_input(buf, x, grad_input=buf), grad_w, grad_b
 
 
 def silu_with_head(x: Tensor, linear: nn.Linear):
@@ -84,6 +88,52 @@ def silu_with_head(x: Tensor, linear: nn.Linear):
         s = F.silu(x)
         return s, linear(s)
     return _SiLUWithHead.apply(x, linear.weight, linear.bias)
+
+
+class _SiLUHeadAggregate(torch.autograd.Function):
+    """``a = w ⊙ Σ_{e→n} silu(x_e)`` (per receiver n) and ``y = silu(x) Wᵀ + b``, saving only ``x``.
+
+    The edge message ``silu(x)`` (E, H) is only read through its per-node sum, so it is never returned: backward
+    writes the gathered ``a`` gradient, the head's gradient and the SiLU derivative into one (E, H) buffer.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], index: Tensor, node_w: Optional[Tensor],
+                num_nodes: int):
+        ctx.save_for_backward(x, weight, index, node_w)
+        ctx.has_bias = bias is not None
+        s = F.silu(x)
+        agg = s.new_zeros((num_nodes, s.shape[1])).index_add_(0, index, s)
+        if node_w is not None:
+            agg.mul_(node_w.unsqueeze(1))
+        return agg, F.linear(s, weight, bias)
+
+    @staticmethod
+    def backward(ctx, ga: Optional[Tensor], gy: Optional[Tensor]):
+        x, weight, index, node_w = ctx.saved_tensors
+        buf = F.silu(x)
+        grad_w = grad_b = None
+        if gy is not None and ctx.needs_input_grad[1]:
+            grad_w = gy.t().mm(buf)
+        if gy is not None and ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = gy.sum(0)
+        if ga is None:
+            buf.zero_()
+        else:
+            torch.index_select(ga if node_w is None else ga * node_w.unsqueeze(1), 0, index, out=buf)
+        if gy is not None:
+            buf.addmm_(gy, weight)
+        return torch.ops.aten.silu_backward.grad_input(buf, x, grad_input=buf), grad_w, grad_b, None, None, None
+
+
+def silu_head_aggregate(x: Tensor, linear: nn.Linear, edges, *, mean: bool):
+    """``(agg, linear(silu(x)))`` with ``agg`` the mean (``mean``) or sum of ``silu(x)`` over every receiver's
+    incoming edges. Shapes: x (E, H), edges (:class:`~eghn_md.nn.edges.Edges`) -> (N, H), (E, out)."""
+    if not torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type):
+        s = F.silu(x)
+        return (edges.mean_i(s) if mean else edges.sum_i(s)), linear(s)
+    node_w = edges.inv_degree(x.dtype, x.device) if mean else None
+    return _SiLUHeadAggregate.apply(x, linear.weight, linear.bias, edges.i, node_w, edges.num_nodes)
 
 
 class MLP(nn.Module):
@@ -169,38 +219,42 @@ class _EdgeFirstTwo(torch.autograd.Function):
     """``silu(P_i[i] + P_j[j] + e W_eᵀ) W_2ᵀ + b_2`` saving only node-level inputs (recomputes the first layer).
 
     The first-layer pre-activation (E, H) is not kept for backward: it is rebuilt there from the per-node terms
-    (two gathers and a thin ``addmm``, no (E, H)×(H, H) product), halving the per-edge autograd memory of a layer.
+    (one ``embedding_bag`` sum of the two gathered rows and a thin ``addmm``, no (E, H)×(H, H) product), halving
+    the per-edge autograd memory of a layer. Per-edge temporaries are reused in place (each fresh (E, H) buffer
+    costs page faults on CPU): forward allocates one (E, H) buffer besides its output, backward two.
     """
 
     @staticmethod
-    def forward(ctx, Pi, Pj, e, We, W2, b2, i, j, perm_j, counts_i, counts_j):
-        ctx.save_for_backward(Pi, Pj, e, We, W2, i, j, perm_j, counts_i, counts_j)
-        pre1 = _first(Pi, Pj, e, We, i, j)
-        return F.linear(F.silu(pre1), W2, b2)
+    def forward(ctx, Pi, Pj, e, We, W2, b2, i, j, pair):
+        table = torch.cat([Pi, Pj])
+        ctx.save_for_backward(table, e, We, W2, i, j, pair)
+        pre1 = _first(table, e, We, pair)
+        return F.linear(F.silu(pre1, inplace=True), W2, b2)
 
     @staticmethod
     def backward(ctx, g):
-        Pi, Pj, e, We, W2, i, j, perm_j, counts_i, counts_j = ctx.saved_tensors
-        pre1 = _first(Pi, Pj, e, We, i, j)
+        table, e, We, W2, i, j, pair = ctx.saved_tensors
+        n = table.shape[0] // 2
+        pre1 = _first(table, e, We, pair)
         need = ctx.needs_input_grad
-        gW2 = g.t().mm(F.silu(pre1)) if need[4] else None
+        buf = F.silu(pre1)
+        gW2 = g.t().mm(buf) if need[4] else None
         gb2 = g.sum(0) if need[5] else None
-        g1 = torch.ops.aten.silu_backward(g.mm(W2), pre1)
+        g1 = torch.mm(g, W2, out=buf)  # silu(pre1) is no longer needed
+        g1 = torch.ops.aten.silu_backward.grad_input(g1, pre1, grad_input=g1)
         del pre1
-        gPi = torch.segment_reduce(g1, "sum", lengths=counts_i, axis=0, unsafe=True) if need[0] else None
-        gPj = (
-            torch.segment_reduce(g1.index_select(0, perm_j), "sum", lengths=counts_j, axis=0, unsafe=True)
-            if need[1]
-            else None
-        )
-        ge = g1.mm(We) if (e is not None and need[2]) else None
-        # (D, E)×(E, H) then transpose: ~8× faster on CPU than (H, E)×(E, D) for thin D
+        gPi = table.new_zeros((n, table.shape[1])).index_add_(0, i, g1) if need[0] else None
+        gPj = table.new_zeros((n, table.shape[1])).index_add_(0, j, g1) if need[1] else None
+        # thin D: (D, H)×(H, E) then transpose is ~1.5× faster on CPU than (E, H)×(H, D), and
+        # (D, E)×(E, H) then transpose ~8× faster than (H, E)×(E, D)
+        ge = torch.mm(We.t(), g1.t()).t().contiguous() if (e is not None and need[2]) else None
         gWe = e.t().mm(g1).t() if (e is not None and need[3]) else None
-        return gPi, gPj, ge, gWe, gW2, gb2, None, None, None, None, None
+        return gPi, gPj, ge, gWe, gW2, gb2, None, None, None
 
 
-def _first(Pi, Pj, e, We, i, j):
-    out = Pi.index_select(0, i).add_(Pj.index_select(0, j))
+def _first(table, e, We, pair):
+    """``table[i] + table[N + j] (+ e W_eᵀ)``: one ``embedding_bag`` sum over the (E, 2) rows of ``pair``."""
+    out = F.embedding_bag(pair, table, mode="sum")
     if e is not None:
         out.addmm_(e, We.t())
     return out
@@ -232,5 +286,5 @@ class EdgeMLP(nn.Module):
         e = edge_feat if We is not None else None
         return _EdgeFirstTwo.apply(
             Pi, Pj, e, We, self.second.weight, self.second.bias,
-            edges.i, edges.j, edges.perm_j, edges.counts_i, edges.counts_j,
+            edges.i, edges.j, edges.pair_index,
         )

@@ -119,11 +119,12 @@ def published_regulariser(A_high: Tensor) -> Tensor:
 
 def complete_graph(num_graphs: int, k: int, *, self_loops: bool, device=None) -> Tensor:
     """Edges of a complete graph on each graph's K clusters (flat ids ``g·K + k``): (2, G·K·(K or K−1))."""
-    a = torch.arange(k, device=device)
-    ii, jj = torch.meshgrid(a, a, indexing="ij")
-    ii, jj = ii.reshape(-1), jj.reshape(-1)
-    if not self_loops:
-        keep = ii != jj
-        ii, jj = ii[keep], jj[keep]
+    if self_loops:
+        flat = torch.arange(k * k, device=device)
+        ii, jj = flat // k, flat % k
+    else:  # row-major without the diagonal, by arithmetic (a boolean mask would be a data-dependent shape)
+        flat = torch.arange(k * (k - 1), device=device)
+        ii, r = flat // max(k - 1, 1), flat % max(k - 1, 1)
+        jj = r + (r >= ii).to(r.dtype)
     off = (torch.arange(num_graphs, device=device) * k).view(-1, 1)
     return torch.stack([(ii.view(1, -1) + off).reshape(-1), (jj.view(1, -1) + off).reshape(-1)])
