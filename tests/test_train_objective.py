@@ -143,10 +143,10 @@ def test_unroll_without_cutoff_is_refused():
 
 
 UNROLL_CONFIG = """\
-model: {name: eghn, hidden: 16, n_layers: 1, n_pool_layers: 1, n_decoder_layers: 1, n_clusters: 4}
+model: {name: eghn, hidden: 16, n_layers: 1, n_pool_layers: 1, n_decoder_layers: 1, n_clusters: 4, refine_layers: 1}
 data: {horizon: 5, window_stride: 3}
 train: {epochs: 3, batch_size: 4, lr: 0.002, schedule: cosine, patience: 0, noise_std: 0.3, noise_scale: 0.05,
-        unroll_steps: 2,
+        unroll_steps: 2, refine_noise: 0.2,
         bond_weight: 1.0, clash_weight: 1.0}
 """
 
@@ -227,3 +227,52 @@ def test_free_steps_need_a_geometry_term():
         TrainConfig(free_steps=2)
     with pytest.raises(Exception, match="free_steps"):
         TrainConfig(free_steps=1.5, bond_weight=1.0)
+
+
+def test_refine_noise_is_its_own_stream_and_leaves_the_input_noise_alone():
+    from eghn_md.train.feed import with_noise
+    from eghn_md.train.objective import sample_refine_noise
+
+    ws, _ = _windows()
+    s = ws[3]
+    a = with_noise(s, noise_std=0.3, noise_scale=0.05, seed=1, epoch=2, index=3)
+    b = with_noise(s, noise_std=0.3, noise_scale=0.05, seed=1, epoch=2, index=3, refine_noise=0.4)
+    assert a.refine_noise is None and torch.equal(a.pos, b.pos) and torch.equal(a.vel, b.vel)
+    n = sample_refine_noise(s.num_nodes, 0.4, seed=1, epoch=2, index=3, dtype=torch.float32, device="cpu")
+    assert torch.equal(b.refine_noise, n) and n.shape == (s.num_nodes, 3) and 0.2 < float(n.std()) < 0.7
+    other = sample_refine_noise(s.num_nodes, 0.4, seed=1, epoch=3, index=3, dtype=torch.float32, device="cpu")
+    assert not torch.equal(n, other)
+    batch = collate([b, with_noise(ws[4], noise_std=0.0, noise_scale=0.0, seed=1, epoch=2, index=4, refine_noise=0.4)])
+    assert batch.refine_noise.shape == (batch.num_nodes, 3)
+
+
+def test_refine_noise_enters_the_refinement_input_in_training_mode_only():
+    ws, _ = _windows()
+    sample = ws[0].to(dtype=torch.float64)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="egnn", node_in=2, edge_in=1, hidden=8, n_layers=1, length_scale=3.0,
+                                    refine_layers=2)).double()
+    noise = 0.5 * torch.randn(sample.num_nodes, 3, dtype=torch.float64)
+    noisy = sample.replace(refine_noise=noise)
+    model.eval()
+    assert torch.equal(model(noisy).pos, model(sample).pos)
+    model.train()
+    seen = {}
+    hook = model.refine.layers[0].register_forward_pre_hook(lambda m, args: seen.update(x=args[0].clone()))
+    model(sample)
+    clean_in = seen["x"]
+    out = model(noisy).pos
+    hook.remove()
+    assert torch.allclose(seen["x"], clean_in + noise / 3.0, atol=1e-12)  # internal unit: Å / length_scale
+    assert not torch.allclose(out, model(sample).pos)
+
+
+def test_refine_noise_needs_refinement_layers(adk_h5, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {name: egnn, hidden: 8, n_layers: 1, refine_layers: 0}\ndata: {horizon: 2}\n"
+                   "train: {epochs: 1, refine_noise: 0.3}\n")
+    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(tmp_path / "r"), "--config", str(cfg), "--device",
+                                    "cpu"])
+    assert res.exit_code != 0 and "refine_noise" in res.output and "refine_layers" in res.output, res.output
+    with pytest.raises(Exception, match="refine_noise"):
+        TrainConfig(refine_noise=-0.1)

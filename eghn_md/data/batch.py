@@ -40,6 +40,8 @@ class GraphBatch:
     * ``target``: (N, 3) [Å] or None, positions at t + ΔT.
     * ``future``: (N, K − 1, 3) [Å] or None, positions at t + 2ΔT … t + KΔT for multi-step training (NaN where a
       window has no such frame).
+    * ``refine_noise``: (N, 3) [Å] or None, training only: noise a model in training mode adds to its raw prediction
+      before its bond-graph refinement (``train: refine_noise``; :mod:`eghn_md.nn.refine`).
     """
 
     pos: Tensor
@@ -52,6 +54,7 @@ class GraphBatch:
     local_edge_index: Optional[Tensor] = None
     target: Optional[Tensor] = None
     future: Optional[Tensor] = None
+    refine_noise: Optional[Tensor] = None
 
     @property
     def num_graphs(self) -> int:
@@ -122,8 +125,8 @@ class GraphBatch:
 def collate(graphs: Sequence[GraphBatch]) -> GraphBatch:
     """Concatenate batches (each holding one or more graphs) into one disjoint-union batch.
 
-    Edge indices are shifted by the node offset of their graph. ``target`` / ``local_edge_index`` / ``future`` must be
-    present in all inputs or in none (``future`` of equal length K − 1).
+    Edge indices are shifted by the node offset of their graph. ``target`` / ``local_edge_index`` / ``future`` /
+    ``refine_noise`` must be present in all inputs or in none (``future`` of equal length K − 1).
     """
     if len(graphs) == 0:
         raise ValueError("collate() needs at least one graph")
@@ -143,8 +146,10 @@ def collate(graphs: Sequence[GraphBatch]) -> GraphBatch:
     has_target = [gb.target is not None for gb in graphs]
     has_local = [gb.local_edge_index is not None for gb in graphs]
     has_future = [gb.future is not None for gb in graphs]
-    if len(set(has_target)) != 1 or len(set(has_local)) != 1 or len(set(has_future)) != 1:
-        raise ValueError("collate(): target/local_edge_index/future must be present in all graphs or in none")
+    has_noise = [gb.refine_noise is not None for gb in graphs]
+    if any(len(set(flags)) != 1 for flags in (has_target, has_local, has_future, has_noise)):
+        raise ValueError("collate(): target/local_edge_index/future/refine_noise must be present in all graphs or in "
+                         "none")
     return GraphBatch(
         pos=torch.cat([gb.pos for gb in graphs]),
         vel=torch.cat([gb.vel for gb in graphs]),
@@ -158,4 +163,5 @@ def collate(graphs: Sequence[GraphBatch]) -> GraphBatch:
         ),
         target=torch.cat([gb.target for gb in graphs]) if has_target[0] else None,
         future=torch.cat([gb.future for gb in graphs]) if has_future[0] else None,
+        refine_noise=torch.cat([gb.refine_noise for gb in graphs]) if has_noise[0] else None,
     )

@@ -202,7 +202,9 @@ class EGHN(nn.Module):
         pos = (xbar_n + out) * c.length_scale
         pos = batch.pos + smooth_along_bonds(pos - batch.pos, batch.bonds, c.output_smoothing)
         if getattr(self, "refine", None) is not None:
-            pos = self.refine(pos / c.length_scale, h_low, Edges(batch.bonds, batch.num_nodes)) * c.length_scale
+            noise = None if batch.refine_noise is None else batch.refine_noise / c.length_scale
+            bonds = Edges(batch.bonds, batch.num_nodes)
+            pos = self.refine(pos / c.length_scale, h_low, bonds, noise) * c.length_scale
         return ModelOutput(pos=pos, reg=reg, assign=S, scalars=scalars)
 
     # ------------------------------------------------------------------ eghn (equations)

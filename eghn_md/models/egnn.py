@@ -50,5 +50,6 @@ class EGNN(nn.Module):
         pos = (x + xbar) * c.length_scale
         pos = batch.pos + smooth_along_bonds(pos - batch.pos, batch.bonds, c.output_smoothing)
         if self.refine is not None:
-            pos = self.refine(pos / c.length_scale, h, Edges(batch.bonds, batch.num_nodes)) * c.length_scale
+            noise = None if batch.refine_noise is None else batch.refine_noise / c.length_scale
+            pos = self.refine(pos / c.length_scale, h, Edges(batch.bonds, batch.num_nodes), noise) * c.length_scale
         return ModelOutput(pos=pos, reg=x.new_zeros(()), assign=None)

@@ -12,9 +12,17 @@ Each layer moves a node along its bond vectors by amounts learned from the bond'
 scalars, so it can learn to restore stretched or compressed bonds (a learned, one-shot analogue of a bond
 projection, trained by the loss like every other layer; nothing holds a bond at a fixed length). E(3)- and
 permutation-equivariant; starts near the identity (the coordinate head is initialised small).
+
+Trained on the network's own one-step predictions only, the refiner learns to mend the small bond errors those have;
+a rollout feeds it larger ones (its raw predictions from its own drifted frames), which it then passes on, and the
+chain stretches step by step. ``noise`` (``train: refine_noise``) adds Gaussian noise to its input while training,
+with the true frame still the target, so it learns to restore bond geometry from errors of that size: a denoising
+objective for the refinement alone, the same idea as the input noise of learned simulators.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 from torch import Tensor, nn
 
@@ -28,7 +36,8 @@ class BondRefiner(nn.Module):
     """``n_layers`` EGNN layers over the bond graph on predicted positions.
 
     Shapes: x (N, 3) in the model's internal length unit, h (N, H), bonds (:class:`~eghn_md.nn.edges.Edges` of the
-    bond graph, both directions) -> x' (N, 3).
+    bond graph, both directions), noise (N, 3) in the internal length unit or None (added to ``x`` first, in training
+    mode only) -> x' (N, 3).
     """
 
     def __init__(self, *, hidden: int, n_layers: int):
@@ -38,7 +47,9 @@ class BondRefiner(nn.Module):
             for k in range(n_layers)
         )
 
-    def forward(self, x: Tensor, h: Tensor, bonds: Edges) -> Tensor:
+    def forward(self, x: Tensor, h: Tensor, bonds: Edges, noise: Optional[Tensor] = None) -> Tensor:
+        if noise is not None and self.training:
+            x = x + noise
         for layer in self.layers:
             x, h = layer(x, None, h, bonds, None)
         return x

@@ -25,7 +25,7 @@ import torch
 
 from eghn_md.data.batch import GraphBatch, collate
 from eghn_md.errors import UsageError
-from eghn_md.train.objective import Objective, sample_noise
+from eghn_md.train.objective import Objective, sample_noise, sample_refine_noise
 
 __all__ = ["Prepared", "with_noise", "chunks", "prepare", "rank_share", "default_workers", "resolve_workers",
            "BatchFeed"]
@@ -42,8 +42,13 @@ class Prepared:
 
 
 def with_noise(sample: GraphBatch, *, noise_std: float, noise_scale: float, seed: int, epoch: int,
-               index: int) -> GraphBatch:
-    """``sample`` with the configured noise on its two input frames (the target stays clean)."""
+               index: int, refine_noise: float = 0.0) -> GraphBatch:
+    """``sample`` with the configured noise on its two input frames (the target stays clean) and, with
+    ``refine_noise`` > 0, the noise its model adds before the bond-graph refinement."""
+    if refine_noise > 0:
+        sample = sample.replace(refine_noise=sample_refine_noise(
+            sample.num_nodes, refine_noise, seed=seed, epoch=epoch, index=index, dtype=sample.pos.dtype,
+            device=sample.pos.device))
     if noise_std <= 0 and noise_scale <= 0:
         return sample
     noise, scale = sample_noise(sample.num_nodes, noise_std, seed=seed, epoch=epoch, index=index,
@@ -80,7 +85,8 @@ def prepare(dataset: Sequence[GraphBatch], indices: Sequence[int], *, config, ob
             n_global: int) -> Prepared:
     """Build, noise, split and collate the samples ``indices`` of ``dataset`` (``config``: a ``TrainConfig``)."""
     samples = [with_noise(dataset[i], noise_std=float(config.noise_std), noise_scale=float(config.noise_scale),
-                          seed=int(config.seed), epoch=epoch, index=i) for i in indices]
+                          seed=int(config.seed), epoch=epoch, index=i, refine_noise=float(config.refine_noise))
+               for i in indices]
     pieces = [collate(p) for p in chunks(samples, int(config.max_chunk_nodes))]
     return Prepared(totals=objective.totals(samples), pieces=pieces, n_global=n_global)
 

@@ -42,7 +42,7 @@ from eghn_md.data.batch import GraphBatch
 from eghn_md.data.samples import build_edges
 from eghn_md.train.options import TrainConfig
 
-__all__ = ["Objective", "sample_noise"]
+__all__ = ["Objective", "sample_noise", "sample_refine_noise"]
 
 
 def sample_noise(n_nodes: int, std: float, *, seed: int, epoch: int, index: int, dtype, device,
@@ -55,6 +55,15 @@ def sample_noise(n_nodes: int, std: float, *, seed: int, epoch: int, index: int,
     noise = torch.randn((2, n_nodes, 3), generator=g, dtype=torch.float64) * std
     scale = 1.0 + float(scale_std) * float(torch.randn((), generator=g, dtype=torch.float64))
     return noise.to(device=device, dtype=dtype), min(max(scale, 0.5), 1.5)
+
+
+def sample_refine_noise(n_nodes: int, std: float, *, seed: int, epoch: int, index: int, dtype, device) -> Tensor:
+    """Noise (n_nodes, 3) [Å], Gaussian of ``std`` per coordinate, for the refinement input of training sample
+    ``index`` in ``epoch`` (``train: refine_noise``); a stream of its own, so switching it on leaves the input noise of
+    :func:`sample_noise` unchanged."""
+    g = torch.Generator()
+    g.manual_seed(((int(seed) * 1_000_003 + int(epoch)) * 1_000_033 + int(index)) * 7 + 3)
+    return (torch.randn((n_nodes, 3), generator=g, dtype=torch.float64) * std).to(device=device, dtype=dtype)
 
 
 def _full(t: Tensor) -> Tensor:

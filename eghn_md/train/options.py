@@ -32,7 +32,10 @@ class TrainConfig:
     them on): ``noise_std`` [Å] input-frame noise and ``noise_scale`` its relative breathing; ``unroll_steps`` K autoregressive steps per sample with
     ``pushforward`` stop-gradients; ``bond_weight`` / ``clash_weight`` auxiliary losses with ``clash_distance`` [Å];
     ``free_steps`` more unrolled steps past the supervised ones, where only the bond and clash terms apply (against
-    the true frame's geometry: no target frame is needed, so they reach beyond the end of the data).
+    the true frame's geometry: no target frame is needed, so they reach beyond the end of the data); ``refine_noise``
+    [Å] Gaussian noise per coordinate on the input of a model's bond-graph refinement (``model: refine_layers``), so
+    it learns to restore bond geometry from errors of that size, the errors a rollout feeds it, not only from the
+    network's own small one-step errors.
 
     ``select``: ``"best"`` keeps the best weights on validation (and stops early after ``patience`` evaluations
     without improvement); ``"last"`` keeps the last epoch's (no early stopping; validation is still reported), the
@@ -61,6 +64,7 @@ class TrainConfig:
     noise_scale: float = 0.0
     unroll_steps: int = 1
     free_steps: int = 0
+    refine_noise: float = 0.0
     pushforward: bool = True
     bond_weight: float = 0.0
     clash_weight: float = 0.0
@@ -88,7 +92,7 @@ class TrainConfig:
             if not number(name, float) > 0:
                 raise UsageError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("weight_decay", "grad_clip", "reg_weight", "patience", "max_chunk_nodes", "noise_std", "noise_scale",
-                     "bond_weight", "clash_weight", "clash_distance", "free_steps"):
+                     "bond_weight", "clash_weight", "clash_distance", "free_steps", "refine_noise"):
             if number(name, float) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.workers is not None and (isinstance(self.workers, bool) or number("workers", int) < 0

@@ -115,6 +115,9 @@ def _model_config(config: RunConfig, splits, stats: dict, last):
     if has_pooling(model_cfg.name) and int(model_cfg.n_clusters) > splits.system.n_nodes:
         raise UsageError(f"`n_clusters` {model_cfg.n_clusters} exceeds the {splits.system.n_nodes} nodes of the "
                          f"data; choose K <= {splits.system.n_nodes}", params=("n_clusters",))
+    if config.train.refine_noise > 0 and not int(getattr(model_cfg, "refine_layers", 0) or 0):
+        raise UsageError(f"train: refine_noise {config.train.refine_noise} needs a model with refine_layers > 0 "
+                         f"({model_cfg.name!r} has none); set model: refine_layers, or refine_noise: 0")
     return model_cfg
 
 
