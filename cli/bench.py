@@ -12,7 +12,7 @@ import click
 
 from cli._common import emit_json, json_option, overwrite_option, quiet_option, stderr_console
 
-from eghn_md.choices import DEVICES, MODEL_NAMES as MODEL_CHOICES, PRESET_NAMES  # noqa: E402
+from eghn_md.choices import DEVICES, MODEL_NAMES as MODEL_CHOICES, PRESET_NAMES, SCHEDULES  # noqa: E402
 
 
 def _parse_seeds(value: str) -> list[int]:
@@ -33,6 +33,8 @@ def _train_options(f):
         click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True),
         click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True),
         click.option("--lr", type=float, default=5e-4, show_default=True),
+        click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True,
+                     help="Learning-rate schedule (the authors' scripts use none: a constant lr)."),
         click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True),
         click.option("--n-layers", type=click.IntRange(min=1), default=4, show_default=True,
                      help="Layers of the flat models (EGHN uses --eghn-layers per level)."),
@@ -67,7 +69,7 @@ def _settings(p: dict, n_clusters: int):
 
     eghn = {"n_layers": p["eghn_layers"]}
     return BenchSettings.create(
-        train={k: p[k] for k in ("epochs", "batch_size", "lr", "eval_every", "patience", "device")},
+        train={k: p[k] for k in ("epochs", "batch_size", "lr", "schedule", "eval_every", "patience", "device")},
         model={"hidden": p["hidden"], "n_layers": p["n_layers"], "n_clusters": p["clusters"] or n_clusters},
         model_overrides={"eghn": eghn, "eghn-published": eghn})
 

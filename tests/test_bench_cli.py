@@ -64,3 +64,13 @@ def test_paper_row_columns():
     assert paper_row(10, 10, 1)["eghn"] == (13.09, 0.66)
     assert paper_row(10, 10, 5)["eghn"] == (13.11, 0.92)
     assert paper_row(3, 3, 2) is None and paper_row(4, 4, 1) is None
+
+
+def test_schedule_option_reaches_the_training_config():
+    from cli.bench import _settings
+
+    p = {"epochs": 3, "batch_size": 100, "lr": 5e-4, "schedule": "none", "eval_every": 5, "patience": 50,
+         "device": "cpu", "hidden": 16, "n_layers": 2, "clusters": None, "eghn_layers": 1}
+    assert _settings(p, 3).train.schedule == "none"
+    res = CliRunner().invoke(main, ["bench", "mcomplex", "train", "x.npz", "--schedule", "linear"])
+    assert res.exit_code == 2 and "cosine" in res.output and "none" in res.output
