@@ -274,5 +274,11 @@ def test_refine_noise_needs_refinement_layers(adk_h5, tmp_path):
     res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(tmp_path / "r"), "--config", str(cfg), "--device",
                                     "cpu"])
     assert res.exit_code != 0 and "refine_noise" in res.output and "refine_layers" in res.output, res.output
+    # refine_layers set (the default preset's 4) on a model that builds no refinement: refused too, not ignored
+    cfg.write_text("model: {name: eghn-published, hidden: 8, n_layers: 1, refine_layers: 4}\ndata: {horizon: 2}\n"
+                   "train: {epochs: 1, refine_noise: 0.3}\n")
+    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(tmp_path / "r2"), "--config", str(cfg), "--device",
+                                    "cpu"])
+    assert res.exit_code != 0 and "refine_noise" in res.output and "'eghn-published'" in res.output, res.output
     with pytest.raises(Exception, match="refine_noise"):
         TrainConfig(refine_noise=-0.1)

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Optional
 
 from eghn_md.errors import UsageError
 
-__all__ = ["ModelConfig", "MODEL_NAMES", "VECTOR_NORMS", "EDGE_FEATURES", "LEGACY_FIELDS"]
+__all__ = ["ModelConfig", "MODEL_NAMES", "VECTOR_NORMS", "EDGE_FEATURES", "REFINING_MODELS", "LEGACY_FIELDS"]
 
 #: every model the registry can build (see :mod:`eghn_md.models.registry`)
 from eghn_md.choices import MODEL_NAMES  # noqa: E402  (one home, torch-free)
@@ -16,6 +16,9 @@ VECTOR_NORMS = ("fixed", "per-graph")
 
 #: where a model's edge scalars come from (see :mod:`eghn_md.models.inputs`)
 EDGE_FEATURES = ("data", "distance", "data+distance")
+
+#: the models that build the bond-graph refinement of ``refine_layers`` (the others ignore the option)
+REFINING_MODELS = ("eghn", "egnn")
 
 #: keys that model configurations of earlier versions carried and that are accepted and dropped: ``reg_weight``
 #: (λ, now only :attr:`eghn_md.train.options.TrainConfig.reg_weight`)

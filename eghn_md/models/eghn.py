@@ -112,6 +112,7 @@ class EGHN(nn.Module):
         pub = options.published
         self.embed = nn.Linear(c.node_in, H)
         coord_scale = c.disp_scale / c.length_scale
+        self.refine = None  # bond-graph refinement: the equations variant only
         if pub:
             self._build_published(c, coord_scale)
         else:
@@ -201,7 +202,7 @@ class EGHN(nn.Module):
             out, S, reg, h_low = self._forward_equations(batch, edges, xc, v, h, ea, G)
         pos = (xbar_n + out) * c.length_scale
         pos = batch.pos + smooth_along_bonds(pos - batch.pos, batch.bonds, c.output_smoothing)
-        if getattr(self, "refine", None) is not None:
+        if self.refine is not None:
             noise = None if batch.refine_noise is None else batch.refine_noise / c.length_scale
             bonds = Edges(batch.bonds, batch.num_nodes)
             pos = self.refine(pos / c.length_scale, h_low, bonds, noise) * c.length_scale

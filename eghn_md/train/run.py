@@ -107,6 +107,7 @@ def _resumed(out: Path, config: RunConfig, resume_epochs: Optional[int]):
 def _model_config(config: RunConfig, splits, stats: dict, last):
     """The model's configuration: the stored one when resuming, else the model section sized by the data."""
     from eghn_md.models import ModelConfig
+    from eghn_md.models.config import REFINING_MODELS
 
     if last is not None:
         return ModelConfig.from_dict(last.model_config)
@@ -115,9 +116,10 @@ def _model_config(config: RunConfig, splits, stats: dict, last):
     if has_pooling(model_cfg.name) and int(model_cfg.n_clusters) > splits.system.n_nodes:
         raise UsageError(f"`n_clusters` {model_cfg.n_clusters} exceeds the {splits.system.n_nodes} nodes of the "
                          f"data; choose K <= {splits.system.n_nodes}", params=("n_clusters",))
-    if config.train.refine_noise > 0 and not int(getattr(model_cfg, "refine_layers", 0) or 0):
-        raise UsageError(f"train: refine_noise {config.train.refine_noise} needs a model with refine_layers > 0 "
-                         f"({model_cfg.name!r} has none); set model: refine_layers, or refine_noise: 0")
+    if config.train.refine_noise > 0 and not (model_cfg.name in REFINING_MODELS and model_cfg.refine_layers > 0):
+        raise UsageError(f"train: refine_noise {config.train.refine_noise} needs a model with a bond-graph "
+                         f"refinement ({', '.join(REFINING_MODELS)} with refine_layers > 0), got {model_cfg.name!r} "
+                         f"with refine_layers {model_cfg.refine_layers}; set refine_noise: 0")
     return model_cfg
 
 
