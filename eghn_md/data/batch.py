@@ -41,7 +41,8 @@ class GraphBatch:
     * ``future``: (N, K − 1, 3) [Å] or None, positions at t + 2ΔT … t + KΔT for multi-step training (NaN where a
       window has no such frame).
     * ``refine_noise``: (N, 3) [Å] or None, training only: noise a model in training mode adds to its raw prediction
-      before its bond-graph refinement (``train: refine_noise``; :mod:`eghn_md.nn.refine`).
+      before its bond-graph refinement (``train: refine_noise``; :mod:`eghn_md.nn.refine`); an unrolled training
+      step built with :meth:`replace` keeps it, so every step of a sample sees the same noise.
     """
 
     pos: Tensor
