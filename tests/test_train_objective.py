@@ -47,6 +47,40 @@ def test_windows_carry_future_frames_and_nan_past_the_block():
                                   cutoff=6.0).starts
 
 
+def test_time_reversal_serves_every_window_backwards_with_its_past_as_future():
+    ws, frames = _windows()
+    rev = WindowSet(positions=frames.numpy(), block=(0, 30), h=ws.h, bonds=ws.bonds, horizon=4, cutoff=6.0,
+                    future_steps=3, time_reversal=True)
+    n = len(ws)
+    assert len(rev) == 2 * n
+    for i in (0, n // 2, n - 1):  # the first half is the forward set, unchanged
+        torch.testing.assert_close(rev[i].pos, ws[i].pos)
+        torch.testing.assert_close(rev[i].target, ws[i].target)
+    for i in (0, 3, n - 1):
+        t, s = ws.starts[i], rev[n + i]
+        torch.testing.assert_close(s.pos, frames[t])
+        torch.testing.assert_close(s.vel, frames[t] - frames[t + 4])  # came from the later frame
+        torch.testing.assert_close(s.target, frames[t - 4])
+        for k in (2, 3):  # t − kΔT, NaN before the block's first frame
+            f = t - 4 * k
+            if f >= 0:
+                torch.testing.assert_close(s.future[:, k - 2], frames[f])
+            else:
+                assert torch.isnan(s.future[:, k - 2]).all()
+        torch.testing.assert_close(s.edge_index, ws[i].edge_index)  # edges of the same input frame
+    assert torch.isnan(rev[n].future).all()  # the first window: t − 2ΔT = −4 lies before the block
+
+
+def test_time_reversal_reaches_only_the_training_split(adk_h5):
+    from eghn_md.data.samples import DataConfig
+    from eghn_md.train.sources import build_splits
+
+    cfg = DataConfig(horizon=5, split=(0.6, 0.2, 0.2))
+    with build_splits([adk_h5], config=cfg) as plain, build_splits([adk_h5], config=cfg, time_reversal=True) as rev:
+        assert len(rev.sets["train"]) == 2 * len(plain.sets["train"]) > 0
+        assert len(rev.sets["val"]) == len(plain.sets["val"]) and len(rev.sets["test"]) == len(plain.sets["test"])
+
+
 def test_unrolled_loss_equals_a_hand_made_rollout():
     ws, frames = _windows()
     model = _model()

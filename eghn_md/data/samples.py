@@ -162,6 +162,11 @@ class WindowSet(Sequence):
         window_stride: take every k-th start frame.
         future_steps: K >= 1; with K > 1 every sample also carries ``future`` (N, K − 1, 3) [Å], the frames
             t + 2ΔT … t + KΔT for multi-step training, NaN beyond the block's end (the windows stay the same).
+        time_reversal: also serve every window played backwards (samples ``len/2 …``): input frames
+            ``x_{t+ΔT}, x_t``, target ``x_{t−ΔT}``, future ``x_{t−2ΔT} …`` (NaN before the block's start). The
+            equilibrium dynamics an MD trajectory samples is statistically time-reversible, so a reversed window is
+            as valid a sample as a forward one; a trajectory that crosses between two states in one direction then
+            teaches the model both directions instead of "keep going" (see ``train: time_reversal``).
         name: label for messages (``file:trajectory:split``).
     """
 
@@ -176,10 +181,13 @@ class WindowSet(Sequence):
         cutoff: float,
         window_stride: int = 1,
         future_steps: int = 1,
+        time_reversal: bool = False,
         name: str = "",
     ) -> None:
         start, stop = int(block[0]), int(block[1])
         self.future_steps = int(future_steps)
+        self.time_reversal = bool(time_reversal)
+        self.block_start = start  #: first frame of the block
         self.block_stop = stop  #: first frame past the block
         self.name = name
         self.horizon = int(horizon)
@@ -203,7 +211,7 @@ class WindowSet(Sequence):
             self._lazy = positions
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return len(self.starts) * (2 if self.time_reversal else 1)
 
     def frame(self, t: int) -> Tensor:
         """Positions (N, 3) [Å] of absolute frame ``t``."""
@@ -216,22 +224,26 @@ class WindowSet(Sequence):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(f"window {i} out of range for {len(self)} windows")
+        step = self.horizon
+        if i >= len(self.starts):  # a reversed window
+            i, step = i - len(self.starts), -self.horizon
         t = self.starts[i]
-        x_prev, x, y = self.frame(t - self.horizon), self.frame(t), self.frame(t + self.horizon)
+        x_prev, x, y = self.frame(t - step), self.frame(t), self.frame(t + step)
         edge_index, edge_attr = build_edges(x, self.cutoff, self.bonds)
         return GraphBatch.single(
             pos=x, vel=x - x_prev, h=self.h, edge_index=edge_index, edge_attr=edge_attr,
-            local_edge_index=self.bonds, target=y, future=self._future(t),
+            local_edge_index=self.bonds, target=y, future=self._future(t, step),
         )
 
-    def _future(self, t: int) -> Optional[Tensor]:
-        """(N, K − 1, 3) [Å] frames t + 2ΔT … t + KΔT (NaN past the block), or None when K = 1."""
+    def _future(self, t: int, step: int) -> Optional[Tensor]:
+        """(N, K − 1, 3) [Å] frames t + 2·step … t + K·step (NaN outside the block), or None when K = 1."""
         if self.future_steps <= 1:
             return None
         frames = []
         for k in range(2, self.future_steps + 1):
-            f = t + k * self.horizon
-            frames.append(self.frame(f) if f < self.block_stop else torch.full_like(self.frame(t), float("nan")))
+            f = t + k * step
+            inside = self.block_start <= f < self.block_stop
+            frames.append(self.frame(f) if inside else torch.full_like(self.frame(t), float("nan")))
         return torch.stack(frames, dim=1)
 
 

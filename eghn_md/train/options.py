@@ -35,7 +35,10 @@ class TrainConfig:
     the true frame's geometry: no target frame is needed, so they reach beyond the end of the data); ``refine_noise``
     [Å] Gaussian noise per coordinate on the input of a model's bond-graph refinement (``model: refine_layers``), so
     it learns to restore bond geometry from errors of that size, the errors a rollout feeds it, not only from the
-    network's own small one-step errors.
+    network's own small one-step errors. ``time_reversal`` also trains on every training window played backwards
+    (:class:`~eghn_md.data.samples.WindowSet`; the epoch doubles): MD samples a statistically time-reversible
+    dynamics, and a trajectory that crosses once between two states (AdK's closed → open in MDAnalysisTests) otherwise
+    teaches the model to keep moving the same way past the end of the data.
 
     ``select``: ``"best"`` keeps the best weights on validation (and stops early after ``patience`` evaluations
     without improvement); ``"last"`` keeps the last epoch's (no early stopping; validation is still reported), the
@@ -66,6 +69,7 @@ class TrainConfig:
     free_steps: int = 0
     refine_noise: float = 0.0
     pushforward: bool = True
+    time_reversal: bool = False
     bond_weight: float = 0.0
     clash_weight: float = 0.0
     clash_distance: float = 3.0
@@ -105,6 +109,8 @@ class TrainConfig:
         if self.free_steps and not (self.bond_weight > 0 or self.clash_weight > 0):
             raise UsageError(f"free_steps = {self.free_steps} trains nothing without bond_weight or clash_weight > 0")
         self.free_steps = int(self.free_steps)
+        if not isinstance(self.time_reversal, bool):
+            raise UsageError(f"time_reversal must be true or false, got {self.time_reversal!r}")
         if not isinstance(self.compile, bool):
             raise UsageError(f"compile must be true or false, got {self.compile!r}")
         if self.optimizer not in OPTIMIZERS:

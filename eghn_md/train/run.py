@@ -223,7 +223,7 @@ def train_run(
         config, resume_state, last = _resumed(out, config, resume_epochs)
     t_start = time.perf_counter()
     with build_splits(data, config=config.data, val=val, test=test, expected_nodes=last.nodes if resume else None,
-                      future_steps=config.train.unroll_steps) as splits:
+                      future_steps=config.train.unroll_steps, time_reversal=config.train.time_reversal) as splits:
         sets = splits.sets
         config.data.horizon = splits.horizon_frames  # with --horizon-ps: the frames of the first trajectory
         _check_windows(config, sets)

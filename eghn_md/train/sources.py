@@ -87,7 +87,7 @@ def _horizon_for(dataset, name: str, path, config: DataConfig, spacings: dict, h
 
 
 def _windows(ds, path, whole, fractions, wanted, system: GraphSystem, cutoff: float, config: DataConfig,
-             spacings: dict, horizon_name: str, future_steps: int = 1):
+             spacings: dict, horizon_name: str, future_steps: int = 1, time_reversal: bool = False):
     """``(split, WindowSet, source description)`` for every wanted block of every trajectory of ``ds``."""
     out = []
     for name in ds.trajectories:
@@ -105,6 +105,7 @@ def _windows(ds, path, whole, fractions, wanted, system: GraphSystem, cutoff: fl
             ws = WindowSet(positions=pos, block=block, h=system.h, bonds=system.bonds, horizon=horizon,
                            cutoff=cutoff, window_stride=config.window_stride,
                            future_steps=future_steps if split == "train" else 1,
+                           time_reversal=time_reversal and split == "train",
                            name=f"{Path(path).name}:{name}:{split}")
             out.append((split, ws, {"file": str(path), "trajectory": name, "split": split, "frames": list(block),
                                     "windows": len(ws), "horizon_frames": horizon}))
@@ -165,6 +166,7 @@ def build_splits(
     only: Optional[Sequence[str]] = None,
     expected_nodes: Optional[dict] = None,
     future_steps: int = 1,
+    time_reversal: bool = False,
 ) -> Splits:
     """Build the sample sets.
 
@@ -180,6 +182,8 @@ def build_splits(
         expected_nodes: a model's node metadata; every file must have the same nodes (residue names compared by
             canonical type; spelling differences are listed in ``Splits.notes``), and its stored bonds are used.
         future_steps: K, the true frames each training window carries for multi-step training (1: the target only).
+        time_reversal: the training split also serves every window played backwards
+            (:class:`~eghn_md.data.samples.WindowSet`); validation and test stay as recorded.
 
     Raises:
         UsageError: trajectories of different frame spacings with a horizon given in frames.
@@ -214,7 +218,7 @@ def build_splits(
                 system, spec = sys_here, sys_here.spec
                 cutoff = default_cutoff(system.nodes_are_atoms) if cutoff is None else cutoff
             for split, ws, source in _windows(ds, path, whole, fr, wanted, sys_here, float(cutoff), config,
-                                              spacings, horizon_name, future_steps):
+                                              spacings, horizon_name, future_steps, time_reversal):
                 parts[split].append(ws)
                 sources.append(source)
         frame_dt = _spacing_of_run(spacings, config)
