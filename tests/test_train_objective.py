@@ -316,3 +316,24 @@ def test_refine_noise_needs_refinement_layers(adk_h5, tmp_path):
     assert res.exit_code != 0 and "refine_noise" in res.output and "'eghn-published'" in res.output, res.output
     with pytest.raises(Exception, match="refine_noise"):
         TrainConfig(refine_noise=-0.1)
+
+
+def test_refine_layers_on_a_model_without_refinement_is_reported_not_ignored_silently(adk_h5, tmp_path):
+    from eghn_md.train.config import resolve_config
+    from eghn_md.train.run import train_run
+
+    cfg = resolve_config(preset="tiny", overrides={
+        "model": {"name": "gnn", "hidden": 8, "n_layers": 1, "refine_layers": 3},
+        "data": {"horizon": 2, "window_stride": 8}, "train": {"epochs": 1, "device": "cpu"}})
+    lines = []
+    train_run([adk_h5], tmp_path / "r", config=cfg, log=lines.append)
+    assert any("'gnn'" in x and "refine_layers 3 is ignored" in x for x in lines), lines
+    lines.clear()
+    cfg.model["name"] = "egnn"  # a refining model: no such warning
+    train_run([adk_h5], tmp_path / "r2", config=cfg, log=lines.append)
+    assert not any("refine_layers" in x for x in lines), lines
+
+
+def test_time_reversal_must_be_a_boolean():
+    with pytest.raises(Exception, match="time_reversal"):
+        TrainConfig(time_reversal="yes")

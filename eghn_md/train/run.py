@@ -123,6 +123,23 @@ def _model_config(config: RunConfig, splits, stats: dict, last):
     return model_cfg
 
 
+def _check_refine_layers(model_cfg, log) -> None:
+    """``refine_layers`` is read by the refining models only: say so instead of ignoring it silently (a preset
+    such as ``default`` sets it for ``eghn``; the other models train without the refinement)."""
+    from eghn_md.models.config import REFINING_MODELS
+
+    if model_cfg.refine_layers <= 0 or model_cfg.name in REFINING_MODELS:
+        return
+    msg = (f"warning: model {model_cfg.name!r} has no bond-graph refinement, so refine_layers "
+           f"{model_cfg.refine_layers} is ignored (only {', '.join(REFINING_MODELS)} build one)")
+    if log is not None:
+        log(msg)
+    else:
+        import warnings
+
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
 def _check_windows(config: RunConfig, sets: dict) -> None:
     if len(sets["train"]) == 0 or len(sets["val"]) == 0:
         counts = {k: len(v) for k, v in sets.items()}
@@ -230,6 +247,7 @@ def train_run(
         _check_val_size(config, len(sets["val"]), log)
         stats = {**compute_stats(sets["train"]), "frame_dt_ps": splits.frame_dt_ps, "horizon_ps": splits.horizon_ps}
         model_cfg = _model_config(config, splits, stats, last)
+        _check_refine_layers(model_cfg, log)
         out.mkdir(parents=True, exist_ok=True)  # only now: bad input never leaves an empty run directory
         config.data.cutoff = splits.cutoff
         is_main = int(os.environ.get("RANK", "0")) == 0
