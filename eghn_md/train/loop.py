@@ -278,10 +278,7 @@ def _take_step(run: _Run, prepared: Prepared, epoch: int) -> dict:
                 loss, parts = run.objective(run.net, batch, totals)
             if run.world > 1:  # a share of the global sums; DDP averages gradients over the ranks
                 loss, parts = loss * run.world, {key: v * run.world for key, v in parts.items()}
-            if not torch.isfinite(loss):
-                raise DivergenceError(f"training loss became {float(loss.detach())} at epoch {epoch}; lower `lr` or "
-                                      "check the data", params=("lr",))
-            loss.backward()
+            loss.backward()  # a non-finite loss is caught once per epoch (no host sync per piece)
         for key, v in {"loss": loss.detach(), **parts}.items():
             sums[key] = sums.get(key, 0.0) + v
     if cfg.grad_clip > 0:
@@ -313,6 +310,9 @@ def _train_epoch(run: _Run, train_set: Sequence[GraphBatch], epoch: int) -> dict
         t = torch.tensor([means[k] for k in keys], dtype=torch.float64, device=run.device)
         dist.all_reduce(t)
         means = dict(zip(keys, (t / run.world).tolist()))
+    if not math.isfinite(means.get("loss", 0.0)):  # after the all-reduce: every rank sees it and stops together
+        raise DivergenceError(f"training loss became {means['loss']} in epoch {epoch}; lower `lr` or check the data",
+                              params=("lr",))
     row = {"epoch": epoch, "train_loss": means.get("loss", math.nan), "train_mse": means.get("mse", math.nan),
            "train_reg": means.get("reg", math.nan), "val_mse": math.nan, "lr": run.optimizer.param_groups[0]["lr"],
            "epoch_time_s": dt, "samples_per_s": n_seen / dt if dt > 0 else math.nan}
