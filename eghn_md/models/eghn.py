@@ -68,7 +68,7 @@ from eghn_md.models.config import ModelConfig
 from eghn_md.models.output import ModelOutput
 from eghn_md.nn.egnn import EGNNLayer
 from eghn_md.nn.emmp import EMMP
-from eghn_md.nn.edges import Edges, graph_gather, graph_mean
+from eghn_md.nn.edges import Edges, gather_rows, graph_gather, graph_mean
 from eghn_md.nn.invariants import centre, channel_scale
 from eghn_md.models.inputs import bond_edge_scalars, with_input_features
 from eghn_md.nn.pool import (
@@ -176,9 +176,9 @@ class EGHN(nn.Module):
         a = A.reshape(-1)
         flat = edges[0] * K + edges[1] % K  # (g·K + p)·K + q: index of A[g, p, q]
         if pub:
-            feat = a[flat].unsqueeze(1)
+            feat = gather_rows(a, flat).unsqueeze(1)
         else:
-            feat = torch.stack([row_normalise(A).reshape(-1)[flat], torch.log1p(a[flat])], dim=1)
+            feat = torch.stack([gather_rows(row_normalise(A).reshape(-1), flat), torch.log1p(gather_rows(a, flat))], dim=1)
         batch_high = torch.arange(G, device=A.device).repeat_interleave(K)
         return Edges(edges, G * K), feat, batch_high
 

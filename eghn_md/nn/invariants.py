@@ -55,15 +55,15 @@ def gram_features(A: Tensor, B: Optional[Tensor] = None, *, symmetric: bool = Fa
     """Flattened ``Aᵀ B`` for stacks of 3×m matrices: (M, 3, a), (M, 3, b) -> (M, a·b) (upper triangle if symmetric).
 
     One batched matrix product (forward and backward are ``bmm``: on CPU ~3× cheaper than a broadcast
-    multiply-and-sum over the 3 coordinates at these tiny sizes).
+    multiply-and-sum over the 3 coordinates at these tiny sizes). The upper triangle is taken row by row in the
+    order of :func:`tri_indices` as slices, not an ``index_select`` along the columns: under ``torch.compile`` on
+    CPU the backward of the latter (an accumulating ``index_put`` into a column index) is miscompiled by inductor
+    (heap corruption, torch 2.13).
     """
     g = torch.bmm(A.transpose(1, 2), A if B is None else B)  # (M, a, b)
-    flat = g.reshape(g.shape[0], -1)
     if symmetric:
-        m = g.shape[-1]
-        iu = tri_indices(m, device=g.device)
-        return flat.index_select(1, iu[0] * m + iu[1])
-    return flat
+        return torch.cat([g[:, r, r:] for r in range(g.shape[-1])], dim=1)
+    return g.reshape(g.shape[0], -1)
 
 
 def soft_normalise(g: Tensor) -> Tensor:

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from eghn_md.nn.edges import scatter_sum
+
 __all__ = ["MLP", "PairLinear", "EdgeMLP", "silu_linear", "silu_with_head", "silu_head_aggregate"]
 
 
@@ -103,7 +105,7 @@ class _SiLUHeadAggregate(torch.autograd.Function):
         ctx.save_for_backward(x, weight, index, node_w)
         ctx.has_bias = bias is not None
         s = F.silu(x)
-        agg = s.new_zeros((num_nodes, s.shape[1])).index_add_(0, index, s)
+        agg = scatter_sum(s, index, num_nodes)
         if node_w is not None:
             agg.mul_(node_w.unsqueeze(1))
         return agg, F.linear(s, weight, bias)
@@ -243,8 +245,8 @@ class _EdgeFirstTwo(torch.autograd.Function):
         g1 = torch.mm(g, W2, out=buf)  # silu(pre1) is no longer needed
         g1 = torch.ops.aten.silu_backward.grad_input(g1, pre1, grad_input=g1)
         del pre1
-        gPi = table.new_zeros((n, table.shape[1])).index_add_(0, i, g1) if need[0] else None
-        gPj = table.new_zeros((n, table.shape[1])).index_add_(0, j, g1) if need[1] else None
+        gPi = scatter_sum(g1, i, n) if need[0] else None
+        gPj = scatter_sum(g1, j, n) if need[1] else None
         # thin D: (D, H)×(H, E) then transpose is ~1.5× faster on CPU than (E, H)×(H, D), and
         # (D, E)×(E, H) then transpose ~8× faster than (H, E)×(E, D)
         ge = torch.mm(We.t(), g1.t()).t().contiguous() if (e is not None and need[2]) else None

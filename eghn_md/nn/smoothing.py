@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from eghn_md.nn.edges import gather_rows, scatter_sum
+
 __all__ = ["smooth_along_bonds"]
 
 
@@ -38,12 +40,11 @@ def smooth_along_bonds(disp: Tensor, bonds: Tensor, n_iter: int) -> Tensor:
     if n_iter <= 0 or bonds.numel() == 0:
         return disp
     src, dst = bonds[0], bonds[1]
-    deg = torch.zeros(disp.shape[0], dtype=disp.dtype, device=disp.device)
-    deg = deg.index_add(0, src, torch.ones_like(src, dtype=disp.dtype))
+    deg = scatter_sum(torch.ones_like(src, dtype=disp.dtype), src, disp.shape[0])
     has = (deg > 0).to(disp.dtype).unsqueeze(1)  # nodes without bonds keep their value
     w = (0.5 * has / deg.clamp_min(1.0).unsqueeze(1))
     keep = 1.0 - 0.5 * has
     for _ in range(int(n_iter)):
-        agg = torch.zeros_like(disp).index_add(0, src, disp[dst])
+        agg = scatter_sum(gather_rows(disp, dst), src, disp.shape[0])
         disp = keep * disp + w * agg
     return disp

@@ -13,13 +13,16 @@ For every (model, batch size) it runs in a fresh subprocess:
 * **train loop**: :func:`eghn_md.train.loop.fit` on ``--steps`` batches of windows for 2 epochs with ``--workers``
   sample-building processes; the figure is epoch 2's training samples/s (epoch 1 holds the warm-up and the start of
   the workers), data included, validation excluded;
+* ``--compile``: both measurements run the model through ``torch.compile`` (``train: compile: true``); the
+  warm-up step's seconds (``first step s``: the compilation of forward and backward plus one step) are reported
+  beside the steady figure, which excludes them;
 * **peak RSS**: VmHWM of the benchmark process and the largest worker's (``ru_maxrss`` of children), in GiB.
 
 ``--reference`` also runs ``dense_reference.py`` (the re-statement of the authors' code, forward + backward) at the
 same batch sizes in the same invocation, so the ratios come from one machine state.
 
 Usage: ``nice -n 10 python examples/benchmarks/train_speed.py [--device cpu|cuda] [--models eghn eghn-published]
-[--batch-size 1 8] [--workers 0] [--select ca|bb] [--steps 2] [--threads 2] [--reference] [--json]``
+[--batch-size 1 8] [--workers 0] [--select ca|bb] [--steps 2] [--threads 2] [--compile] [--reference] [--json]``
 """
 
 from __future__ import annotations
@@ -89,13 +92,13 @@ def _setup(a, model_name: str, batch: int):
                       n_decoder_layers=2, n_clusters=20, length_scale=3.0, vel_scale=1.0,
                       disp_scale=1.0)
     train = TrainConfig(epochs=2, batch_size=batch, lr=1e-4, schedule="none", patience=0, seed=0, device=a.device,
-                        workers=a.workers, eval_every=2, reg_weight=2.0)
+                        workers=a.workers, eval_every=2, reg_weight=2.0, compile=a.compile)
     torch.manual_seed(0)
     return data, (lambda: build_model(cfg)), train
 
 
-def _model_only(a, model_name: str, batch: int) -> float:
-    """Samples/s of the loop's optimiser step on pre-built batches."""
+def _model_only(a, model_name: str, batch: int) -> tuple:
+    """Samples/s of the loop's optimiser step on pre-built batches, and the warm-up step's seconds."""
     from eghn_md.train import loop
     from eghn_md.train.feed import prepare
 
@@ -103,23 +106,25 @@ def _model_only(a, model_name: str, batch: int) -> float:
     run = loop._start(build(), train, loop.objective_from_config(train), None)
     prepared = [prepare(data, list(range(k * batch, (k + 1) * batch)), config=train, objective=run.objective,
                         epoch=1, n_global=batch) for k in range(a.steps)]
-    loop._take_step(run, prepared[0], 1)  # warm-up
     sync = _sync(run.device)
+    t_warm = time.perf_counter()
+    loop._take_step(run, prepared[0], 1)  # warm-up (and, with --compile, the compilation)
     sync()
+    first = time.perf_counter() - t_warm
     t0 = time.perf_counter()
     for p in prepared:
         loop._take_step(run, p, 1)
     sync()
-    return batch * a.steps / (time.perf_counter() - t0)
+    return batch * a.steps / (time.perf_counter() - t0), first
 
 
-def _train_loop(a, model_name: str, batch: int) -> float:
+def _train_loop(a, model_name: str, batch: int) -> tuple:
     from eghn_md.train.loop import fit
 
     data, build, train = _setup(a, model_name, batch)
     n = batch * a.steps
     res = fit(build(), _Head(data, n), _Head(data, 1, offset=n), config=train)
-    return res.history[-1]["samples_per_s"]
+    return res.history[-1]["samples_per_s"], res.history[0]["epoch_time_s"]
 
 
 class _Head:
@@ -146,9 +151,10 @@ def _sync(device):
 def _child(a) -> dict:
     model_name, batch = a.child[0], int(a.child[1])
     what = a.child[2]
-    sps = _model_only(a, model_name, batch) if what == "model" else _train_loop(a, model_name, batch)
+    sps, first = _model_only(a, model_name, batch) if what == "model" else _train_loop(a, model_name, batch)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
-    return {"model": model_name, "batch": batch, "what": what, "samples_per_s": sps, "peak_rss_gib": _rss_gib(),
+    return {"model": model_name, "batch": batch, "what": what, "samples_per_s": sps, "first_s": first,
+            "compile": a.compile, "peak_rss_gib": _rss_gib(),
             "worker_peak_rss_gib": children if a.workers else 0.0, "workers": a.workers, "select": a.select,
             "device": a.device, "threads": a.threads}
 
@@ -170,6 +176,7 @@ def main(argv=None) -> None:
     p.add_argument("--select", choices=sorted(SELECTIONS), default="ca")
     p.add_argument("--steps", type=int, default=2, help="batches per measurement")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--compile", action="store_true", help="run the model through torch.compile (train: compile)")
     p.add_argument("--reference", action="store_true", help="also time dense_reference.py (backbone only)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
@@ -178,7 +185,7 @@ def main(argv=None) -> None:
         print(json.dumps(_child(a)))
         return
     base = [sys.executable, os.path.abspath(__file__), "--device", a.device, "--workers", str(a.workers), "--select",
-            a.select, "--steps", str(a.steps), "--threads", str(a.threads)]
+            a.select, "--steps", str(a.steps), "--threads", str(a.threads)] + (["--compile"] if a.compile else [])
     rows = []
     for batch in a.batch_size:
         if a.reference:
@@ -199,19 +206,21 @@ def _report(a, rows: list) -> None:
         print(json.dumps(rows, indent=2))
         return
     ref = {r["batch"]: r["samples_per_s"] for r in rows if r["model"] == "dense-reference"}
-    print(f"device={a.device} select={a.select} workers={a.workers} threads={a.threads} steps={a.steps}")
+    print(f"device={a.device} select={a.select} workers={a.workers} threads={a.threads} steps={a.steps} "
+          f"compile={a.compile}")
     print("| model | batch | model only (samples/s) | train loop (samples/s) | loop / model | loop / dense ref "
-          "| peak RSS loop (GiB) |\n|---|---:|---:|---:|---:|---:|---:|")
+          "| peak RSS loop (GiB) | first step s (model only) | epoch 1 s (loop) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for batch in a.batch_size:
         if batch in ref:
-            print(f"| dense-reference | {batch} | {ref[batch]:.2f} | | | 1.00× | |")
+            print(f"| dense-reference | {batch} | {ref[batch]:.2f} | | | 1.00× | | | |")
         for model in a.models:
             m = next(r for r in rows if (r["model"], r["batch"], r["what"]) == (model, batch, "model"))
             lp = next(r for r in rows if (r["model"], r["batch"], r["what"]) == (model, batch, "loop"))
             vs = f"{lp['samples_per_s'] / ref[batch]:.2f}×" if batch in ref else ""
             rss = f"{lp['peak_rss_gib']:.2f}" + (f" (+ worker {lp['worker_peak_rss_gib']:.2f})" if a.workers else "")
             print(f"| {model} | {batch} | {m['samples_per_s']:.2f} | {lp['samples_per_s']:.2f} | "
-                  f"{lp['samples_per_s'] / m['samples_per_s']:.2f} | {vs} | {rss} |")
+                  f"{lp['samples_per_s'] / m['samples_per_s']:.2f} | {vs} | {rss} | {m['first_s']:.1f} | "
+                  f"{lp['first_s']:.1f} |")
 
 
 if __name__ == "__main__":
