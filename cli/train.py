@@ -47,7 +47,8 @@ from eghn_md.choices import DEVICES, FEATURE_SETS, MODEL_NAMES, OPTIMIZERS, PRES
               help="Processes that build training samples ahead of the model (default: min(4, CPUs-1) on CUDA, "
                    "0 on CPU). Results do not depend on it.")
 @click.option("--compile", "compile_", is_flag=True, default=None,
-              help="Run the model through torch.compile (dynamic shapes); the first steps pay the compilation.")
+              help="Run the model through torch.compile (dynamic shapes); the first steps pay the compilation "
+                   "(minutes on CPU; pays off for long eghn runs).")
 @click.option("--val", "val_files", multiple=True, type=click.Path(dir_okay=False),
               help="Dataset file used whole as validation set (repeatable).")
 @click.option("--test", "test_files", multiple=True, type=click.Path(dir_okay=False),
