@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from eghn_md.data.batch import collate
+from eghn_md.data.samples import build_edges
 from eghn_md.models import ModelConfig, build_model
 from eghn_md.nn.edges import gather_rows, graph_gather, scatter_sum
 from eghn_md.nn.invariants import gram_features, tri_indices
@@ -59,8 +60,6 @@ def test_one_graph_paths_equal_the_general_ones():
 @pytest.mark.parametrize("name", ["eghn", "eghn-published"])
 def test_compiled_models_match_eager(name):
     torch.manual_seed(0)
-    from eghn_md.data.samples import build_edges
-
     cfg = ModelConfig(name=name, node_in=6, edge_in=1, hidden=16, n_layers=2, n_pool_layers=2, n_decoder_layers=1,
                       n_clusters=3, length_scale=4.0)
     model = build_model(cfg).double()

@@ -178,7 +178,7 @@ class EGHN(nn.Module):
         if pub:
             feat = gather_rows(a, flat).unsqueeze(1)
         else:
-            feat = torch.stack([gather_rows(row_normalise(A).reshape(-1), flat), torch.log1p(gather_rows(a, flat))], dim=1)
+            feat = gather_rows(torch.stack([row_normalise(A).reshape(-1), torch.log1p(a)], dim=1), flat)
         batch_high = torch.arange(G, device=A.device).repeat_interleave(K)
         return Edges(edges, G * K), feat, batch_high
 

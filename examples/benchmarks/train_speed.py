@@ -14,8 +14,8 @@ For every (model, batch size) it runs in a fresh subprocess:
   sample-building processes; the figure is epoch 2's training samples/s (epoch 1 holds the warm-up and the start of
   the workers), data included, validation excluded;
 * ``--compile``: both measurements run the model through ``torch.compile`` (``train: compile: true``); the
-  warm-up step's seconds (``first step s``: the compilation of forward and backward plus one step) are reported
-  beside the steady figure, which excludes them;
+  model-only run's warm-up step (``first step s``: the compilation of forward and backward plus one step) and the
+  loop's epoch 1 (``epoch 1 s``) are reported beside the steady figures, which exclude them;
 * **peak RSS**: VmHWM of the benchmark process and the largest worker's (``ru_maxrss`` of children), in GiB.
 
 ``--reference`` also runs ``dense_reference.py`` (the re-statement of the authors' code, forward + backward) at the
