@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from eghn_md.nn.mlp import MLP, EdgeMLP, silu_head_aggregate, silu_linear, silu_with_head
+from eghn_md.nn.mlp import MLP, EdgeMLP
 from eghn_md.nn.edges import Edges
 
 __all__ = ["EGNNLayer"]
@@ -60,12 +60,8 @@ class EGNNLayer(nn.Module):
         rel = edges.gather_i(x) - edges.gather_j(x)  # (E, 3)
         d2 = (rel * rel).sum(1, keepdim=True)
         feat = torch.cat([d2, edge_attr.to(d2.dtype)], dim=1) if self.edge_in else d2
-        pre2 = self.edge_mlp(h, feat.to(h.dtype), edges)
-        if self.node is not None:  # the message is only read through its sum over incoming edges
-            agg_h, t = silu_head_aggregate(pre2, self.coord1, edges, mean=False)
-        else:
-            agg_h, t = None, silu_with_head(pre2, self.coord1)[1]
-        phi = silu_linear(t, self.coord2)  # (E, 1)
+        agg_h, phi = self.edge_mlp.chain(h, feat.to(h.dtype), edges, agg="sum" if self.node is not None else None,
+                                         head=self.coord1, tail=self.coord2)  # phi: (E, 1)
         agg = edges.mean_i(rel * phi.to(rel.dtype))
         if self.clamp is not None:
             agg = agg.clamp(-self.clamp, self.clamp)

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from eghn_md.nn.invariants import centre, channel_scale, gram_features, soft_normalise
-from eghn_md.nn.mlp import MLP, EdgeMLP, silu_head_aggregate
+from eghn_md.nn.mlp import MLP, EdgeMLP
 from eghn_md.nn.edges import Edges
 
 __all__ = ["EMMP"]
@@ -141,19 +141,15 @@ class EMMP(nn.Module):
         if self.edge_in:
             inv.append(edge_attr.to(inv[0].dtype))
         edge_feat = torch.cat(inv, dim=1).to(h.dtype) if len(inv) > 1 else inv[0].to(h.dtype)
-        pre2 = self.edge_mlp(node_feat, edge_feat, edges)  # (E, H)
-        agg = None
-        if isinstance(self.coef, nn.Linear):  # message only aggregated: fused SiLU, head and edge→node sum
-            agg, coef = silu_head_aggregate(pre2, self.coef, edges, mean=self.h_agg == "mean")
+        if isinstance(self.coef, nn.Linear):
+            head, tail = self.coef, None
         elif self.coef is not None:  # two-layer head (published)
-            msg = F.silu(pre2)
-            coef = self.coef(msg)
+            head, tail = self.coef.layers
         else:
-            msg = F.silu(pre2)
-        if self.coef is not None:
+            head = tail = None
+        agg, coef = self.edge_mlp.chain(node_feat, edge_feat, edges, agg=self.h_agg, head=head, tail=tail)
+        if coef is not None:
             M = torch.bmm(basis, coef.view(-1, self.n_basis, m).to(basis.dtype))  # (E, 3, m)
             Z = Z + edges.mean_i(M)
-        if agg is None:
-            agg = edges.mean_i(msg) if self.h_agg == "mean" else edges.sum_i(msg)
         h = h + self.node(torch.cat([h, agg.to(h.dtype)], dim=1))
         return Z, h

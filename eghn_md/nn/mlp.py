@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from eghn_md.nn.edges import scatter_sum
+from eghn_md.nn.edge_chain import edge_chain
+from eghn_md.nn.edges import _is_compiling, scatter_sum
 
 __all__ = ["MLP", "PairLinear", "EdgeMLP", "silu_linear", "silu_with_head", "silu_head_aggregate"]
 
@@ -290,3 +291,48 @@ class EdgeMLP(nn.Module):
             Pi, Pj, e, We, self.second.weight, self.second.bias,
             edges.i, edges.j, edges.pair_index,
         )
+
+    def chain(
+        self,
+        f: Tensor,
+        edge_feat: Optional[Tensor],
+        edges,
+        *,
+        agg: Optional[str],
+        head: Optional[nn.Linear] = None,
+        tail: Optional[nn.Linear] = None,
+    ):
+        """This MLP's message ``s = silu(pre2)`` read through its per-receiver ``agg`` (``"sum"``, ``"mean"`` or
+        None) and a head ``y = head(s)``, optionally followed by ``tail(silu(y))``: returns ``(agg, y or tail)``.
+
+        Eagerly (no ``torch.compile``, no autocast) the whole chain is the cache-blocked
+        :func:`~eghn_md.nn.edge_chain.edge_chain`; otherwise the modules of this file, composed (same values).
+        Shapes: f (N, node_dim), edge_feat (E, edge_dim) or None -> (N, H) or None, (E, out) or None.
+        """
+        if agg not in ("sum", "mean", None):
+            raise ValueError(f"unknown aggregation {agg!r}; valid: sum, mean, None")
+        mixed = edge_feat is not None and edge_feat.dtype != f.dtype
+        if mixed or _is_compiling() or torch.is_autocast_enabled(f.device.type):
+            return self._chain_composed(f, edge_feat, edges, agg=agg, head=head, tail=tail)
+        H = self.first.out_dim
+        p = self.first.node(f)
+        table = torch.cat([p[:, :H] + self.first.bias, p[:, H:]])
+        node_w = edges.inv_degree(f.dtype, f.device) if agg == "mean" else None
+        return edge_chain(table, edges.pair_index, edge_feat if self.first.edge is not None else None,
+                          None if self.first.edge is None else self.first.edge.weight, self.second,
+                          index=edges.i, num_nodes=edges.num_nodes, node_w=node_w, want_agg=agg is not None,
+                          head=head, tail=tail)
+
+    def _chain_composed(self, f, edge_feat, edges, *, agg, head=None, tail=None):
+        pre2 = self(f, edge_feat, edges)
+        a = y = None
+        if head is not None and agg is not None:
+            a, y = silu_head_aggregate(pre2, head, edges, mean=agg == "mean")
+        elif head is not None:
+            y = silu_with_head(pre2, head)[1]
+        else:
+            s = F.silu(pre2)
+            a = edges.mean_i(s) if agg == "mean" else edges.sum_i(s)
+        if tail is not None:
+            y = silu_linear(y, tail)
+        return a, y
