@@ -26,22 +26,34 @@ from torch.nn import functional as F
 
 __all__ = ["CHUNK_ROWS", "edge_chain"]
 
-CHUNK_ROWS = 4096
-"""Edges per block on CPU: a (4096, 128) float32 block is 2 MiB, inside one core's share of cache."""
-
-_silu_bwd = torch.ops.aten.silu_backward.grad_input
+CHUNK_ROWS = 2048
+"""Edges per block on CPU: a (2048, 128) float32 block is 1 MiB, one core's L2 cache on the EPYC of RESULTS.md."""
 
 
-def _chunk(device: torch.device, num_edges: int) -> int:
-    return CHUNK_ROWS if device.type == "cpu" else max(num_edges, 1)
+def _ranges(device: torch.device, num_edges: int) -> list:
+    """Edge blocks ``(start, stop)``: CHUNK_ROWS rows on CPU, the whole list elsewhere."""
+    rows = CHUNK_ROWS if device.type == "cpu" else max(num_edges, 1)
+    return [(a, min(a + rows, num_edges)) for a in range(0, num_edges, rows)]
 
 
-def _first_silu(table: Tensor, pair: Tensor, e: Optional[Tensor], We: Optional[Tensor]):
-    """(pre1, silu(pre1)) of one block: pair (C, 2) rows of ``table`` summed, plus the edge-feature part."""
+def _first(table: Tensor, pair: Tensor, e: Optional[Tensor], We: Optional[Tensor]) -> Tensor:
+    """pre1 of one block: pair (C, 2) rows of ``table`` summed, plus the edge-feature part."""
     pre1 = F.embedding_bag(pair, table, mode="sum")
     if e is not None:
         pre1.addmm_(e, We.t())
-    return pre1, F.silu(pre1)
+    return pre1
+
+
+def _silu_sig(x: Tensor):
+    """``(silu(x), sigmoid(x))``: one exponential serves SiLU and, later, its derivative (:func:`_silu_grad_`)."""
+    sg = torch.sigmoid(x)
+    return x * sg, sg
+
+
+def _silu_grad_(g: Tensor, s: Tensor, sg: Tensor) -> Tensor:
+    """``g ⊙ silu'(x)`` in place of ``g``, from ``s = silu(x)`` and ``sg = sigmoid(x)`` (overwritten):
+    silu' = sg + s (1 − sg). On CPU cheaper than ``silu_backward``, which recomputes the exponential."""
+    return g.mul_(sg.add_(torch.rsub(sg, 1).mul_(s)))
 
 
 def _linear_into(x: Tensor, W: Tensor, b: Optional[Tensor], out: Tensor) -> Tensor:
@@ -51,14 +63,12 @@ def _linear_into(x: Tensor, W: Tensor, b: Optional[Tensor], out: Tensor) -> Tens
 
 def _forward(table, e, We, W2, b2, Wh, bh, Wt, bt, pair, index, node_w, num_nodes, want_agg, keep):
     E, H = pair.shape[0], W2.shape[0]
-    C = _chunk(table.device, E)
     pre2 = table.new_empty((E, H))
-    agg = table.new_zeros((num_nodes, H)) if want_agg else None
     y = table.new_empty((E, Wh.shape[0])) if Wh is not None else None
     out = table.new_empty((E, Wt.shape[0])) if Wt is not None else None
-    for a in range(0, E, C):
-        b = min(a + C, E)
-        _, a1 = _first_silu(table, pair[a:b], None if e is None else e[a:b], We)
+    agg = table.new_zeros((num_nodes, H)) if want_agg else None
+    for a, b in _ranges(table.device, E):
+        a1 = F.silu(_first(table, pair[a:b], None if e is None else e[a:b], We), inplace=True)
         p2 = _linear_into(a1, W2, b2, pre2[a:b])
         s = F.silu(p2, inplace=not keep)  # pre2 is kept for backward only when training
         if agg is not None:
@@ -86,41 +96,48 @@ class _EdgeChain(torch.autograd.Function):
     def backward(ctx, g_agg, g_res):
         table, e, We, W2, Wh, Wt, pair, index, node_w, pre2, y = ctx.saved_tensors
         has_b2, has_bh, has_bt, want_agg = ctx.flags
-        need = ctx.needs_input_grad
-        E, H = pair.shape[0], W2.shape[0]
-        C = _chunk(table.device, E)
         if want_agg and node_w is not None:
             g_agg = g_agg * node_w.unsqueeze(1)
-        g_table = torch.zeros_like(table)
-        g_e = torch.empty_like(e) if (e is not None and need[1]) else None
-        grads = {k: torch.zeros_like(w) for k, w in (("W2", W2), ("Wh", Wh), ("Wt", Wt)) if w is not None}
-        gWeT = We.new_zeros(We.shape[::-1]) if We is not None else None  # (D, H): (D, C)×(C, H) is the fast order
+        g_e = torch.empty_like(e) if (e is not None and ctx.needs_input_grad[1]) else None
         We_rows = _pad_rows(We.t()) if We is not None else None
-        gb = {k: W.new_zeros(W.shape[0]) for k, W in (("b2", W2), ("bh", Wh), ("bt", Wt)) if W is not None}
-        for a in range(0, E, C):
-            b = min(a + C, E)
-            pc, ec = pair[a:b], None if e is None else e[a:b]
-            pre1, a1 = _first_silu(table, pc, ec, We)
-            p2 = pre2[a:b]
-            s = F.silu(p2)
-            g_s = None if Wh is None else _head_backward(g_res[a:b], s, None if y is None else y[a:b], Wh, Wt,
-                                                         grads, gb)
-            if want_agg:
-                g_agg_c = g_agg.index_select(0, index[a:b])
-                g_s = g_agg_c if g_s is None else g_s.add_(g_agg_c)
-            g_p2 = _silu_bwd(g_s, p2, grad_input=g_s)
-            grads["W2"].addmm_(g_p2.t(), a1)
-            gb["b2"].add_(g_p2.sum(0))
-            g_a1 = torch.mm(g_p2, W2, out=a1)
-            g_p1 = _silu_bwd(g_a1, pre1, grad_input=g_a1)
-            g_table.index_add_(0, pc[:, 0], g_p1).index_add_(0, pc[:, 1], g_p1)
-            if ec is not None:
-                if g_e is not None:
-                    g_e[a:b] = F.linear(g_p1, We_rows)[:, : ec.shape[1]]
-                gWeT.addmm_(ec.t(), g_p1)
-        return (g_table, g_e, None if gWeT is None else gWeT.t(), grads["W2"], gb["b2"] if has_b2 else None,
-                grads.get("Wh"), gb.get("bh") if has_bh else None, grads.get("Wt"), gb.get("bt") if has_bt else None,
-                None, None, None, None, None)
+        acc = {"table": torch.zeros_like(table), "W2": torch.zeros_like(W2), "b2": W2.new_zeros(W2.shape[0])}
+        for k, W in (("Wh", Wh), ("Wt", Wt)):
+            if W is not None:
+                acc[k], acc["b" + k[1]] = torch.zeros_like(W), W.new_zeros(W.shape[0])
+        if We is not None:
+            acc["WeT"] = We.new_zeros(We.shape[::-1])  # (D, H): (D, C)×(C, H) is the fast order
+        for a, b in _ranges(table.device, pair.shape[0]):
+            _block_backward(a, b, table, e, We, We_rows, W2, Wh, Wt, pair, index, pre2, y, g_agg, g_res, g_e,
+                            want_agg, acc)
+        return (acc["table"], g_e, acc["WeT"].t() if We is not None else None, acc["W2"],
+                acc["b2"] if has_b2 else None, acc.get("Wh"), acc.get("bh") if has_bh else None, acc.get("Wt"),
+                acc.get("bt") if has_bt else None, None, None, None, None, None)
+
+
+def _block_backward(a, b, table, e, We, We_rows, W2, Wh, Wt, pair, index, pre2, y, g_agg, g_res, g_e, want_agg,
+                    acc):
+    """Backward of edges ``a:b``: recomputes the block's first layer and SiLUs, accumulates into ``acc``."""
+    pc, ec = pair[a:b], None if e is None else e[a:b]
+    pre1 = _first(table, pc, ec, We)
+    a1, sg1 = _silu_sig(pre1)
+    p2 = pre2[a:b]
+    s, sg2 = _silu_sig(p2)
+    gy = None if Wh is None else _head_backward(g_res[a:b], s, None if y is None else y[a:b], Wt, acc)
+    if want_agg:
+        g_s = g_agg.index_select(0, index[a:b])
+        if gy is not None:
+            g_s.addmm_(gy, Wh)
+    else:
+        g_s = torch.mm(gy, Wh)
+    g_p2 = _silu_grad_(g_s, s, sg2)
+    acc["W2"].addmm_(g_p2.t(), a1)
+    acc["b2"].add_(g_p2.sum(0))
+    g_p1 = _silu_grad_(torch.mm(g_p2, W2, out=pre1), a1, sg1)
+    acc["table"].index_add_(0, pc[:, 0], g_p1).index_add_(0, pc[:, 1], g_p1)
+    if ec is not None:
+        if g_e is not None:
+            g_e[a:b] = F.linear(g_p1, We_rows)[:, : ec.shape[1]]
+        acc["WeT"].addmm_(ec.t(), g_p1)
 
 
 def _pad_rows(w: Tensor, rows: int = 16) -> Tensor:
@@ -131,17 +148,17 @@ def _pad_rows(w: Tensor, rows: int = 16) -> Tensor:
     return torch.cat([w, w.new_zeros((rows - w.shape[0], w.shape[1]))])
 
 
-def _head_backward(g, s, y, Wh, Wt, grads, gb):
-    """Gradient with respect to ``s = silu(pre2)`` from the head (and tail) of one block; accumulates weights."""
+def _head_backward(g, s, y, Wt, acc):
+    """Gradient with respect to the head's output ``y`` of one block (through the tail, if any); accumulates the
+    head's and the tail's weight gradients. g: (C, K or L), s: (C, H) = silu(pre2), y: (C, K) or None."""
     if Wt is not None:
-        u = F.silu(y)
-        grads["Wt"].addmm_(g.t(), u)
-        gb["bt"].add_(g.sum(0))
-        g_u = torch.mm(g, Wt, out=u)
-        g = _silu_bwd(g_u, y, grad_input=g_u)
-    grads["Wh"].addmm_(g.t(), s)
-    gb["bh"].add_(g.sum(0))
-    return torch.mm(g, Wh)
+        u, sgu = _silu_sig(y)
+        acc["Wt"].addmm_(g.t(), u)
+        acc["bt"].add_(g.sum(0))
+        g = _silu_grad_(torch.mm(g, Wt), u, sgu)
+    acc["Wh"].addmm_(g.t(), s)
+    acc["bh"].add_(g.sum(0))
+    return g
 
 
 def edge_chain(
