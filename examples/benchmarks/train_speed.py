@@ -19,10 +19,14 @@ For every (model, batch size) it runs in a fresh subprocess:
 * **peak RSS**: VmHWM of the benchmark process and the largest worker's (``ru_maxrss`` of children), in GiB.
 
 ``--reference`` also runs ``dense_reference.py`` (the re-statement of the authors' code, forward + backward) at the
-same batch sizes in the same invocation, so the ratios come from one machine state.
+same batch sizes in the same invocation, so the ratios come from one machine state. ``--rounds R`` repeats the whole
+sequence R times, interleaved (reference, then every model, per batch size, then again): on a shared machine whose
+speed drifts from minute to minute, the table then shows each figure's median over the rounds and the median
+(min–max) of the ratio to the reference measured in the same round.
 
 Usage: ``nice -n 10 python examples/benchmarks/train_speed.py [--device cpu|cuda] [--models eghn eghn-published]
-[--batch-size 1 8] [--workers 0] [--select ca|bb] [--steps 2] [--threads 2] [--compile] [--reference] [--json]``
+[--batch-size 1 8] [--workers 0] [--select ca|bb] [--steps 2] [--threads 2] [--compile] [--reference]
+[--rounds 1] [--json]``
 """
 
 from __future__ import annotations
@@ -178,6 +182,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="run the model through torch.compile (train: compile)")
     p.add_argument("--reference", action="store_true", help="also time dense_reference.py (backbone only)")
+    p.add_argument("--rounds", type=int, default=1, help="repeat the whole interleaved sequence this many times")
     p.add_argument("--json", action="store_true")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -187,40 +192,65 @@ def main(argv=None) -> None:
     base = [sys.executable, os.path.abspath(__file__), "--device", a.device, "--workers", str(a.workers), "--select",
             a.select, "--steps", str(a.steps), "--threads", str(a.threads)] + (["--compile"] if a.compile else [])
     rows = []
-    for batch in a.batch_size:
-        if a.reference:
-            r = _run([sys.executable, os.path.join(HERE, "dense_reference.py"), "--child", "dense-reference",
-                      str(batch), "--steps", str(a.steps), "--threads", str(a.threads)], a.threads)
-            rows.append({"model": "dense-reference", "batch": batch, "what": "model",
-                         "samples_per_s": r["train_samples_per_s"], "peak_rss_gib": float("nan")})
-            print(f"dense-reference b{batch}: {rows[-1]['samples_per_s']:.2f}", file=sys.stderr)
-        for model in a.models:
-            for what in ("model", "loop"):
-                rows.append(_run(base + ["--child", model, str(batch), what], a.threads))
-                print(f"{model} b{batch} {what}: {rows[-1]['samples_per_s']:.2f}", file=sys.stderr)
+    for rnd in range(a.rounds):
+        for batch in a.batch_size:
+            rows += _one_round(a, base, batch, rnd)
     _report(a, rows)
+
+
+def _one_round(a, base: list, batch: int, rnd: int) -> list:
+    """The reference (with ``--reference``) and every model's model-only and loop figures at one batch size."""
+    rows = []
+    if a.reference:
+        r = _run([sys.executable, os.path.join(HERE, "dense_reference.py"), "--child", "dense-reference",
+                  str(batch), "--steps", str(a.steps), "--threads", str(a.threads)], a.threads)
+        rows.append({"model": "dense-reference", "batch": batch, "what": "model", "round": rnd,
+                     "samples_per_s": r["train_samples_per_s"], "peak_rss_gib": float("nan")})
+        print(f"round {rnd + 1} dense-reference b{batch}: {rows[-1]['samples_per_s']:.2f}", file=sys.stderr)
+    for model in a.models:
+        for what in ("model", "loop"):
+            rows.append({**_run(base + ["--child", model, str(batch), what], a.threads), "round": rnd})
+            print(f"round {rnd + 1} {model} b{batch} {what}: {rows[-1]['samples_per_s']:.2f}", file=sys.stderr)
+    return rows
+
+
+def _median(xs: list) -> float:
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def _spread(xs: list, fmt: str = "{:.2f}") -> str:
+    """Median, and (min–max) when there is more than one value."""
+    med = fmt.format(_median(xs))
+    return med if len(xs) == 1 else f"{med} ({fmt.format(min(xs))}–{fmt.format(max(xs))})"
 
 
 def _report(a, rows: list) -> None:
     if a.json:
         print(json.dumps(rows, indent=2))
         return
-    ref = {r["batch"]: r["samples_per_s"] for r in rows if r["model"] == "dense-reference"}
+
+    def pick(model, batch, what, key="samples_per_s"):
+        return [r[key] for r in rows if (r["model"], r["batch"], r["what"]) == (model, batch, what)]
+
     print(f"device={a.device} select={a.select} workers={a.workers} threads={a.threads} steps={a.steps} "
-          f"compile={a.compile}")
+          f"compile={a.compile} rounds={a.rounds}" + (" (median (min–max) over rounds)" if a.rounds > 1 else ""))
     print("| model | batch | model only (samples/s) | train loop (samples/s) | loop / model | loop / dense ref "
           "| peak RSS loop (GiB) | first step s (model only) | epoch 1 s (loop) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for batch in a.batch_size:
-        if batch in ref:
-            print(f"| dense-reference | {batch} | {ref[batch]:.2f} | | | 1.00× | | | |")
+        ref = pick("dense-reference", batch, "model")
+        if ref:
+            print(f"| dense-reference | {batch} | {_spread(ref)} | | | 1.00× | | | |")
         for model in a.models:
-            m = next(r for r in rows if (r["model"], r["batch"], r["what"]) == (model, batch, "model"))
-            lp = next(r for r in rows if (r["model"], r["batch"], r["what"]) == (model, batch, "loop"))
-            vs = f"{lp['samples_per_s'] / ref[batch]:.2f}×" if batch in ref else ""
-            rss = f"{lp['peak_rss_gib']:.2f}" + (f" (+ worker {lp['worker_peak_rss_gib']:.2f})" if a.workers else "")
-            print(f"| {model} | {batch} | {m['samples_per_s']:.2f} | {lp['samples_per_s']:.2f} | "
-                  f"{lp['samples_per_s'] / m['samples_per_s']:.2f} | {vs} | {rss} | {m['first_s']:.1f} | "
-                  f"{lp['first_s']:.1f} |")
+            m, lp = pick(model, batch, "model"), pick(model, batch, "loop")
+            vs = _spread([x / r for x, r in zip(lp, ref)], "{:.2f}×") if ref else ""
+            rss = f"{max(pick(model, batch, 'loop', 'peak_rss_gib')):.2f}"
+            if a.workers:
+                rss += f" (+ worker {max(pick(model, batch, 'loop', 'worker_peak_rss_gib')):.2f})"
+            print(f"| {model} | {batch} | {_spread(m)} | {_spread(lp)} | {_spread([x / y for x, y in zip(lp, m)])} | "
+                  f"{vs} | {rss} | {_median(pick(model, batch, 'model', 'first_s')):.1f} | "
+                  f"{_median(pick(model, batch, 'loop', 'first_s')):.1f} |")
 
 
 if __name__ == "__main__":
