@@ -1,0 +1,62 @@
+"""Median time of one training step of a model alone, for before/after comparisons of two source trees.
+
+A step = forward + MSE + pooling regulariser + backward + AdamW on AdK frame 0 (MDAnalysisTests PSF/DCD; Cα or
+backbone graph as in ``profile_step.py``), hidden 128, 4 layers per level, 4 pooling, 2 decoder layers, K = 20, one
+warm-up step first. Run it once per tree with ``PYTHONPATH`` pointing at that tree, alternating trees, and compare
+the medians of the same machine state.
+
+Usage: ``PYTHONPATH=TREE python examples/benchmarks/step_time.py --model eghn --size bb --steps 5 [--threads 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", choices=["eghn", "eghn-published", "egnn"], default="eghn")
+    p.add_argument("--size", choices=["ca", "bb"], default="bb")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args(argv)
+
+    import torch
+
+    from eghn_md.models import ModelConfig, build_model, compute_loss
+    from profile_step import _graph
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    g = _graph(a.size)
+    cfg = ModelConfig(name=a.model, node_in=g.h.shape[1], hidden=128, n_layers=4, n_pool_layers=4,
+                      n_decoder_layers=2, n_clusters=20, length_scale=3.8, vel_scale=1.0, disp_scale=1.0)
+    model = build_model(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        _, mse, reg = compute_loss(model(g), g.target, reg_weight=1.0)
+        (mse + reg).backward()
+        opt.step()
+
+    step()
+    times = []
+    for _ in range(a.steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"{a.model} {a.size}: step median {times[len(times) // 2] * 1e3:.0f} ms, min {times[0] * 1e3:.0f} ms, "
+          f"peak RSS {rss:.2f} GiB ({a.steps} steps, {a.threads} threads, torch {torch.__version__})")
+
+
+if __name__ == "__main__":
+    main()
