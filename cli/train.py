@@ -48,7 +48,7 @@ from eghn_md.choices import DEVICES, FEATURE_SETS, MODEL_NAMES, OPTIMIZERS, PRES
                    "0 on CPU). Results do not depend on it.")
 @click.option("--compile", "compile_", is_flag=True, default=None,
               help="Run the model through torch.compile (dynamic shapes); the first steps pay the compilation "
-                   "(minutes on CPU; pays off for long eghn runs).")
+                   "(minutes on CPU; pays off for long runs on Cα-size graphs).")
 @click.option("--val", "val_files", multiple=True, type=click.Path(dir_okay=False),
               help="Dataset file used whole as validation set (repeatable).")
 @click.option("--test", "test_files", multiple=True, type=click.Path(dir_okay=False),
