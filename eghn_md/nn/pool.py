@@ -53,8 +53,12 @@ def pool_mean(S: Tensor, X: Tensor, batch: Tensor, num_graphs: int, eps: float =
     n, k = S.shape
     Sx = S.to(X.dtype)
     flat = X.reshape(n, -1)
-    num = graph_sum(Sx.unsqueeze(2) * flat.unsqueeze(1), batch, num_graphs)  # (G, K, F)
-    den = graph_sum(Sx, batch, num_graphs).clamp_min(eps)  # (G, K)
+    if num_graphs == 1:  # one (K, N)×(N, F) product instead of an (N, K, F) broadcast (same sums)
+        num = Sx.t().mm(flat).unsqueeze(0)
+        den = Sx.sum(0, keepdim=True).clamp_min(eps)
+    else:
+        num = graph_sum(Sx.unsqueeze(2) * flat.unsqueeze(1), batch, num_graphs)  # (G, K, F)
+        den = graph_sum(Sx, batch, num_graphs).clamp_min(eps)  # (G, K)
     return (num / den.unsqueeze(2)).reshape((num_graphs, k) + tuple(X.shape[1:]))
 
 
@@ -66,7 +70,10 @@ def unpool(S: Tensor, Y: Tensor, batch: Tensor) -> Tensor:
     n, k = S.shape
     g = Y.shape[0]
     flat = Y.reshape(g, k, -1)
-    out = torch.bmm(S.to(Y.dtype).unsqueeze(1), graph_gather(flat, batch, g)).squeeze(1)
+    if g == 1:  # one (N, K)×(K, F) product, no per-node copy of the cluster values
+        out = S.to(Y.dtype).mm(flat[0])
+    else:
+        out = torch.bmm(S.to(Y.dtype).unsqueeze(1), graph_gather(flat, batch, g)).squeeze(1)
     return out.reshape((n,) + tuple(Y.shape[2:]))
 
 
