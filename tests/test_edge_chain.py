@@ -23,7 +23,7 @@ def _small_blocks(monkeypatch):
     monkeypatch.setattr(chain_mod, "CHUNK_ROWS", 16)  # several blocks and a ragged last one at E = 97
 
 
-def _setup(agg, edge_dim, has_head, has_tail, bias):
+def _setup(edge_dim, has_head, has_tail, bias):
     gen = torch.Generator().manual_seed(7)
     ei = torch.randint(0, N - 1, (2, E), generator=gen)  # node N - 1 receives no edge (mean over nothing = 0)
     edges = Edges(ei, N)
@@ -43,7 +43,7 @@ def _loss(out):
 
 @pytest.mark.parametrize("agg,edge_dim,has_head,has_tail,bias", CASES)
 def test_chain_matches_composed_modules(agg, edge_dim, has_head, has_tail, bias):
-    edges, mlp, head, tail, f, ef = _setup(agg, edge_dim, has_head, has_tail, bias)
+    edges, mlp, head, tail, f, ef = _setup(edge_dim, has_head, has_tail, bias)
     leaves = [f] + ([ef] if ef is not None else []) + [p for m in (mlp, head, tail) if m is not None
                                                        for p in m.parameters()]
     got = mlp.chain(f, ef, edges, agg=agg, head=head, tail=tail)
@@ -64,13 +64,13 @@ def test_chain_matches_composed_modules(agg, edge_dim, has_head, has_tail, bias)
 
 
 def test_chain_gradcheck():
-    edges, mlp, head, tail, f, ef = _setup("mean", 3, True, True, True)
+    edges, mlp, head, tail, f, ef = _setup(3, True, True, True)
     small = Edges(edges.edge_index[:, :40], N)
     assert torch.autograd.gradcheck(lambda a, b: mlp.chain(a, b[:40], small, agg="mean", head=head, tail=tail), (f, ef))
 
 
 def test_chain_rejects_unknown_aggregation():
-    edges, mlp, head, tail, f, ef = _setup("sum", 0, True, False, True)
+    edges, mlp, head, tail, f, ef = _setup(0, True, False, True)
     with pytest.raises(ValueError, match="unknown aggregation 'max'; valid: sum, mean, None"):
         mlp.chain(f, ef, edges, agg="max", head=head)
 
@@ -112,7 +112,7 @@ def test_layers_same_with_and_without_the_chain(kind, monkeypatch):
 
 
 def test_chain_handles_float32_and_an_empty_edge_list():
-    edges, mlp, head, tail, f, ef = _setup("sum", 3, True, False, True)
+    edges, mlp, head, tail, f, ef = _setup(3, True, False, True)
     mlp32, head32 = mlp.float(), head.float()
     got = mlp32.chain(f.float(), ef.float(), edges, agg="sum", head=head32)
     ref = mlp32._chain_composed(f.float(), ef.float(), edges, agg="sum", head=head32)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["CHUNK_ROWS", "edge_chain"]
+__all__ = ["CHUNK_ROWS", "edge_chain", "first_layer"]
 
 CHUNK_ROWS = 2048
 """Edges per block on CPU: a (2048, 128) float32 block is 1 MiB, one core's L2 cache on the EPYC of RESULTS.md."""
@@ -36,8 +36,10 @@ def _ranges(device: torch.device, num_edges: int) -> list:
     return [(a, min(a + rows, num_edges)) for a in range(0, num_edges, rows)]
 
 
-def _first(table: Tensor, pair: Tensor, e: Optional[Tensor], We: Optional[Tensor]) -> Tensor:
-    """pre1 of one block: pair (C, 2) rows of ``table`` summed, plus the edge-feature part."""
+def first_layer(table: Tensor, pair: Tensor, e: Optional[Tensor], We: Optional[Tensor]) -> Tensor:
+    """``pre1 = table[i] + table[N + j] (+ e W_eᵀ)``: one ``embedding_bag`` sum over the rows of ``pair``.
+
+    Shapes: table (2N, H), pair (C, 2) rows ``[i, N + j]``, e (C, D) or None with We (H, D) -> (C, H)."""
     pre1 = F.embedding_bag(pair, table, mode="sum")
     if e is not None:
         pre1.addmm_(e, We.t())
@@ -68,7 +70,7 @@ def _forward(table, e, We, W2, b2, Wh, bh, Wt, bt, pair, index, node_w, num_node
     out = table.new_empty((E, Wt.shape[0])) if Wt is not None else None
     agg = table.new_zeros((num_nodes, H)) if want_agg else None
     for a, b in _ranges(table.device, E):
-        a1 = F.silu(_first(table, pair[a:b], None if e is None else e[a:b], We), inplace=True)
+        a1 = F.silu(first_layer(table, pair[a:b], None if e is None else e[a:b], We), inplace=True)
         p2 = _linear_into(a1, W2, b2, pre2[a:b])
         s = F.silu(p2, inplace=not keep)  # pre2 is kept for backward only when training
         if agg is not None:
@@ -118,7 +120,7 @@ def _block_backward(a, b, table, e, We, We_rows, W2, Wh, Wt, pair, index, pre2, 
                     acc):
     """Backward of edges ``a:b``: recomputes the block's first layer and SiLUs, accumulates into ``acc``."""
     pc, ec = pair[a:b], None if e is None else e[a:b]
-    pre1 = _first(table, pc, ec, We)
+    pre1 = first_layer(table, pc, ec, We)
     a1, sg1 = _silu_sig(pre1)
     p2 = pre2[a:b]
     s, sg2 = _silu_sig(p2)

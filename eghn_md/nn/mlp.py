@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from eghn_md.nn.edge_chain import edge_chain
+from eghn_md.nn.edge_chain import edge_chain, first_layer
 from eghn_md.nn.edges import _is_compiling, scatter_sum
 
 __all__ = ["MLP", "PairLinear", "EdgeMLP", "silu_linear", "silu_with_head", "silu_head_aggregate"]
@@ -231,14 +231,14 @@ class _EdgeFirstTwo(torch.autograd.Function):
     def forward(ctx, Pi, Pj, e, We, W2, b2, i, j, pair):
         table = torch.cat([Pi, Pj])
         ctx.save_for_backward(table, e, We, W2, i, j, pair)
-        pre1 = _first(table, e, We, pair)
+        pre1 = first_layer(table, pair, e, We)
         return F.linear(F.silu(pre1, inplace=True), W2, b2)
 
     @staticmethod
     def backward(ctx, g):
         table, e, We, W2, i, j, pair = ctx.saved_tensors
         n = table.shape[0] // 2
-        pre1 = _first(table, e, We, pair)
+        pre1 = first_layer(table, pair, e, We)
         need = ctx.needs_input_grad
         buf = F.silu(pre1)
         gW2 = g.t().mm(buf) if need[4] else None
@@ -253,14 +253,6 @@ class _EdgeFirstTwo(torch.autograd.Function):
         ge = torch.mm(We.t(), g1.t()).t().contiguous() if (e is not None and need[2]) else None
         gWe = e.t().mm(g1).t() if (e is not None and need[3]) else None
         return gPi, gPj, ge, gWe, gW2, gb2, None, None, None
-
-
-def _first(table, e, We, pair):
-    """``table[i] + table[N + j] (+ e W_eᵀ)``: one ``embedding_bag`` sum over the (E, 2) rows of ``pair``."""
-    out = F.embedding_bag(pair, table, mode="sum")
-    if e is not None:
-        out.addmm_(e, We.t())
-    return out
 
 
 class EdgeMLP(nn.Module):
@@ -281,16 +273,19 @@ class EdgeMLP(nn.Module):
             fused = False
         if not fused:
             return silu_linear(self.first(f, edge_feat, edges), self.second)
-        H = self.first.out_dim
-        p = self.first.node(f)
-        Pi = p[:, :H] + self.first.bias
-        Pj = p[:, H:].contiguous()
+        Pi, Pj = self._node_parts(f)
         We = self.first.edge.weight if self.first.edge is not None else None
         e = edge_feat if We is not None else None
         return _EdgeFirstTwo.apply(
-            Pi, Pj, e, We, self.second.weight, self.second.bias,
+            Pi, Pj.contiguous(), e, We, self.second.weight, self.second.bias,
             edges.i, edges.j, edges.pair_index,
         )
+
+    def _node_parts(self, f: Tensor):
+        """The first layer's receiver part ``W_i f + b`` and sender part ``W_j f``: (N, node_dim) -> 2 × (N, H)."""
+        p = self.first.node(f)
+        H = self.first.out_dim
+        return p[:, :H] + self.first.bias, p[:, H:]
 
     def chain(
         self,
@@ -314,9 +309,7 @@ class EdgeMLP(nn.Module):
         mixed = edge_feat is not None and edge_feat.dtype != f.dtype
         if mixed or _is_compiling() or torch.is_autocast_enabled(f.device.type):
             return self._chain_composed(f, edge_feat, edges, agg=agg, head=head, tail=tail)
-        H = self.first.out_dim
-        p = self.first.node(f)
-        table = torch.cat([p[:, :H] + self.first.bias, p[:, H:]])
+        table = torch.cat(self._node_parts(f))
         node_w = edges.inv_degree(f.dtype, f.device) if agg == "mean" else None
         return edge_chain(table, edges.pair_index, edge_feat if self.first.edge is not None else None,
                           None if self.first.edge is None else self.first.edge.weight, self.second,

@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -214,15 +215,9 @@ def _one_round(a, base: list, batch: int, rnd: int) -> list:
     return rows
 
 
-def _median(xs: list) -> float:
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
-
-
 def _spread(xs: list, fmt: str = "{:.2f}") -> str:
     """Median, and (min–max) when there is more than one value."""
-    med = fmt.format(_median(xs))
+    med = fmt.format(statistics.median(xs))
     return med if len(xs) == 1 else f"{med} ({fmt.format(min(xs))}–{fmt.format(max(xs))})"
 
 
@@ -249,8 +244,8 @@ def _report(a, rows: list) -> None:
             if a.workers:
                 rss += f" (+ worker {max(pick(model, batch, 'loop', 'worker_peak_rss_gib')):.2f})"
             print(f"| {model} | {batch} | {_spread(m)} | {_spread(lp)} | {_spread([x / y for x, y in zip(lp, m)])} | "
-                  f"{vs} | {rss} | {_median(pick(model, batch, 'model', 'first_s')):.1f} | "
-                  f"{_median(pick(model, batch, 'loop', 'first_s')):.1f} |")
+                  f"{vs} | {rss} | {statistics.median(pick(model, batch, 'model', 'first_s')):.1f} | "
+                  f"{statistics.median(pick(model, batch, 'loop', 'first_s')):.1f} |")
 
 
 if __name__ == "__main__":
