@@ -14,7 +14,8 @@ from eghn_md.nn.mlp import EdgeMLP
 from eghn_md.testing.synthetic import random_batch
 
 N, E, H = 11, 97, 6
-CASES = [c for c in itertools.product(["sum", "mean", None], [0, 3, 8], [False, True], [False, True], [False, True])
+# (agg, edge features, head, tail width (0: no tail; 1 is EGNN's φ_x, an outer product in backward), bias)
+CASES = [c for c in itertools.product(["sum", "mean", None], [0, 3, 8], [False, True], [0, 1, 2], [False, True])
          if not (c[0] is None and c[2] is False) and not (c[3] and not c[2])]  # something is read; tail needs head
 
 
@@ -23,14 +24,14 @@ def _small_blocks(monkeypatch):
     monkeypatch.setattr(chain_mod, "CHUNK_ROWS", 16)  # several blocks and a ragged last one at E = 97
 
 
-def _setup(edge_dim, has_head, has_tail, bias):
+def _setup(edge_dim, has_head, tail_width, bias):
     gen = torch.Generator().manual_seed(7)
     ei = torch.randint(0, N - 1, (2, E), generator=gen)  # node N - 1 receives no edge (mean over nothing = 0)
     edges = Edges(ei, N)
     torch.manual_seed(1)
     mlp = EdgeMLP(5, edge_dim, H).double()
     head = torch.nn.Linear(H, 4, bias=bias).double() if has_head else None
-    tail = torch.nn.Linear(4, 2, bias=bias).double() if has_tail else None
+    tail = torch.nn.Linear(4, tail_width, bias=bias).double() if tail_width else None
     f = torch.randn(N, 5, dtype=torch.float64, requires_grad=True)
     ef = torch.randn(E, edge_dim, dtype=torch.float64, requires_grad=True) if edge_dim else None
     return edges, mlp, head, tail, f, ef
@@ -41,9 +42,9 @@ def _loss(out):
     return sum((t * torch.randn(t.shape, generator=gen, dtype=t.dtype)).sum() for t in out if t is not None)
 
 
-@pytest.mark.parametrize("agg,edge_dim,has_head,has_tail,bias", CASES)
-def test_chain_matches_composed_modules(agg, edge_dim, has_head, has_tail, bias):
-    edges, mlp, head, tail, f, ef = _setup(edge_dim, has_head, has_tail, bias)
+@pytest.mark.parametrize("agg,edge_dim,has_head,tail_width,bias", CASES)
+def test_chain_matches_composed_modules(agg, edge_dim, has_head, tail_width, bias):
+    edges, mlp, head, tail, f, ef = _setup(edge_dim, has_head, tail_width, bias)
     leaves = [f] + ([ef] if ef is not None else []) + [p for m in (mlp, head, tail) if m is not None
                                                        for p in m.parameters()]
     got = mlp.chain(f, ef, edges, agg=agg, head=head, tail=tail)
@@ -64,13 +65,13 @@ def test_chain_matches_composed_modules(agg, edge_dim, has_head, has_tail, bias)
 
 
 def test_chain_gradcheck():
-    edges, mlp, head, tail, f, ef = _setup(3, True, True, True)
+    edges, mlp, head, tail, f, ef = _setup(3, True, 2, True)
     small = Edges(edges.edge_index[:, :40], N)
     assert torch.autograd.gradcheck(lambda a, b: mlp.chain(a, b[:40], small, agg="mean", head=head, tail=tail), (f, ef))
 
 
 def test_chain_rejects_unknown_aggregation():
-    edges, mlp, head, tail, f, ef = _setup(0, True, False, True)
+    edges, mlp, head, tail, f, ef = _setup(0, True, 0, True)
     with pytest.raises(ValueError, match="unknown aggregation 'max'; valid: sum, mean, None"):
         mlp.chain(f, ef, edges, agg="max", head=head)
 
@@ -112,7 +113,7 @@ def test_layers_same_with_and_without_the_chain(kind, monkeypatch):
 
 
 def test_chain_handles_float32_and_an_empty_edge_list():
-    edges, mlp, head, tail, f, ef = _setup(3, True, False, True)
+    edges, mlp, head, tail, f, ef = _setup(3, True, 0, True)
     mlp32, head32 = mlp.float(), head.float()
     got = mlp32.chain(f.float(), ef.float(), edges, agg="sum", head=head32)
     ref = mlp32._chain_composed(f.float(), ef.float(), edges, agg="sum", head=head32)

@@ -217,7 +217,10 @@ def _start(model: nn.Module, config: TrainConfig, objective: Objective, resume: 
     torch.manual_seed(config.seed)
     model = model.to(device)
     opt_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    optimizer = opt_class(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # the fused kernel: one pass over all parameters instead of a dozen element-wise ops per tensor (the same
+    # update; on CPU 5× faster at 1.9M parameters, which counts at batch 1, RESULTS.md)
+    optimizer = opt_class(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                          fused=device.type in ("cpu", "cuda"))
     run = _Run(net=model, optimizer=optimizer, scheduler=_build_scheduler(optimizer, config), objective=objective,
                config=config, device=device, rank=rank, world=world, best_state=_state_copy(model))
     if resume is not None:
