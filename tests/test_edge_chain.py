@@ -14,7 +14,7 @@ from eghn_md.nn.mlp import EdgeMLP
 from eghn_md.testing.synthetic import random_batch
 
 N, E, H = 11, 97, 6
-# (agg, edge features, head, tail width (0: no tail; 1 is EGNN's φ_x, an outer product in backward), bias)
+# (agg, edge features, head, tail width (0: no tail; 1 as EGNN's φ_x), bias)
 CASES = [c for c in itertools.product(["sum", "mean", None], [0, 3, 8], [False, True], [0, 1, 2], [False, True])
          if not (c[0] is None and c[2] is False) and not (c[3] and not c[2])]  # something is read; tail needs head
 

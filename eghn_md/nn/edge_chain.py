@@ -27,7 +27,8 @@ from torch.nn import functional as F
 __all__ = ["CHUNK_ROWS", "edge_chain", "first_layer"]
 
 CHUNK_ROWS = 2048
-"""Edges per block on CPU: a (2048, 128) float32 block is 1 MiB, one core's L2 cache on the EPYC of RESULTS.md."""
+"""Edges per block on CPU: a (2048, 128) float32 block is 1 MiB, split over the two cores' 512 KB L2 caches when an
+op runs on two threads (AMD EPYC of RESULTS.md; 1,024 rows was slower there, 4,096 no faster)."""
 
 
 def _ranges(device: torch.device, num_edges: int) -> list:
@@ -52,15 +53,11 @@ def _silu_sig(x: Tensor):
     return x * sg, sg
 
 
-def _silu_deriv_(s: Tensor, sg: Tensor) -> Tensor:
-    """``silu'(x) = sg − s·sg + s`` written into ``sg``, from ``s = silu(x)`` and ``sg = sigmoid(x)``: two in-place
-    passes and no new buffer. On CPU cheaper than ``silu_backward``, which recomputes the exponential."""
-    return sg.addcmul_(s, sg, value=-1).add_(s)
-
-
 def _silu_grad_(g: Tensor, s: Tensor, sg: Tensor) -> Tensor:
-    """``g ⊙ silu'(x)`` in place of ``g`` (``sg`` overwritten, see :func:`_silu_deriv_`)."""
-    return g.mul_(_silu_deriv_(s, sg))
+    """``g ⊙ silu'(x)`` in place of ``g``, from ``s = silu(x)`` and ``sg = sigmoid(x)`` (overwritten with
+    silu' = sg − s·sg + s: two in-place passes, no new buffer). On CPU cheaper than ``silu_backward``, which
+    recomputes the exponential."""
+    return g.mul_(sg.addcmul_(s, sg, value=-1).add_(s))
 
 
 def _linear_into(x: Tensor, W: Tensor, b: Optional[Tensor], out: Tensor) -> Tensor:
@@ -162,10 +159,7 @@ def _head_backward(g, s, y, Wt, acc):
         u, sgu = _silu_sig(y)
         acc["Wt"].addmm_(g.t(), u)
         acc["bt"].add_(g.sum(0))
-        if Wt.shape[0] == 1:  # one output column (EGNN's φ_x): g Wt is an outer product, done by broadcasting
-            g = _silu_deriv_(u, sgu).mul_(g).mul_(Wt)
-        else:
-            g = _silu_grad_(torch.mm(g, Wt), u, sgu)
+        g = _silu_grad_(torch.mm(g, Wt), u, sgu)
     acc["Wh"].addmm_(g.t(), s)
     acc["bh"].add_(g.sum(0))
     return g
