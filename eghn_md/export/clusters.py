@@ -1,7 +1,8 @@
 """What the pooling learned: the soft assignment S (N, K) of a trained EGHN, exported for viewers and plots.
 
 ``eghn-md export clusters`` evaluates the model on frame I (input frames I − ΔT and I, exactly as a rollout's first
-step; ΔT is the model's horizon in ps as frames of the input, :mod:`eghn_md.data.timebase`) or on every frame of a range A:B, and writes to OUTDIR:
+step; ΔT is the model's horizon in ps as frames of the input, :mod:`eghn_md.data.timebase`) or on every frame of a
+range A:B, and writes to OUTDIR:
 
 * ``clusters.pdb``: the full-atom structure of frame I (of A for a range) with every atom's B-factor set to its
   residue's cluster id and its occupancy to the assignment probability; atoms of residues that hold no node get

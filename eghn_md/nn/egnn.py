@@ -29,7 +29,8 @@ class EGNNLayer(nn.Module):
     ``clamp`` bounds the aggregated coordinate message element-wise in the network's units (before ``coord_scale``);
     ``coord_bias`` gives φ_x's output layer a bias (as in the published EGHN code).
 
-    Shapes: x (N, 3), v (N, 3) or None, h (N, H), edges (:class:`~eghn_md.nn.edges.Edges`), edge_attr (E, D) or None -> x' (N, 3), h' (N, H).
+    Shapes: x (N, 3), v (N, 3) or None, h (N, H), edges (:class:`~eghn_md.nn.edges.Edges`), edge_attr (E, D) or
+    None -> x' (N, 3), h' (N, H).
     """
 
     def __init__(

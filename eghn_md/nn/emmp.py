@@ -57,7 +57,8 @@ class EMMP(nn.Module):
             initialisation: the published code's ``out_vector_net``).
 
     Shapes:
-        Z (N, 3, m), h (N, H), edges (:class:`~eghn_md.nn.edges.Edges`), edge_attr (E, D) in edge order or None, batch (N,) -> Z' (N, 3, m), h' (N, H).
+        Z (N, 3, m), h (N, H), edges (:class:`~eghn_md.nn.edges.Edges`), edge_attr (E, D) in edge order or None,
+        batch (N,) -> Z' (N, 3, m), h' (N, H).
     """
 
     def __init__(
@@ -106,7 +107,8 @@ class EMMP(nn.Module):
         self.node = MLP(2 * hidden, hidden, hidden, n_layers=2)
         if vector_scale is not None and len(vector_scale) != m:
             raise ValueError(f"vector_scale has {len(vector_scale)} entries for {m} vector channels")
-        scale = None if vector_scale is None else torch.tensor([float(x) for x in vector_scale], dtype=torch.float64).view(1, 1, m)
+        scale = None if vector_scale is None else torch.tensor([float(x) for x in vector_scale],
+                                                               dtype=torch.float64).view(1, 1, m)
         self.register_buffer("vector_scale", scale, persistent=False)
         mask = torch.tensor([float(t) for t in self.translating], dtype=torch.float64).view(1, 1, m)
         self.register_buffer("centre_mask", mask, persistent=False)

@@ -192,8 +192,9 @@ def rollout_run(
     (``<stem>_validity.csv`` and ``.png``); with ``truth`` also ``<stem>_truth.dcd`` and ``<stem>_rmsd.csv`` (RMSD
     vs time of the model, static and constant-velocity predictors against the true frames). With ``constrain`` every
     predicted frame is projected onto the start frame's bond lengths, without clashes. ``compile`` runs the model
-    through :func:`~eghn_md.utils.compile_model` (the same frames up to floating-point reassociation). A rollout the divergence
-    guard stops keeps the frames before it (``summary["stopped"]`` says where and why). Returns a summary dict.
+    through :func:`~eghn_md.utils.compile_model` (the same frames up to floating-point reassociation). A rollout the
+    divergence guard stops keeps the frames before it (``summary["stopped"]`` says where and why). Returns a
+    summary dict.
     """
     from eghn_md.rollout.validity import plot_validity, validity_report
 
@@ -221,7 +222,8 @@ def rollout_run(
     written += [report.write_csv(paths["validity"])]
     summary = {
         "model_file": str(model_path), "start_frame": frame, "steps": steps, "steps_done": len(frames) - 1,
-        "stopped": result.stopped, "constrained": bool(constrain), "compiled": bool(compile), "horizon_frames": start.horizon,
+        "stopped": result.stopped, "constrained": bool(constrain), "compiled": bool(compile),
+        "horizon_frames": start.horizon,
         "step_ps": start.step_ps, "notes": start.notes, "n_nodes": int(frames.shape[1]),
         "validity": report.summary(),
         "outputs": [str(p) for p in written],

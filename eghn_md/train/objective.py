@@ -7,8 +7,9 @@ the data and falls apart (bonds break, the structure swells or freezes). :class:
   per coordinate on the input frames ``x_{t−ΔT}`` and ``x_t`` (so on the velocity channel too) while the target stays
   clean, so the model learns to undo small errors of its own inputs; ``noise_scale`` adds a random breathing of both
   input frames about their centroid (factor 1 + ``noise_scale`` · N(0, 1)), so it also learns to restore the
-  structure's size, the error a rollout accumulates coherently (swelling) and per-node noise never shows. The noise of a sample is drawn from a generator
-  seeded by ``(seed, epoch, sample index)``: the same whatever the batch pieces, ranks or resume point.
+  structure's size, the error a rollout accumulates coherently (swelling) and per-node noise never shows. The noise
+  of a sample is drawn from a generator seeded by ``(seed, epoch, sample index)``: the same whatever the batch
+  pieces, ranks or resume point.
 * **multi-step training**: the model is unrolled ``unroll_steps`` = K autoregressive steps (edges rebuilt from every
   predicted frame, velocity = the last predicted displacement, exactly as in a rollout) and the loss averages the
   K steps' errors against the true frames ``x_{t+kΔT}``. Windows too close to the end of their block for K steps
