@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= demo-out
 
-.PHONY: install test test-slow demo clean bench
+.PHONY: install test test-slow demo clean bench device-kit
 
 install: $(VENV)/.installed
 
@@ -32,3 +32,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache build *.egg-info
+
+# wheels + MDAnalysisTests data for a CUDA machine without the MD packages or a network (examples/benchmarks/device_check.sh)
+device-kit: install
+	$(PY) examples/benchmarks/device_kit.py --python $(or $(KIT_PYTHON),3.12)

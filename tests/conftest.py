@@ -17,6 +17,37 @@ train: {epochs: 2, batch_size: 8, lr: 0.002, schedule: cosine, patience: 0}
 """
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--device", default="cpu",
+        help="torch device for the tests that take the `device` fixture (models' equivariance, the edge chain, the "
+             "training loop, rollouts): cpu (default), cuda or cuda:N. The other tests run on the CPU as always.")
+
+
+def pytest_configure(config):
+    import torch
+
+    name = config.getoption("--device")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise pytest.UsageError(f"--device {name!r}: {err}; valid: cpu, cuda, cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise pytest.UsageError(f"--device {name!r}: valid: cpu, cuda, cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError(f"--device {name!r}: this torch ({torch.__version__}) sees no CUDA device")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise pytest.UsageError(f"--device {name!r}: only {torch.cuda.device_count()} CUDA device(s)")
+
+
+@pytest.fixture(scope="session")
+def device(request):
+    """The ``--device`` the device-aware tests run on (a :class:`torch.device`)."""
+    import torch
+
+    return torch.device(request.config.getoption("--device"))
+
+
 @pytest.fixture(scope="session")
 def adk():
     """Paths of the AdK PSF/DCD/DCD2 files shipped by MDAnalysisTests."""
@@ -46,15 +77,16 @@ def adk_h5(adk, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_run(adk_h5, tiny_config, tmp_path_factory):
-    """A tiny EGHN trained for two epochs through the real train command; returns the run directory."""
+def tiny_run(adk_h5, tiny_config, tmp_path_factory, device):
+    """A tiny EGHN trained for two epochs through the real train command (on ``--device``); returns the run
+    directory."""
     from click.testing import CliRunner
 
     from cli.main import main
 
     run = tmp_path_factory.mktemp("run") / "run"
     res = CliRunner().invoke(
-        main, ["train", adk_h5, "-o", str(run), "--config", tiny_config, "--seed", "1", "--quiet", "--device", "cpu"]
+        main, ["train", adk_h5, "-o", str(run), "--config", tiny_config, "--seed", "1", "--quiet", "--device", str(device)]
     )
     assert res.exit_code == 0, res.output
     return run

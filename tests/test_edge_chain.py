@@ -1,4 +1,5 @@
-"""The cache-blocked per-edge chain (``eghn_md.nn.edge_chain``) against the unfused modules, in float64."""
+"""The cache-blocked per-edge chain (``eghn_md.nn.edge_chain``) against the unfused modules, in float64 (on
+``--device``: on CUDA the chain is one block)."""
 
 import itertools
 
@@ -24,16 +25,16 @@ def _small_blocks(monkeypatch):
     monkeypatch.setattr(chain_mod, "CHUNK_ROWS", 16)  # several blocks and a ragged last one at E = 97
 
 
-def _setup(edge_dim, has_head, tail_width, bias):
+def _setup(edge_dim, has_head, tail_width, bias, device="cpu"):
     gen = torch.Generator().manual_seed(7)
     ei = torch.randint(0, N - 1, (2, E), generator=gen)  # node N - 1 receives no edge (mean over nothing = 0)
-    edges = Edges(ei, N)
+    edges = Edges(ei.to(device), N)
     torch.manual_seed(1)
-    mlp = EdgeMLP(5, edge_dim, H).double()
-    head = torch.nn.Linear(H, 4, bias=bias).double() if has_head else None
-    tail = torch.nn.Linear(4, tail_width, bias=bias).double() if tail_width else None
-    f = torch.randn(N, 5, dtype=torch.float64, requires_grad=True)
-    ef = torch.randn(E, edge_dim, dtype=torch.float64, requires_grad=True) if edge_dim else None
+    mlp = EdgeMLP(5, edge_dim, H).double().to(device)
+    head = torch.nn.Linear(H, 4, bias=bias).double().to(device) if has_head else None
+    tail = torch.nn.Linear(4, tail_width, bias=bias).double().to(device) if tail_width else None
+    f = torch.randn(N, 5, dtype=torch.float64).to(device).requires_grad_(True)
+    ef = torch.randn(E, edge_dim, dtype=torch.float64).to(device).requires_grad_(True) if edge_dim else None
     return edges, mlp, head, tail, f, ef
 
 
@@ -43,8 +44,8 @@ def _loss(out):
 
 
 @pytest.mark.parametrize("agg,edge_dim,has_head,tail_width,bias", CASES)
-def test_chain_matches_composed_modules(agg, edge_dim, has_head, tail_width, bias):
-    edges, mlp, head, tail, f, ef = _setup(edge_dim, has_head, tail_width, bias)
+def test_chain_matches_composed_modules(agg, edge_dim, has_head, tail_width, bias, device):
+    edges, mlp, head, tail, f, ef = _setup(edge_dim, has_head, tail_width, bias, device)
     leaves = [f] + ([ef] if ef is not None else []) + [p for m in (mlp, head, tail) if m is not None
                                                        for p in m.parameters()]
     got = mlp.chain(f, ef, edges, agg=agg, head=head, tail=tail)
@@ -85,12 +86,12 @@ def _layer_outputs(layer, call, composed: bool, monkeypatch):
 
 
 @pytest.mark.parametrize("kind", ["egnn", "egnn-last", "emmp-gram", "emmp-cross-2"])
-def test_layers_same_with_and_without_the_chain(kind, monkeypatch):
+def test_layers_same_with_and_without_the_chain(kind, monkeypatch, device):
     torch.manual_seed(0)
-    b = random_batch((9, 13, 6), node_in=8, edge_in=2)
+    b = random_batch((9, 13, 6), node_in=8, edge_in=2).to(device)
     e = Edges(b.edge_index, b.num_nodes)
     if kind.startswith("egnn"):
-        layer = EGNNLayer(hidden=8, edge_in=2, update_h=kind == "egnn", coord_bias=True).double()
+        layer = EGNNLayer(hidden=8, edge_in=2, update_h=kind == "egnn", coord_bias=True).double().to(device)
         with torch.no_grad():
             layer.coord2.weight.mul_(1000)
 
@@ -100,7 +101,7 @@ def test_layers_same_with_and_without_the_chain(kind, monkeypatch):
         gram = kind == "emmp-gram"
         layer = EMMP(hidden=8, n_vectors=2, translating=(True, False), edge_in=2,
                      invariants="gram" if gram else "cross", coef_layers=1 if gram else 2,
-                     h_agg="mean" if gram else "sum").double()
+                     h_agg="mean" if gram else "sum").double().to(device)
         Z = torch.stack([b.pos, b.vel], dim=2)
 
         def call():

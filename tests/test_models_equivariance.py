@@ -1,4 +1,4 @@
-"""E(3), permutation and batch equivariance of every model, through the shared helper (float64)."""
+"""E(3), permutation and batch equivariance of every model, through the shared helper (float64; on ``--device``)."""
 
 import pytest
 import torch
@@ -15,31 +15,31 @@ EQUIVARIANT = ["eghn", "eghn-published", "egnn", "rf", "linear"]
 SIZES = (6, 9, 4)
 
 
-def _model(name, seed=0):
+def _model(name, seed=0, device="cpu"):
     torch.manual_seed(seed)
     cfg = ModelConfig(name=name, node_in=4, edge_in=2, hidden=8, n_layers=2, n_pool_layers=2, n_clusters=3,
                       length_scale=3.0, vel_scale=1.0, disp_scale=1.0)
-    return build_model(cfg).double().eval()
+    return build_model(cfg).double().eval().to(device)
 
 
 @pytest.mark.parametrize("name", EQUIVARIANT)
-def test_e3_equivariant(name):
-    model = _model(name)
-    batch = random_batch(SIZES, node_in=4, edge_in=2)
+def test_e3_equivariant(name, device):
+    model = _model(name, device=device)
+    batch = random_batch(SIZES, node_in=4, edge_in=2).to(device)
     assert_equivariant(model, batch, atol=1e-10, reflections=True, n_trials=2)
 
 
 @pytest.mark.parametrize("name", EQUIVARIANT + ["gnn"])
-def test_permutation_equivariant(name):
-    model = _model(name)
-    assert_permutation_equivariant(model, random_batch(SIZES, node_in=4, edge_in=2), atol=1e-10)
+def test_permutation_equivariant(name, device):
+    model = _model(name, device=device)
+    assert_permutation_equivariant(model, random_batch(SIZES, node_in=4, edge_in=2).to(device), atol=1e-10)
 
 
 @pytest.mark.parametrize("name", EQUIVARIANT + ["gnn"])
-def test_batch_independent(name):
-    model = _model(name)
+def test_batch_independent(name, device):
+    model = _model(name, device=device)
     gen = torch.Generator().manual_seed(3)
-    graphs = [random_graph(n, node_in=4, edge_in=2, generator=gen) for n in SIZES]
+    graphs = [random_graph(n, node_in=4, edge_in=2, generator=gen).to(device) for n in SIZES]
     assert_batch_independent(model, graphs, atol=1e-10)
 
 

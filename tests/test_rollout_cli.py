@@ -1,5 +1,5 @@
 """`eghn-md rollout` writes the validity report; `eghn-md evaluate --rollout` reports RMSD-vs-step curves and
-validity, checked against an independent computation from the dataset file."""
+validity, checked against an independent computation from the dataset file (on ``--device``)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from cli.main import main
 
 
-def test_rollout_writes_the_validity_report(tiny_run, adk, tmp_path):
+def test_rollout_writes_the_validity_report(tiny_run, adk, tmp_path, device):
     out = tmp_path / "p.dcd"
     res = CliRunner().invoke(main, ["rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--frame", "20",
-                                    "--steps", "4", "-o", str(out), "--truth", "--device", "cpu"])
+                                    "--steps", "4", "-o", str(out), "--truth", "--device", str(device)])
     assert res.exit_code == 0, res.output
     assert "Validity" in res.output and "chain break" in res.output
     rows = list(csv.DictReader(open(tmp_path / "p_validity.csv")))
@@ -25,10 +25,10 @@ def test_rollout_writes_the_validity_report(tiny_run, adk, tmp_path):
     assert (tmp_path / "p_validity.png").stat().st_size > 1000
 
 
-def test_rollout_constrain_keeps_bonds(tiny_run, adk, tmp_path):
+def test_rollout_constrain_keeps_bonds(tiny_run, adk, tmp_path, device):
     out = tmp_path / "c.dcd"
     res = CliRunner().invoke(main, ["rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--frame", "20",
-                                    "--steps", "6", "-o", str(out), "--constrain", "--json", "--device", "cpu"])
+                                    "--steps", "6", "-o", str(out), "--constrain", "--json", "--device", str(device)])
     assert res.exit_code == 0, res.output
     s = json.loads(res.output[res.output.index("{"):])
     assert s["constrained"] and s["validity"]["frames_with_break"] == 0 and s["validity"]["frames_with_clash"] == 0
@@ -42,9 +42,9 @@ def _positions(h5):
         return np.asarray(grp[name]["positions"], dtype=np.float64)
 
 
-def test_evaluate_rollout_curves_match_an_independent_static_computation(tiny_run, adk_h5):
+def test_evaluate_rollout_curves_match_an_independent_static_computation(tiny_run, adk_h5, device):
     res = CliRunner().invoke(main, ["evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all", "--rollout", "6",
-                                    "--rollout-starts", "3", "--json", "--device", "cpu"])
+                                    "--rollout-starts", "3", "--json", "--device", str(device)])
     assert res.exit_code == 0, res.output
     r = json.loads(res.output[res.output.index("{"):])["rollout"]
     starts = [x["start"] for x in r["rollouts"]]

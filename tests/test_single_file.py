@@ -31,6 +31,7 @@ def test_preprocess_multi_model_pdb_alone(tmp_path):
 
 
 def test_preprocess_mdtraj_h5_alone(tmp_path):
+    pytest.importorskip("tables")
     h5 = write_mdtraj_h5(tmp_path / "adk_md.h5", n_frames=4)
     res = run_cli("preprocess", h5, "-o", tmp_path / "o.h5", "--json", "--quiet")
     assert res.exit_code == 0, res.output
@@ -53,6 +54,7 @@ def test_preprocess_alone_refuses_what_cannot_work(tmp_path, name, code, message
 def test_rollout_and_export_clusters_from_one_mdtraj_file(tiny_run, tmp_path):
     """12 AdK frames 2.5 ps apart in one .h5: the tiny model's 5 ps horizon is 2 frames; the default start frame
     is 2; predicted frames carry the times of the frames they stand for."""
+    pytest.importorskip("tables")
     h5 = write_mdtraj_h5(tmp_path / "adk_md.h5", n_frames=12)
     model = str(tiny_run / "model.pt")
     res = run_cli("rollout", model, h5, "--steps", "3", "--truth", "-o", tmp_path / "p.dcd", "--device", "cpu",

@@ -40,8 +40,8 @@ def random_orthogonal(*, det: int = 1, dtype=torch.float64, generator: Optional[
 
 def transform_batch(batch: GraphBatch, R: Tensor, b: Tensor) -> GraphBatch:
     """``x → R x + b`` for positions and target, ``v → R v`` for velocities."""
-    R = R.to(batch.pos.dtype)
-    b = b.to(batch.pos.dtype)
+    R = R.to(device=batch.pos.device, dtype=batch.pos.dtype)
+    b = b.to(device=batch.pos.device, dtype=batch.pos.dtype)
     return batch.replace(
         pos=batch.pos @ R.T + b,
         vel=batch.vel @ R.T,
@@ -92,10 +92,10 @@ def assert_equivariant(
             got = _parts(fn(transform_batch(batch, R, b)))
             tag = f"det={det:+d}"
             if base["points"] is not None:
-                _close(got["points"], base["points"] @ R.T.to(base["points"].dtype) + b.to(base["points"].dtype),
-                       atol, f"points ({tag})")
+                P = base["points"]
+                _close(got["points"], P @ R.T.to(P) + b.to(P), atol, f"points ({tag})")
             if base["vectors"] is not None:
-                _close(got["vectors"], base["vectors"] @ R.T.to(base["vectors"].dtype), atol, f"vectors ({tag})")
+                _close(got["vectors"], base["vectors"] @ R.T.to(base["vectors"]), atol, f"vectors ({tag})")
             _close(got["invariants"], base["invariants"], atol, f"invariants ({tag})")
             _close(got["reg"], base["reg"], atol, f"regulariser ({tag})")
 
@@ -103,16 +103,18 @@ def assert_equivariant(
 def permute_batch(batch: GraphBatch, *, seed: int = 0):
     """Permute nodes within each graph (and shuffle edge order). Returns ``(permuted, perm)`` with
     ``permuted.pos == batch.pos[perm]``."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # permutations drawn on the CPU, then moved to the batch's device
+    dev = batch.pos.device
     ptr = batch.ptr.tolist()
     perm = torch.cat([a + torch.randperm(b - a, generator=gen) for a, b in zip(ptr[:-1], ptr[1:])])
     inv = torch.empty_like(perm)
     inv[perm] = torch.arange(perm.numel())
-    eperm = torch.randperm(batch.edge_index.shape[1], generator=gen)
+    perm, inv = perm.to(dev), inv.to(dev)
+    eperm = torch.randperm(batch.edge_index.shape[1], generator=gen).to(dev)
     ei = inv[batch.edge_index][:, eperm]
     loc = batch.local_edge_index
     if loc is not None:
-        loc = inv[loc][:, torch.randperm(loc.shape[1], generator=gen)]
+        loc = inv[loc][:, torch.randperm(loc.shape[1], generator=gen).to(dev)]
     out = batch.replace(
         pos=batch.pos[perm],
         vel=batch.vel[perm],
