@@ -92,6 +92,7 @@ def validity_line(v: dict) -> str:
     rg = v["rg_ratio"]
     ok = v["frames_with_break"] == 0 and v["frames_with_clash"] == 0
     head = "[green]valid[/]" if ok else "[red]invalid[/]"
-    return (f"Validity ({head}): {v['frames_with_break']}/{n} frames with a chain break (> {v['thresholds_A']['break']:g} Å), "
-            f"{v['frames_with_clash']}/{n} with a clash (< {v['thresholds_A']['clash']:g} Å), max bond deviation "
-            f"{v['max_bond_dev_A']:.2f} Å, Rg {rg['min']:.2f}–{rg['max']:.2f}× the start frame's")
+    return (f"Validity ({head}): {v['frames_with_break']}/{n} frames with a chain break "
+            f"(> {v['thresholds_A']['break']:g} Å), {v['frames_with_clash']}/{n} with a clash "
+            f"(< {v['thresholds_A']['clash']:g} Å), max bond deviation {v['max_bond_dev_A']:.2f} Å, "
+            f"Rg {rg['min']:.2f}–{rg['max']:.2f}× the start frame's")

@@ -47,7 +47,8 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, r
     t.add_column("predictor")
     t.add_column("MSE per coord. [Å²]", justify="right")
     t.add_column("MSD per node [Å²]", justify="right")
-    for k, label in (("model", result["model_name"]), ("static", "static (x_t)"), ("const_velocity", "constant velocity")):
+    rows = (("model", result["model_name"]), ("static", "static (x_t)"), ("const_velocity", "constant velocity"))
+    for k, label in rows:
         t.add_row(label, f"{result[k]:.4f}", f"{3 * result[k]:.4f}")
     console.print(t)
     console.print(f"{result['windows']} windows; per-node errors in {result['per_node_csv']}")

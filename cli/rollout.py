@@ -25,8 +25,8 @@ from cli._common import (device_option, emit_json, json_option, model_on_system_
 @overwrite_option
 @quiet_option
 @json_option
-def rollout(model_path, topology, trajectories, frame, steps, output, truth, constrain, strict, compile_, device, overwrite, quiet,
-            as_json):
+def rollout(model_path, topology, trajectories, frame, steps, output, truth, constrain, strict, compile_, device,
+            overwrite, quiet, as_json):
     """Roll MODEL out from a frame of TOPOLOGY + TRAJECTORY for --steps horizons (TOPOLOGY alone when it holds the
     frames: multi-model PDB, mdtraj .h5). A step is the model's horizon in ps, as frames of this input."""
     from cli._progress import RichProgress
@@ -68,8 +68,8 @@ def _print_summary(console, summary: dict, *, frame: int, output: str, truth: bo
         console.print(f"  {p}")
     if summary["stopped"]:
         s = summary["stopped"]
-        console.print(f"[yellow]warning:[/] the divergence guard stopped the rollout at step {s['step']}: {s['reason']}; "
-                      f"the {done} frames before it were written")
+        console.print(f"[yellow]warning:[/] the divergence guard stopped the rollout at step {s['step']}: "
+                      f"{s['reason']}; the {done} frames before it were written")
     console.print(validity_line(summary["validity"]))
     if truth and done:
         r = summary["final_rmsd_A"]

@@ -58,8 +58,8 @@ from eghn_md.choices import DEVICES, FEATURE_SETS, MODEL_NAMES, OPTIMIZERS, PRES
 @quiet_option
 @json_option
 def train(data, out_dir, preset, config_file, model, features, horizon, horizon_ps, cutoff, epochs, batch_size, lr,
-          weight_decay, hidden, clusters, schedule, optimizer, patience, seed, device, amp, workers, compile_, val_files,
-          test_files, resume, overwrite, quiet, as_json):
+          weight_decay, hidden, clusters, schedule, optimizer, patience, seed, device, amp, workers, compile_,
+          val_files, test_files, resume, overwrite, quiet, as_json):
     """Train a surrogate on DATA.h5 files (made by `eghn-md preprocess`).
 
     \b
@@ -104,7 +104,8 @@ def _summary(console, metrics: dict, out_dir: str) -> None:
 
     dt = metrics.get("frame_dt_ps") or float("nan")
     span = f" = {metrics['horizon_ps']:.4g} ps, frames {dt:.4g} ps apart" if dt == dt else ""
-    table = Table(title=f"{metrics['model']} — MSE per coordinate at ΔT = {metrics['horizon_frames']} frames{span} [Å²]")
+    title = f"{metrics['model']} — MSE per coordinate at ΔT = {metrics['horizon_frames']} frames{span} [Å²]"
+    table = Table(title=title)
     table.add_column("split")
     table.add_column("windows", justify="right")
     for k in ("model", "static", "const. velocity"):

@@ -93,7 +93,8 @@ def seed_everything(seed: int) -> None:
 
 
 def reject_unknown_fields(d: dict, cls, *, what: str) -> None:
-    """Raise :class:`UsageError` naming the keys of ``d`` that are not fields of dataclass ``cls``, and the valid ones."""
+    """Raise :class:`UsageError` naming the keys of ``d`` that are not fields of dataclass ``cls``, and the valid
+    ones."""
     from dataclasses import fields
 
     valid = sorted(f.name for f in fields(cls))

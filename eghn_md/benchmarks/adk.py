@@ -1,10 +1,10 @@
 """The paper's protein-MD protocol on AdK equilibrium (MDAnalysisData ``adk_equilibrium``).
 
 Protocol (the authors' released code, github.com/hanjq17/EGHN): backbone nodes (855 for AdK), 8 Å contacts +
-covalent bonds, ΔT = 15 frames, chronological 0.6 / 0.2 / 0.2 split, the ``paper`` preset (hidden 128,
-4 interaction / 4 pooling / 2 decoder layers, K = 20, λ = 2, Adam lr 5e-5, weight decay 1e-4, batch 8, validation every 5 epochs, patience 50
-evaluations), test MSE per coordinate at the best validation epoch. Paper (Å², per coordinate): Linear 2.890,
-RF 2.846, MPNN 2.322, EGNN 2.735, EGHN 1.843.
+covalent bonds, ΔT = 15 frames, chronological 0.6 / 0.2 / 0.2 split, the ``paper`` preset (hidden 128, 4 interaction
+/ 4 pooling / 2 decoder layers, K = 20, λ = 2, Adam lr 5e-5, weight decay 1e-4, batch 8, validation every 5 epochs,
+patience 50 evaluations), test MSE per coordinate at the best validation epoch. Paper (Å², per coordinate): Linear
+2.890, RF 2.846, MPNN 2.322, EGNN 2.735, EGHN 1.843.
 
 The trajectory (4187 frames, 240 ps apart) comes from MDAnalysisData, which downloads it once into its cache
 (``pip install MDAnalysisData``; ``python -c "from MDAnalysisData import datasets;

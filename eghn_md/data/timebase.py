@@ -98,7 +98,8 @@ def common_spacing(spacings: Mapping[str, float], *, remedy: str = _MIXED_REMEDY
     for name, dt in items[1:]:
         if abs(dt - dt0) > RELATIVE_TOLERANCE * max(dt, dt0):
             raise UsageError(
-                f"{name} has frames {_fmt(dt)} ps apart but {first} has {_fmt(dt0)} ps; {remedy}", params=("horizon_ps",)
+                f"{name} has frames {_fmt(dt)} ps apart but {first} has {_fmt(dt0)} ps; {remedy}",
+                params=("horizon_ps",),
             )
     return dt0
 

@@ -179,7 +179,8 @@ def _write_viewers(out_dir: Path, ckpt, result, per_res: dict, pdb: Path, *, wha
     used = sorted({k for k, _ in per_res.values()})
     colours = viewers.cluster_palette(len(used))
     kw = dict(pdb_name="clusters.pdb", clusters=used, colours=colours, has_unassigned=has_unassigned, title=what)
-    written = [pdb, viewers.write_pml(out_dir / "clusters.pml", **kw), viewers.write_tcl(out_dir / "clusters.tcl", **kw),
+    written = [pdb, viewers.write_pml(out_dir / "clusters.pml", **kw),
+               viewers.write_tcl(out_dir / "clusters.tcl", **kw),
                _write_csv(out_dir / "clusters.csv", ckpt.nodes, result)]
     if plot:
         from eghn_md.export.plots import plot_clusters

@@ -273,7 +273,8 @@ def plot_clusters(result, nodes: dict, out: str | Path, *, colours: dict, title:
     ax.set_ylim(min(used) - 0.7, max(used) + 0.7)
     ax.set_ylabel("cluster (argmax S)")
     ax.grid(True, axis="y", alpha=0.3)
-    ax.set_title("(a) hard assignment: argmax over k of S[i, k] (colours as in clusters.pml / .tcl)", fontsize=9, loc="left")
+    ax.set_title("(a) hard assignment: argmax over k of S[i, k] (colours as in clusters.pml / .tcl)", fontsize=9,
+                 loc="left")
     # (b) soft assignment heat-map, K rows
     ax = axes[1]
     edges = _edges(x)

@@ -98,7 +98,8 @@ class ModelConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise UsageError(f"model config: {key} must be an integer >= {low}, got {v!r}")
         if self.vector_norm not in VECTOR_NORMS:
-            raise UsageError(f"model config: unknown vector_norm {self.vector_norm!r}; valid: {', '.join(VECTOR_NORMS)}")
+            raise UsageError(f"model config: unknown vector_norm {self.vector_norm!r}; "
+                             f"valid: {', '.join(VECTOR_NORMS)}")
         if self.radius_scale is None:
             self.radius_scale = self.length_scale
         for key in ("length_scale", "vel_scale", "disp_scale", "radius_scale"):

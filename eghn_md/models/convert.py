@@ -61,7 +61,8 @@ def authors_model_config(authors_config: Mapping[str, Any]) -> ModelConfig:
     for key, want in _SUPPORTED.items():
         got = authors_config.get(key, want)
         if got != want:
-            raise UsageError(f"authors' config {key}={got!r} is not supported; eghn-published implements {key}={want!r}")
+            raise UsageError(f"authors' config {key}={got!r} is not supported; "
+                             f"eghn-published implements {key}={want!r}")
     a = authors_config
     return ModelConfig(name="eghn-published", node_in=int(a["in_node_nf"]), edge_in=int(a["in_edge_nf"]),
                        hidden=int(a["hidden_nf"]), n_layers=int(a["layer_per_block"]),

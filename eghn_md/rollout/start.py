@@ -133,7 +133,8 @@ def open_start(model_path: str | Path, topology: str | Path, trajectories: Seque
         check_start_frame(frame, ms)
         if steps and frame + steps * horizon >= ms.n_frames:
             raise UsageError(f"`truth` needs frame {frame + steps * horizon} but the trajectory has {ms.n_frames} "
-                             f"frames; use `steps` <= {(ms.n_frames - 1 - frame) // horizon}", params=("truth", "steps"))
+                             f"frames; use `steps` <= {(ms.n_frames - 1 - frame) // horizon}",
+                             params=("truth", "steps"))
         wanted = [frame + k * horizon for k in range(steps + 1)]
         pos, times = ms.read(wanted, inputs=[frame - horizon, frame])
     # predicted frame k is at times[frame] + k · step_ps: the physical time of the frame it stands for

@@ -42,8 +42,8 @@ PRESETS: dict[str, dict] = {
                   "n_clusters": 6, "refine_layers": 4},
         "data": {"horizon": 15},
         "train": {"epochs": 60, "batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "schedule": "cosine",
-                  "reg_weight": 0.1, "patience": 20, "eval_every": 1, **_STABLE, "unroll_steps": 3, "pushforward": False,
-                  "noise_scale": 0.15, "free_steps": 2},
+                  "reg_weight": 0.1, "patience": 20, "eval_every": 1, **_STABLE, "unroll_steps": 3,
+                  "pushforward": False, "noise_scale": 0.15, "free_steps": 2},
     },
     # The authors' protein protocol (IMPLEMENTATION-NOTES.md; their config.json + main_mdanalysis.py): their model
     # (eghn-published) in their raw units (scales 1: positions in Å, velocity channel in Å per horizon), their features

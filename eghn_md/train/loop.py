@@ -237,7 +237,8 @@ def _start(model: nn.Module, config: TrainConfig, objective: Objective, resume: 
                 params=("epochs",),
             )
     if world > 1:
-        run.net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ids = [device.index] if device.type == "cuda" else None
+        run.net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if config.compile:
         run.net = compile_model(run.net)
     return run

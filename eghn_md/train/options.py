@@ -96,8 +96,8 @@ class TrainConfig:
         for name in ("lr",):
             if not number(name, float) > 0:
                 raise UsageError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("weight_decay", "grad_clip", "reg_weight", "patience", "max_chunk_nodes", "noise_std", "noise_scale",
-                     "bond_weight", "clash_weight", "clash_distance", "free_steps", "refine_noise"):
+        for name in ("weight_decay", "grad_clip", "reg_weight", "patience", "max_chunk_nodes", "noise_std",
+                     "noise_scale", "bond_weight", "clash_weight", "clash_distance", "free_steps", "refine_noise"):
             if number(name, float) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.workers is not None and (isinstance(self.workers, bool) or number("workers", int) < 0

@@ -267,7 +267,8 @@ def train_run(
         except KeyboardInterrupt:
             if log is not None:
                 done = (out / "last.pt").exists()
-                log(f"Interrupted: {'resume with --resume from ' + str(out / 'last.pt') if done else 'no epoch completed'}")
+                how = f"resume with --resume from {out / 'last.pt'}" if done else "no epoch completed"
+                log(f"Interrupted: {how}")
             raise
         metrics = _metrics(model, model_cfg, config, result, splits, stats, t_start)
         if is_main:
