@@ -40,7 +40,8 @@ def _setup(edge_dim, has_head, tail_width, bias, device="cpu"):
 
 def _loss(out):
     gen = torch.Generator().manual_seed(3)
-    return sum((t * torch.randn(t.shape, generator=gen, dtype=t.dtype)).sum() for t in out if t is not None)
+    return sum((t * torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device)).sum()
+               for t in out if t is not None)
 
 
 @pytest.mark.parametrize("agg,edge_dim,has_head,tail_width,bias", CASES)

@@ -11,11 +11,11 @@ LIMIT = 120
 def long_lines(folders, limit: int = LIMIT) -> list:
     """``path:line (length)`` of every line longer than ``limit`` characters in the ``.py`` files under ``folders``."""
     out = []
-    for folder in folders:
-        for path in sorted(Path(folder).rglob("*.py")):
+    for folder in map(Path, folders):
+        for path in sorted(folder.rglob("*.py")):
             for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 if len(line) > limit:
-                    out.append(f"{path.relative_to(folder.parent)}:{k} ({len(line)})")
+                    out.append(f"{path.relative_to(folder.parent).as_posix()}:{k} ({len(line)})")
     return out
 
 

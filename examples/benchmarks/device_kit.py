@@ -9,7 +9,10 @@ checks of ``device_check.sh`` (the test suite on CUDA, ``train_speed.py --device
   as a word in ``tests/``, ``examples/`` or ``eghn_md/``), copied from the MDAnalysisTests installed here, and a
   ``datafiles`` module that points at them under the same names.
 
-``device_check.sh`` installs the wheels into a temporary folder and puts ``.devkit/site`` on ``PYTHONPATH``.
+``.devkit/PYTHON`` records the Python version the wheels are for. ``device_check.sh`` installs the wheels (and this
+package, editable) into that machine's Python and puts ``.devkit/site`` on ``PYTHONPATH``; the packages the tests
+need beyond these (PyYAML, hypothesis, tqdm, msgpack, threadpoolctl, h5py, click, rich, …) must be there already,
+as they are in the device machines' image here, and the script says which are missing before it runs anything.
 
 Usage (from the repository root): ``python examples/benchmarks/device_kit.py [--python 3.12] [--out .devkit]``
 or ``make device-kit``.
@@ -35,6 +38,8 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x
 def download_wheels(dest: Path, python: str) -> list:
     """``pip download`` of :data:`WHEELS` at this environment's versions into ``dest``; returns the files."""
     dest.mkdir(parents=True, exist_ok=True)
+    for old in dest.glob("*.whl"):  # no stale version beside the new one
+        old.unlink()
     specs = [f"{name}=={metadata.version(name)}" for name in WHEELS]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", python,
            "--implementation", "cp", "-d", str(dest)] + [a for p in PLATFORMS for a in ("--platform", p)] + specs
@@ -85,6 +90,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=ROOT / ".devkit")
     a = p.parse_args(argv)
     wheels = download_wheels(a.out / "wheels", a.python)
+    (a.out / "PYTHON").write_text(a.python + "\n")
     files = used_datafiles()
     size = write_datafiles(a.out / "site", files)
     wsize = sum(w.stat().st_size for w in wheels)
