@@ -31,9 +31,9 @@ class TrainConfig:
     Rollout stability (:mod:`eghn_md.train.objective`; all off by default, the ``tiny``/``default`` presets turn
     them on): ``noise_std`` [Å] input-frame noise and ``noise_scale`` its relative breathing; ``unroll_steps`` K
     autoregressive steps per sample with ``pushforward`` stop-gradients; ``bond_weight`` / ``clash_weight``
-    auxiliary losses with ``clash_distance`` [Å];
-    ``free_steps`` more unrolled steps past the supervised ones, where only the bond and clash terms apply (against
-    the true frame's geometry: no target frame is needed, so they reach beyond the end of the data); ``refine_noise``
+    auxiliary losses with ``clash_distance`` [Å]; ``free_steps`` more unrolled steps past the supervised ones, where
+    only the bond and clash terms apply (against the true frame's geometry: no target frame is needed, so they reach
+    beyond the end of the data); ``refine_noise``
     [Å] Gaussian noise per coordinate on the input of a model's bond-graph refinement (``model: refine_layers``), so
     it learns to restore bond geometry from errors of that size, the errors a rollout feeds it, not only from the
     network's own small one-step errors. ``time_reversal`` also trains on every training window played backwards

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import sys
 import time
 
@@ -52,9 +53,8 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    times.sort()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"{a.model} {a.size}: step median {times[len(times) // 2] * 1e3:.0f} ms, min {times[0] * 1e3:.0f} ms, "
+    print(f"{a.model} {a.size}: step median {statistics.median(times) * 1e3:.0f} ms, min {min(times) * 1e3:.0f} ms, "
           f"peak RSS {rss:.2f} GiB ({a.steps} steps, {a.threads} threads, torch {torch.__version__})")
 
 
