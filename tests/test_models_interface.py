@@ -1,26 +1,31 @@
-"""Model interface: config validation and round trip, registry, loss, gradients, dtypes and autocast."""
+"""Model interface: config validation and round trip, registry and declarations, gradients, dtypes and autocast.
+
+Every registered model is checked against its declared capabilities (:mod:`eghn_md.testing.models`).
+"""
 
 import pytest
 import torch
 
 from eghn_md.errors import UsageError
 from eghn_md.models import MODEL_NAMES, ModelConfig, ModelOutput, build_model, compute_loss
-from eghn_md.testing.synthetic import chain_graph, random_batch
-
-
-def _cfg(name, **kw):
-    base = dict(name=name, node_in=4, edge_in=2, hidden=8, n_layers=2, n_pool_layers=2, n_clusters=3)
-    base.update(kw)
-    return ModelConfig(**base)
+from eghn_md.models.registry import check_model_config, model_names, models_with
+from eghn_md.testing.models import (
+    check_declared_inputs,
+    check_declared_options,
+    check_interface,
+    small_config,
+    small_model,
+)
+from eghn_md.testing.synthetic import chain_graph
 
 
 def test_config_round_trip_and_validation():
-    c = _cfg("eghn", reg_weight=2.0)
+    c = small_config("eghn", reg_weight=2.0)
     assert ModelConfig.from_dict(c.to_dict()) == c
     with pytest.raises(UsageError, match="bogus.*valid: name"):
         ModelConfig.from_dict({**c.to_dict(), "bogus": 1})
     with pytest.raises(UsageError, match="'transformer'.*eghn-published"):
-        ModelConfig(name="transformer", node_in=3)
+        check_model_config(ModelConfig(name="transformer", node_in=3))
     with pytest.raises(UsageError, match="hidden.*0"):
         ModelConfig(node_in=3, hidden=0)
     with pytest.raises(UsageError, match="length_scale"):
@@ -29,33 +34,41 @@ def test_config_round_trip_and_validation():
         ModelConfig(node_in=3, reg_weight=float("nan"))
     with pytest.raises(TypeError):
         ModelConfig("eghn", 3)  # keyword-only
+    # what only one model restricts is its own check (eghn's complete cluster graph needs two clusters)
+    with pytest.raises(UsageError, match="eghn needs n_clusters >= 2"):
+        build_model(small_config("eghn", n_clusters=1))
+    build_model(small_config("eghn-published", n_clusters=1))
 
 
 def test_registry_lists_valid_names():
-    assert set(MODEL_NAMES) == {"eghn", "eghn-published", "egnn", "gnn", "rf", "linear"}
-    c = _cfg("eghn")
-    c.name = "nope"  # bypasses __post_init__: the registry must still refuse with the list
+    assert model_names() == MODEL_NAMES == ("eghn", "eghn-published", "egnn", "gnn", "rf", "linear")
     with pytest.raises(UsageError, match="valid: eghn, eghn-published, egnn, gnn, rf, linear"):
-        build_model(c)
+        build_model(small_config("nope"))
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_every_parameter_gets_a_gradient(name):
-    torch.manual_seed(0)
-    model = build_model(_cfg(name)).double()
-    batch = random_batch((6, 9, 4), node_in=4, edge_in=2)
-    out = model(batch)
-    assert isinstance(out, ModelOutput) and out.pos.shape == (batch.num_nodes, 3)
-    total, mse, reg = compute_loss(out, batch.target, reg_weight=1.0)
-    total.backward()
-    missing = [n for n, p in model.named_parameters()
-               if p.requires_grad and (p.grad is None or not bool((p.grad != 0).any()))]
-    assert not missing, f"parameters without gradient: {missing}"
-    assert torch.isfinite(total)
+@pytest.mark.parametrize("name", model_names())
+def test_interface_as_declared(name):
+    check_interface(name)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_inputs_and_options_as_declared(name):
+    check_declared_inputs(name)
+    check_declared_options(name)
+
+
+def test_declarations_of_the_protein_models():
+    assert models_with(pools=True) == ("eghn", "eghn-published")
+    assert models_with(refines=True) == ("eghn", "egnn")
+    assert models_with(smooths=True) == ("eghn", "eghn-published", "egnn")
+    assert models_with(closed_form=True) == ("linear",)
+
+
+def test_published_eghn_freezes_exactly_the_heads_that_reach_no_loss():
     # eghn-published keeps (frozen) the two heads of the authors' model that reach no loss term; nothing else is
-    frozen = {n.rsplit(".", 3)[0] for n, p in model.named_parameters() if not p.requires_grad}
-    assert frozen == ({"pool_net.1.coef", "decoder.layers.1.out"} if name == "eghn-published" else set())
-    assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
+    for name in model_names():
+        frozen = {n.rsplit(".", 3)[0] for n, p in small_model(name).named_parameters() if not p.requires_grad}
+        assert frozen == ({"pool_net.1.coef", "decoder.layers.1.out"} if name == "eghn-published" else set()), name
 
 
 def test_compute_loss_is_per_coordinate_mse_plus_weighted_reg():
@@ -72,7 +85,7 @@ def test_compute_loss_is_per_coordinate_mse_plus_weighted_reg():
 @pytest.mark.parametrize("name", ["eghn", "eghn-published", "egnn"])
 def test_float32_default_and_cpu_autocast(name):
     torch.manual_seed(0)
-    model = build_model(_cfg(name, node_in=20, edge_in=0, length_scale=3.8))
+    model = build_model(small_config(name, node_in=20, edge_in=0, length_scale=3.8))
     batch = chain_graph(60, node_in=20)
     out = model(batch)
     assert out.pos.dtype == torch.float32 and torch.isfinite(out.pos).all()
@@ -86,11 +99,11 @@ def test_float32_default_and_cpu_autocast(name):
     assert (out16.pos.float() - out.pos).abs().max() < 0.5
 
 
-@pytest.mark.parametrize("name", ["eghn", "eghn-published"])
+@pytest.mark.parametrize("name", models_with(pools=True))
 def test_pooling_models_are_tame_on_protein_sized_coordinates(name):
     # a 400-node chain spans ±30 Å; with no length scale at all outputs must stay finite and moderate
     torch.manual_seed(0)
-    model = build_model(_cfg(name, node_in=20, edge_in=0, hidden=16, n_clusters=5))
+    model = build_model(small_config(name, node_in=20, edge_in=0, hidden=16, n_clusters=5, length_scale=1.0))
     batch = chain_graph(400, node_in=20)
     out = model(batch)
     assert torch.isfinite(out.pos).all()

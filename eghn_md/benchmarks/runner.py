@@ -78,17 +78,9 @@ def _check_model_fields(d: Mapping) -> None:
 
 
 def linear_fit_theta(model, train_set: Sequence[GraphBatch]) -> float:
-    """Least-squares θ of ``x + θ·(disp_scale/vel_scale)·v`` on ``train_set``; stored into ``model.theta``."""
-    num = den = 0.0
-    for g in train_set:
-        v = g.vel.double()
-        num += float(((g.target.double() - g.pos.double()) * v).sum())
-        den += float((v * v).sum())
-    c = model.config
-    theta = (num / max(den, 1e-300)) / (c.disp_scale / c.vel_scale)
-    with torch.no_grad():
-        model.theta.fill_(theta)
-    return theta
+    """Least-squares θ of ``x + θ·(disp_scale/vel_scale)·v`` on ``train_set``; stored into ``model.theta``
+    (:meth:`eghn_md.models.linear.LinearModel.fit_closed_form`)."""
+    return model.fit_closed_form(train_set)
 
 
 def _model_config(name: str, train_set: Sequence[GraphBatch], s: BenchSettings):
@@ -113,12 +105,12 @@ def run_benchmark(
     log: Optional[Callable[[str], None]] = None,
 ) -> list[dict]:
     """One row per (model, seed): test / best-validation MSE per coordinate, best epoch, epochs run, wall time."""
-    from eghn_md.models import MODEL_NAMES, build_model
+    from eghn_md.models.registry import build_model, model_capabilities, model_names
     from eghn_md.train.loop import evaluate_mse, fit
 
-    unknown = [m for m in models if m not in MODEL_NAMES]
+    unknown = [m for m in models if m not in model_names()]
     if unknown:
-        raise UsageError(f"unknown model(s) {unknown}; valid: {', '.join(MODEL_NAMES)}")
+        raise UsageError(f"unknown model(s) {unknown}; valid: {', '.join(model_names())}")
     rows = []
     for name in models:
         for seed in seeds:
@@ -128,8 +120,8 @@ def run_benchmark(
             cfg = _model_config(name, train_set, settings)
             tc = replace(settings.train, seed=seed)
             model = build_model(cfg)
-            if name == "linear":
-                linear_fit_theta(model, train_set)
+            if model_capabilities(name).closed_form:
+                model.fit_closed_form(train_set)
                 best_val = evaluate_mse(model, val_set, batch_size=tc.batch_size, device=tc.device)
                 best_epoch, epochs_run = 0, 0
             else:

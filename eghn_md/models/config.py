@@ -7,18 +7,13 @@ from typing import Any, Mapping, Optional
 
 from eghn_md.errors import UsageError
 
-__all__ = ["ModelConfig", "MODEL_NAMES", "VECTOR_NORMS", "EDGE_FEATURES", "REFINING_MODELS", "LEGACY_FIELDS"]
+__all__ = ["ModelConfig", "VECTOR_NORMS", "EDGE_FEATURES", "LEGACY_FIELDS"]
 
-#: every model the registry can build (see :mod:`eghn_md.models.registry`)
-from eghn_md.choices import MODEL_NAMES  # noqa: E402  (one home, torch-free)
 #: how ``eghn`` scales vector channels before taking invariants (see :class:`ModelConfig`)
 VECTOR_NORMS = ("fixed", "per-graph")
 
 #: where a model's edge scalars come from (see :mod:`eghn_md.models.inputs`)
 EDGE_FEATURES = ("data", "distance", "data+distance")
-
-#: the models that build the bond-graph refinement of ``refine_layers`` (the others ignore the option)
-REFINING_MODELS = ("eghn", "egnn")
 
 #: keys that model configurations of earlier versions carried and that are accepted and dropped: ``reg_weight``
 #: (λ, now only :attr:`eghn_md.train.options.TrainConfig.reg_weight`)
@@ -28,6 +23,11 @@ LEGACY_FIELDS = ("reg_weight",)
 @dataclass(kw_only=True)
 class ModelConfig:
     """Hyper-parameters of every model (each model reads the fields it needs).
+
+    The fields are checked here on their own; whether ``name`` is a registered model and what that model restricts
+    further are checked by :func:`eghn_md.models.registry.check_model_config` (which :func:`build_model` runs).
+    Which options a model reads is declared on its class (:mod:`eghn_md.models.capabilities`); an option set for a
+    model that ignores it is reported by :func:`eghn_md.models.registry.ignored_option_warnings`.
 
     Units: ``length_scale`` [Å] typical neighbour distance (relative positions are divided by it); ``vel_scale``
     typical |v| in the velocity channel's unit (velocities are divided by it); ``disp_scale`` [Å] typical
@@ -41,10 +41,10 @@ class ModelConfig:
     divided by its per-graph RMS in both modes (bounded steps). Checkpoints written before the
     option existed load as ``"per-graph"``.
 
-    ``output_smoothing`` (``eghn``, ``eghn-published``, ``egnn``): the predicted displacement x(t+ΔT) − x(t) is
-    filtered by that many lazy random-walk steps along the bond graph (:mod:`eghn_md.nn.smoothing`; the contact graph
-    when the data has no bonds) inside the model, so training sees it; 0 (the default, and every checkpoint written
-    before the option) leaves the output as the network produces it. ``refine_layers`` (``eghn``, ``egnn``): that
+    ``output_smoothing`` (models declaring ``smooths``): the predicted displacement x(t+ΔT) − x(t) is filtered by
+    that many lazy random-walk steps along the bond graph (:mod:`eghn_md.nn.smoothing`; the contact graph when the
+    data has no bonds) inside the model, so training sees it; 0 (the default, and every checkpoint written before the
+    option) leaves the output as the network produces it. ``refine_layers`` (models declaring ``refines``): that
     many EGNN layers over the bond graph move the predicted nodes along their bond vectors by learned amounts
     (:mod:`eghn_md.nn.refine`), after the filter; 0 (default and old checkpoints): none.
 
@@ -81,8 +81,8 @@ class ModelConfig:
     reg_weight: InitVar[Optional[float]] = None  #: legacy: checked and dropped (λ is TrainConfig.reg_weight)
 
     def __post_init__(self, reg_weight: Optional[float]) -> None:
-        if self.name not in MODEL_NAMES:
-            raise UsageError(f"unknown model name {self.name!r}; valid: {', '.join(MODEL_NAMES)}")
+        if not isinstance(self.name, str):
+            raise UsageError(f"model config: name must be a model name, got {self.name!r}")
         for key, low in (
             ("node_in", 0),
             ("edge_in", 0),
@@ -110,12 +110,6 @@ class ModelConfig:
         v = reg_weight
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf")):
             raise UsageError(f"model config: reg_weight must be a finite number >= 0, got {v!r}")
-        if self.name == "eghn" and self.n_clusters < 2:
-            raise UsageError(
-                f"eghn needs n_clusters >= 2, got {self.n_clusters}: its cluster graph is complete without self loops, "
-                "so one cluster has no high-level edges (eghn-published, whose cluster graph keeps self loops, "
-                "accepts 1)"
-            )
         self._check_inputs()
 
     def _check_inputs(self) -> None:

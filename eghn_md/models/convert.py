@@ -1,8 +1,8 @@
 """Load weights trained with the authors' EGHN code (hanjq17/EGHN, ``model/eghn.py``) into ``eghn-published``.
 
-``from_authors_state_dict(state_dict, authors_config)`` returns an :class:`~eghn_md.models.eghn.EGHN` (published
-variant) that computes the same function as the authors' model: same positions, soft assignment, regulariser and
-decoder node scalars (checked to ≤ 1e-9 in float64 by ``tests/test_models_convert.py`` against outputs of their
+``from_authors_state_dict(state_dict, authors_config)`` returns an :class:`~eghn_md.models.eghn.PublishedEGHN`
+that computes the same function as the authors' model: same positions, soft assignment, regulariser and decoder node
+scalars (checked to ≤ 1e-9 in float64 by ``tests/test_models_convert.py`` against outputs of their
 code). Their model takes raw Å inputs, so the returned model has ``length_scale = vel_scale = disp_scale = 1``, reads
 the node and edge scalars from the batch as they are (``speed_feature=False``, ``edge_features="data"``) and feeds
 the global edge scalars of each bond to the pooling network (their ``local_edge_fea``; pass bonds that are global

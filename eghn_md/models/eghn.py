@@ -59,11 +59,14 @@ against their code's to ≤ 1e-9 (float64). At the paper's AdK size it has their
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from eghn_md.data.batch import GraphBatch
+from eghn_md.errors import UsageError
+from eghn_md.models.capabilities import ModelCapabilities
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.output import ModelOutput
 from eghn_md.nn.egnn import EGNNLayer
@@ -85,7 +88,7 @@ from eghn_md.nn.refine import BondRefiner
 from eghn_md.nn.smoothing import smooth_along_bonds
 from eghn_md.nn.uppool import ScalarNetDecoder, VectorDecoder
 
-__all__ = ["EGHN", "EGHNOptions", "EQUATIONS", "PUBLISHED"]
+__all__ = ["EGHN", "PublishedEGHN", "EGHNOptions", "EQUATIONS", "PUBLISHED"]
 
 
 @dataclass(frozen=True)
@@ -100,16 +103,30 @@ PUBLISHED = EGHNOptions(published=True)
 
 
 class EGHN(nn.Module):
-    """Equivariant graph hierarchy network with one pooling level (N nodes → K clusters per graph)."""
+    """Equivariant graph hierarchy network with one pooling level (N nodes → K clusters per graph): ``eghn``, the
+    equations variant (:class:`PublishedEGHN` is the authors' code)."""
 
-    def __init__(self, config: ModelConfig, options: EGHNOptions = EQUATIONS):
+    capabilities: ClassVar[ModelCapabilities] = ModelCapabilities(equivariant=True, pools=True, refines=True,
+                                                                   smooths=True)
+    options: ClassVar[EGHNOptions] = EQUATIONS
+
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        """``eghn`` needs two clusters or more (its cluster graph is complete without self loops)."""
+        if not cls.options.published and config.n_clusters < 2:
+            raise UsageError(
+                f"eghn needs n_clusters >= 2, got {config.n_clusters}: its cluster graph is complete without self "
+                "loops, so one cluster has no high-level edges (eghn-published, whose cluster graph keeps self loops, "
+                "accepts 1)"
+            )
+
+    def __init__(self, config: ModelConfig):
         super().__init__()
         c = config
         self.config = c
-        self.options = options
         self.n_clusters = c.n_clusters
         H = c.hidden
-        pub = options.published
+        pub = self.options.published
         self.embed = nn.Linear(c.node_in, H)
         coord_scale = c.disp_scale / c.length_scale
         self.refine = None  # bond-graph refinement: the equations variant only
@@ -269,3 +286,11 @@ class EGHN(nn.Module):
         out = SX + dX + d
         reg = published_regulariser(cluster_adjacency(S, bonds, b, G))
         return out, S, reg, scalars
+
+
+class PublishedEGHN(EGHN):
+    """``eghn-published``: the authors' released EGHN (module docstring, right column), sharing every block with
+    :class:`EGHN`; it has no bond-graph refinement."""
+
+    capabilities: ClassVar[ModelCapabilities] = ModelCapabilities(equivariant=True, pools=True, smooths=True)
+    options: ClassVar[EGHNOptions] = PUBLISHED

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import nn
 
 from eghn_md.data.batch import GraphBatch
+from eghn_md.models.capabilities import ModelCapabilities
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.inputs import with_input_features
 from eghn_md.models.output import ModelOutput
@@ -17,6 +20,10 @@ __all__ = ["EGNN"]
 
 
 class EGNN(nn.Module):
+    """``n_layers`` EGNN layers with velocity on the data's edges; optional output filter and bond refinement."""
+
+    capabilities: ClassVar[ModelCapabilities] = ModelCapabilities(equivariant=True, refines=True, smooths=True)
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         c = config

@@ -5,11 +5,14 @@ Translation-equivariant only (positions are centred per graph); it predicts the 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from eghn_md.data.batch import GraphBatch
+from eghn_md.models.capabilities import ModelCapabilities
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.inputs import with_input_features
 from eghn_md.models.output import ModelOutput
@@ -33,6 +36,11 @@ class _MPNNLayer(nn.Module):
 
 
 class GNN(nn.Module):
+    """Message passing on ``[x − x̄, v, h]``; the displacement is a 3-vector head (translation-equivariant only)."""
+
+    capabilities: ClassVar[ModelCapabilities] = ModelCapabilities(
+        equivariant=False, reads=("pos", "vel", "h", "edge_index", "edge_attr"))
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         c = config

@@ -1,75 +1,94 @@
-"""Name → model builder. ``build_model(ModelConfig(name=..., node_in=...))``."""
+"""Name → model class, and what each model declares it can do.
+
+``build_model(ModelConfig(name=..., node_in=...))`` builds one; ``model_capabilities(name)`` reads a model's
+declaration (:class:`~eghn_md.models.capabilities.ModelCapabilities`) without building it.
+
+Adding a model: write one module whose class takes ``(config: ModelConfig)``, returns a
+:class:`~eghn_md.models.output.ModelOutput` from ``forward(batch)`` and sets ``capabilities``; add one entry to
+:data:`MODELS` (and its name to :data:`eghn_md.choices.MODEL_NAMES`, the torch-free list the command line offers;
+the assertion below keeps the two equal). The test suite finds it through this registry and checks it against its
+declaration (:mod:`eghn_md.testing.models`). A class may also define ``check_config(config)`` (a classmethod raising
+:class:`~eghn_md.errors.UsageError`) for settings only it restricts.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
-
 from torch import nn
 
+from eghn_md.choices import MODEL_NAMES
 from eghn_md.errors import UsageError
-from eghn_md.models.config import MODEL_NAMES, ModelConfig
+from eghn_md.models.capabilities import OPTION_NEEDS, ModelCapabilities, ignored_options
+from eghn_md.models.config import ModelConfig
+from eghn_md.models.eghn import EGHN, PublishedEGHN
+from eghn_md.models.egnn import EGNN
+from eghn_md.models.gnn import GNN
+from eghn_md.models.linear import LinearModel
+from eghn_md.models.rf import RF
 
-__all__ = ["MODEL_NAMES", "POOLING_MODELS", "build_model", "has_pooling"]
+__all__ = ["MODELS", "MODEL_NAMES", "build_model", "check_model_config", "has_pooling", "ignored_option_warnings",
+           "model_capabilities", "model_class", "model_names", "models_with"]
 
-#: models that learn a pooling assignment S (their output carries ``assign``; ``export clusters`` works on them)
-POOLING_MODELS = ("eghn", "eghn-published")
+#: every model by the name a configuration gives it
+MODELS: dict[str, type[nn.Module]] = {
+    "eghn": EGHN,
+    "eghn-published": PublishedEGHN,
+    "egnn": EGNN,
+    "gnn": GNN,
+    "rf": RF,
+    "linear": LinearModel,
+}
+assert tuple(MODELS) == MODEL_NAMES, "eghn_md.choices.MODEL_NAMES must list the registry's models in its order"
+
+
+def model_names() -> tuple[str, ...]:
+    """The registered model names, in registry order."""
+    return tuple(MODELS)
+
+
+def model_class(name: str) -> type[nn.Module]:
+    """The class registered as ``name``; unknown names raise :class:`UsageError` listing the valid ones."""
+    cls = MODELS.get(str(name))
+    if cls is None:
+        raise UsageError(f"unknown model name {name!r}; valid: {', '.join(MODELS)}")
+    return cls
+
+
+def model_capabilities(name: str) -> ModelCapabilities:
+    """What model ``name`` declares it is (its class's ``capabilities``), without building it."""
+    return model_class(name).capabilities
+
+
+def models_with(**wanted) -> tuple[str, ...]:
+    """Names of the models whose declaration matches every ``capability=value`` given (``models_with(pools=True)``)."""
+    return tuple(n for n, cls in MODELS.items()
+                 if all(getattr(cls.capabilities, k) == v for k, v in wanted.items()))
 
 
 def has_pooling(name: str) -> bool:
-    """Whether model ``name`` learns pooling clusters (a capability of the architecture, not of its name)."""
-    return str(name) in POOLING_MODELS
+    """Whether model ``name`` learns pooling clusters (its declaration's ``pools``; False for unknown names)."""
+    cls = MODELS.get(str(name))
+    return cls is not None and cls.capabilities.pools
 
 
-def _eghn(c: ModelConfig) -> nn.Module:
-    from eghn_md.models.eghn import EGHN, EQUATIONS
+def check_model_config(config: ModelConfig) -> None:
+    """Refuse a configuration its model cannot use: an unknown name, or what the model's ``check_config`` refuses.
 
-    return EGHN(c, EQUATIONS)
-
-
-def _eghn_published(c: ModelConfig) -> nn.Module:
-    from eghn_md.models.eghn import EGHN, PUBLISHED
-
-    return EGHN(c, PUBLISHED)
-
-
-def _egnn(c: ModelConfig) -> nn.Module:
-    from eghn_md.models.egnn import EGNN
-
-    return EGNN(c)
+    (:class:`ModelConfig` checks every field on its own; this adds what depends on the model.)
+    """
+    cls = model_class(config.name)
+    check = getattr(cls, "check_config", None)
+    if check is not None:
+        check(config)
 
 
-def _gnn(c: ModelConfig) -> nn.Module:
-    from eghn_md.models.gnn import GNN
-
-    return GNN(c)
-
-
-def _rf(c: ModelConfig) -> nn.Module:
-    from eghn_md.models.rf import RF
-
-    return RF(c)
-
-
-def _linear(c: ModelConfig) -> nn.Module:
-    from eghn_md.models.linear import LinearModel
-
-    return LinearModel(c)
-
-
-_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "eghn": _eghn,
-    "eghn-published": _eghn_published,
-    "egnn": _egnn,
-    "gnn": _gnn,
-    "rf": _rf,
-    "linear": _linear,
-}
-assert tuple(_BUILDERS) == MODEL_NAMES
+def ignored_option_warnings(config: ModelConfig) -> list[str]:
+    """One message per option ``config`` sets that its model ignores (``refine_layers`` on ``gnn``, …), each in
+    the same words; the caller logs or warns them."""
+    readers = {o.option: [n for n, cls in MODELS.items() if cls.capabilities.has(o.need)] for o in OPTION_NEEDS}
+    return ignored_options(config.name, config, model_capabilities(config.name), readers)
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """Build the model ``config.name`` names; unknown names raise :class:`UsageError` listing the valid ones."""
-    builder = _BUILDERS.get(config.name)
-    if builder is None:
-        raise UsageError(f"unknown model name {config.name!r}; valid: {', '.join(MODEL_NAMES)}")
-    return builder(config)
+    """Build the model ``config.name`` names (after :func:`check_model_config`)."""
+    check_model_config(config)
+    return model_class(config.name)(config)

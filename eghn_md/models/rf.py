@@ -6,10 +6,13 @@ node features (norms only).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from eghn_md.data.batch import GraphBatch
+from eghn_md.models.capabilities import ModelCapabilities
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.inputs import with_input_features
 from eghn_md.models.output import ModelOutput
@@ -37,6 +40,11 @@ class _RFLayer(nn.Module):
 
 
 class RF(nn.Module):
+    """Radial-field layers: positions move along relative vectors and velocities; no node scalars are read."""
+
+    capabilities: ClassVar[ModelCapabilities] = ModelCapabilities(
+        equivariant=True, reads=("pos", "vel", "edge_index", "edge_attr"))
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         c = config

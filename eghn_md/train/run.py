@@ -107,37 +107,36 @@ def _resumed(out: Path, config: RunConfig, resume_epochs: Optional[int]):
 def _model_config(config: RunConfig, splits, stats: dict, last):
     """The model's configuration: the stored one when resuming, else the model section sized by the data."""
     from eghn_md.models import ModelConfig
-    from eghn_md.models.config import REFINING_MODELS
+    from eghn_md.models.registry import check_model_config, model_capabilities, models_with
 
     if last is not None:
         return ModelConfig.from_dict(last.model_config)
     model_cfg = ModelConfig.from_dict(_model_fields(dict(config.model), config.data.features,
                                                     int(splits.system.h.shape[1]), stats))
+    check_model_config(model_cfg)
     if has_pooling(model_cfg.name) and int(model_cfg.n_clusters) > splits.system.n_nodes:
         raise UsageError(f"`n_clusters` {model_cfg.n_clusters} exceeds the {splits.system.n_nodes} nodes of the "
                          f"data; choose K <= {splits.system.n_nodes}", params=("n_clusters",))
-    if config.train.refine_noise > 0 and not (model_cfg.name in REFINING_MODELS and model_cfg.refine_layers > 0):
+    if config.train.refine_noise > 0 and not (model_capabilities(model_cfg.name).refines and model_cfg.refine_layers):
         raise UsageError(f"train: refine_noise {config.train.refine_noise} needs a model with a bond-graph "
-                         f"refinement ({', '.join(REFINING_MODELS)} with refine_layers > 0), got {model_cfg.name!r} "
+                         f"refinement ({', '.join(models_with(refines=True))} with refine_layers > 0), got "
+                         f"{model_cfg.name!r} "
                          f"with refine_layers {model_cfg.refine_layers}; set refine_noise: 0")
     return model_cfg
 
 
-def _check_refine_layers(model_cfg, log) -> None:
-    """``refine_layers`` is read by the refining models only: say so instead of ignoring it silently (a preset
-    such as ``default`` sets it for ``eghn``; the other models train without the refinement)."""
-    from eghn_md.models.config import REFINING_MODELS
+def _check_ignored_options(model_cfg, log) -> None:
+    """Options the model does not read (its declared capabilities) are reported, not ignored silently (a preset such
+    as ``default`` sets ``refine_layers`` for ``eghn``; the other models train without the refinement)."""
+    from eghn_md.models.registry import ignored_option_warnings
 
-    if model_cfg.refine_layers <= 0 or model_cfg.name in REFINING_MODELS:
-        return
-    msg = (f"warning: model {model_cfg.name!r} has no bond-graph refinement, so refine_layers "
-           f"{model_cfg.refine_layers} is ignored (only {', '.join(REFINING_MODELS)} build one)")
-    if log is not None:
-        log(msg)
-    else:
-        import warnings
+    for msg in ignored_option_warnings(model_cfg):
+        if log is not None:
+            log(f"warning: {msg}")
+        else:
+            import warnings
 
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
 def _check_windows(config: RunConfig, sets: dict) -> None:
@@ -247,7 +246,7 @@ def train_run(
         _check_val_size(config, len(sets["val"]), log)
         stats = {**compute_stats(sets["train"]), "frame_dt_ps": splits.frame_dt_ps, "horizon_ps": splits.horizon_ps}
         model_cfg = _model_config(config, splits, stats, last)
-        _check_refine_layers(model_cfg, log)
+        _check_ignored_options(model_cfg, log)
         out.mkdir(parents=True, exist_ok=True)  # only now: bad input never leaves an empty run directory
         config.data.cutoff = splits.cutoff
         is_main = int(os.environ.get("RANK", "0")) == 0
