@@ -14,6 +14,7 @@ import torch
 from eghn_md.data.batch import collate
 from eghn_md.data.samples import build_edges
 from eghn_md.models import ModelConfig, build_model
+from eghn_md.models.registry import models_with
 from eghn_md.nn.edges import gather_rows, graph_gather, scatter_sum
 from eghn_md.nn.invariants import gram_features, tri_indices
 from eghn_md.testing.synthetic import chain_graph
@@ -57,7 +58,7 @@ def test_one_graph_paths_equal_the_general_ones():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["eghn", "eghn-published"])
+@pytest.mark.parametrize("name", models_with(pools=True))
 def test_compiled_models_match_eager(name):
     torch.manual_seed(0)
     cfg = ModelConfig(name=name, node_in=6, edge_in=1, hidden=16, n_layers=2, n_pool_layers=2, n_decoder_layers=1,

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from eghn_md.errors import UsageError
-from eghn_md.models import MODEL_NAMES, ModelConfig, build_model
+from eghn_md.models import ModelConfig, build_model
+from eghn_md.models.registry import model_names, models_with
 from eghn_md.models.inputs import bond_edge_scalars, with_input_features
 from eghn_md.testing.equivariance import assert_equivariant
 from eghn_md.testing.synthetic import random_batch
@@ -34,7 +35,7 @@ def test_features_are_speed_and_distances_in_model_units():
     assert with_input_features(batch, _cfg("egnn", speed_feature=False, edge_features="data")) is batch
 
 
-@pytest.mark.parametrize("name", [m for m in MODEL_NAMES if m != "linear"])
+@pytest.mark.parametrize("name", model_names())
 def test_models_read_the_computed_features(name):
     # the same weights on precomputed features (edge_features="data") give the same prediction
     torch.manual_seed(0)
@@ -49,7 +50,7 @@ def test_models_read_the_computed_features(name):
     assert not torch.allclose(moved, model(batch).pos)
 
 
-@pytest.mark.parametrize("name", ["eghn", "eghn-published", "egnn"])
+@pytest.mark.parametrize("name", models_with(equivariant=True))
 def test_models_with_computed_features_stay_equivariant(name):
     torch.manual_seed(0)
     model = build_model(_cfg(name)).double().eval()

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from eghn_md.models import ModelConfig, build_model
+from eghn_md.models.registry import models_with
 from eghn_md.nn.smoothing import smooth_along_bonds
 from eghn_md.testing.equivariance import assert_batch_independent, assert_equivariant, assert_permutation_equivariant
 from eghn_md.testing.synthetic import random_batch, random_graph
@@ -62,7 +63,7 @@ def _model(name):
     return build_model(cfg).double().eval()
 
 
-@pytest.mark.parametrize("name", ["eghn", "eghn-published", "egnn"])
+@pytest.mark.parametrize("name", models_with(smooths=True))
 def test_smoothed_models_are_equivariant(name):
     model = _model(name)
     batch = random_batch((6, 9, 4), node_in=4, edge_in=2)
@@ -87,7 +88,7 @@ def test_smoothing_changes_the_output_and_is_off_by_default():
 
 
 # ---------------------------------------------------------------- bond-graph refinement (``refine_layers``)
-@pytest.mark.parametrize("name", ["eghn", "egnn"])
+@pytest.mark.parametrize("name", models_with(refines=True))
 def test_refined_models_are_equivariant(name):
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=name, node_in=4, edge_in=2, hidden=8, n_layers=2, n_pool_layers=2,

@@ -208,7 +208,7 @@ def export_clusters(
         UsageError: bad frames, outputs that exist without ``overwrite``, a model without pooling.
         DataError: a topology whose nodes differ from the model's, non-finite input frames.
     """
-    from eghn_md.models.registry import has_pooling
+    from eghn_md.models.registry import has_pooling, models_with
     from eghn_md.rollout.start import open_model_system, read_frames
     from eghn_md.train.checkpoint import load_model
     from eghn_md.utils import resolve_device
@@ -217,7 +217,7 @@ def export_clusters(
     model, ckpt = load_model(model_path, device=dev)
     if not has_pooling(ckpt.model_config.get("name", "")):
         raise UsageError(f"model {str(model_path)!r} ({ckpt.model_config.get('name')}) has no pooling clusters; "
-                         "only EGHN models (eghn, eghn-published) learn them")
+                         f"only the pooling models ({', '.join(models_with(pools=True))}) learn them")
     out_dir = Path(out_dir)
     _check_outputs(out_dir, plot=plot, overwrite=overwrite)
     with open_model_system(ckpt, topology, trajectories) as ms:
