@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import click
+from rich.console import Console
+from rich.markup import escape
 
 from eghn_md.choices import DEVICES
-from rich.console import Console
 
-__all__ = ["stderr_console", "emit_json", "quiet_option", "json_option", "overwrite_option", "device_option",
-           "model_on_system_arguments", "PARAM_FLAGS", "error_line"]
+__all__ = ["stderr_console", "stdout_console", "lit", "plain_log", "emit_json", "quiet_option", "json_option",
+           "overwrite_option", "device_option", "model_on_system_arguments", "PARAM_FLAGS", "error_line"]
 
 #: the library's parameter names → this command line's flags: library errors name parameters
 #: (:class:`eghn_md.errors.EghnError`), the user reads the flag
@@ -32,8 +33,33 @@ def error_line(exc) -> str:
 
 
 def stderr_console(quiet: bool = False) -> Console:
-    """Console for progress and human summaries: stderr, so that ``--json`` output on stdout stays clean."""
-    return Console(stderr=True, quiet=quiet, highlight=False)
+    """Console for progress and human summaries: stderr, so that ``--json`` output on stdout stays clean.
+
+    Every console of the command line is made here (or by :func:`stdout_console`) without emoji codes, so text
+    from a user's file such as the segment:chain label ``4AKE:X:`` is never read as one; what such text brings in
+    markup is escaped by :func:`lit` (or printed through :func:`plain_log`).
+    """
+    return Console(stderr=True, quiet=quiet, highlight=False, emoji=False)
+
+
+def stdout_console() -> Console:
+    """Console for a command whose summary is its output (``info``); no emoji codes, no highlighting."""
+    return Console(highlight=False, emoji=False)
+
+
+def lit(value: Any) -> str:
+    """``value`` as text that rich prints literally: file names, segments, chains, selections, library messages
+    quoting them (``[/b]`` stays ``[/b]``)."""
+    return escape(str(value))
+
+
+def plain_log(console: Console) -> Callable[[str], None]:
+    """A ``log`` callback for library functions: their lines quote user text, so rich prints them as plain text."""
+
+    def log(line: str) -> None:
+        console.print(line, markup=False)
+
+    return log
 
 
 def emit_json(obj: Any) -> None:

@@ -16,7 +16,7 @@ class RichProgress:
     the validation MSE, the best one so far and samples/s; preprocessing the trajectory being read."""
 
     def __init__(self, *, console: Console | None = None, description: str = "", transient: bool = False) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, emoji=False)
         self.description = description
         self.transient = transient
         self._progress: Progress | None = None
@@ -24,8 +24,10 @@ class RichProgress:
         self._best = math.inf
 
     def start(self, total: int, done: int = 0) -> None:
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        # the description and the status quote user text (trajectory names): columns without markup
+        self._progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                                  MofNCompleteColumn(), TextColumn("{task.fields[info]}", markup=False),
+                                  TimeElapsedColumn(), TimeRemainingColumn(),
                                   console=self.console, transient=self.transient)
         self._progress.start()
         self._task = self._progress.add_task(self.description, total=total, completed=done, info="")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from cli._common import emit_json, json_option, overwrite_option, quiet_option, stderr_console
+from cli._common import emit_json, json_option, lit, overwrite_option, plain_log, quiet_option, stderr_console
 
 from eghn_md.choices import DEVICES, MODEL_NAMES as MODEL_CHOICES, PRESET_NAMES, SCHEDULES  # noqa: E402
 
@@ -78,9 +78,9 @@ def _run_and_report(title: str, train, val, test, p: dict, settings, paper) -> N
     from eghn_md.benchmarks.runner import format_table, run_benchmark, summarise
 
     console = stderr_console(p["quiet"])
-    console.print(f"{title}: {len(train)} train / {len(val)} val / {len(test)} test samples")
+    console.print(f"{lit(title)}: {len(train)} train / {len(val)} val / {len(test)} test samples")
     rows = run_benchmark(train, val, test, models=list(dict.fromkeys(p["models"])),
-                         seeds=_parse_seeds(p["seeds"]), settings=settings, log=console.print)
+                         seeds=_parse_seeds(p["seeds"]), settings=settings, log=plain_log(console))
     summary = summarise(rows)
     if p["as_json"]:
         emit_json({"benchmark": title, "settings": settings.to_dict(), "runs": rows, "summary": summary,
@@ -127,14 +127,14 @@ def generate(output, n_complex, mean_size, system_types, n_train, n_val, n_test,
     cfg = mc.MComplexConfig(n_complex=n_complex, mean_size=mean_size, system_types=system_types, n_train=n_train,
                             n_val=n_val, n_test=n_test, dynamics=dynamics, sample_every=sample_every, seed=seed)
     console = stderr_console(quiet)
-    data = mc.generate(cfg, log=console.print)
+    data = mc.generate(cfg, log=plain_log(console))
     mc.save(data, output)
     summary = {"output": str(output), "system_sizes": data["meta"]["system_sizes"],
                "samples": {s: int(len(data[f"{s}_ptr"]) - 1) for s in mc.SPLITS}, "config": data["meta"]["config"]}
     if as_json:
         emit_json(summary)
     else:
-        console.print(f"wrote {output}: {summary['samples']}, complex sizes {summary['system_sizes']}")
+        console.print(f"wrote {lit(output)}: {summary['samples']}, complex sizes {summary['system_sizes']}")
 
 
 @mcomplex.command("train")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli._common import device_option, emit_json, json_option, quiet_option, stderr_console
+from cli._common import device_option, emit_json, json_option, lit, plain_log, quiet_option, stderr_console
 
 
 @click.command("evaluate")
@@ -42,8 +42,8 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, r
     from rich.table import Table
 
     for note in result.get("notes", []):
-        console.print(f"[cyan]Note:[/] {note}")
-    t = Table(title=f"{result['model_name']} on {', '.join(result['data'])} ({split} split), {_step(result)}")
+        console.print(f"[cyan]Note:[/] {lit(note)}")
+    t = Table(title=lit(f"{result['model_name']} on {', '.join(result['data'])} ({split} split), {_step(result)}"))
     t.add_column("predictor")
     t.add_column("MSE per coord. [Å²]", justify="right")
     t.add_column("MSD per node [Å²]", justify="right")
@@ -51,7 +51,7 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, r
     for k, label in rows:
         t.add_row(label, f"{result[k]:.4f}", f"{3 * result[k]:.4f}")
     console.print(t)
-    console.print(f"{result['windows']} windows; per-node errors in {result['per_node_csv']}")
+    console.print(f"{result['windows']} windows; per-node errors in {lit(result['per_node_csv'])}")
     if rollout_steps:
         _print_rollouts(console, result["rollout"])
 
@@ -68,7 +68,7 @@ def _rollouts(model_path, data, split, steps, starts, device, console, quiet) ->
                               progress=None if quiet else RichProgress(console=console, description="rollouts",
                                                                        transient=True))
     r["csv"] = str(write_rollout_csv(r, out_csv))
-    r["figure"] = maybe_plot_rollout_curves(out_csv, log=console.print)
+    r["figure"] = maybe_plot_rollout_curves(out_csv, log=plain_log(console))
     return r
 
 
@@ -79,7 +79,7 @@ def _print_rollouts(console, r: dict) -> None:
     last = max((s for s in range(r["steps"] + 1) if curves["model"][s] is not None), default=0)
     console.print(f"{r['validity']['n_rollouts']} rollouts of {r['steps']} steps; RMSD to truth at step {last}: "
                   f"model {curves['model'][last]:.3f} Å, static {curves['static'][last]:.3f} Å, constant velocity "
-                  f"{curves['const_velocity'][last]:.3f} Å ({r['csv']})")
+                  f"{curves['const_velocity'][last]:.3f} Å ({lit(r['csv'])})")
     v = r["validity"]
     summary = {**v, "rg_ratio": v["rg_ratio"]}
     console.print(validity_line(summary))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from cli._common import (device_option, emit_json, json_option, model_on_system_arguments, overwrite_option,
+from cli._common import (device_option, emit_json, json_option, lit, model_on_system_arguments, overwrite_option,
                          quiet_option, stderr_console)
 
 
@@ -59,7 +59,7 @@ def clusters(model_path, topology, trajectories, frame, frame_range, out_dir, re
         emit_json(summary)
         return
     for note in summary.get("notes", []):
-        console.print(f"[cyan]Note:[/] {note}")
+        console.print(f"[cyan]Note:[/] {lit(note)}")
     fr = summary["frames"]
     what = f"frame {fr[0]}" if len(fr) == 1 else f"frames {fr[0]}..{fr[1]} (majority of {summary['n_frames']})"
     sizes = ", ".join(f"{k}: {n}" for k, n in summary["cluster_sizes"].items())
@@ -67,8 +67,8 @@ def clusters(model_path, topology, trajectories, frame, frame_range, out_dir, re
                   f"nodes per cluster {{{sizes}}}; mean probability {summary['mean_probability']:.3f}, "
                   f"mean stability {summary['mean_stability']:.3f}")
     for p in summary["outputs"]:
-        console.print(f"  {p}")
-    console.print(f"Open with:  pymol {out / 'clusters.pml'}    or    vmd -e {out / 'clusters.tcl'}")
+        console.print(f"  {lit(p)}")
+    console.print(f"Open with:  pymol {lit(out / 'clusters.pml')}    or    vmd -e {lit(out / 'clusters.tcl')}")
 
 
 @export.command("trajectory")
@@ -91,7 +91,7 @@ def trajectory(trajectory, output, top, superpose, overwrite, quiet, as_json):
         return
     stderr_console(quiet).print(
         f"Wrote {summary['n_frames']} frames × {summary['n_atoms']} atoms ({summary['dt_ps']:.4g} ps apart"
-        f"{', superposed on the first' if superpose else ''}) to {summary['output']}")
+        f"{', superposed on the first' if superpose else ''}) to {lit(summary['output'])}")
 
 
 class _null:

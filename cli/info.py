@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cli._common import emit_json, json_option
+from cli._common import emit_json, json_option, lit, stdout_console
 
 __all__ = ["info", "print_dataset_summary", "print_mapping"]
 
@@ -30,7 +30,7 @@ def info(path: str, as_json: bool) -> None:
         if as_json:
             emit_json(summary)
         else:
-            print_mapping(summary, Console(), title=f"Model {path}")
+            print_mapping(summary, stdout_console(), title=f"Model {path}")
         return
 
     from eghn_md.data.dataset import Dataset
@@ -40,20 +40,21 @@ def info(path: str, as_json: bool) -> None:
     if as_json:
         emit_json(summary)
     else:
-        print_dataset_summary(summary, Console())
+        print_dataset_summary(summary, stdout_console())
 
 
 def _fmt(v: Any) -> str:
+    """A table cell, escaped: names, segments and selections come from the user's files."""
     if v is None:
         return "n/a"
     if isinstance(v, float):
         return f"{v:.6g}"
-    return str(v)
+    return lit(v)
 
 
 def print_dataset_summary(s: dict[str, Any], console: Console) -> None:
     """A table of the system and one row per trajectory."""
-    head = Table(title=f"Dataset {s['path']}", show_header=False, title_justify="left")
+    head = Table(title=f"Dataset {lit(s['path'])}", show_header=False, title_justify="left")
     head.add_column(style="bold")
     head.add_column()
     rows = [
@@ -75,18 +76,18 @@ def print_dataset_summary(s: dict[str, Any], console: Console) -> None:
                       ("time step (ps)", "right"), ("start (ps)", "right"), ("end (ps)", "right")]:
         table.add_column(col, justify=just)
     for t in s["trajectories"]:
-        table.add_row(t["name"], t["source"], str(t["n_frames"]), str(t["stride"]), _fmt(t["time_step_ps"]),
+        table.add_row(lit(t["name"]), lit(t["source"]), str(t["n_frames"]), str(t["stride"]), _fmt(t["time_step_ps"]),
                       _fmt(t["t_start_ps"]), _fmt(t["t_end_ps"]))
     console.print(table)
 
 
 def print_mapping(d: dict[str, Any], console: Console, *, title: str = "") -> None:
     """A two-column table of a (possibly nested) dict; nested keys are dotted."""
-    table = Table(title=title or None, show_header=False, title_justify="left")
+    table = Table(title=lit(title) if title else None, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     for k, v in _flatten(d):
-        table.add_row(k, _fmt(v))
+        table.add_row(lit(k), _fmt(v))
     console.print(table)
 
 

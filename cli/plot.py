@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli._common import emit_json, json_option, quiet_option, stderr_console
+from cli._common import emit_json, json_option, lit, quiet_option, stderr_console
 
 
 @click.command("plot")
@@ -41,4 +41,4 @@ def plot(paths, fmt, quiet, as_json):
         return
     console = stderr_console(quiet)
     for w in written:
-        console.print(f"  {w}")
+        console.print(f"  {lit(w)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli._common import emit_json, json_option, overwrite_option, quiet_option, stderr_console
+from cli._common import emit_json, json_option, lit, overwrite_option, quiet_option, stderr_console
 
 __all__ = ["preprocess"]
 
@@ -58,9 +58,9 @@ def preprocess(
         emit_json(summary)
     console = stderr_console(quiet)
     for w in summary.get("warnings", []):
-        console.print(f"[yellow]Warning:[/] {w}")
+        console.print(f"[yellow]Warning:[/] {lit(w)}")
     if not as_json:
         from cli.info import print_dataset_summary
 
         print_dataset_summary(summary, console)
-        console.print(f"Wrote {summary['path']} in {summary['elapsed_s']:.2f} s ({summary['frames_per_s']} frames/s).")
+        console.print(f"Wrote {lit(summary['path'])} in {summary['elapsed_s']:.2f} s ({summary['frames_per_s']} frames/s).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli._common import (device_option, emit_json, json_option, model_on_system_arguments, overwrite_option,
+from cli._common import (device_option, emit_json, json_option, lit, model_on_system_arguments, overwrite_option,
                          quiet_option, stderr_console, validity_line)
 
 
@@ -61,20 +61,20 @@ def rollout(model_path, topology, trajectories, frame, steps, output, truth, con
 def _print_summary(console, summary: dict, *, frame: int, output: str, truth: bool) -> None:
     done = summary["steps_done"]
     for note in summary.get("notes", []):
-        console.print(f"[cyan]Note:[/] {note}")
+        console.print(f"[cyan]Note:[/] {lit(note)}")
     console.print(f"Wrote {done} predicted frames ({summary['step_ps']:.4g} ps apart, "
                   f"{summary['horizon_frames']} input frames per step) from frame {frame}:")
     for p in summary["outputs"]:
-        console.print(f"  {p}")
+        console.print(f"  {lit(p)}")
     if summary["stopped"]:
         s = summary["stopped"]
         console.print(f"[yellow]warning:[/] the divergence guard stopped the rollout at step {s['step']}: "
-                      f"{s['reason']}; the {done} frames before it were written")
+                      f"{lit(s['reason'])}; the {done} frames before it were written")
     console.print(validity_line(summary["validity"]))
     if truth and done:
         r = summary["final_rmsd_A"]
         console.print(f"RMSD to truth after {done} steps: model {r['model']:.3f} Å, static {r['static']:.3f} Å, "
                       f"constant velocity {r['const_velocity']:.3f} Å")
-    pdb = summary["outputs"][1]
+    pdb, output = lit(summary["outputs"][1]), lit(output)
     console.print(f"Open with:  vmd {pdb} {output}    or    pymol {pdb} -d 'load_traj {output}'")
 

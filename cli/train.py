@@ -6,7 +6,7 @@ import os
 
 import click
 
-from cli._common import emit_json, json_option, overwrite_option, quiet_option, stderr_console
+from cli._common import emit_json, json_option, lit, overwrite_option, plain_log, quiet_option, stderr_console
 
 from eghn_md.choices import DEVICES, FEATURE_SETS, MODEL_NAMES, OPTIMIZERS, PRESET_NAMES, SCHEDULES  # noqa: E402
 
@@ -88,11 +88,12 @@ def train(data, out_dir, preset, config_file, model, features, horizon, horizon_
     console = stderr_console(quiet)
     progress = None if quiet else RichProgress(console=console, description=config.model.get("name", "train"))
     metrics = train_run(list(data), out_dir, config=config, val=list(val_files), test=list(test_files),
-                        resume=resume, resume_epochs=epochs, overwrite=overwrite, progress=progress, log=console.print)
+                        resume=resume, resume_epochs=epochs, overwrite=overwrite, progress=progress,
+                        log=plain_log(console))
     if int(os.environ.get("RANK", "0")) == 0:
         from eghn_md.export.figures import maybe_plot_run  # loss curves → RUN/loss.png; never fails the training
 
-        maybe_plot_run(out_dir, log=console.print)
+        maybe_plot_run(out_dir, log=plain_log(console))
     if as_json:
         emit_json(metrics)
     else:
@@ -105,7 +106,7 @@ def _summary(console, metrics: dict, out_dir: str) -> None:
     dt = metrics.get("frame_dt_ps") or float("nan")
     span = f" = {metrics['horizon_ps']:.4g} ps, frames {dt:.4g} ps apart" if dt == dt else ""
     title = f"{metrics['model']} — MSE per coordinate at ΔT = {metrics['horizon_frames']} frames{span} [Å²]"
-    table = Table(title=title)
+    table = Table(title=lit(title))
     table.add_column("split")
     table.add_column("windows", justify="right")
     for k in ("model", "static", "const. velocity"):
@@ -116,5 +117,5 @@ def _summary(console, metrics: dict, out_dir: str) -> None:
     console.print(table)
     console.print(
         f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
-        f"{metrics['train_samples_per_s']:.1f} train samples/s; wrote {out_dir}/model.pt"
+        f"{metrics['train_samples_per_s']:.1f} train samples/s; wrote {lit(out_dir)}/model.pt"
     )
