@@ -5,12 +5,13 @@ from __future__ import annotations
 import click
 
 from cli._common import device_option, emit_json, json_option, lit, plain_log, quiet_option, stderr_console
+from eghn_md.choices import EVAL_SPLITS
 
 
 @click.command("evaluate")
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.argument("data", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True,
+@click.option("--split", type=click.Choice(EVAL_SPLITS), default="test", show_default=True,
               help="Time block of each trajectory (the model's split fractions) or 'all' windows.")
 @click.option("--per-node", "per_node_csv", type=click.Path(dir_okay=False), default=None,
               help="CSV of per-node errors (default: next to MODEL as errors_<split>.csv).")

@@ -63,4 +63,5 @@ def preprocess(
         from cli.info import print_dataset_summary
 
         print_dataset_summary(summary, console)
-        console.print(f"Wrote {lit(summary['path'])} in {summary['elapsed_s']:.2f} s ({summary['frames_per_s']} frames/s).")
+        console.print(f"Wrote {lit(summary['path'])} in {summary['elapsed_s']:.2f} s "
+                      f"({summary['frames_per_s']} frames/s).")

@@ -4,12 +4,14 @@ before it are kept and written, and --strict makes it a non-zero exit."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
+from _data import run_cli
 from cli.main import main
 from eghn_md.models import ModelOutput
 from eghn_md.rollout.rollout import GuardConfig, rollout
@@ -114,3 +116,27 @@ def test_strict_rollout_exits_non_zero_but_writes_the_frames(tiny_run, adk, tmp_
     assert mda.Universe(str(out.with_suffix(".pdb")), str(out)).trajectory.n_frames == 3
     res = CliRunner().invoke(main, args + ["--overwrite", "--strict"])
     assert res.exit_code == 1 and "stopped at step 3" in res.output
+
+
+def test_rollout_and_evaluate_rollout_guard_alike(tiny_run, adk, adk_h5, tmp_path, monkeypatch):
+    """One guard: `rollout` and `evaluate --rollout` stop a model with the same bounds (GuardConfig.for_model)."""
+    import eghn_md.rollout.assess as ra
+    import eghn_md.rollout.rollout as rr
+    from eghn_md.train.checkpoint import load_checkpoint
+
+    seen, real = [], rr.rollout
+
+    def spy(model, **kw):
+        seen.append(kw["guard"])
+        return real(model, **kw)
+
+    monkeypatch.setattr(rr, "rollout", spy)
+    monkeypatch.setattr(ra, "rollout", spy)
+    res = run_cli("rollout", tiny_run / "model.pt", adk["psf"], adk["dcd"], "--frame", "20", "--steps", "2", "-o",
+                  tmp_path / "p.dcd", "--device", "cpu", "--quiet")
+    assert res.exit_code == 0, res.output
+    res = run_cli("evaluate", tiny_run / "model.pt", adk_h5, "--rollout", "2", "--rollout-starts", "1",
+                  "--per-node", tmp_path / "e.csv", "--device", "cpu", "--quiet")
+    assert res.exit_code == 0, res.output
+    want = GuardConfig.for_model(load_checkpoint(tiny_run / "model.pt").stats)
+    assert seen == [want, want] and math.isfinite(want.max_step_rms)

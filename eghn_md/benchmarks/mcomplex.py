@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from eghn_md.benchmarks._graphs import GraphList
+from eghn_md.choices import SPLITS
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import DataError, UsageError
 
@@ -55,7 +56,6 @@ __all__ = [
 ]
 
 DYNAMICS = ("rigid", "published")
-SPLITS = ("train", "val", "test")
 FORMAT_VERSION = 1
 
 #: The paper's Table (×10⁻²), single-system columns (M, N/M) → model → (mean, std).

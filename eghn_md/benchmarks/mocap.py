@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from eghn_md.benchmarks._graphs import GraphList
+from eghn_md.choices import SPLITS
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import DataError, UsageError
 
 __all__ = ["DEFAULT_PATH", "SPLITS", "PAPER_TABLE", "load_raw", "skeleton_edges", "MocapDataset"]
 
 DEFAULT_PATH = Path(__file__).with_name("data") / "cmu_subject09_run.npz"
-SPLITS = ("train", "val", "test")
 #: The paper's table (×10⁻², Subject #9 Run): model → (mean, std).
 PAPER_TABLE = {"gnn": (66.4, 2.2), "rf": (521.3, 2.3), "egnn": (50.9, 0.9), "gmn": (44.1, 2.3),
                "eghn": (25.9, 0.3)}

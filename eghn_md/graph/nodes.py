@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from eghn_md.choices import NODE_LEVELS
 from eghn_md.errors import DataError
 from eghn_md.graph.chains import sequence_bonds, sequence_breaks
 from eghn_md.graph.features import atom_type_index, residue_type_index
@@ -30,7 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["NodeTable", "node_table"]
 
 _STR_FIELDS = ("resname", "segid", "chain", "name")
-_LEVELS = ("residue", "atom")
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,8 +72,8 @@ class NodeTable:
         bonds = np.asarray(self.bonds)
         if bonds.ndim != 2 or bonds.shape[1] != 2 or (bonds.size and (bonds.min() < 0 or bonds.max() >= n)):
             raise DataError(f"node bonds must be (n_bonds, 2) indices in [0, {n}), got shape {bonds.shape}")
-        if self.level not in _LEVELS:
-            raise DataError(f"node level {self.level!r} is not one of {list(_LEVELS)}")
+        if self.level not in NODE_LEVELS:
+            raise DataError(f"node level {self.level!r} is not one of {list(NODE_LEVELS)}")
 
     @property
     def n_nodes(self) -> int:

@@ -9,23 +9,20 @@ the end of its trajectory.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from eghn_md.choices import PREDICTORS
 from eghn_md.errors import UsageError
-from eghn_md.io.atomic import atomic_path
-from eghn_md.rollout.rollout import GuardConfig, const_velocity_rollout, rollout
+from eghn_md.rollout.rollout import GuardConfig, const_velocity_rollout, rollout, write_rmsd_csv
 from eghn_md.rollout.start import model_dtype
 from eghn_md.rollout.validity import validity_report
 from eghn_md.utils import Progress, as_progress
 
 __all__ = ["assess_rollouts", "assess_model_rollouts", "rollout_starts", "write_rollout_csv"]
-
-PREDICTORS = ("model", "static", "const_velocity")
 
 
 def rollout_starts(window_sets: Sequence, n_starts: int) -> list[tuple[object, int]]:
@@ -131,17 +128,8 @@ def assess_rollouts(model: torch.nn.Module, window_sets: Sequence, *, steps: int
 
 def write_rollout_csv(result: dict, path: str | Path) -> Path:
     """RMSD vs step and time of every predictor (mean over the rollouts), for the steps that have a true frame,
-    written atomically."""
-    path = Path(path)
-    curves = result["rmsd_A"]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["step", "time_ps", "rmsd_model_A", "rmsd_static_A", "rmsd_const_velocity_A"])
-        for s in range(result["steps"] + 1):
-            if curves["model"][s] is None:
-                break
-            w.writerow([s, f"{s * result['step_ps']:.6g}", *(f"{curves[k][s]:.6g}" for k in PREDICTORS)])
-    return path
+    written atomically (:func:`~eghn_md.rollout.rollout.write_rmsd_csv`)."""
+    return write_rmsd_csv(path, result["rmsd_A"], step_ps=result["step_ps"])
 
 
 def assess_model_rollouts(model_path: str | Path, data: Sequence[str | Path], *, split: str, steps: int,
@@ -162,4 +150,4 @@ def assess_model_rollouts(model_path: str | Path, data: Sequence[str | Path], *,
         sets = splits.sets[which].parts
         return assess_rollouts(model, sets, steps=steps, n_starts=n_starts, node_kind=splits.system.nodes.level,
                                device=dev, step_ps=float(ckpt.stats.get("horizon_ps", float("nan"))),
-                               progress=progress)
+                               guard=GuardConfig.for_model(ckpt.stats), progress=progress)

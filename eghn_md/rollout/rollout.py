@@ -16,13 +16,15 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from eghn_md.choices import PREDICTORS
 from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.io.writers import write_node_trajectory
 from eghn_md.rollout.start import frame_batch, open_start
 from eghn_md.utils import Progress, as_progress, compile_model
 
-__all__ = ["rollout", "rollout_run", "RolloutResult", "GuardConfig", "read_frames", "const_velocity_rollout"]
+__all__ = ["rollout", "rollout_run", "RolloutResult", "GuardConfig", "STEP_RMS_FACTOR", "STEP_RMS_FLOOR",
+           "const_velocity_rollout", "write_rmsd_csv"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,17 +32,32 @@ class GuardConfig:
     """When a rollout is stopped as diverged (each bound documented; the frames before the failing step are kept).
 
     * ``max_bond_dev`` [Å]: a bond of the node graph stretched or compressed by more than this from its length in
-      the start frame: the chain is torn apart (well beyond the 4.19 Å Cα–Cα break the validity report counts; None
-      disables);
+      the start frame: the chain is torn apart (well beyond the Cα–Cα break the validity report counts,
+      :data:`~eghn_md.graph.chains.CA_CA_MAX_BOND`; None disables);
     * ``rg_bounds``: radius of gyration outside ``(low, high)`` × the start frame's: the structure swells or collapses
       (MD of a folded protein stays within a few per cent; None disables);
     * ``max_step_rms`` [Å]: RMS displacement of one step (the model left the region it was trained on);
     * non-finite coordinates always stop a rollout.
+
+    The commands (``rollout`` and ``evaluate --rollout``) guard with :meth:`for_model`: these bounds and a step
+    bound of :data:`STEP_RMS_FACTOR` × the model's typical displacement, at least :data:`STEP_RMS_FLOOR`.
     """
 
     max_bond_dev: Optional[float] = 2.0
     rg_bounds: Optional[tuple[float, float]] = (0.5, 1.5)
     max_step_rms: float = math.inf
+
+    @classmethod
+    def for_model(cls, stats: dict) -> "GuardConfig":
+        """The guard of a trained model, from its checkpoint's training statistics (``disp_scale`` [Å])."""
+        disp = float(stats.get("disp_scale", 1.0))
+        return cls(max_step_rms=max(STEP_RMS_FACTOR * disp, STEP_RMS_FLOOR))
+
+
+#: the commands' step bound: this many times the model's typical displacement ``disp_scale`` per step ...
+STEP_RMS_FACTOR = 20.0
+#: ... and never below this [Å]
+STEP_RMS_FLOOR = 10.0
 
 
 @dataclass
@@ -207,11 +224,10 @@ def rollout_run(
     ckpt, dev, dtype = start.ckpt, start.device, start.dtype
     to = lambda a: torch.as_tensor(a, dtype=dtype, device=dev)  # noqa: E731
     x0 = to(start.frames[0])
-    disp = float(ckpt.stats.get("disp_scale", 1.0))
     model = compile_model(start.model) if compile else start.model
     result = rollout(
         model, x_prev=to(start.x_prev), x0=x0, h=start.system.h.to(dev, dtype), bonds=start.system.bonds.to(dev),
-        cutoff=start.cutoff, steps=steps, guard=GuardConfig(max_step_rms=max(20.0 * disp, 10.0)),
+        cutoff=start.cutoff, steps=steps, guard=GuardConfig.for_model(ckpt.stats),
         constraint=_constraint(start.system, x0, start.node_kind) if constrain else None, progress=progress,
     )
     frames = result.frames
@@ -261,17 +277,29 @@ def _truth_outputs(paths: dict, nodes: dict, start, frames: np.ndarray) -> dict:
         "static": _rmsd(np.repeat(true_frames[:1], k_done + 1, axis=0), true_frames),
         "const_velocity": _rmsd(cv, true_frames),
     }
-    with atomic_path(paths["rmsd"]) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["step", "time_ps", "rmsd_model_A", "rmsd_static_A", "rmsd_const_velocity_A"])
-        for k in range(k_done + 1):
-            w.writerow([k, f"{k * start.step_ps:.6g}", f"{rmsd['model'][k]:.6g}", f"{rmsd['static'][k]:.6g}",
-                        f"{rmsd['const_velocity'][k]:.6g}"])
+    write_rmsd_csv(paths["rmsd"], rmsd, step_ps=start.step_ps)
     return {
         "outputs": [str(p) for p in written] + [str(paths["rmsd"])],
         "final_rmsd_A": {k: float(v[-1]) for k, v in rmsd.items()},
         "mean_rmsd_A": {k: float(np.mean(v[1:])) if k_done else 0.0 for k, v in rmsd.items()},
     }
+
+
+def write_rmsd_csv(path: str | Path, rmsd: dict, *, step_ps: float) -> Path:
+    """The RMSD-vs-step table of every predictor (:data:`eghn_md.choices.PREDICTORS`), written atomically.
+
+    ``rmsd[predictor][k]`` [Å] at step k (``step_ps`` ps per step); the table ends at the first step without a
+    value (None: no true frame there). Columns ``step, time_ps, rmsd_<predictor>_A …``.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["step", "time_ps", *(f"rmsd_{k}_A" for k in PREDICTORS)])
+        for s in range(len(rmsd["model"])):
+            if rmsd["model"][s] is None:
+                break
+            w.writerow([s, f"{s * step_ps:.6g}", *(f"{rmsd[k][s]:.6g}" for k in PREDICTORS)])
+    return path
 
 
 def _rmsd(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -6,9 +6,10 @@ Definitions (all distances in Å, nodes have equal weight):
   is counted once). A bond's **reference length** is the given ``reference_lengths`` or else its length in frame 0
   (for a rollout: the true start frame).
 * **Chain break**, residue (Cα) nodes: a bonded pair (consecutive residues of one chain) farther apart than
-  :data:`CA_BREAK_A` = 4.19 Å, the threshold ProteinBench and AlphaFlow report (trans Cα–Cα is 3.80 Å). A bond
-  whose *reference* length already exceeds it is a gap in the chain (missing residues), not a virtual bond, and is
-  left out of the break count. In the AdK MD (MDAnalysisTests PSF + DCD/DCD2) Cα–Cα stays within 2.80–4.09 Å.
+  :data:`CA_BREAK_A` (:data:`~eghn_md.graph.chains.CA_CA_MAX_BOND`, 4.19 Å), the threshold ProteinBench and
+  AlphaFlow report (trans Cα–Cα is 3.80 Å). A bond whose *reference* length already exceeds it is a gap in the
+  chain (missing residues), not a virtual bond, and is left out of the break count. In the AdK MD
+  (MDAnalysisTests PSF + DCD/DCD2) Cα–Cα stays within 2.80–4.09 Å.
   Atom nodes: a bond with \\|d − d_ref\\| > :data:`ATOM_BOND_TOL_A` = 0.4 Å. The AdK MD (``backbone``) moves no
   bond more than 0.20 Å from its frame-0 length, so 0.4 Å is twice that, and about a quarter of a covalent bond
   (a C–N bond stretched to 1.7 Å is no longer a bond).
@@ -39,7 +40,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from eghn_md.choices import NODE_LEVELS
 from eghn_md.errors import DataError, UsageError
+from eghn_md.graph.chains import CA_CA_MAX_BOND
 from eghn_md.io.atomic import atomic_path
 
 __all__ = [
@@ -48,19 +51,18 @@ __all__ = [
     "near_pairs", "plot_validity",
 ]
 
-CA_BREAK_A = 4.19
+CA_BREAK_A = CA_CA_MAX_BOND  # one home: eghn_md.graph.chains
 CA_CLASH_A = 3.0
 ATOM_BOND_TOL_A = 0.4
 ATOM_CLASH_A = 2.0
 MIN_SEPARATION = 3
 MIN_RMSF_FRAMES = 10
-_KINDS = ("residue", "atom")
 
 
 def default_thresholds(node_kind: str) -> tuple[float, float]:
     """``(break, clash)`` thresholds [Å] of a node kind (see the module docstring)."""
-    if node_kind not in _KINDS:
-        raise UsageError(f"node_kind {node_kind!r} is not one of {list(_KINDS)}")
+    if node_kind not in NODE_LEVELS:
+        raise UsageError(f"node_kind {node_kind!r} is not one of {list(NODE_LEVELS)}")
     return (CA_BREAK_A, CA_CLASH_A) if node_kind == "residue" else (ATOM_BOND_TOL_A, ATOM_CLASH_A)
 
 

@@ -13,14 +13,13 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from eghn_md.choices import EVAL_SPLITS, PREDICTORS
 from eghn_md.data.batch import GraphBatch, collate
 from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.utils import resolve_device
 
 __all__ = ["PREDICTORS", "evaluate_sets", "evaluate_model", "per_node_errors", "physical_data_config"]
-
-PREDICTORS = ("model", "static", "const_velocity")
 
 
 @torch.no_grad()
@@ -88,9 +87,8 @@ def evaluate_model(
     from eghn_md.train.checkpoint import load_model
     from eghn_md.train.sources import build_splits
 
-    valid = ("train", "val", "test", "all")
-    if split not in valid:
-        raise UsageError(f"unknown split {split!r}; valid choices: {', '.join(valid)}")
+    if split not in EVAL_SPLITS:
+        raise UsageError(f"unknown split {split!r}; valid choices: {', '.join(EVAL_SPLITS)}")
     if not data:
         raise UsageError("no dataset given")
     model, ckpt = load_model(model_path, device=device)  # the inputs first: a missing model is named as such

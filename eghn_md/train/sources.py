@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 
+from eghn_md.choices import SPLITS
 from eghn_md.data.samples import ConcatSet, DataConfig, WindowSet, default_cutoff, split_ranges
 from eghn_md.data.system import GraphSystem, check_same_nodes, with_model_bonds
 from eghn_md.data.timebase import common_spacing, frame_spacing, frames_per_horizon
@@ -14,8 +15,6 @@ from eghn_md.errors import DataError, UsageError
 from eghn_md.graph.features import FeatureSpec, canonical_residue, feature_spec_for
 
 __all__ = ["Splits", "build_splits", "open_system", "SPLITS"]
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass
