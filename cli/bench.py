@@ -25,32 +25,52 @@ def _parse_seeds(value: str) -> list[int]:
     return seeds
 
 
+def _defaults():
+    """The benchmark settings an option left out falls back to (:data:`~eghn_md.benchmarks.runner.BENCH_TRAIN` and
+    ``BENCH_MODEL`` over TrainConfig's and ModelConfig's defaults): read here for ``--help``, never passed on."""
+    from eghn_md.benchmarks.runner import BenchSettings
+
+    return BenchSettings.create()
+
+
 def _train_options(f):
+    from eghn_md.benchmarks.runner import BENCH_MODELS, BENCH_SEEDS
+    from eghn_md.models.registry import models_with
+
+    d = _defaults()
+    t, flat, pooled = d.train, d.model_fields("egnn"), d.model_fields(models_with(pools=True)[0])
+
+    def shown(value) -> str:
+        return f"[default: {value}]"
+
     opts = [
-        click.option("--model", "models", multiple=True, type=click.Choice(MODEL_CHOICES), default=("egnn",),
-                     show_default=True, help="Model(s) to train; repeat the option for several."),
-        click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated training seeds."),
-        click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True),
-        click.option("--lr", type=float, default=5e-4, show_default=True),
-        click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True,
-                     help="Learning-rate schedule (the authors' scripts use none: a constant lr)."),
-        click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True),
-        click.option("--n-layers", type=click.IntRange(min=1), default=4, show_default=True,
-                     help="Layers of the flat models (EGHN uses --eghn-layers per level)."),
-        click.option("--eghn-layers", type=click.IntRange(min=1), default=3, show_default=True),
+        click.option("--model", "models", multiple=True, type=click.Choice(MODEL_CHOICES),
+                     help=f"Model(s) to train; repeat the option for several. {shown(', '.join(BENCH_MODELS))}"),
+        click.option("--seeds", default=None,
+                     help=f"Comma-separated training seeds. {shown(','.join(map(str, BENCH_SEEDS)))}"),
+        click.option("--epochs", type=click.IntRange(min=1), default=None, help=shown(t.epochs)),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, help=shown(t.batch_size)),
+        click.option("--lr", type=float, default=None, help=shown(t.lr)),
+        click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
+                     help=f"Learning-rate schedule (the authors' scripts use none: a constant lr). {shown(t.schedule)}"),
+        click.option("--hidden", type=click.IntRange(min=1), default=None, help=shown(flat["hidden"])),
+        click.option("--n-layers", type=click.IntRange(min=1), default=None,
+                     help=f"Layers of the flat models (EGHN uses --eghn-layers per level). {shown(flat['n_layers'])}"),
+        click.option("--eghn-layers", type=click.IntRange(min=1), default=None,
+                     help=f"Layers per level of the pooling models. {shown(pooled['n_layers'])}"),
         click.option("--clusters", type=click.IntRange(min=1), default=None,
-                     help="EGHN clusters K (default: the number of complexes for M-complex, 3 for mocap)."),
-        click.option("--eval-every", type=click.IntRange(min=1), default=5, show_default=True),
-        click.option("--patience", type=click.IntRange(min=0), default=50, show_default=True,
-                     help="Evaluations without improvement before stopping (0: never)."),
+                     help=f"EGHN clusters K (default: the number of complexes for M-complex, {d.model['n_clusters']} "
+                          "for mocap)."),
+        click.option("--eval-every", type=click.IntRange(min=1), default=None, help=shown(t.eval_every)),
+        click.option("--patience", type=click.IntRange(min=0), default=None,
+                     help=f"Evaluations without improvement before stopping (0: never). {shown(t.patience)}"),
         click.option("--max-train", type=click.IntRange(min=1), default=None,
                      help="Use only this many training samples."),
         click.option("--max-eval", type=click.IntRange(min=1), default=None,
                      help="Use only this many validation and test samples."),
         click.option("--max-val", type=click.IntRange(min=1), default=None,
                      help="Use only this many validation samples (the test set stays whole unless --max-eval)."),
-        click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True),
+        click.option("--device", type=click.Choice(DEVICES), default=None, help=shown(t.device)),
         json_option,
         quiet_option,
     ]
@@ -64,23 +84,33 @@ def _max_val(p: dict):
     return min(limits) if limits else None
 
 
-def _settings(p: dict, n_clusters: int):
-    from eghn_md.benchmarks.runner import BenchSettings
+def _given(p: dict, keys) -> dict:
+    """The options of ``keys`` the user gave (None: left to the benchmark settings)."""
+    return {k: p[k] for k in keys if p.get(k) is not None}
 
-    eghn = {"n_layers": p["eghn_layers"]}
+
+def _settings(p: dict, n_clusters: int):
+    """The benchmark settings with the options the user gave on top; ``n_clusters``: the data's K when
+    ``--clusters`` is not given (None: the settings')."""
+    from eghn_md.benchmarks.runner import BenchSettings
+    from eghn_md.models.registry import models_with
+
+    model = {**_given(p, ("hidden", "n_layers")), **_given({"n_clusters": p["clusters"] or n_clusters},
+                                                            ("n_clusters",))}
+    pooled = {m: {"n_layers": p["eghn_layers"]} for m in models_with(pools=True)} if p.get("eghn_layers") else {}
     return BenchSettings.create(
-        train={k: p[k] for k in ("epochs", "batch_size", "lr", "schedule", "eval_every", "patience", "device")},
-        model={"hidden": p["hidden"], "n_layers": p["n_layers"], "n_clusters": p["clusters"] or n_clusters},
-        model_overrides={"eghn": eghn, "eghn-published": eghn})
+        train=_given(p, ("epochs", "batch_size", "lr", "schedule", "eval_every", "patience", "device")),
+        model=model, model_overrides=pooled)
 
 
 def _run_and_report(title: str, train, val, test, p: dict, settings, paper) -> None:
-    from eghn_md.benchmarks.runner import format_table, run_benchmark, summarise
+    from eghn_md.benchmarks.runner import BENCH_MODELS, BENCH_SEEDS, format_table, run_benchmark, summarise
 
     console = stderr_console(p["quiet"])
     console.print(f"{lit(title)}: {len(train)} train / {len(val)} val / {len(test)} test samples")
-    rows = run_benchmark(train, val, test, models=list(dict.fromkeys(p["models"])),
-                         seeds=_parse_seeds(p["seeds"]), settings=settings, log=plain_log(console))
+    seeds = _parse_seeds(p["seeds"]) if p["seeds"] is not None else list(BENCH_SEEDS)
+    rows = run_benchmark(train, val, test, models=list(dict.fromkeys(p["models"] or BENCH_MODELS)), seeds=seeds,
+                         settings=settings, log=plain_log(console))
     summary = summarise(rows)
     if p["as_json"]:
         emit_json({"benchmark": title, "settings": settings.to_dict(), "runs": rows, "summary": summary,
@@ -170,7 +200,20 @@ def mocap_train(delta_frame, **p) -> None:
     train = mo.MocapDataset("train", delta_frame=delta_frame, max_samples=p["max_train"])
     val = mo.MocapDataset("val", delta_frame=delta_frame, max_samples=_max_val(p))
     test = mo.MocapDataset("test", delta_frame=delta_frame, max_samples=p["max_eval"])
-    _run_and_report("MoCap subject 9 run", train, val, test, p, _settings(p, 3), mo.PAPER_TABLE)
+    _run_and_report("MoCap subject 9 run", train, val, test, p, _settings(p, None), mo.PAPER_TABLE)
+
+
+def _adk_defaults() -> dict:
+    """The keyword defaults of :func:`~eghn_md.benchmarks.adk.run_adk` (its signature is their one home)."""
+    import inspect
+
+    from eghn_md.benchmarks.adk import run_adk
+
+    params = inspect.signature(run_adk).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+_ADK = _adk_defaults()
 
 
 @bench.command("adk")
@@ -179,15 +222,16 @@ def mocap_train(delta_frame, **p) -> None:
 @click.option("--topology", default=None, type=click.Path(dir_okay=False),
               help="Topology (default: MDAnalysisData adk_equilibrium).")
 @click.option("--trajectory", default=None, type=click.Path(dir_okay=False), help="Trajectory (with --topology).")
-@click.option("--model", "models", multiple=True, type=click.Choice(MODEL_CHOICES), default=("eghn", "egnn"),
-              show_default=True, help="Model(s); repeat the option for several.")
-@click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated training seeds.")
-@click.option("--preset", type=click.Choice(PRESET_NAMES), default="paper",
-              show_default=True)
-@click.option("--select", default="backbone", show_default=True, help="Node selection (the paper: backbone).")
+@click.option("--model", "models", multiple=True, type=click.Choice(MODEL_CHOICES),
+              help=f"Model(s); repeat the option for several. [default: {', '.join(_ADK['models'])}]")
+@click.option("--seeds", default=None,
+              help=f"Comma-separated training seeds. [default: {','.join(map(str, _ADK['seeds']))}]")
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default=None, help=f"[default: {_ADK['preset']}]")
+@click.option("--select", default=None, help=f"Node selection (the paper: backbone). [default: {_ADK['select']}]")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epoch budget.")
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="Override ΔT (paper: 15 frames).")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default=None,
+              help="Where to train. [default: the preset's, else auto]")
 @overwrite_option
 @json_option
 @quiet_option
@@ -208,11 +252,12 @@ def adk(out_dir, topology, trajectory, models, seeds, preset, select, epochs, ho
         from cli._progress import RichProgress
 
         progress_factory = lambda label: RichProgress(console=console, description=label)  # noqa: E731
-    overrides = {"train": {"device": device, **({"epochs": epochs} if epochs else {})},
-                 "data": {**({"horizon": horizon} if horizon else {})}}
-    results = run_adk(out_dir, topology=topology, trajectory=trajectory, models=models, seeds=_parse_seeds(seeds),
-                      preset=preset, select=select, overrides=overrides, overwrite=overwrite,
-                      progress_factory=progress_factory)
+    overrides = {"train": _given({"device": device, "epochs": epochs}, ("device", "epochs")),
+                 "data": _given({"horizon": horizon}, ("horizon",))}
+    given = _given({"models": tuple(models) or None, "seeds": None if seeds is None else _parse_seeds(seeds),
+                    "preset": preset, "select": select}, ("models", "seeds", "preset", "select"))
+    results = run_adk(out_dir, topology=topology, trajectory=trajectory, overrides=overrides, overwrite=overwrite,
+                      progress_factory=progress_factory, **given)
     if as_json:
         emit_json(results)
         return

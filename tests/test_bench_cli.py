@@ -74,3 +74,27 @@ def test_schedule_option_reaches_the_training_config():
     assert _settings(p, 3).train.schedule == "none"
     res = CliRunner().invoke(main, ["bench", "mcomplex", "train", "x.npz", "--schedule", "linear"])
     assert res.exit_code == 2 and "cosine" in res.output and "none" in res.output
+
+
+def test_bench_options_fall_back_to_the_benchmark_settings(monkeypatch):
+    """`--help` shows BENCH_TRAIN's values, and an option left out is not restated: a changed BENCH_TRAIN (its one
+    home) is what `bench` runs with."""
+    from eghn_md.benchmarks import runner
+
+    r = _invoke(["bench", "mocap", "train", "--help"])
+    text = " ".join(r.output.split())
+    for flag, key in (("--batch-size", "batch_size"), ("--patience", "patience"), ("--eval-every", "eval_every")):
+        shown = text[text.index(f"{flag} INTEGER RANGE"):]
+        assert shown[:shown.index("[x>=")].endswith(f"[default: {runner.BENCH_TRAIN[key]}] "), (flag, shown[:120])
+    monkeypatch.setitem(runner.BENCH_TRAIN, "patience", 7)
+    monkeypatch.setitem(runner.BENCH_TRAIN, "batch_size", 4)
+    monkeypatch.setitem(runner.BENCH_MODEL, "n_decoder_layers", 2)
+    r = _invoke(["bench", "mocap", "train", "--model", "linear", "--seeds", "1", "--max-train", "6", "--max-eval",
+                 "4", "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)["settings"]
+    assert (s["patience"], s["batch_size"], s["n_decoder_layers"]) == (7, 4, 2)
+    assert s["lr"] == runner.TrainConfig().lr and s["device"] == runner.BENCH_TRAIN["device"]
+    r = _invoke(["bench", "mocap", "train", "--model", "linear", "--seeds", "1", "--max-train", "6", "--max-eval",
+                 "4", "--patience", "3", "--json", "-q"])
+    assert json.loads(r.output)["settings"]["patience"] == 3  # an option given still wins

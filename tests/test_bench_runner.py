@@ -31,7 +31,9 @@ def test_create_overrides_and_validates():
                              model_overrides={"eghn": {"n_layers": 2}})
     assert (s.train.epochs, s.train.lr, s.train.batch_size, s.model["hidden"]) == (3, 1e-3, 100, 8)
     d = s.to_dict()
-    assert (d["epochs"], d["hidden"], d["batch_size"], d["model_overrides"]) == (3, 8, 100, {"eghn": {"n_layers": 2}})
+    # the pooling models' own defaults (BENCH_POOLING_MODEL) stay under what a caller overrides
+    assert (d["epochs"], d["hidden"], d["batch_size"], d["model_overrides"]) == (
+        3, 8, 100, {"eghn": {"n_layers": 2}, "eghn-published": {"n_layers": 3}})
     with pytest.raises(UsageError, match="lr must be > 0"):
         BenchSettings.create(train={"lr": 0.0})
     with pytest.raises(UsageError, match="unknown benchmark model setting.*bogus"):

@@ -4,9 +4,9 @@ Settings (:class:`BenchSettings`) are a :class:`~eghn_md.train.options.TrainConf
 :class:`~eghn_md.models.ModelConfig` field overrides: the benchmarks' own defaults are overrides of those homes.
 
 The same harness serves M-complex and motion capture: build each model from :mod:`eghn_md.models`, train it with
-:func:`eghn_md.train.loop.fit` (best validation epoch kept), evaluate the per-coordinate test MSE. The ``linear``
-baseline (``x + θ v``, one parameter) is set to its least-squares optimum on the training set instead of being
-trained, which is the value training converges to.
+:func:`eghn_md.train.loop.fit` (best validation epoch kept), evaluate the per-coordinate test MSE. A model that
+declares ``closed_form`` (the ``linear`` baseline ``x + θ v``, one parameter) is set to its least-squares optimum
+on the training set instead of being trained, which is the value training converges to.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import UsageError
 from eghn_md.train.options import TrainConfig
 
-__all__ = ["BenchSettings", "BENCH_TRAIN", "BENCH_MODEL", "run_benchmark", "summarise", "format_table",
-           "linear_fit_theta"]
+__all__ = ["BenchSettings", "BENCH_TRAIN", "BENCH_MODEL", "BENCH_POOLING_MODEL", "BENCH_MODELS", "BENCH_SEEDS",
+           "run_benchmark", "summarise", "format_table", "linear_fit_theta"]
 
 
 #: where the benchmarks' optimisation differs from :class:`~eghn_md.train.options.TrainConfig`'s defaults (the one
@@ -34,6 +34,12 @@ BENCH_TRAIN = {"batch_size": 100, "weight_decay": 1e-12, "patience": 50, "eval_e
 #: where the benchmarks' models differ from :class:`~eghn_md.models.ModelConfig`'s defaults (the one home of every
 #: model hyper-parameter); the input sizes and scales come from the training set
 BENCH_MODEL = {"n_pool_layers": 3, "n_decoder_layers": 1, "n_clusters": 3}
+#: where the models that pool (EGHN, :func:`~eghn_md.models.registry.models_with` ``pools=True``) differ from the
+#: others: their interaction layers per level
+BENCH_POOLING_MODEL = {"n_layers": 3}
+#: the models and training seeds a benchmark runs when none are named
+BENCH_MODELS = ("egnn",)
+BENCH_SEEDS = (1, 2, 3)
 #: ModelConfig fields a benchmark fixes from its data, not from the settings
 _DATA_FIELDS = ("name", "node_in", "edge_in", "length_scale", "radius_scale", "vel_scale", "disp_scale")
 
@@ -44,7 +50,7 @@ class BenchSettings:
     :class:`~eghn_md.train.options.TrainConfig` (its ``seed`` is replaced by each run's), ``model`` the
     :class:`~eghn_md.models.ModelConfig` fields every model gets, ``model_overrides`` maps a model name to the fields
     that differ for it (e.g. EGHN's layer counts). Build it with :meth:`create`, which starts from
-    :data:`BENCH_TRAIN` / :data:`BENCH_MODEL`."""
+    :data:`BENCH_TRAIN` / :data:`BENCH_MODEL` / :data:`BENCH_POOLING_MODEL`."""
 
     train: TrainConfig
     model: dict = field(default_factory=dict)
@@ -57,9 +63,26 @@ class BenchSettings:
     @classmethod
     def create(cls, *, train: Optional[Mapping] = None, model: Optional[Mapping] = None,
                model_overrides: Optional[Mapping] = None) -> "BenchSettings":
-        """The benchmark defaults with ``train`` (TrainConfig fields) and ``model`` (ModelConfig fields) on top."""
+        """The benchmark defaults with ``train`` (TrainConfig fields), ``model`` (ModelConfig fields) and
+        ``model_overrides`` (per model name, on top of :data:`BENCH_POOLING_MODEL` for the pooling models) on top."""
+        from eghn_md.models.registry import models_with
+
+        overrides = {name: dict(BENCH_POOLING_MODEL) for name in models_with(pools=True)}
+        for name, fields in (model_overrides or {}).items():
+            overrides[name] = {**overrides.get(name, {}), **fields}
         return cls(train=TrainConfig(**{**BENCH_TRAIN, **(train or {})}), model={**BENCH_MODEL, **(model or {})},
-                   model_overrides={k: dict(v) for k, v in (model_overrides or {}).items()})
+                   model_overrides=overrides)
+
+    def model_fields(self, name: str) -> dict:
+        """Every ModelConfig field model ``name`` gets from these settings (the library defaults beneath), except
+        those its data fixes (sizes and scales)."""
+        from dataclasses import MISSING, fields
+
+        from eghn_md.models.config import ModelConfig
+
+        base = {f.name: f.default for f in fields(ModelConfig) if f.default is not MISSING}
+        base = {k: v for k, v in base.items() if k not in _DATA_FIELDS}
+        return {**base, **self.model, **self.model_overrides.get(name, {})}
 
     def to_dict(self) -> dict:
         """One flat record (model fields, then training fields) for a benchmark's JSON summary."""
@@ -91,7 +114,7 @@ def _model_config(name: str, train_set: Sequence[GraphBatch], s: BenchSettings):
     stats = compute_stats(train_set)
     scales = {k: stats[k] for k in ("length_scale", "radius_scale", "vel_scale", "disp_scale")}
     return ModelConfig(name=name, node_in=int(g.h.shape[1]), edge_in=int(g.edge_attr.shape[1]), **scales,
-                       **{**s.model, **s.model_overrides.get(name, {})})
+                       **s.model_fields(name))
 
 
 def run_benchmark(
