@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m ruff check eghn_md cli tests && $(PY) -m pytest -q
 
 # everything, with the long fuzzing campaign (400 examples per reader) and any test marked slow
 test-slow: install

@@ -11,8 +11,7 @@ from __future__ import annotations
 import click
 
 from cli._common import emit_json, json_option, lit, overwrite_option, plain_log, quiet_option, stderr_console
-
-from eghn_md.choices import DEVICES, MODEL_NAMES as MODEL_CHOICES, PRESET_NAMES, SCHEDULES  # noqa: E402
+from eghn_md.choices import DEVICES, MODEL_NAMES, PRESET_NAMES, SCHEDULES
 
 
 def _parse_seeds(value: str) -> list[int]:
@@ -44,7 +43,7 @@ def _train_options(f):
         return f"[default: {value}]"
 
     opts = [
-        click.option("--model", "models", multiple=True, type=click.Choice(MODEL_CHOICES),
+        click.option("--model", "models", multiple=True, type=click.Choice(MODEL_NAMES),
                      help=f"Model(s) to train; repeat the option for several. {shown(', '.join(BENCH_MODELS))}"),
         click.option("--seeds", default=None,
                      help=f"Comma-separated training seeds. {shown(','.join(map(str, BENCH_SEEDS)))}"),
@@ -52,7 +51,8 @@ def _train_options(f):
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help=shown(t.batch_size)),
         click.option("--lr", type=float, default=None, help=shown(t.lr)),
         click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
-                     help=f"Learning-rate schedule (the authors' scripts use none: a constant lr). {shown(t.schedule)}"),
+                     help="Learning-rate schedule (the authors' scripts use none: a constant lr). "
+                          + shown(t.schedule)),
         click.option("--hidden", type=click.IntRange(min=1), default=None, help=shown(flat["hidden"])),
         click.option("--n-layers", type=click.IntRange(min=1), default=None,
                      help=f"Layers of the flat models (EGHN uses --eghn-layers per level). {shown(flat['n_layers'])}"),
@@ -222,7 +222,7 @@ _ADK = _adk_defaults()
 @click.option("--topology", default=None, type=click.Path(dir_okay=False),
               help="Topology (default: MDAnalysisData adk_equilibrium).")
 @click.option("--trajectory", default=None, type=click.Path(dir_okay=False), help="Trajectory (with --topology).")
-@click.option("--model", "models", multiple=True, type=click.Choice(MODEL_CHOICES),
+@click.option("--model", "models", multiple=True, type=click.Choice(MODEL_NAMES),
               help=f"Model(s); repeat the option for several. [default: {', '.join(_ADK['models'])}]")
 @click.option("--seeds", default=None,
               help=f"Comma-separated training seeds. [default: {','.join(map(str, _ADK['seeds']))}]")

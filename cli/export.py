@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import click
 
-from cli._common import (device_option, emit_json, json_option, lit, model_on_system_arguments, overwrite_option,
-                         quiet_option, stderr_console)
+from cli._common import (
+    device_option,
+    emit_json,
+    json_option,
+    lit,
+    model_on_system_arguments,
+    overwrite_option,
+    quiet_option,
+    stderr_console,
+)
 
 
 @click.group("export")

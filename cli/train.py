@@ -7,8 +7,7 @@ import os
 import click
 
 from cli._common import emit_json, json_option, lit, overwrite_option, plain_log, quiet_option, stderr_console
-
-from eghn_md.choices import DEVICES, FEATURE_SETS, MODEL_NAMES, OPTIMIZERS, PRESET_NAMES, SCHEDULES  # noqa: E402
+from eghn_md.choices import DEVICES, FEATURE_SETS, MODEL_NAMES, OPTIMIZERS, PRESET_NAMES, SCHEDULES
 
 
 @click.command("train")
@@ -69,9 +68,9 @@ def train(data, out_dir, preset, config_file, model, features, horizon, horizon_
       eghn-md train adk.h5 -o run --resume
       torchrun --nproc_per_node 4 -m cli.main train adk.h5 -o run --preset paper
     """
+    from cli._progress import RichProgress
     from eghn_md.errors import UsageError
     from eghn_md.train.config import resolve_config
-    from cli._progress import RichProgress
     from eghn_md.train.run import train_run
 
     if horizon is not None and horizon_ps is not None:

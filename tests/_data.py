@@ -66,13 +66,20 @@ def leftovers(directory: Path) -> list[str]:
     return sorted(n for n in os.listdir(directory) if n.startswith(".") or ".tmp" in n)
 
 
-def run_cli(*args: str):
-    """Invoke ``eghn-md`` in-process; returns Click's Result (``exit_code``, ``stdout``, ``stderr``)."""
+def run_cli(*args, expect: int | None = None):
+    """Invoke ``eghn-md`` in-process with ``args`` (each turned into a string); returns Click's Result
+    (``exit_code``, ``output``, ``stdout``, ``stderr``, ``exception``). The one way the tests run a command.
+
+    ``expect``: the exit status the command must end with (asserted, showing its output and exception).
+    """
     from click.testing import CliRunner
 
     from cli.main import main
 
-    return CliRunner().invoke(main, [str(a) for a in args])
+    res = CliRunner().invoke(main, [str(a) for a in args])
+    if expect is not None:
+        assert res.exit_code == expect, f"exit {res.exit_code} (expected {expect})\n{res.output}\n{res.exception!r}"
+    return res
 
 
 def history_rows(run: Path) -> list[dict]:

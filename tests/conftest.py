@@ -59,12 +59,10 @@ def tiny_config(tmp_path_factory):
 @pytest.fixture(scope="session")
 def adk_h5(adk, tmp_path_factory):
     """AdK Cα dataset (214 nodes × 98 frames) made by the real preprocess command."""
-    from click.testing import CliRunner
-
-    from cli.main import main
+    from _data import run_cli
 
     out = tmp_path_factory.mktemp("data") / "adk.h5"
-    res = CliRunner().invoke(main, ["preprocess", adk["psf"], adk["dcd"], "-o", str(out), "--quiet"])
+    res = run_cli("preprocess", adk["psf"], adk["dcd"], "-o", str(out), "--quiet")
     assert res.exit_code == 0, res.output
     return str(out)
 
@@ -73,14 +71,10 @@ def adk_h5(adk, tmp_path_factory):
 def tiny_run(adk_h5, tiny_config, tmp_path_factory, device):
     """A tiny EGHN trained for two epochs through the real train command (on ``--device``); returns the run
     directory."""
-    from click.testing import CliRunner
-
-    from cli.main import main
+    from _data import run_cli
 
     run = tmp_path_factory.mktemp("run") / "run"
-    res = CliRunner().invoke(
-        main, ["train", adk_h5, "-o", str(run), "--config", tiny_config, "--seed", "1", "--quiet",
-               "--device", str(device)]
-    )
+    res = run_cli("train", adk_h5, "-o", str(run), "--config", tiny_config, "--seed", "1", "--quiet",
+                  "--device", str(device))
     assert res.exit_code == 0, res.output
     return run

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cli.main import main
+from _data import run_cli
 
 
 @dataclass(frozen=True)
@@ -136,8 +135,8 @@ CASES = [
       "is not a text (UTF-8) YAML file"),
     C("train", "--config that is not a mapping", f"train {{h5}} -o {{out}}/run {TRAIN} --config {{bad}}/notes.txt",
       2, "must hold a mapping"),
-    C("train", "--config with a non-number batch_size", f"train {{h5}} -o {{out}}/run {TRAIN} --config {{bad}}/abc.yaml",
-      2, "batch_size must be a finite number"),
+    C("train", "--config with a non-number batch_size",
+      f"train {{h5}} -o {{out}}/run {TRAIN} --config {{bad}}/abc.yaml", 2, "batch_size must be a finite number"),
     C("train", "--config with a non-number horizon", f"train {{h5}} -o {{out}}/run {TRAIN} --config {{bad}}/hz.yaml",
       2, "invalid data option"),
     C("train", "--config with a scalar split", f"train {{h5}} -o {{out}}/run {TRAIN} --config {{bad}}/split.yaml",
@@ -197,10 +196,11 @@ CASES = [
       1, "input frame 5 has non-finite coordinates"),
     C("rollout", "topology-only file alone (no trajectory)", f"rollout {{model}} {{psf}} {ROLL}", 2,
       "no trajectory given and topology"),
-    C("rollout", "topology whose sequence differs from the model's", f"rollout {{model}} {{bad}}/mutated.psf {{dcd}} {ROLL}",
-      1, "the sequence differs"),
+    C("rollout", "topology whose sequence differs from the model's",
+      f"rollout {{model}} {{bad}}/mutated.psf {{dcd}} {ROLL}", 1, "the sequence differs"),
     C("rollout", "trajectory with frames not a whole fraction of the horizon",
-      f"rollout {{model}} {{psf}} {{bad}}/every2.dcd {ROLL}", 1, "has frames 2 ps apart but the model's horizon is 5 ps"),
+      f"rollout {{model}} {{psf}} {{bad}}/every2.dcd {ROLL}", 1,
+      "has frames 2 ps apart but the model's horizon is 5 ps"),
     C("rollout", "--steps 0", f"rollout {{model}} {{psf}} {{dcd}} {ROLL} --steps 0", 2, "'--steps'"),
     C("rollout", "--frame -1", f"rollout {{model}} {{psf}} {{dcd}} {ROLL} --frame -1", 2, "'--frame'"),
     C("rollout", "--frame before one horizon of history", f"rollout {{model}} {{psf}} {{dcd}} {ROLL} --frame 2", 2,
@@ -385,16 +385,17 @@ def bad(adk, adk_h5, tiny_run, tmp_path_factory):
             for _ in u.trajectory[::2]:
                 w.write(u.atoms)
     every2 = tmp_path_factory.mktemp("every2") / "every2.h5"
-    res = CliRunner().invoke(main, ["preprocess", adk["psf"], adk["dcd"], "-o", str(every2), "--quiet",
-                                    "--stride", "2"])
+    res = run_cli("preprocess", adk["psf"], adk["dcd"], "-o", str(every2), "--quiet",
+                  "--stride", "2")
     assert res.exit_code == 0, res.output
     sub = tmp_path_factory.mktemp("sub") / "sub.h5"
-    res = CliRunner().invoke(main, ["preprocess", adk["psf"], adk["dcd"], "-o", str(sub), "--quiet",
-                                    "--select", "name CA and resid 1:50"])
+    res = run_cli("preprocess", adk["psf"], adk["dcd"], "-o", str(sub), "--quiet",
+                  "--select", "name CA and resid 1:50")
     assert res.exit_code == 0, res.output
     return {
         "bad": str(d), "nope": str(d / "no-such-dir"), "psf": adk["psf"], "dcd": adk["dcd"], "pdb": df.PDB_small,
-        "xtc_other": df.XTC, "h5": adk_h5, "sub_h5": str(sub), "h5_every2": str(every2), "model": str(Path(tiny_run) / "model.pt"),
+        "xtc_other": df.XTC, "h5": adk_h5, "sub_h5": str(sub), "h5_every2": str(every2),
+        "model": str(Path(tiny_run) / "model.pt"),
         "marker": str(d / "PWNED"),
     }
 
@@ -413,7 +414,7 @@ def test_bad_input_gives_one_line_error(case, bad, tmp_path, monkeypatch):
     if case.existing:
         (out / case.existing).write_bytes(b"previous output\n")
     paths = {**bad, "out": str(out)}
-    res = CliRunner().invoke(main, _argv(case, paths))
+    res = run_cli(*_argv(case, paths))
     errors = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
     assert res.exit_code == case.code, (res.exit_code, res.output, res.exception)
     assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.exception
@@ -452,11 +453,11 @@ def test_unreadable_file_is_a_one_line_error(adk, tmp_path):
     src.chmod(0)
     try:
         if os.geteuid() != 0:
-            res = CliRunner().invoke(main, ["preprocess", adk["psf"], str(src), "-o", str(tmp_path / "a.h5")])
+            res = run_cli("preprocess", adk["psf"], str(src), "-o", str(tmp_path / "a.h5"))
         else:
             err = PermissionError(errno.EACCES, "Permission denied", str(src))
             with mock.patch("eghn_md.data.preprocess.sha256_file", side_effect=err):
-                res = CliRunner().invoke(main, ["preprocess", adk["psf"], str(src), "-o", str(tmp_path / "a.h5")])
+                res = run_cli("preprocess", adk["psf"], str(src), "-o", str(tmp_path / "a.h5"))
     finally:
         src.chmod(0o644)
     assert res.exit_code in (1, 2), res.output

@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from cli.main import main
+from _data import run_cli
 
 
 def test_bench_adk_runs_the_protocol_on_given_files(adk, tmp_path):
-    res = CliRunner().invoke(main, [
-        "bench", "adk", "-o", str(tmp_path), "--topology", adk["psf"], "--trajectory", adk["dcd"],
-        "--model", "linear", "--model", "eghn", "--seeds", "1", "--preset", "tiny", "--horizon", "5",
-        "--epochs", "1", "--select", "protein and name CA", "--device", "cpu", "--json", "--quiet",
-    ])
+    res = run_cli(
+                  "bench", "adk", "-o", str(tmp_path), "--topology", adk["psf"], "--trajectory", adk["dcd"],
+                  "--model", "linear", "--model", "eghn", "--seeds", "1", "--preset", "tiny", "--horizon", "5",
+                  "--epochs", "1", "--select", "protein and name CA", "--device", "cpu", "--json", "--quiet")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert set(out) == {"linear", "eghn"}
@@ -28,12 +26,12 @@ def test_bench_adk_without_mdanalysisdata_says_how_to_get_it(tmp_path, monkeypat
     import sys
 
     monkeypatch.setitem(sys.modules, "MDAnalysisData", None)  # import fails as if not installed
-    res = CliRunner().invoke(main, ["bench", "adk", "-o", str(tmp_path / "x"), "--quiet"])
+    res = run_cli("bench", "adk", "-o", str(tmp_path / "x"), "--quiet")
     assert res.exit_code == 2
     assert "MDAnalysisData" in res.output and "fetch_adk_equilibrium" in res.output
     assert not (tmp_path / "x").exists()
 
 
 def test_bench_adk_needs_both_files(adk, tmp_path):
-    res = CliRunner().invoke(main, ["bench", "adk", "-o", str(tmp_path), "--topology", adk["psf"], "--quiet"])
+    res = run_cli("bench", "adk", "-o", str(tmp_path), "--topology", adk["psf"], "--quiet")
     assert res.exit_code == 2 and "--trajectory" in res.output

@@ -38,16 +38,16 @@ def test_edges_bonds_and_two_hop():
     raw = mocap.load_raw()
     g = mocap.MocapDataset("val")[0]
     bonds = {tuple(e) for e in raw["edges"].tolist()} | {tuple(e[::-1]) for e in raw["edges"].tolist()}
-    pairs = list(zip(*g.edge_index.tolist()))
+    pairs = list(zip(*g.edge_index.tolist(), strict=True))
     kinds = g.edge_attr[:, 0].tolist()
     assert len(set(pairs)) == len(pairs) and all(i != j for i, j in pairs)
-    assert {p for p, k in zip(pairs, kinds) if k == 1} == bonds
+    assert {p for p, k in zip(pairs, kinds, strict=True) if k == 1} == bonds
     assert {tuple(p) for p in g.local_edge_index.t().tolist()} == bonds
     adj = {}
     for i, j in bonds:
         adj.setdefault(i, set()).add(j)
     two = {(i, k) for i in adj for j in adj[i] for k in adj[j] if k != i and (i, k) not in bonds}
-    assert {p for p, k in zip(pairs, kinds) if k == 2} == two
+    assert {p for p, k in zip(pairs, kinds, strict=True) if k == 2} == two
     # symmetric
     assert set(pairs) == {(j, i) for i, j in pairs}
 

@@ -8,9 +8,8 @@ import warnings
 import MDAnalysis as mda
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cli.main import main
+from _data import run_cli
 from eghn_md.graph.chains import CA_CA_MAX_BOND, chain_model, sequence_bonds, sequence_breaks
 
 SEL = "protein and name CA"
@@ -42,7 +41,7 @@ def _write(atoms, top, traj):
 
 
 def _preprocess(top, traj, out):
-    res = CliRunner().invoke(main, ["preprocess", str(top), str(traj), "-o", str(out), "--quiet", "--json"])
+    res = run_cli("preprocess", str(top), str(traj), "-o", str(out), "--quiet", "--json")
     assert res.exit_code == 0, res.output
     return json.loads(res.stdout)
 
@@ -104,7 +103,7 @@ def test_missing_residues_make_a_gap(adk_universe, tmp_path, renumber):
     assert summary["n_chains"] == 1 and summary["n_gaps"] == 1
     gap = "49–50" if renumber else "49–53"
     assert summary["chains"] == [f"SYSTEM: resid 1–{211 if renumber else 214} (211 nodes), gaps between resid {gap}"]
-    res = CliRunner().invoke(main, ["info", str(tmp_path / "g.h5")])
+    res = run_cli("info", str(tmp_path / "g.h5"))
     assert res.exit_code == 0 and "1 gap(s)" in res.output and gap in res.output
 
 
@@ -114,7 +113,8 @@ def test_chain_model_from_stored_bonds(adk_h5):
     with Dataset(adk_h5) as ds:
         cm = chain_model(ds.nodes)
     assert len(cm.chains) == 1 and cm.n_gaps == 0 and not cm.breaks.any()
-    assert (cm.chains[0].start, cm.chains[0].stop, cm.chains[0].first_resid, cm.chains[0].last_resid) == (0, 214, 1, 214)
+    c = cm.chains[0]
+    assert (c.start, c.stop, c.first_resid, c.last_resid) == (0, 214, 1, 214)
 
 
 SYSTEMS = [  # MDAnalysisTests protein systems: (topology, trajectory or None when the topology holds the frame)

@@ -40,7 +40,7 @@ def test_compiled_gather_and_row_sum_give_eager_gradients():
     x, v, s = (torch.randn(n, k, dtype=torch.float64, generator=g) for k in (3, 3, 1))
     want = _grads(step, x, v, s)
     got = _grads(torch.compile(step, dynamic=True), x, v, s)
-    for a, b, what in zip(want, got, ("value", "x gradient", "v gradient")):
+    for a, b, what in zip(want, got, ("value", "x gradient", "v gradient"), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12, msg=what)
 
 
@@ -48,7 +48,8 @@ def test_one_graph_paths_equal_the_general_ones():
     g = torch.Generator().manual_seed(1)
     src = torch.randn(7, 3, 2, dtype=torch.float64, generator=g)
     zeros = torch.zeros(7, dtype=torch.long)
-    torch.testing.assert_close(scatter_sum(src, zeros, 1), torch.zeros(1, 3, 2, dtype=torch.float64).index_add_(0, zeros, src))
+    want = torch.zeros(1, 3, 2, dtype=torch.float64).index_add_(0, zeros, src)
+    torch.testing.assert_close(scatter_sum(src, zeros, 1), want)
     row = torch.randn(1, 3, dtype=torch.float64, generator=g)
     torch.testing.assert_close(graph_gather(row, zeros, 1), row[zeros])
     a = torch.randn(5, 3, 3, dtype=torch.float64, generator=g)
@@ -73,7 +74,8 @@ def test_compiled_models_match_eager(name):
             model.zero_grad(set_to_none=True)
             out = net(batch)
             out.pos.pow(2).mean().backward()
-            grads.append((out.pos.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}))
+            grads.append((out.pos.detach(),
+                          {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}))
         (pos0, g0), (pos1, g1) = grads[0], grads[2]
         torch.testing.assert_close(pos1, pos0, rtol=1e-10, atol=1e-10)
         assert g1.keys() == g0.keys()

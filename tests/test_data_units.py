@@ -10,8 +10,8 @@ import torch
 
 from eghn_md.data.batch import collate
 from eghn_md.data.samples import WindowSet, build_edges, split_ranges
-from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.errors import UsageError
+from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.testing.synthetic import random_graph
 
 
@@ -19,8 +19,8 @@ from eghn_md.testing.synthetic import random_graph
 def test_split_ranges_are_contiguous_and_cover_every_frame(n, fr):
     blocks = split_ranges(n, fr)
     assert blocks[0][0] == 0 and blocks[-1][1] == n
-    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
-    for (a, b), f in zip(blocks, fr):
+    assert all(a[1] == b[0] for a, b in zip(blocks[:-1], blocks[1:], strict=True))
+    for (a, b), f in zip(blocks, fr, strict=True):
         assert abs((b - a) - f * n) <= 1
 
 
@@ -32,10 +32,10 @@ def test_build_edges_is_the_radius_graph_united_with_bonds_by_brute_force():
     d = torch.cdist(pos.double(), pos.double())
     expected = {(i, j) for i in range(25) for j in range(25) if i != j and d[i, j] < 5.0} | {(0, 1), (1, 0), (7, 24),
                                                                                               (24, 7)}
-    got = list(zip(ei[0].tolist(), ei[1].tolist()))
+    got = list(zip(ei[0].tolist(), ei[1].tolist(), strict=True))
     assert set(got) == expected and len(got) == len(expected)
     assert got == sorted(got)  # sorted by receiver, then sender
-    flags = dict(zip(got, ea[:, 0].tolist()))
+    flags = dict(zip(got, ea[:, 0].tolist(), strict=True))
     assert flags[(7, 24)] == 1.0 and flags[(0, 1)] == 1.0 and sum(flags.values()) == 4
 
 

@@ -52,16 +52,16 @@ def test_chain_matches_composed_modules(agg, edge_dim, has_head, tail_width, bia
     got = mlp.chain(f, ef, edges, agg=agg, head=head, tail=tail)
     ref = mlp._chain_composed(f, ef, edges, agg=agg, head=head, tail=tail)
     assert [t is None for t in got] == [t is None for t in ref] == [agg is None, head is None]
-    for a, r in zip(got, ref):
+    for a, r in zip(got, ref, strict=True):
         if r is not None:
             torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
     g_got = torch.autograd.grad(_loss(got), leaves)
     g_ref = torch.autograd.grad(_loss(ref), leaves)
-    for a, r in zip(g_got, g_ref):
+    for a, r in zip(g_got, g_ref, strict=True):
         torch.testing.assert_close(a, r, rtol=1e-11, atol=1e-12)
     with torch.no_grad():
         nograd = mlp.chain(f, ef, edges, agg=agg, head=head, tail=tail)
-    for a, r in zip(nograd, ref):
+    for a, r in zip(nograd, ref, strict=True):
         if r is not None:
             torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
 
@@ -109,7 +109,7 @@ def test_layers_same_with_and_without_the_chain(kind, monkeypatch, device):
             return layer(Z, b.h, e, b.edge_attr, b.batch, b.num_graphs)
     fused, g_fused = _layer_outputs(layer, call, False, monkeypatch)
     plain, g_plain = _layer_outputs(layer, call, True, monkeypatch)
-    for a, r in zip(fused + g_fused, plain + g_plain):
+    for a, r in zip(fused + g_fused, plain + g_plain, strict=True):
         torch.testing.assert_close(a, r, rtol=1e-11, atol=1e-12)
     assert (fused[0] - (b.pos if kind.startswith("egnn") else Z)).abs().max() > 1e-6  # positions do move
 

@@ -73,9 +73,7 @@ def _float64_pairs(pos, cutoff):
 
 @pytest.mark.parametrize("selection, cutoff", [("name CA", 10.0), ("backbone", 8.0)])
 def test_float32_radius_graph_equals_float64_on_adk_frames(selection, cutoff):
-    from tests._data import mda_positions
-
-    from tests._data import datafile
+    from tests._data import datafile, mda_positions
 
     frames = torch.as_tensor(mda_positions(datafile("PSF"), datafile("DCD"), selection, stride=7)[0])
     assert frames.dtype == torch.float32 and frames.shape[0] >= 10

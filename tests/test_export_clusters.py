@@ -8,12 +8,14 @@ import warnings
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cli.main import main
+from _data import run_cli
 from eghn_md.errors import UsageError
 from eghn_md.export.clusters import (
-    ClusterAssignment, parse_frames, residue_clusters, summarise_assignments,
+    ClusterAssignment,
+    parse_frames,
+    residue_clusters,
+    summarise_assignments,
 )  # fmt: skip
 from eghn_md.export.viewers import OKABE_ITO, cluster_palette, hex_to_rgb, pymol_available, render_pymol
 
@@ -91,8 +93,8 @@ def test_palette_is_okabe_ito_for_few_clusters_and_distinct_up_to_17():
 @pytest.fixture(scope="module")
 def exported(tiny_run, adk, tmp_path_factory):
     out = tmp_path_factory.mktemp("clusters") / "cl"
-    res = CliRunner().invoke(main, ["export", "clusters", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"],
-                                    "--frame", "12", "-o", str(out), "--device", "cpu", "--json"])
+    res = run_cli("export", "clusters", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"],
+                  "--frame", "12", "-o", str(out), "--device", "cpu", "--json")
     assert res.exit_code == 0, res.output
     return out
 
@@ -145,7 +147,7 @@ def test_viewer_scripts_select_and_colour_each_cluster(exported):
     assert "cmd.load(os.path.join(_here, 'clusters.pdb'), 'clusters')" in pml
     assert "show cartoon, clusters" in pml
     colours = cluster_palette(len(clusters))
-    for k, col in zip(clusters, colours):
+    for k, col in zip(clusters, colours, strict=True):
         r, g, b = hex_to_rgb(col)
         assert f"select cluster_{k}, clusters and b > {k - 0.5:g} and b < {k + 0.5:g}" in pml
         assert f"set_color eghn_c{k}, [{r:.3f}, {g:.3f}, {b:.3f}]" in pml
@@ -193,10 +195,10 @@ def test_existing_outputs_need_overwrite(tiny_run, adk, exported, tmp_path):
     shutil.copytree(exported, out)
     before = (out / "clusters.csv").read_text()
     args = ["export", "clusters", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "-o", str(out), "--no-plot"]
-    res = CliRunner().invoke(main, args)
+    res = run_cli(*args)
     assert res.exit_code == 2 and "--overwrite" in res.output
     assert (out / "clusters.csv").read_text() == before
-    res = CliRunner().invoke(main, args + ["--overwrite", "--frame", "30"])
+    res = run_cli(*args + ["--overwrite", "--frame", "30"])
     assert res.exit_code == 0, res.output
     assert not list(out.glob(".*tmp*"))  # no temporary leftovers
 
@@ -206,10 +208,10 @@ def test_model_without_pooling_is_a_usage_error(adk_h5, adk, tmp_path):
     cfg.write_text("model: {name: egnn, hidden: 8, n_layers: 1}\ndata: {horizon: 5, window_stride: 8}\n"
                    "train: {epochs: 1, batch_size: 8}\n")
     run = tmp_path / "run"
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(run), "--config", str(cfg), "--quiet", "--device", "cpu"])
+    res = run_cli("train", adk_h5, "-o", str(run), "--config", str(cfg), "--quiet", "--device", "cpu")
     assert res.exit_code == 0, res.output
-    res = CliRunner().invoke(main, ["export", "clusters", str(run / "model.pt"), adk["psf"], adk["dcd"],
-                                    "-o", str(tmp_path / "cl")])
+    res = run_cli("export", "clusters", str(run / "model.pt"), adk["psf"], adk["dcd"],
+                  "-o", str(tmp_path / "cl"))
     assert res.exit_code == 2
     assert "has no pooling clusters" in res.output
     assert not (tmp_path / "cl").exists()
@@ -235,8 +237,8 @@ def test_cli_render_writes_clusters_pymol_png(tiny_run, adk, tmp_path):
     import matplotlib.image as mpimg
 
     out = tmp_path / "cl"
-    res = CliRunner().invoke(main, ["export", "clusters", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"],
-                                    "-o", str(out), "--render", "--no-plot", "--quiet"])
+    res = run_cli("export", "clusters", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"],
+                  "-o", str(out), "--render", "--no-plot", "--quiet")
     assert res.exit_code == 0, res.output
     img = mpimg.imread(out / "clusters_pymol.png")[..., :3]
     non_white = (img < 0.95).any(axis=2)

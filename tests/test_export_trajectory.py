@@ -6,9 +6,8 @@ import warnings
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cli.main import main
+from _data import run_cli
 from eghn_md.export.trajectory import kabsch_superpose
 
 
@@ -71,7 +70,7 @@ def test_conversion_keeps_frames_times_and_residues(pred, tmp_path, ext):
         pytest.importorskip("tables")  # mdtraj writes .h5 through PyTables
     u0, X0, t0 = _read(pred.with_suffix(".pdb"), pred)
     out = tmp_path / f"p.{ext}"
-    res = CliRunner().invoke(main, ["export", "trajectory", str(pred), "-o", str(out), "--json"])
+    res = run_cli("export", "trajectory", str(pred), "-o", str(out), "--json")
     assert res.exit_code == 0, res.output
     if ext == "h5":
         import mdtraj as md
@@ -94,7 +93,7 @@ def test_conversion_keeps_frames_times_and_residues(pred, tmp_path, ext):
 def test_superpose_aligns_frames_on_the_first(pred, tmp_path):
     _, X0, _ = _read(pred.with_suffix(".pdb"), pred)
     out = tmp_path / "p.xtc"
-    res = CliRunner().invoke(main, ["export", "trajectory", str(pred), "-o", str(out), "--superpose", "--quiet"])
+    res = run_cli("export", "trajectory", str(pred), "-o", str(out), "--superpose", "--quiet")
     assert res.exit_code == 0, res.output
     _, X, _ = _read(pred.with_suffix(".pdb"), out)
     rmsd = lambda a, b: np.sqrt(((a - b) ** 2).sum(-1).mean())  # noqa: E731
@@ -107,15 +106,14 @@ def test_superpose_aligns_frames_on_the_first(pred, tmp_path):
 
 
 def test_errors(pred, tmp_path):
-    r = CliRunner()
-    res = r.invoke(main, ["export", "trajectory", str(pred), "-o", str(tmp_path / "p.mol2")])
+    res = run_cli("export", "trajectory", str(pred), "-o", str(tmp_path / "p.mol2"))
     assert res.exit_code == 2 and ".xtc" in res.output
-    res = r.invoke(main, ["export", "trajectory", str(pred), "-o", str(tmp_path / "p.xtc"),
-                          "--top", str(tmp_path / "missing.pdb")])
+    res = run_cli("export", "trajectory", str(pred), "-o", str(tmp_path / "p.xtc"),
+                  "--top", str(tmp_path / "missing.pdb"))
     assert res.exit_code == 2 and "missing.pdb" in res.output
-    res = r.invoke(main, ["export", "trajectory", str(pred), "-o", str(pred)])
+    res = run_cli("export", "trajectory", str(pred), "-o", str(pred))
     assert res.exit_code == 2
     (tmp_path / "exists.xtc").write_text("keep")
-    res = r.invoke(main, ["export", "trajectory", str(pred), "-o", str(tmp_path / "exists.xtc")])
+    res = run_cli("export", "trajectory", str(pred), "-o", str(tmp_path / "exists.xtc"))
     assert res.exit_code == 2 and "--overwrite" in res.output
     assert (tmp_path / "exists.xtc").read_text() == "keep"

@@ -27,9 +27,8 @@ fuzz = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 50
 def small(adk, tmp_path_factory):
     """A small consistent system (AdK Cα atoms, 10 frames) as PDB + DCD + XTC, its dataset, and a checkpoint."""
     import MDAnalysis as mda
-    from click.testing import CliRunner
 
-    from cli.main import main
+    from _data import run_cli
 
     d = tmp_path_factory.mktemp("fuzz")
     with warnings.catch_warnings():
@@ -41,8 +40,8 @@ def small(adk, tmp_path_factory):
             with mda.Writer(str(d / f"ca.{ext}"), ca.n_atoms) as w:
                 for _ in u.trajectory[:10]:
                     w.write(ca)
-    res = CliRunner().invoke(main, ["preprocess", str(d / "ca.pdb"), str(d / "ca.dcd"), "-o", str(d / "ca.h5"),
-                                    "--quiet"])
+    res = run_cli("preprocess", str(d / "ca.pdb"), str(d / "ca.dcd"), "-o", str(d / "ca.h5"),
+                  "--quiet")
     assert res.exit_code == 0, res.output
     work = d / "work"
     work.mkdir()

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from cli.main import main
+from _data import run_cli
 
 CONFIG = """\
 model: {name: eghn, hidden: 16, n_layers: 1, n_pool_layers: 1, n_decoder_layers: 1, n_clusters: 4}
@@ -38,8 +37,8 @@ def setup(adk_h5, tmp_path_factory):
     cfg = d / "c.yaml"
     cfg.write_text(CONFIG)
     ref = d / "reference"
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(ref), "--config", str(cfg), "--seed", "5", "--quiet",
-                                    "--device", "cpu"])
+    res = run_cli("train", adk_h5, "-o", str(ref), "--config", str(cfg), "--seed", "5", "--quiet",
+                  "--device", "cpu")
     assert res.exit_code == 0, res.output
     assert len(_rows(ref)) == EPOCHS
     return {"cfg": cfg, "reference": _rows(ref)}
@@ -67,11 +66,11 @@ def _wait_for(proc: subprocess.Popen, cond, timeout=240.0) -> None:
 
 
 def _resume_and_compare(adk_h5, run: Path, reference: list[dict]) -> None:
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(run), "--resume", "--quiet", "--device", "cpu"])
+    res = run_cli("train", adk_h5, "-o", str(run), "--resume", "--quiet", "--device", "cpu")
     assert res.exit_code == 0, res.output
     got = _rows(run)
     assert len(got) == len(reference) == EPOCHS
-    for a, b in zip(reference, got):
+    for a, b in zip(reference, got, strict=True):
         for key in ("train_loss", "train_mse", "train_reg", "val_mse", "lr"):
             assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-6, abs=1e-12), (a["epoch"], key)
 

@@ -30,11 +30,12 @@ def test_an_unrelated_warning_still_surfaces(tmp_path):
     u = _universe()
     with pytest.warns(UserWarning, match="something else"):
         with mda_writer(tmp_path / "a.pdb", n_atoms=3, multiframe=False) as w:
-            warnings.warn("something else", UserWarning)
+            warnings.warn("something else", UserWarning, stacklevel=1)
             w.write(u.atoms)
     with pytest.warns(RuntimeWarning, match="No dimensions set"):  # the right message, another category
         with mda_writer(tmp_path / "b.pdb", n_atoms=3, multiframe=False) as w:
-            warnings.warn("No dimensions set for current frame, zeroed unitcell will be written", RuntimeWarning)
+            warnings.warn("No dimensions set for current frame, zeroed unitcell will be written", RuntimeWarning,
+                          stacklevel=1)
             w.write(u.atoms)
     assert (tmp_path / "a.pdb").exists() and (tmp_path / "b.pdb").exists()
 

@@ -40,7 +40,8 @@ def _batch(z, *, h=None, edge_attr=None) -> GraphBatch:
     n, g = int(z["input/n_node"]), int(z["input/n_graphs"])
     t = lambda k: torch.from_numpy(z[k])  # noqa: E731
     return GraphBatch(pos=t("input/x"), vel=t("input/v"), h=t("input/h") if h is None else h,
-                      edge_index=t("input/edge_index"), edge_attr=t("input/edge_fea") if edge_attr is None else edge_attr,
+                      edge_index=t("input/edge_index"),
+                      edge_attr=t("input/edge_fea") if edge_attr is None else edge_attr,
                       batch=torch.arange(g).repeat_interleave(n), ptr=torch.arange(g + 1) * n,
                       local_edge_index=t("input/local_edge_index"))
 
@@ -102,8 +103,9 @@ def test_comparison_fails_when_an_output_moves_by_1e_6(archive):
 
 
 def test_comparison_fails_when_a_parameter_is_zeroed(archive):
-    # one parameter tensor of every kind (stack indices collapsed: `low.#.coord1.weight`, `decoder.layers.#.out.layers.1.bias` …), each zeroed in turn, is
-    # caught; skipped: the last pooling layer's vector head, which in the authors' model too reaches no output
+    # one parameter tensor of every kind (stack indices collapsed: `low.#.coord1.weight`,
+    # `decoder.layers.#.out.layers.1.bias` …), each zeroed in turn, is caught; skipped: the last pooling layer's
+    # vector head, which in the authors' model too reaches no output
     _, z, model = archive
     batch = _batch(z)
     unread = f"pool_net.{model.config.n_pool_layers - 1}.coef."

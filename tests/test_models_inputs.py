@@ -7,8 +7,8 @@ import torch
 
 from eghn_md.errors import UsageError
 from eghn_md.models import ModelConfig, build_model
-from eghn_md.models.registry import model_names, models_with
 from eghn_md.models.inputs import bond_edge_scalars, with_input_features
+from eghn_md.models.registry import model_names, models_with
 from eghn_md.testing.equivariance import assert_equivariant
 from eghn_md.testing.synthetic import random_batch
 

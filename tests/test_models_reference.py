@@ -157,8 +157,8 @@ def _max_errors(model, batch):
     with torch.no_grad():
         out = model(batch)
         ref = reference(model, batch)
-    return {k: float((a - b).abs().max()) for k, a, b in zip(("pos", "assign", "reg"), (out.pos, out.assign, out.reg),
-                                                               ref)}
+    got = (out.pos, out.assign, out.reg)
+    return {k: float((a - b).abs().max()) for k, a, b in zip(("pos", "assign", "reg"), got, ref, strict=True)}
 
 
 def assert_matches_reference(model, batch):

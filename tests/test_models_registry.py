@@ -13,8 +13,7 @@ import test_models_equivariance as equivariance_tests
 import test_models_interface as interface_tests
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import UsageError
-from eghn_md.models import ModelCapabilities, ModelOutput, build_model
-from eghn_md.models import registry
+from eghn_md.models import ModelCapabilities, ModelOutput, build_model, registry
 from eghn_md.models.registry import ignored_option_warnings, model_capabilities, model_names
 from eghn_md.nn.edges import graph_gather, graph_mean
 from eghn_md.testing.models import small_config

@@ -182,12 +182,11 @@ def test_fused_edge_mlp_matches_plain_ops():
     ea = e.attr(b.edge_attr).clone().requires_grad_(True)
     fused = mlp(h, ea, e)  # grad enabled: fused autograd function
     grads = torch.autograd.grad(fused.square().sum(), [h, ea] + list(mlp.parameters()))
-    from eghn_md.nn.mlp import silu_linear
 
     plain = mlp.second(torch.nn.functional.silu(mlp.first(h, ea, e)))
     ref = torch.autograd.grad(plain.square().sum(), [h, ea] + list(mlp.parameters()))
     torch.testing.assert_close(fused, plain)
-    for a, r in zip(grads, ref):
+    for a, r in zip(grads, ref, strict=True):
         torch.testing.assert_close(a, r)
     small = random_graph(4, node_in=H, edge_in=2, generator=torch.Generator().manual_seed(1))
     es = Edges(small.edge_index, 4)
@@ -219,13 +218,14 @@ def test_silu_head_aggregate_matches_plain_ops(mean):
     s = torch.nn.functional.silu(x)
     ref = ((e.mean_i(s) if mean else e.sum_i(s)), lin(s))
     got = silu_head_aggregate(x, lin, e, mean=mean)
-    for a, r in zip(got, ref):
+    for a, r in zip(got, ref, strict=True):
         torch.testing.assert_close(a, r)
     assert torch.autograd.gradcheck(lambda t: silu_head_aggregate(t, lin, e, mean=mean), (x,))
     assert torch.autograd.gradcheck(lambda t: silu_head_aggregate(t, lin, e, mean=mean)[0], (x,))
     assert torch.autograd.gradcheck(lambda t: silu_head_aggregate(t, lin, e, mean=mean)[1], (x,))
     w = [p for p in lin.parameters()]
-    assert torch.autograd.gradcheck(lambda a, b: _SHA(x.detach(), a, b, e, mean), tuple(p.detach().requires_grad_() for p in w))
+    params = tuple(p.detach().requires_grad_() for p in w)
+    assert torch.autograd.gradcheck(lambda a, b: _SHA(x.detach(), a, b, e, mean), params)
 
 
 def _SHA(x, weight, bias, e, mean):
@@ -250,5 +250,5 @@ def test_pool_and_unpool_of_one_graph_match_the_batched_path():
     torch.testing.assert_close(u1, u2[:9], rtol=1e-13, atol=1e-13)
     g1 = torch.autograd.grad(u1.square().sum(), [S, X])
     g2 = torch.autograd.grad(u2[:9].square().sum(), [S, X])
-    for a, b in zip(g1, g2):
+    for a, b in zip(g1, g2, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)

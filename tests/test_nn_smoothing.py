@@ -91,8 +91,9 @@ def test_smoothing_changes_the_output_and_is_off_by_default():
 @pytest.mark.parametrize("name", models_with(refines=True))
 def test_refined_models_are_equivariant(name):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name=name, node_in=4, edge_in=2, hidden=8, n_layers=2, n_pool_layers=2,
-                                    n_clusters=3, length_scale=3.0, refine_layers=2, output_smoothing=2)).double().eval()
+    cfg = ModelConfig(name=name, node_in=4, edge_in=2, hidden=8, n_layers=2, n_pool_layers=2, n_clusters=3,
+                      length_scale=3.0, refine_layers=2, output_smoothing=2)
+    model = build_model(cfg).double().eval()
     batch = random_batch((6, 9, 4), node_in=4, edge_in=2)
     assert_equivariant(model, batch, atol=1e-10, reflections=True, n_trials=2)
     assert_permutation_equivariant(model, batch, atol=1e-10)

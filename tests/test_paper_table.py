@@ -1,4 +1,5 @@
-"""`examples/paper/mcomplex_table.py`: the whole M-complex campaign at a tiny size (generation, cells, resume, table)."""
+"""`examples/paper/mcomplex_table.py`: the whole M-complex campaign at a tiny size (generation, cells, resume,
+table)."""
 
 from __future__ import annotations
 

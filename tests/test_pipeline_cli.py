@@ -9,15 +9,8 @@ import MDAnalysis as mda
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from cli.main import main
-
-
-def _invoke(args, expect=0):
-    res = CliRunner().invoke(main, args)
-    assert res.exit_code == expect, f"exit {res.exit_code}\n{res.output}\n{res.exception!r}"
-    return res
+from _data import run_cli
 
 
 def test_train_writes_run_directory(tiny_run):
@@ -40,8 +33,8 @@ def test_train_writes_run_directory(tiny_run):
 
 
 def test_evaluate_baselines_match_direct_computation(tiny_run, adk_h5, adk):
-    res = _invoke(["evaluate", str(tiny_run / "model.pt"), adk_h5, "--json", "--per-node",
-                   str(tiny_run / "err.csv")])
+    res = run_cli("evaluate", str(tiny_run / "model.pt"), adk_h5, "--json", "--per-node",
+                  str(tiny_run / "err.csv"), expect=0)
     out = json.loads(res.stdout)
     # test block of 98 frames at 0.6/0.2/0.2 is frames 78..97; windows t = 83, 85, …, 92 (horizon 5, stride 2)
     u = mda.Universe(adk["psf"], adk["dcd"])
@@ -61,8 +54,8 @@ def test_evaluate_baselines_match_direct_computation(tiny_run, adk_h5, adk):
 
 def test_rollout_writes_dcd_and_pdb(tiny_run, adk, tmp_path):
     pred = tmp_path / "pred.dcd"
-    _invoke(["rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--frame", "10", "--steps", "3",
-             "-o", str(pred), "--truth", "--quiet"])
+    run_cli("rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--frame", "10", "--steps", "3",
+            "-o", str(pred), "--truth", "--quiet", expect=0)
     u = mda.Universe(str(tmp_path / "pred.pdb"), str(pred))
     ref = mda.Universe(adk["psf"], adk["dcd"])
     ca = ref.select_atoms("protein and name CA")
@@ -83,7 +76,7 @@ def test_rollout_writes_dcd_and_pdb(tiny_run, adk, tmp_path):
 def _rotated_trajectory(adk, out, R, b, n_frames=20):
     u = mda.Universe(adk["psf"], adk["dcd"])
     with mda.Writer(str(out), n_atoms=u.atoms.n_atoms, dt=u.trajectory.dt) as w:
-        for ts in u.trajectory[:n_frames]:
+        for _ in u.trajectory[:n_frames]:
             u.atoms.positions = u.atoms.positions @ R.T + b
             w.write(u.atoms)
 
@@ -97,11 +90,11 @@ def test_rollout_of_rotated_input_is_rotated_rollout(tiny_run, adk, tmp_path):
     _rotated_trajectory(adk, rot, R, b)
     a, c = tmp_path / "a.dcd", tmp_path / "c.dcd"
     for traj, out in ((adk["dcd"], a), (str(rot), c)):
-        _invoke(["rollout", str(tiny_run / "model.pt"), adk["psf"], traj, "--frame", "5", "--steps", "3",
-                 "-o", str(out), "--quiet", "--device", "cpu"])
+        run_cli("rollout", str(tiny_run / "model.pt"), adk["psf"], traj, "--frame", "5", "--steps", "3",
+                "-o", str(out), "--quiet", "--device", "cpu", expect=0)
     ua = mda.Universe(str(tmp_path / "a.pdb"), str(a))
     uc = mda.Universe(str(tmp_path / "c.pdb"), str(c))
-    for fa, fc in zip(ua.trajectory, uc.trajectory):
+    for fa, fc in zip(ua.trajectory, uc.trajectory, strict=True):
         pa = fa.positions.astype(np.float64) @ R.T + b
         np.testing.assert_allclose(uc.trajectory[fc.frame].positions, pa, atol=2e-3)
     # and the prediction actually moves (not a trivial identity)
@@ -120,27 +113,27 @@ def test_rollout_rejects_other_topology(tiny_run, tmp_path):
     mutated = tmp_path / "mutated.gro"
     mutated.write_text("".join(lines[:2] + [ln[:5] + "ALA" + ln[8:] if ln[:5].strip() == "1" else ln
                                             for ln in lines[2:]]))
-    res = _invoke(["rollout", str(tiny_run / "model.pt"), str(mutated), XTC, "--frame", "5", "--steps", "1",
-                   "-o", str(tmp_path / "x.dcd")], expect=1)
+    res = run_cli("rollout", str(tiny_run / "model.pt"), str(mutated), XTC, "--frame", "5", "--steps", "1",
+                  "-o", str(tmp_path / "x.dcd"), expect=1)
     assert "node" in res.output and "Traceback" not in res.output
     assert "node 0 (resid 1) is residue 'ALA' (ALA) but the model expects 'MET'" in res.output
     assert not (tmp_path / "x.dcd").exists()
 
 
 def test_rollout_truth_needs_enough_frames(tiny_run, adk, tmp_path):
-    res = _invoke(["rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--frame", "90", "--steps", "5",
-                   "--truth", "-o", str(tmp_path / "x.dcd")], expect=2)
+    res = run_cli("rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--frame", "90", "--steps", "5",
+                  "--truth", "-o", str(tmp_path / "x.dcd"), expect=2)
     assert "--steps <= 1" in res.output
     assert list(tmp_path.iterdir()) == []
 
 
 def test_train_refuses_existing_run_without_overwrite(tiny_run, adk_h5, tiny_config):
-    res = _invoke(["train", adk_h5, "-o", str(tiny_run), "--config", tiny_config, "--quiet"], expect=2)
+    res = run_cli("train", adk_h5, "-o", str(tiny_run), "--config", tiny_config, "--quiet", expect=2)
     assert "--resume" in res.output and "--overwrite" in res.output
 
 
 def test_horizon_too_long_is_a_clear_error(adk_h5, tiny_config, tmp_path):
-    res = _invoke(["train", adk_h5, "-o", str(tmp_path / "r"), "--config", tiny_config, "--horizon", "40",
-                   "--quiet"], expect=2)
+    res = run_cli("train", adk_h5, "-o", str(tmp_path / "r"), "--config", tiny_config, "--horizon", "40",
+                  "--quiet", expect=2)
     assert "horizon 40" in res.output
     assert not (tmp_path / "r" / "model.pt").exists()

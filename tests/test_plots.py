@@ -7,9 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cli.main import main
+from _data import run_cli
 from eghn_md.export import plots
 from eghn_md.export.figures import maybe_plot_rollout, maybe_plot_run
 from eghn_md.export.viewers import hex_to_rgb
@@ -52,15 +51,15 @@ def test_train_writes_loss_figure(tiny_run):
 
 
 def test_plot_cli_run_with_errors_and_svg(run_copy, adk_h5):
-    res = CliRunner().invoke(main, ["evaluate", str(run_copy / "model.pt"), adk_h5, "--device", "cpu", "--quiet"])
+    res = run_cli("evaluate", str(run_copy / "model.pt"), adk_h5, "--device", "cpu", "--quiet")
     assert res.exit_code == 0, res.output
     assert (run_copy / "errors_test.csv").exists()
-    res = CliRunner().invoke(main, ["plot", str(run_copy), "--format", "svg", "--json"])
+    res = run_cli("plot", str(run_copy), "--format", "svg", "--json")
     assert res.exit_code == 0, res.output
     svg = (run_copy / "errors_test.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
     assert (run_copy / "loss.svg").exists()
-    res = CliRunner().invoke(main, ["plot", str(run_copy / "errors_test.csv")])
+    res = run_cli("plot", str(run_copy / "errors_test.csv"))
     assert res.exit_code == 0, res.output
     for colour in ("#0072B2", "#000000", "#D55E00"):  # model, static, constant velocity
         assert _has_colour(run_copy / "errors_test.png", colour)
@@ -73,15 +72,15 @@ def test_rmsd_csv_figure_and_rollout_summary(tmp_path):
     assert out == str(tmp_path / "pred_rmsd.png")
     for colour in ("#0072B2", "#000000", "#D55E00"):
         assert _has_colour(out, colour)
-    res = CliRunner().invoke(main, ["plot", str(p), "--format", "pdf"])
+    res = run_cli("plot", str(p), "--format", "pdf")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "pred_rmsd.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_rollout_truth_writes_rmsd_figure(tiny_run, adk, tmp_path):
     out = tmp_path / "pred.dcd"
-    res = CliRunner().invoke(main, ["rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--steps", "1",
-                                    "--truth", "-o", str(out), "--device", "cpu", "--quiet"])
+    res = run_cli("rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--steps", "1",
+                  "--truth", "-o", str(out), "--device", "cpu", "--quiet")
     assert res.exit_code == 0, res.output
     assert _has_colour(tmp_path / "pred_rmsd.png", "#0072B2")
 
@@ -103,9 +102,9 @@ def test_errors_are_reported_not_raised_by_maybe_helpers(tmp_path):
 
 def test_plot_usage_errors(tmp_path):
     (tmp_path / "other.csv").write_text("a\n1\n")
-    res = CliRunner().invoke(main, ["plot", str(tmp_path / "other.csv")])
+    res = run_cli("plot", str(tmp_path / "other.csv"))
     assert res.exit_code == 2 and "cannot plot" in res.output
     empty = tmp_path / "empty"
     empty.mkdir()
-    res = CliRunner().invoke(main, ["plot", str(empty)])
+    res = run_cli("plot", str(empty))
     assert res.exit_code == 2 and "nothing to plot" in res.output

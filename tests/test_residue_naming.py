@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cli.main import main
+from _data import run_cli
 from eghn_md.errors import DataError
 from eghn_md.graph.features import RESIDUE_TYPES, canonical_residue, residue_type_index
 
@@ -67,12 +66,12 @@ def test_histidine_renamed_topology_evaluates_with_the_same_mse(adk, adk_h5, tin
     psf = tmp_path / "adk_hse.psf"
     psf.write_text(text.replace(" HSD ", " HSE "))
     renamed = tmp_path / "hse.h5"
-    res = CliRunner().invoke(main, ["preprocess", str(psf), adk["dcd"], "-o", str(renamed), "--quiet"])
+    res = run_cli("preprocess", str(psf), adk["dcd"], "-o", str(renamed), "--quiet")
     assert res.exit_code == 0, res.output
     runs = {}
     for name, data in (("orig", adk_h5), ("hse", str(renamed))):
-        res = CliRunner().invoke(main, ["evaluate", str(tiny_run / "model.pt"), data, "--json", "--device", "cpu",
-                                        "--per-node", str(tmp_path / f"{name}.csv")])
+        res = run_cli("evaluate", str(tiny_run / "model.pt"), data, "--json", "--device", "cpu",
+                      "--per-node", str(tmp_path / f"{name}.csv"))
         assert res.exit_code == 0, res.output
         runs[name] = json.loads(res.stdout)
     for k in ("model", "static", "const_velocity", "windows"):

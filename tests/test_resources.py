@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from cli.main import main
+from _data import run_cli
 from eghn_md.errors import ResourceError
 
 
@@ -67,8 +66,8 @@ def test_out_of_memory_through_the_cli_is_one_line(adk_h5, tiny_config, tmp_path
         return model
 
     monkeypatch.setattr(models, "build_model", build_oom)
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(tmp_path / "run"), "--config", tiny_config,
-                                    "--quiet", "--device", "cpu", "--batch-size", "6"])
+    res = run_cli("train", adk_h5, "-o", str(tmp_path / "run"), "--config", tiny_config,
+                  "--quiet", "--device", "cpu", "--batch-size", "6")
     assert res.exit_code == 1, res.output
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("Error: out of memory on cpu"), res.stderr
     assert "--batch-size 3" in res.stderr and "Traceback" not in res.output
@@ -119,7 +118,7 @@ def test_full_disk_during_preprocess_is_one_line_and_keeps_the_old_output(adk, a
         _enospc()  # … then the disk filled up
 
     monkeypatch.setattr(dataset, "_write_trajectory", write_then_full)
-    res = CliRunner().invoke(main, ["preprocess", adk["psf"], adk["dcd"], "-o", str(out), "--overwrite", "--quiet"])
+    res = run_cli("preprocess", adk["psf"], adk["dcd"], "-o", str(out), "--overwrite", "--quiet")
     assert res.exit_code == 1, res.output
     assert res.stderr.count("\n") == 1, res.stderr
     assert res.stderr.startswith("Error: No space left on device [ENOSPC]") and "free some space" in res.stderr
@@ -139,8 +138,8 @@ def test_any_os_error_is_a_one_line_message(exc, expected, monkeypatch, tmp_path
         raise exc
 
     monkeypatch.setattr(pre, "preprocess", boom)
-    res = CliRunner().invoke(main, ["preprocess", "a.psf", "a.dcd", "-o", str(tmp_path / "a.h5")])
+    res = run_cli("preprocess", "a.psf", "a.dcd", "-o", str(tmp_path / "a.h5"))
     assert res.exit_code == 1
     assert res.stderr.startswith(expected) and res.stderr.count("\n") == 1, res.stderr
-    res = CliRunner().invoke(main, ["--debug", "preprocess", "a.psf", "a.dcd", "-o", str(tmp_path / "a.h5")])
+    res = run_cli("--debug", "preprocess", "a.psf", "a.dcd", "-o", str(tmp_path / "a.h5"))
     assert res.exception is exc  # --debug re-raises the original error

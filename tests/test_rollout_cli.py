@@ -8,15 +8,14 @@ import json
 
 import h5py
 import numpy as np
-from click.testing import CliRunner
 
-from cli.main import main
+from _data import run_cli
 
 
 def test_rollout_writes_the_validity_report(tiny_run, adk, tmp_path, device):
     out = tmp_path / "p.dcd"
-    res = CliRunner().invoke(main, ["rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--frame", "20",
-                                    "--steps", "4", "-o", str(out), "--truth", "--device", str(device)])
+    res = run_cli("rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--frame", "20",
+                  "--steps", "4", "-o", str(out), "--truth", "--device", str(device))
     assert res.exit_code == 0, res.output
     assert "Validity" in res.output and "chain break" in res.output
     rows = list(csv.DictReader(open(tmp_path / "p_validity.csv")))
@@ -27,8 +26,8 @@ def test_rollout_writes_the_validity_report(tiny_run, adk, tmp_path, device):
 
 def test_rollout_constrain_keeps_bonds(tiny_run, adk, tmp_path, device):
     out = tmp_path / "c.dcd"
-    res = CliRunner().invoke(main, ["rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--frame", "20",
-                                    "--steps", "6", "-o", str(out), "--constrain", "--json", "--device", str(device)])
+    res = run_cli("rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--frame", "20",
+                  "--steps", "6", "-o", str(out), "--constrain", "--json", "--device", str(device))
     assert res.exit_code == 0, res.output
     s = json.loads(res.output[res.output.index("{"):])
     assert s["constrained"] and s["validity"]["frames_with_break"] == 0 and s["validity"]["frames_with_clash"] == 0
@@ -43,8 +42,8 @@ def _positions(h5):
 
 
 def test_evaluate_rollout_curves_match_an_independent_static_computation(tiny_run, adk_h5, device):
-    res = CliRunner().invoke(main, ["evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all", "--rollout", "6",
-                                    "--rollout-starts", "3", "--json", "--device", str(device)])
+    res = run_cli("evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all", "--rollout", "6",
+                  "--rollout-starts", "3", "--json", "--device", str(device))
     assert res.exit_code == 0, res.output
     r = json.loads(res.output[res.output.index("{"):])["rollout"]
     starts = [x["start"] for x in r["rollouts"]]

@@ -7,12 +7,9 @@ import json
 import math
 
 import numpy as np
-import pytest
 import torch
-from click.testing import CliRunner
 
 from _data import run_cli
-from cli.main import main
 from eghn_md.models import ModelOutput
 from eghn_md.rollout.rollout import GuardConfig, rollout
 
@@ -77,7 +74,8 @@ def test_swelling_is_stopped_when_rg_leaves_the_bound():
     res = _roll(_Scale(1.05), guard=GuardConfig(max_bond_dev=None))
     assert res.stopped["step"] == 9 and "swelled" in res.stopped["reason"]
     res = _roll(_Scale(0.95), guard=GuardConfig(max_bond_dev=None))
-    assert "collapsed" in res.stopped["reason"] and 0.95 ** (res.stopped["step"] - 1) >= 0.5 > 0.95 ** res.stopped["step"]
+    k = res.stopped["step"]
+    assert "collapsed" in res.stopped["reason"] and 0.95 ** (k - 1) >= 0.5 > 0.95 ** k
 
 
 def test_a_torn_chain_is_stopped_and_named():
@@ -107,14 +105,14 @@ def test_strict_rollout_exits_non_zero_but_writes_the_frames(tiny_run, adk, tmp_
     out = tmp_path / "p.dcd"
     args = ["rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--frame", "20", "--steps", "10", "-o",
             str(out), "--device", "cpu"]
-    res = CliRunner().invoke(main, args + ["--json"])
+    res = run_cli(*args + ["--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output[res.output.index("{"):])
     assert summary["stopped"]["step"] == 3 and summary["steps_done"] == 2  # 1.2² = 1.44, 1.2³ = 1.73 > 1.5
     import MDAnalysis as mda
 
     assert mda.Universe(str(out.with_suffix(".pdb")), str(out)).trajectory.n_frames == 3
-    res = CliRunner().invoke(main, args + ["--overwrite", "--strict"])
+    res = run_cli(*args + ["--overwrite", "--strict"])
     assert res.exit_code == 1 and "stopped at step 3" in res.output
 
 

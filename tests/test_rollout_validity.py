@@ -14,7 +14,14 @@ import torch
 
 from eghn_md.errors import DataError, UsageError
 from eghn_md.rollout.validity import (
-    ATOM_BOND_TOL_A, ATOM_CLASH_A, CA_BREAK_A, CA_CLASH_A, frame_check, near_pairs, plot_validity, validity_report,
+    ATOM_BOND_TOL_A,
+    ATOM_CLASH_A,
+    CA_BREAK_A,
+    CA_CLASH_A,
+    frame_check,
+    near_pairs,
+    plot_validity,
+    validity_report,
 )
 
 
@@ -47,17 +54,17 @@ def _brute(frames, bond_list, *, kind, ref=None, brk, clash, min_sep=3):
     out = []
     for f in frames:
         lengths = [math.dist(f[a], f[b]) for a, b in bond_list]
-        dev = max((abs(d - r) for d, r in zip(lengths, ref)), default=0.0)
+        dev = max((abs(d - r) for d, r in zip(lengths, ref, strict=True)), default=0.0)
         if kind == "residue":
-            breaks = sum(1 for d, r in zip(lengths, ref) if d > brk and r <= brk)
+            breaks = sum(1 for d, r in zip(lengths, ref, strict=True) if d > brk and r <= brk)
         else:
-            breaks = sum(1 for d, r in zip(lengths, ref) if abs(d - r) > brk)
+            breaks = sum(1 for d, r in zip(lengths, ref, strict=True) if abs(d - r) > brk)
         clashes = sum(1 for a in range(n) for b in range(a + 1, n)
                       if topo[a, b] >= min_sep and math.dist(f[a], f[b]) < clash)
         centre = [sum(f[k][c] for k in range(n)) / n for c in range(3)]
         rg = math.sqrt(sum(math.dist(f[k], centre) ** 2 for k in range(n)) / n)
         out.append((dev, breaks, clashes, rg))
-    return [np.array(col) for col in zip(*out)]
+    return [np.array(col) for col in zip(*out, strict=True)]
 
 
 def _both_directions(bond_list):
@@ -188,7 +195,7 @@ def test_rmsd_rmsf_and_pearson_by_hand():
     np.testing.assert_allclose(rep.rmsf_pred, p, rtol=1e-10)
     np.testing.assert_allclose(rep.rmsf_true, q, rtol=1e-10)
     mp, mq = sum(p) / n, sum(q) / n
-    r = sum((a - mp) * (b - mq) for a, b in zip(p, q)) / math.sqrt(
+    r = sum((a - mp) * (b - mq) for a, b in zip(p, q, strict=True)) / math.sqrt(
         sum((a - mp) ** 2 for a in p) * sum((b - mq) ** 2 for b in q))
     assert rep.rmsf_r == pytest.approx(r, rel=1e-10)
     assert 0.5 < r < 1.0

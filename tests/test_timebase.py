@@ -10,17 +10,10 @@ import warnings
 import MDAnalysis as mda
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cli.main import main
+from _data import run_cli
 from eghn_md.data.timebase import common_spacing, frame_spacing, frames_per_horizon, model_horizon_frames
 from eghn_md.errors import DataError, UsageError
-
-
-def _invoke(args, expect=0):
-    res = CliRunner().invoke(main, args)
-    assert res.exit_code == expect, f"exit {res.exit_code}\n{res.output}\n{res.exception!r}"
-    return res
 
 
 # ------------------------------------------------------------------------------------------------------ helper
@@ -72,10 +65,11 @@ def hz15(adk, adk_h5, tiny_config, tmp_path_factory):
     frame (stride 3 / 7 datasets and a DCD written every 3rd frame)."""
     d = tmp_path_factory.mktemp("hz15")
     run = d / "run"
-    _invoke(["train", adk_h5, "--val", adk_h5, "-o", str(run), "--config", tiny_config, "--horizon", "15",
-             "--epochs", "1", "--seed", "0", "--quiet", "--device", "cpu"])
+    run_cli("train", adk_h5, "--val", adk_h5, "-o", str(run), "--config", tiny_config, "--horizon", "15",
+            "--epochs", "1", "--seed", "0", "--quiet", "--device", "cpu", expect=0)
     for k in (3, 7):
-        _invoke(["preprocess", adk["psf"], adk["dcd"], "-o", str(d / f"every{k}.h5"), "--stride", str(k), "--quiet"])
+        run_cli("preprocess", adk["psf"], adk["dcd"], "-o", str(d / f"every{k}.h5"), "--stride", str(k), "--quiet",
+                expect=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         u = mda.Universe(adk["psf"], adk["dcd"])
@@ -92,8 +86,8 @@ def test_evaluate_on_frames_3ps_apart_uses_5_frame_steps_and_the_same_static_bas
     from eghn_md.train.checkpoint import load_model
     from eghn_md.train.evaluate import per_node_errors
 
-    res = _invoke(["evaluate", hz15["model"], str(hz15["dir"] / "every3.h5"), "--split", "all", "--json",
-                   "--per-node", str(hz15["dir"] / "e3.csv"), "--device", "cpu"])
+    res = run_cli("evaluate", hz15["model"], str(hz15["dir"] / "every3.h5"), "--split", "all", "--json",
+                  "--per-node", str(hz15["dir"] / "e3.csv"), "--device", "cpu", expect=0)
     r3 = json.loads(res.stdout)
     assert r3["horizon_frames"] == 5 and r3["trained_horizon_frames"] == 15
     assert r3["horizon_ps"] == pytest.approx(15.0, rel=1e-5) and r3["frame_dt_ps"] == pytest.approx(3.0, rel=1e-5)
@@ -115,8 +109,8 @@ def test_evaluate_on_frames_3ps_apart_uses_5_frame_steps_and_the_same_static_bas
 
 
 def test_evaluate_on_frames_7ps_apart_is_a_one_line_error(hz15):
-    res = CliRunner().invoke(main, ["evaluate", hz15["model"], str(hz15["dir"] / "every7.h5"), "--split", "all",
-                                    "--per-node", str(hz15["dir"] / "e7.csv"), "--device", "cpu"])
+    res = run_cli("evaluate", hz15["model"], str(hz15["dir"] / "every7.h5"), "--split", "all",
+                  "--per-node", str(hz15["dir"] / "e7.csv"), "--device", "cpu")
     assert res.exit_code == 1
     errors = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "Traceback" not in res.output
@@ -127,8 +121,8 @@ def test_evaluate_on_frames_7ps_apart_is_a_one_line_error(hz15):
 def test_rollout_dcd_times_are_the_physical_times_of_the_predicted_frames(adk, hz15):
     d = hz15["dir"]
     # --constrain: the barely trained model would tear a bond and the guard stop the rollout before 4 steps
-    res = _invoke(["rollout", hz15["model"], adk["psf"], str(d / "every3.dcd"), "--frame", "7", "--steps", "4",
-                   "--truth", "--constrain", "-o", str(d / "pred.dcd"), "--device", "cpu", "--json"])
+    res = run_cli("rollout", hz15["model"], adk["psf"], str(d / "every3.dcd"), "--frame", "7", "--steps", "4",
+                  "--truth", "--constrain", "-o", str(d / "pred.dcd"), "--device", "cpu", "--json", expect=0)
     summary = json.loads(res.stdout)
     assert summary["horizon_frames"] == 5 and summary["step_ps"] == pytest.approx(15.0, rel=1e-5)
     with warnings.catch_warnings():
@@ -144,19 +138,19 @@ def test_rollout_dcd_times_are_the_physical_times_of_the_predicted_frames(adk, h
 
 def test_rollout_default_start_frame_is_one_horizon_of_this_input(adk, hz15):
     d = hz15["dir"]
-    res = _invoke(["rollout", hz15["model"], adk["psf"], str(d / "every3.dcd"), "--steps", "1",
-                   "-o", str(d / "p1.dcd"), "--device", "cpu", "--json"])
+    res = run_cli("rollout", hz15["model"], adk["psf"], str(d / "every3.dcd"), "--steps", "1",
+                  "-o", str(d / "p1.dcd"), "--device", "cpu", "--json", expect=0)
     assert json.loads(res.stdout)["start_frame"] == 5
 
 
 def test_train_refuses_mixed_spacings_in_frames_and_accepts_them_in_ps(hz15, tiny_config, tmp_path):
     every3 = str(hz15["dir"] / "every3.h5")
-    res = CliRunner().invoke(main, ["train", hz15["full"], every3, "-o", str(tmp_path / "r1"), "--config",
-                                    tiny_config, "--quiet", "--device", "cpu"])
+    res = run_cli("train", hz15["full"], every3, "-o", str(tmp_path / "r1"), "--config",
+                  tiny_config, "--quiet", "--device", "cpu")
     assert res.exit_code == 2 and "3 ps apart" in res.stderr and "--horizon-ps" in res.stderr
     assert not (tmp_path / "r1").exists()
-    res = _invoke(["train", hz15["full"], every3, "--val", hz15["full"], "-o", str(tmp_path / "r2"), "--config",
-                   tiny_config, "--horizon-ps", "6", "--epochs", "1", "--quiet", "--device", "cpu", "--json"])
+    res = run_cli("train", hz15["full"], every3, "--val", hz15["full"], "-o", str(tmp_path / "r2"), "--config",
+                  tiny_config, "--horizon-ps", "6", "--epochs", "1", "--quiet", "--device", "cpu", "--json", expect=0)
     metrics = json.loads(res.stdout)
     assert metrics["horizon_ps"] == pytest.approx(6.0) and metrics["horizon_frames"] == 6
     assert sorted({s["horizon_frames"] for s in metrics["sources"]}) == [2, 6]
@@ -164,8 +158,8 @@ def test_train_refuses_mixed_spacings_in_frames_and_accepts_them_in_ps(hz15, tin
 
     ckpt = load_checkpoint(tmp_path / "r2" / "model.pt")
     assert ckpt.stats["horizon_ps"] == pytest.approx(6.0) and ckpt.stats["frame_dt_ps"] == pytest.approx(1.0, 1e-5)
-    res = CliRunner().invoke(main, ["train", hz15["full"], "-o", str(tmp_path / "r3"), "--horizon", "3",
-                                    "--horizon-ps", "3"])
+    res = run_cli("train", hz15["full"], "-o", str(tmp_path / "r3"), "--horizon", "3",
+                  "--horizon-ps", "3")
     assert res.exit_code == 2 and "not both" in res.stderr
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from cli.main import main
+from _data import run_cli
 from eghn_md.errors import DataError
 from eghn_md.train.checkpoint import _META_KEYS, _digest, load_checkpoint, load_model
 
@@ -137,7 +136,7 @@ def test_pickle_bomb_is_refused_without_running(bomb, container, tmp_path):
     for verify in (True, False):
         with pytest.raises(DataError, match="nothing in it was executed"):
             load_checkpoint(path, verify=verify)
-    res = CliRunner().invoke(main, ["info", str(path)])
+    res = run_cli("info", str(path))
     assert res.exit_code == 1 and res.stderr.startswith("Error:") and "nothing in it was executed" in res.stderr
     assert not marker.exists()
     # the same file loaded unsafely does run its code: the refusal above is what protects the user
@@ -169,8 +168,9 @@ def test_build_splits_validates_every_dataset(adk_h5, monkeypatch):
 @pytest.mark.parametrize("command", ["train", "evaluate"])
 def test_train_and_evaluate_refuse_a_float64_dataset(command, adk_h5, tiny_run, tmp_path):
     """Positions stored as float64 pass every check except validate(): refusing them shows validate() ran."""
-    import h5py
     import shutil
+
+    import h5py
 
     bad = tmp_path / "f64.h5"
     shutil.copy(adk_h5, bad)
@@ -182,7 +182,7 @@ def test_train_and_evaluate_refuse_a_float64_dataset(command, adk_h5, tiny_run, 
     args = (["train", str(bad), "-o", str(tmp_path / "run"), "--preset", "tiny", "--epochs", "1", "--quiet"]
             if command == "train" else
             ["evaluate", str(Path(tiny_run) / "model.pt"), str(bad), "--per-node", str(tmp_path / "e.csv")])
-    res = CliRunner().invoke(main, args)
+    res = run_cli(*args)
     assert res.exit_code == 1, res.output
     assert "positions are float64, expected float32" in res.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "e.csv").exists()

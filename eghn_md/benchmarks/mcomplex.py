@@ -295,7 +295,7 @@ def generate(config: MComplexConfig, *, splits: Sequence[str] = SPLITS, log=None
     size_rng, *split_seeds = [np.random.default_rng(s) for s in root.spawn(1 + len(SPLITS))]
     types = [sample_complex_sizes(config.n_complex, config.mean_size, size_rng) for _ in range(config.system_types)]
     data: dict = {}
-    for split, rng in zip(SPLITS, split_seeds):
+    for split, rng in zip(SPLITS, split_seeds, strict=True):
         if split not in splits:
             continue
         n_sims = config.split_size(split)
@@ -378,10 +378,10 @@ class MComplexDataset(GraphList):
         n = len(ptr) - 1 if max_samples is None else min(len(ptr) - 1, int(max_samples))
         self._graphs = []
         for g in range(n):
-            a, b = int(ptr[g]), int(ptr[g + 1])
-            t = lambda key: torch.as_tensor(data[f"{split}_{key}"][a:b], dtype=dtype)  # noqa: E731
-            self._graphs.append(_make_graph(t("pos_in"), t("vel_in"), t("pos_out"), t("charge"),
-                                            torch.as_tensor(data[f"{split}_complex"][a:b])))
+            rows = slice(int(ptr[g]), int(ptr[g + 1]))
+            pos, vel, target, charge = (torch.as_tensor(data[f"{split}_{key}"][rows], dtype=dtype)
+                                        for key in ("pos_in", "vel_in", "pos_out", "charge"))
+            self._graphs.append(_make_graph(pos, vel, target, charge, torch.as_tensor(data[f"{split}_complex"][rows])))
 
 
 def _make_graph(pos, vel, target, charge, comp) -> GraphBatch:

@@ -155,12 +155,13 @@ def collate(graphs: Sequence[GraphBatch]) -> GraphBatch:
         pos=torch.cat([gb.pos for gb in graphs]),
         vel=torch.cat([gb.vel for gb in graphs]),
         h=torch.cat([gb.h for gb in graphs]),
-        edge_index=torch.cat([gb.edge_index + o for gb, o in zip(graphs, offsets)], dim=1),
+        edge_index=torch.cat([gb.edge_index + o for gb, o in zip(graphs, offsets, strict=True)], dim=1),
         edge_attr=torch.cat([gb.edge_attr for gb in graphs]),
         batch=torch.cat(batches),
         ptr=torch.cat(ptrs),
         local_edge_index=(
-            torch.cat([gb.local_edge_index + o for gb, o in zip(graphs, offsets)], dim=1) if has_local[0] else None
+            torch.cat([gb.local_edge_index + o for gb, o in zip(graphs, offsets, strict=True)], dim=1)
+            if has_local[0] else None
         ),
         target=torch.cat([gb.target for gb in graphs]) if has_target[0] else None,
         future=torch.cat([gb.future for gb in graphs]) if has_future[0] else None,

@@ -93,7 +93,7 @@ def check_same_nodes(expected: dict, nodes: NodeTable, *, what: str) -> Optional
         )
     got = [str(x) for x in nodes.resname]
     spelled = []
-    for i, (a, b) in enumerate(zip(exp_names, got)):
+    for i, (a, b) in enumerate(zip(exp_names, got, strict=True)):
         if a == b:
             continue
         if canonical_residue(a) != canonical_residue(b):
@@ -105,7 +105,7 @@ def check_same_nodes(expected: dict, nodes: NodeTable, *, what: str) -> Optional
         spelled.append(i)
     exp_atoms = expected.get("name")
     if exp_atoms is not None:
-        for i, (a, b) in enumerate(zip(exp_atoms, [str(x) for x in nodes.name])):
+        for i, (a, b) in enumerate(zip(exp_atoms, [str(x) for x in nodes.name], strict=True)):
             if a != b:
                 raise DataError(
                     f"{what}: node {i} is atom {b!r} but the model expects {a!r} (selection {sel!r})"

@@ -31,8 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from eghn_md.data.batch import GraphBatch
-from eghn_md.errors import DataError, UsageError
+from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.io.writers import mda_writer
 from eghn_md.rollout.start import frame_batch
@@ -186,7 +185,7 @@ def _write_viewers(out_dir: Path, ckpt, result, per_res: dict, pdb: Path, *, wha
         from eghn_md.export.plots import plot_clusters
 
         written.append(Path(plot_clusters(result, ckpt.nodes, out_dir / "clusters.png",
-                                          colours=dict(zip(used, colours)), title=what)))
+                                          colours=dict(zip(used, colours, strict=True)), title=what)))
     return written, used, colours
 
 
@@ -245,7 +244,7 @@ def export_clusters(
         "n_atoms": int(universe.atoms.n_atoms), "n_clusters": result.n_clusters, "clusters_used": result.used,
         "cluster_sizes": {int(k): int((result.cluster == k).sum()) for k in result.used},
         "mean_probability": float(result.probability.mean()), "mean_stability": float(result.stability.mean()),
-        "colours": {int(k): c for k, c in zip(used, colours)}, "outputs": [str(p) for p in written],
+        "colours": {int(k): c for k, c in zip(used, colours, strict=True)}, "outputs": [str(p) for p in written],
     }
 
 

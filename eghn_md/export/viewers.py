@@ -96,7 +96,7 @@ def write_pml(path: str | Path, *, pdb_name: str, clusters: Sequence[int], colou
         r, g, b = hex_to_rgb(NONE_COLOUR)
         lines += [f"set_color eghn_none, [{r:.3f}, {g:.3f}, {b:.3f}]",
                   f"select no_cluster, {obj} and b < -0.5", "color eghn_none, no_cluster"]
-    for k, col in zip(clusters, colours):
+    for k, col in zip(clusters, colours, strict=True):
         r, g, b = hex_to_rgb(col)
         lo, hi = _b_range(int(k))
         lines += [
@@ -129,7 +129,7 @@ def write_tcl(path: str | Path, *, pdb_name: str, clusters: Sequence[int], colou
     if has_unassigned:
         lines += ["mol representation Lines", f"mol color ColorID {_VMD_NONE_ID}",
                   "mol selection {beta < -0.5}", "mol material Opaque", "mol addrep $molid"]
-    for i, (k, col) in enumerate(zip(clusters, colours)):
+    for i, (k, col) in enumerate(zip(clusters, colours, strict=True)):
         cid = _VMD_IDS[i % len(_VMD_IDS)]
         r, g, b = hex_to_rgb(col)
         lo, hi = _b_range(int(k))

@@ -25,7 +25,6 @@ from typing import Optional, Protocol, Sequence
 import numpy as np
 
 
-
 class ChainNodes(Protocol):
     """What :func:`chain_model` reads of a node table (:class:`eghn_md.graph.nodes.NodeTable` is one; this module
     sits below it, so it names the fields instead of importing the class)."""
@@ -134,7 +133,7 @@ def chain_model(nodes: ChainNodes) -> ChainModel:
     starts = [0] + [int(i) + 1 for i in np.flatnonzero(new_chain)]
     stops = starts[1:] + [n]
     chains = []
-    for a, b in zip(starts, stops):
+    for a, b in zip(starts, stops, strict=True):
         gaps = tuple(int(i) for i in np.flatnonzero(breaks[a:b - 1]) + a)
         label = ":".join(dict.fromkeys(x for x in (str(segid[a]), str(chain[a])) if x))
         chains.append(Chain(label=label, start=a, stop=b, first_resid=int(resid[a]), last_resid=int(resid[b - 1]),

@@ -53,7 +53,6 @@ import numpy as np
 from eghn_md.errors import DataError
 
 
-
 class FeatureNodes(Protocol):
     """What the feature functions read of a node table (:class:`eghn_md.graph.nodes.NodeTable` is one; this module
     is the vocabulary below it, so it names the fields instead of importing the class)."""

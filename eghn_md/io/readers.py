@@ -357,7 +357,7 @@ def open_system(topology: str | os.PathLike, trajectories: Sequence[str | os.Pat
     n_atoms = universe.atoms.n_atoms
     sources: list[TrajectorySource] = []
     try:
-        for p, fmt in zip(paths, fmts):
+        for p, fmt in zip(paths, fmts, strict=True):
             sources.append(_open_trajectory(p, fmt, n_atoms))
     except BaseException:
         for s in sources:
@@ -370,7 +370,6 @@ def _load_topology(path: Path, fmt: str):
     if fmt == _MDTRAJ_H5:
         return _universe_from_mdtraj(path)
     import MDAnalysis as mda
-
     from MDAnalysis.topology.core import get_parser_for
 
     try:
@@ -416,7 +415,8 @@ def _universe_from_mdtraj(path: Path):
     u.add_TopologyAttr("masses", [a.element.mass if a.element is not None else 0.0 for a in atoms])
     u.add_TopologyAttr("resnames", [r.name for r in residues])
     u.add_TopologyAttr("resids", [r.resSeq for r in residues])
-    segids = [(c.residue(0).segment_id if c.n_residues else "") or cid for c, cid in zip(chains, chain_ids)]
+    segids = [(c.residue(0).segment_id if c.n_residues else "") or cid
+              for c, cid in zip(chains, chain_ids, strict=True)]
     u.add_TopologyAttr("segids", segids or [""])
     u.add_TopologyAttr("chainIDs", [chain_ids[a.residue.chain.index] for a in atoms])
     bonds = [(b[0].index, b[1].index) for b in top.bonds]

@@ -68,12 +68,12 @@ from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import UsageError
 from eghn_md.models.capabilities import ModelCapabilities
 from eghn_md.models.config import ModelConfig
+from eghn_md.models.inputs import bond_edge_scalars, with_input_features
 from eghn_md.models.output import ModelOutput
+from eghn_md.nn.edges import Edges, gather_rows, graph_gather, graph_mean
 from eghn_md.nn.egnn import EGNNLayer
 from eghn_md.nn.emmp import EMMP
-from eghn_md.nn.edges import Edges, gather_rows, graph_gather, graph_mean
 from eghn_md.nn.invariants import centre, channel_scale
-from eghn_md.models.inputs import bond_edge_scalars, with_input_features
 from eghn_md.nn.pool import (
     AssignHead,
     cluster_adjacency,

@@ -11,10 +11,10 @@ from eghn_md.models.capabilities import ModelCapabilities
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.inputs import with_input_features
 from eghn_md.models.output import ModelOutput
+from eghn_md.nn.edges import Edges, graph_gather, graph_mean
 from eghn_md.nn.egnn import EGNNLayer
 from eghn_md.nn.refine import BondRefiner
 from eghn_md.nn.smoothing import smooth_along_bonds
-from eghn_md.nn.edges import Edges, graph_gather, graph_mean
 
 __all__ = ["EGNN"]
 

@@ -16,8 +16,8 @@ from eghn_md.models.capabilities import ModelCapabilities
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.inputs import with_input_features
 from eghn_md.models.output import ModelOutput
-from eghn_md.nn.mlp import MLP
 from eghn_md.nn.edges import Edges
+from eghn_md.nn.mlp import MLP
 
 __all__ = ["RF"]
 

@@ -17,8 +17,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from eghn_md.nn.mlp import MLP, EdgeMLP
 from eghn_md.nn.edges import Edges
+from eghn_md.nn.mlp import MLP, EdgeMLP
 
 __all__ = ["EGNNLayer"]
 

@@ -32,9 +32,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from eghn_md.nn.edges import Edges
 from eghn_md.nn.invariants import centre, channel_scale, gram_features, soft_normalise
 from eghn_md.nn.mlp import MLP, EdgeMLP
-from eghn_md.nn.edges import Edges
 
 __all__ = ["EMMP"]
 

@@ -160,7 +160,7 @@ class MLP(nn.Module):
         if n_layers < 1:
             raise ValueError(f"MLP needs n_layers >= 1, got {n_layers}")
         dims = [in_dim] + [hidden] * (n_layers - 1) + [out_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.final_act = final_act
         self.act = act
         if act not in ("silu", "tanh"):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from eghn_md.nn.mlp import MLP
 from eghn_md.nn.edges import Edges, graph_gather, graph_sum
+from eghn_md.nn.mlp import MLP
 
 __all__ = [
     "AssignHead",

@@ -26,8 +26,8 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from eghn_md.nn.egnn import EGNNLayer
 from eghn_md.nn.edges import Edges
+from eghn_md.nn.egnn import EGNNLayer
 
 __all__ = ["BondRefiner"]
 

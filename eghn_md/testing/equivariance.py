@@ -106,7 +106,7 @@ def permute_batch(batch: GraphBatch, *, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)  # permutations drawn on the CPU, then moved to the batch's device
     dev = batch.pos.device
     ptr = batch.ptr.tolist()
-    perm = torch.cat([a + torch.randperm(b - a, generator=gen) for a, b in zip(ptr[:-1], ptr[1:])])
+    perm = torch.cat([a + torch.randperm(b - a, generator=gen) for a, b in zip(ptr[:-1], ptr[1:], strict=True)])
     inv = torch.empty_like(perm)
     inv[perm] = torch.arange(perm.numel())
     perm, inv = perm.to(dev), inv.to(dev)
