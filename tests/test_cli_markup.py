@@ -39,7 +39,7 @@ def marked_system(adk, tmp_path_factory):
         ca[:half].residues.segments = seg_b
         ca[half:].residues.segments = seg_x
         ca[half:].chainIDs = "X"  # (MDAnalysis writes the first half's empty chain ID as X too)
-        top, traj = d / "ca.pdb", d / "ca.dcd"
+        top, traj = d / "ca.pdb", d / f"ca{FILE_MARKUP}.dcd"  # the trajectory's name is shown by the progress bar
         ca.write(str(top))
         with mda.Writer(str(traj), ca.n_atoms) as w:
             for _ in u.trajectory[:24]:
@@ -52,7 +52,7 @@ def test_preprocess_and_info_show_markup_and_emoji_codes_literally(marked_system
     h5 = tmp_path / f"a{FILE_MARKUP}.h5"
     res = run_cli("preprocess", top, traj, "-o", h5, "--select", "name CA")
     assert res.exit_code == 0, res.output
-    assert MARKUP in res.stderr and "4AKE:X: resid" in res.stderr, res.stderr
+    assert MARKUP in res.stderr and "4AKE:X: resid" in res.stderr and f"ca{FILE_MARKUP}" in res.stderr, res.stderr
     res = run_cli("info", h5)
     assert res.exit_code == 0, res.output
     out = " ".join(res.stdout.split())  # the table may wrap long cells
