@@ -3,6 +3,7 @@ equivariance and interface tests without editing them, and a false declaration f
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import pytest
@@ -14,7 +15,7 @@ import test_models_interface as interface_tests
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import UsageError
 from eghn_md.models import ModelCapabilities, ModelOutput, build_model, registry
-from eghn_md.models.registry import ignored_option_warnings, model_capabilities, model_names
+from eghn_md.models.registry import capabilities_of, ignored_option_warnings, model_capabilities, model_names
 from eghn_md.nn.edges import graph_gather, graph_mean
 from eghn_md.testing.models import small_config
 
@@ -47,6 +48,12 @@ class _ReadsScalarsSecretly(_Drift):
     def forward(self, batch: GraphBatch) -> ModelOutput:
         pos = batch.pos + self._step(batch) * (1.0 + 0.1 * batch.h[:, :1])
         return ModelOutput(pos=pos, reg=pos.new_zeros(()), assign=None)
+
+
+class _ClaimsMarkov(_Drift):
+    """Declares itself markov (current frame only) but steps along the velocity channel."""
+
+    capabilities: ClassVar[ModelCapabilities] = ModelCapabilities(equivariant=True, reads=("pos",), markov=True)
 
 
 class _Wind(_Drift):
@@ -83,6 +90,7 @@ def test_unregistered_again_it_is_refused_with_the_valid_names():
 
 @pytest.mark.parametrize("cls, check, message", [
     (_ReadsScalarsSecretly, "inputs", "does not declare reading 'h'"),
+    (_ClaimsMarkov, "inputs", "does not declare reading 'vel'"),
     (_Wind, "symmetries", "points"),
 ])
 def test_a_false_declaration_fails_the_unedited_tests(monkeypatch, cls, check, message):
@@ -93,8 +101,21 @@ def test_a_false_declaration_fails_the_unedited_tests(monkeypatch, cls, check, m
         run("drift")
 
 
+def test_a_built_model_is_read_through_its_wrappers(monkeypatch):
+    _register(monkeypatch, _Drift)
+    model = build_model(small_config("drift"))
+    wrapped = nn.Module()
+    wrapped.module = model  # as DistributedDataParallel holds it
+    assert capabilities_of(model) == capabilities_of(wrapped) == _Drift.capabilities
+    # a wrapping model declares on the instance what it makes of the network it wraps
+    model.capabilities = dataclasses.replace(_Drift.capabilities, generative=True)
+    assert capabilities_of(wrapped).generative and not _Drift.capabilities.generative
+
+
 def test_a_declaration_is_checked_when_written():
     with pytest.raises(ValueError, match="reads: unknown field"):
         ModelCapabilities(equivariant=True, reads=("pos", "charge"))
     with pytest.raises(ValueError, match="pools must be True or False"):
         ModelCapabilities(equivariant=True, pools=1)
+    with pytest.raises(ValueError, match="markov model reads the current frame only"):
+        ModelCapabilities(equivariant=True, markov=True)

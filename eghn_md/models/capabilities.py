@@ -8,6 +8,10 @@ against its declaration: an ``equivariant`` model must be E(3)-equivariant, a mo
 not change when ``h`` does, one that does not ``smooth`` must ignore ``output_smoothing``, …). A new model is one
 module whose class sets ``capabilities`` plus one entry in :data:`eghn_md.models.registry.MODELS`.
 
+A model that wraps another (a sampler around a registered network, say) sets ``capabilities`` on the instance,
+derived from the wrapped network's (``dataclasses.replace(net.capabilities, generative=True, ...)``); code holding a
+built model reads it with :func:`eghn_md.models.registry.capabilities_of`.
+
 This module is torch-free.
 """
 
@@ -37,8 +41,8 @@ class ModelCapabilities:
     * ``smooths``: filters its predicted displacement by ``output_smoothing`` steps along the bonds.
     * ``reads``: the :data:`BATCH_FIELDS` its prediction depends on (``speed_feature`` feeds ``h``,
       ``edge_features`` feeds ``edge_attr``).
-    * ``markov``: the prediction depends on the current frame (``pos``, ``vel``) only, so a rollout may feed it
-      its own output step by step.
+    * ``markov``: the prediction depends on the current frame only (no velocity channel: ``vel`` is not in
+      ``reads``), so a rollout can start from one structure; the others read x_t − x_{t−ΔT} and need two frames.
     * ``generative``: samples a distribution of next frames (a seeded random draw) rather than one prediction.
     * ``closed_form``: the class has ``fit_closed_form(samples)``, a least-squares fit the benchmarks use instead
       of training it.
@@ -49,7 +53,7 @@ class ModelCapabilities:
     refines: bool = False
     smooths: bool = False
     reads: tuple[str, ...] = BATCH_FIELDS
-    markov: bool = True
+    markov: bool = False
     generative: bool = False
     closed_form: bool = False
 
@@ -60,6 +64,8 @@ class ModelCapabilities:
         for key in ("equivariant", "pools", "refines", "smooths", "markov", "generative", "closed_form"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"ModelCapabilities.{key} must be True or False, got {getattr(self, key)!r}")
+        if self.markov and "vel" in self.reads:
+            raise ValueError("ModelCapabilities: a markov model reads the current frame only, so not 'vel'")
 
     def has(self, need: str) -> bool:
         """Whether the declaration grants ``need``: a capability name (``"refines"``) or ``"reads:<field>"``."""

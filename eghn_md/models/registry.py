@@ -25,8 +25,8 @@ from eghn_md.models.gnn import GNN
 from eghn_md.models.linear import LinearModel
 from eghn_md.models.rf import RF
 
-__all__ = ["MODELS", "MODEL_NAMES", "build_model", "check_model_config", "has_pooling", "ignored_option_warnings",
-           "model_capabilities", "model_class", "model_names", "models_with"]
+__all__ = ["MODELS", "MODEL_NAMES", "build_model", "capabilities_of", "check_model_config", "has_pooling",
+           "ignored_option_warnings", "model_capabilities", "model_class", "model_names", "models_with"]
 
 #: every model by the name a configuration gives it
 MODELS: dict[str, type[nn.Module]] = {
@@ -56,6 +56,14 @@ def model_class(name: str) -> type[nn.Module]:
 def model_capabilities(name: str) -> ModelCapabilities:
     """What model ``name`` declares it is (its class's ``capabilities``), without building it."""
     return model_class(name).capabilities
+
+
+def capabilities_of(model: nn.Module) -> ModelCapabilities:
+    """What a built ``model`` is: its ``capabilities`` (set on the instance by a wrapping model, else its class's),
+    through a ``DistributedDataParallel`` (``.module``) or ``torch.compile`` (``._orig_mod``) wrapper."""
+    for attr in ("_orig_mod", "module", "_orig_mod"):
+        model = getattr(model, attr, model)
+    return model.capabilities
 
 
 def models_with(**wanted) -> tuple[str, ...]:

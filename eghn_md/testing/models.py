@@ -121,7 +121,7 @@ def check_interface(name: str, *, device: str = "cpu") -> None:
 
 def _perturbed(batch: GraphBatch, field: str, gen: torch.Generator) -> GraphBatch:
     """``batch`` with ``field`` replaced by other values of the same kind."""
-    if field in ("h", "edge_attr"):
+    if field in ("h", "edge_attr", "vel"):
         old = getattr(batch, field)
         return batch.replace(**{field: torch.randn(old.shape, generator=gen, dtype=old.dtype).to(old.device)})
     if field == "bonds":  # every other bond
@@ -138,7 +138,7 @@ def check_declared_inputs(name: str, *, device: str = "cpu") -> None:
     batch = random_batch(SIZES, node_in=_NODE_IN, edge_in=_EDGE_IN).to(device)
     gen = torch.Generator().manual_seed(5)
     base = fn(batch).pos
-    for field in ("h", "edge_attr", "bonds", "edge_index"):
+    for field in ("vel", "h", "edge_attr", "bonds", "edge_index"):
         if field not in caps.reads:
             got = fn(_perturbed(batch, field, gen)).pos
             assert torch.equal(got, base), f"model {name!r} does not declare reading {field!r} but depends on it"
