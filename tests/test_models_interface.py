@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from eghn_md.errors import UsageError
-from eghn_md.models import MODEL_NAMES, ModelConfig, ModelOutput, build_model, compute_loss
+from eghn_md.models import MODEL_NAMES, ModelConfig, ModelOutput, build_model
+from eghn_md.train.objective import Objective
+from eghn_md.train.options import TrainConfig
 from eghn_md.testing.synthetic import chain_graph, random_batch
 
 
@@ -46,7 +48,8 @@ def test_every_parameter_gets_a_gradient(name):
     batch = random_batch((6, 9, 4), node_in=4, edge_in=2)
     out = model(batch)
     assert isinstance(out, ModelOutput) and out.pos.shape == (batch.num_nodes, 3)
-    total, mse, reg = compute_loss(out, batch.target, reg_weight=1.0)
+    objective = Objective(config=TrainConfig(reg_weight=1.0))
+    total, _ = objective(model, batch, objective.totals([batch]))
     total.backward()
     missing = [n for n, p in model.named_parameters()
                if p.requires_grad and (p.grad is None or not bool((p.grad != 0).any()))]
@@ -58,15 +61,27 @@ def test_every_parameter_gets_a_gradient(name):
     assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
 
 
-def test_compute_loss_is_per_coordinate_mse_plus_weighted_reg():
-    pos = torch.zeros(4, 3, dtype=torch.float64)
-    target = torch.ones(4, 3, dtype=torch.float64) * 2.0
-    out = ModelOutput(pos=pos, reg=torch.tensor(0.5, dtype=torch.float64))
-    total, mse, reg = compute_loss(out, target, reg_weight=3.0)
-    assert float(mse) == pytest.approx(4.0) and float(reg) == pytest.approx(0.5)
-    assert float(total) == pytest.approx(5.5) and total.dtype == torch.float64
-    with pytest.raises(ValueError, match="shape"):
-        compute_loss(out, target[:2], reg_weight=1.0)
+class _Fixed(torch.nn.Module):
+    """A "model" that returns a fixed output, so the loss of it is known by hand."""
+
+    def __init__(self, out: ModelOutput) -> None:
+        super().__init__()
+        self.out = out
+
+    def forward(self, batch) -> ModelOutput:
+        return self.out
+
+
+def test_one_step_loss_is_per_coordinate_mse_plus_weighted_reg():
+    batch = random_batch((2, 2), node_in=4, edge_in=2)
+    target = torch.full((4, 3), 2.0, dtype=batch.pos.dtype)
+    batch = batch.replace(target=target)
+    out = ModelOutput(pos=torch.zeros(4, 3, dtype=batch.pos.dtype), reg=torch.tensor(0.5, dtype=batch.pos.dtype))
+    objective = Objective(config=TrainConfig(reg_weight=3.0))
+    total, parts = objective(_Fixed(out), batch, objective.totals([batch]))
+    assert objective.terms == ("mse", "reg") and set(parts) == {"mse", "reg"}
+    assert float(parts["mse"]) == pytest.approx(4.0) and float(parts["reg"]) == pytest.approx(0.5)
+    assert float(total) == pytest.approx(5.5) and total.dtype == batch.pos.dtype
 
 
 @pytest.mark.parametrize("name", ["eghn", "eghn-published", "egnn"])
@@ -76,9 +91,10 @@ def test_float32_default_and_cpu_autocast(name):
     batch = chain_graph(60, node_in=20)
     out = model(batch)
     assert out.pos.dtype == torch.float32 and torch.isfinite(out.pos).all()
+    objective = Objective(config=TrainConfig(reg_weight=1.0))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out16 = model(batch)
-        total, _, _ = compute_loss(out16, batch.target, reg_weight=1.0)
+        total, _ = objective(model, batch, objective.totals([batch]))
     total.backward()
     assert torch.isfinite(total)
     if out16.assign is not None:

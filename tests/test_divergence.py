@@ -1,0 +1,68 @@
+"""A model whose numbers run away ends `eghn-md train` with one line (exit 1), never a traceback, and its last good
+epoch stays resumable."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from tests._data import history_rows, run_cli
+
+CONFIG = """\
+model: {{name: linear}}
+data: {{horizon: 5, window_stride: 3}}
+train: {{epochs: 3, batch_size: 8, lr: 0.002, patience: 0, unroll_steps: {unroll}, free_steps: {free},
+        bond_weight: 1.0, clash_weight: 1.0}}
+"""
+
+
+class _Sabotage:
+    """Wraps a model class's ``forward``: once the model has been validated (epoch 1 done), every training call that
+    continues an unroll (the batch of the call before with the model's own prediction as input: the same ``target``
+    tensor) returns NaN positions, as a model that diverges on its own output does."""
+
+    def __init__(self, forward) -> None:
+        self.forward, self.validated, self.last_target = forward, 0, None
+
+    def __call__(self, model, batch):
+        out = self.forward(model, batch)
+        if not torch.is_grad_enabled():  # validation
+            self.validated += 1
+            return out
+        continues = batch.target is self.last_target
+        self.last_target = batch.target
+        if continues and self.validated:
+            return dataclasses.replace(out, pos=out.pos * float("nan"))
+        return out
+
+
+@pytest.mark.parametrize("unroll, free, term", [(2, 0, "mse_unroll"), (1, 1, "bond_free")],
+                         ids=["unrolled-step", "free-step"])
+def test_nan_inside_an_unroll_is_one_line_and_last_pt_resumes(adk_h5, tmp_path, monkeypatch, unroll, free, term):
+    from eghn_md.models.linear import LinearModel
+    from eghn_md.train.checkpoint import load_checkpoint
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG.format(unroll=unroll, free=free))
+    run = tmp_path / "run"
+    args = ("train", adk_h5, "-o", run, "--config", cfg, "--quiet", "--device", "cpu")
+    sabotage = _Sabotage(LinearModel.forward)
+    monkeypatch.setattr(LinearModel, "forward", lambda model, batch: sabotage(model, batch))
+    res = run_cli(*args)
+    assert res.exit_code == 1, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.output, res.output
+    assert lines[0].startswith("Error: training diverged in epoch 2, step 1 of ") and f"the term {term} (" in lines[0]
+    assert "became nan; try a lower --lr (now 0.002) or, for eghn-published, the paper preset" in lines[0]
+    assert f"{str(run / 'last.pt')!r} keeps epoch 1 (continue it with --resume)" in lines[0]
+    assert load_checkpoint(run / "last.pt").train_state["epoch"] == 1
+    assert len(history_rows(run)) == 1
+
+    monkeypatch.undo()  # the model fixed: the run continues from its last good epoch
+    res = run_cli("train", adk_h5, "-o", run, "--resume", "--quiet", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    rows = history_rows(run)
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert all(float(r[f"train_{term}"]) == float(r[f"train_{term}"]) for r in rows)  # finite, logged every epoch
