@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from tests._data import history_rows, run_cli
+from _data import history_rows, run_cli
 
 CONFIG = """\
 model: {{name: linear}}
