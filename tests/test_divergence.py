@@ -66,3 +66,20 @@ def test_nan_inside_an_unroll_is_one_line_and_last_pt_resumes(adk_h5, tmp_path, 
     rows = history_rows(run)
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert all(float(r[f"train_{term}"]) == float(r[f"train_{term}"]) for r in rows)  # finite, logged every epoch
+
+
+def test_a_diverging_benchmark_model_is_a_result_and_the_others_run():
+    from eghn_md.benchmarks.runner import BenchSettings, run_benchmark, summarise
+    from eghn_md.testing.synthetic import random_batch
+
+    data = [random_batch((6,), node_in=4, edge_in=2, dtype=torch.float32, seed=i) for i in range(6)]
+    settings = BenchSettings.create(train={"epochs": 2, "batch_size": 3, "lr": 1e30, "grad_clip": 0.0},
+                                    model={"hidden": 8, "n_layers": 1})
+    logged: list = []
+    rows = run_benchmark(data[:4], data[4:5], data[5:], models=["gnn", "linear"], seeds=[0], settings=settings,
+                         log=logged.append)
+    gnn, linear = rows
+    assert gnn["diverged"].startswith("training diverged in epoch ") and gnn["test_mse"] != gnn["test_mse"]
+    assert "diverged" not in linear and linear["test_mse"] == linear["test_mse"]  # closed form: fitted, finite
+    assert logged[0].startswith("gnn seed 0: training diverged in epoch ") and len(logged) == 2
+    assert [r["model"] for r in summarise(rows)] == ["gnn", "linear"]
