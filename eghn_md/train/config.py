@@ -18,7 +18,7 @@ from eghn_md.choices import PRESET_NAMES
 from eghn_md.errors import UsageError
 from eghn_md.train.options import TrainConfig
 
-__all__ = ["RunConfig", "PRESETS", "resolve_config", "load_yaml"]
+__all__ = ["RunConfig", "PRESETS", "resolve_config", "load_yaml", "migrate_legacy", "LEGACY_KEYS"]
 
 #: rollout-stability training of the tiny / default presets (eghn_md.train.objective; measured in RESULTS.md)
 _STABLE = {"noise_std": 0.3, "noise_scale": 0.05, "unroll_steps": 2, "pushforward": True, "bond_weight": 20.0,
@@ -92,7 +92,7 @@ class RunConfig:
         unknown = sorted(set(d) - {"model", "data", "train"})
         if unknown:
             raise UsageError(f"unknown config section(s) {unknown}; valid: ['data', 'model', 'train']")
-        d = _move_reg_weight(d)
+        d = migrate_legacy(d)
         return cls(
             model=dict(d.get("model") or {}),
             data=DataConfig.from_dict(dict(d.get("data") or {})),
@@ -103,21 +103,33 @@ class RunConfig:
 assert tuple(PRESETS) == PRESET_NAMES  # the list users pick from (eghn_md.choices)
 
 
-def _move_reg_weight(d: dict) -> dict:
-    """``d`` with λ in its train section: a ``model: reg_weight`` (config files and checkpoints of earlier versions,
-    where it was also a model field) moves there, unless the same source names a different ``train: reg_weight``."""
-    model = d.get("model")
-    if not isinstance(model, dict) or "reg_weight" not in model:
-        return d
-    train = d.get("train") or {}
-    if not isinstance(train, dict):
-        return d  # reported by the section check
-    legacy = model["reg_weight"]
-    if "reg_weight" in train and train["reg_weight"] != legacy:
-        raise UsageError(f"reg_weight is given twice, model: reg_weight {legacy!r} and train: reg_weight "
-                         f"{train['reg_weight']!r}; λ is a training setting: keep train: reg_weight only")
-    rest = {k: v for k, v in model.items() if k != "reg_weight"}
-    return {**d, "model": rest, "train": {**train, "reg_weight": legacy}}
+#: keys that earlier versions wrote in another section: ``(section, key)`` → the ``(section, key)`` of their one home
+#: now. λ (``reg_weight``) was also a model field; it is a training setting.
+LEGACY_KEYS = {("model", "reg_weight"): ("train", "reg_weight")}
+
+
+def migrate_legacy(d: dict, *, recorded: bool = False) -> dict:
+    """``d`` (a mapping of config sections) with every key of :data:`LEGACY_KEYS` moved to its home: the one home of
+    this migration (config files, command-line overrides, stored run configurations, checkpoints).
+
+    A legacy value moves unless the home already has one: the same value is fine, a different one is refused (one
+    source naming λ twice); with ``recorded`` (a checkpoint, whose home section holds the value the run used) the
+    home's value wins and the legacy copy is dropped."""
+    out = dict(d)
+    for (old_sec, key), (new_sec, new_key) in LEGACY_KEYS.items():
+        old = out.get(old_sec)
+        if not isinstance(old, dict) or key not in old:
+            continue
+        home = out.get(new_sec) or {}
+        if not isinstance(home, dict):
+            continue  # reported by the section check
+        legacy = old[key]
+        if new_key in home and home[new_key] != legacy and not recorded:
+            raise UsageError(f"{key} is given twice, {old_sec}: {key} {legacy!r} and {new_sec}: {new_key} "
+                             f"{home[new_key]!r}; it is a {new_sec} setting: keep {new_sec}: {new_key} only")
+        out[old_sec] = {k: v for k, v in old.items() if k != key}
+        out[new_sec] = home if (recorded and new_key in home) else {**home, new_key: legacy}
+    return out
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -157,8 +169,8 @@ def resolve_config(
         raise UsageError(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
     d: dict[str, Any] = copy.deepcopy(PRESETS[preset])
     if config_file is not None:
-        d = _merge(d, _move_reg_weight(load_yaml(config_file)))
+        d = _merge(d, migrate_legacy(load_yaml(config_file)))
     if overrides:
-        d = _merge(d, _move_reg_weight({k: {kk: vv for kk, vv in v.items() if vv is not None}
+        d = _merge(d, migrate_legacy({k: {kk: vv for kk, vv in v.items() if vv is not None}
                                         for k, v in overrides.items()}))
     return RunConfig.from_dict(d)
