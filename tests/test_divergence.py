@@ -83,3 +83,31 @@ def test_a_diverging_benchmark_model_is_a_result_and_the_others_run():
     assert "diverged" not in linear and linear["test_mse"] == linear["test_mse"]  # closed form: fitted, finite
     assert logged[0].startswith("gnn seed 0: training diverged in epoch ") and len(logged) == 2
     assert [r["model"] for r in summarise(rows)] == ["gnn", "linear"]
+
+
+DDP_CONFIG = """\
+model: {name: gnn, hidden: 8, n_layers: 1}
+data: {horizon: 5, split: [0.65, 0.2, 0.15], window_stride: 3}
+train: {epochs: 3, batch_size: 6, lr: 1.0e+30, grad_clip: 0.0, schedule: none, patience: 0, device: cpu}
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_stop_together_on_divergence(adk_h5, tmp_path):
+    """Under torchrun (2 gloo processes) every rank sees the all-reduced loss terms, so all of them raise in the same
+    epoch: the command ends (no rank left waiting in a collective) with the one-line error."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "ddp.yaml"
+    cfg.write_text(DDP_CONFIG)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29521",
+         "-m", "cli.main", "train", adk_h5, "-o", str(tmp_path / "run"), "--config", str(cfg), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: training diverged in epoch")]
+    assert len(errors) == 2 and len({e.split(":")[1] for e in errors}) == 1, proc.stderr[-3000:]

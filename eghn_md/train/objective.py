@@ -29,6 +29,11 @@ the data and falls apart (bonds break, the structure swells or freezes). :class:
 
 Every term of a batch is a sum over its pieces divided by a count over the whole batch (:meth:`Objective.totals`),
 so processing a batch in pieces gives the same gradient as processing it whole.
+
+The terms are data: :data:`TERMS` is the one table of them (name, the per-step quantity, the steps it averages, the
+option that weighs it); :class:`Objective` sums the active rows, and the training loop logs every name of
+:attr:`Objective.terms` (``train_<name>`` in ``history.csv`` and on the progress line) without a list of its own.
+With ``unroll_steps`` = 1 and no free steps the objective is the one-step loss, MSE + ``reg_weight`` · reg.
 """
 
 from __future__ import annotations
