@@ -12,8 +12,9 @@ __all__ = ["RichProgress"]
 
 
 class RichProgress:
-    """A bar with done/total, elapsed and remaining time, and what the status says: training epochs show the loss,
-    the validation MSE, the best one so far and samples/s; preprocessing the trajectory being read."""
+    """A bar with done/total, elapsed and remaining time, and what the status says: training epochs show the loss
+    and each of its terms (every ``train_*`` entry of the history row), the validation MSE, the best one so far and
+    samples/s; preprocessing the trajectory being read."""
 
     def __init__(self, *, console: Console | None = None, description: str = "", transient: bool = False) -> None:
         self.console = console or Console(stderr=True, emoji=False)
@@ -47,6 +48,9 @@ class RichProgress:
         val = status.get("val_mse", float("nan"))
         if val == val and val < self._best:
             self._best = val
-        return (f"loss {status['train_loss']:.4g}  val {f'{val:.4g}' if val == val else '-'} Å²  "
+        terms = " ".join(f"{k.removeprefix('train_')} {v:.3g}" for k, v in status.items()
+                         if k.startswith("train_") and k != "train_loss")
+        return (f"loss {status['train_loss']:.4g}{f' ({terms})' if terms else ''}  "
+                f"val {f'{val:.4g}' if val == val else '-'} Å²  "
                 f"best {f'{self._best:.4g}' if self._best < math.inf else '-'}  "
                 f"{status.get('samples_per_s', float('nan')):.1f} samples/s")

@@ -10,13 +10,17 @@ Messages speak in the library's parameter names, never in command-line flags: a 
 (`` `steps` ``) and listed in ``params``; ``str(error)`` shows the bare name (``steps must be >= 1``) and
 :meth:`EghnError.message` can show another spelling of it (the command line passes its table of flags, so the
 user reads ``--steps must be >= 1``).
+
+Problems that do not stop a command are warnings: :func:`warn` hands them to the command's log (one line the user
+reads) or, for a library caller without one, to :mod:`warnings`.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+import warnings
+from typing import Callable, Mapping, Optional, Sequence
 
-__all__ = ["EghnError", "UsageError", "DataError", "DivergenceError", "ResourceError"]
+__all__ = ["EghnError", "UsageError", "DataError", "DivergenceError", "ResourceError", "warn"]
 
 
 class EghnError(Exception):
@@ -49,11 +53,24 @@ class DataError(EghnError):
     exit_code = 1
 
 
-class DivergenceError(DataError):
-    """An autoregressive rollout produced non-finite or exploding coordinates."""
+class DivergenceError(EghnError):
+    """A model's numbers ran away (exit code 1): a loss term or prediction of training became non-finite (the
+    message names the epoch, the step and the term, and what to change), or an autoregressive rollout produced
+    non-finite or exploding coordinates."""
+
+    exit_code = 1
 
 
 class ResourceError(EghnError):
     """Out of memory (or another machine limit); the message says which setting to lower (exit code 1)."""
 
     exit_code = 1
+
+
+def warn(message: str, log: Optional[Callable[[str], None]] = None, *, stacklevel: int = 3) -> None:
+    """Report ``message`` (``"warning: …"``): through ``log`` when given (the command line prints it), else as a
+    :class:`RuntimeWarning` attributed to the caller's caller (``stacklevel``)."""
+    if log is not None:
+        log(message)
+    else:
+        warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)

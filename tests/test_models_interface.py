@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from eghn_md.errors import UsageError
-from eghn_md.models import MODEL_NAMES, ModelConfig, ModelOutput, build_model, compute_loss
+from eghn_md.models import MODEL_NAMES, ModelConfig, ModelOutput, build_model
 from eghn_md.models.registry import check_model_config, model_names, models_with
 from eghn_md.testing.models import (
     check_declared_inputs,
@@ -16,7 +16,9 @@ from eghn_md.testing.models import (
     small_config,
     small_model,
 )
-from eghn_md.testing.synthetic import chain_graph
+from eghn_md.testing.synthetic import chain_graph, random_batch
+from eghn_md.train.objective import Objective
+from eghn_md.train.options import TrainConfig
 
 
 def test_config_round_trip_and_validation():
@@ -71,15 +73,27 @@ def test_published_eghn_freezes_exactly_the_heads_that_reach_no_loss():
         assert frozen == ({"pool_net.1.coef", "decoder.layers.1.out"} if name == "eghn-published" else set()), name
 
 
-def test_compute_loss_is_per_coordinate_mse_plus_weighted_reg():
-    pos = torch.zeros(4, 3, dtype=torch.float64)
-    target = torch.ones(4, 3, dtype=torch.float64) * 2.0
-    out = ModelOutput(pos=pos, reg=torch.tensor(0.5, dtype=torch.float64))
-    total, mse, reg = compute_loss(out, target, reg_weight=3.0)
-    assert float(mse) == pytest.approx(4.0) and float(reg) == pytest.approx(0.5)
-    assert float(total) == pytest.approx(5.5) and total.dtype == torch.float64
-    with pytest.raises(ValueError, match="shape"):
-        compute_loss(out, target[:2], reg_weight=1.0)
+class _Fixed(torch.nn.Module):
+    """A "model" that returns a fixed output, so the loss of it is known by hand."""
+
+    def __init__(self, out: ModelOutput) -> None:
+        super().__init__()
+        self.out = out
+
+    def forward(self, batch) -> ModelOutput:
+        return self.out
+
+
+def test_one_step_loss_is_per_coordinate_mse_plus_weighted_reg():
+    batch = random_batch((2, 2), node_in=4, edge_in=2)
+    target = torch.full((4, 3), 2.0, dtype=batch.pos.dtype)
+    batch = batch.replace(target=target)
+    out = ModelOutput(pos=torch.zeros(4, 3, dtype=batch.pos.dtype), reg=torch.tensor(0.5, dtype=batch.pos.dtype))
+    objective = Objective(config=TrainConfig(reg_weight=3.0))
+    total, parts = objective(_Fixed(out), batch, objective.totals([batch]))
+    assert objective.terms == ("mse", "reg") and set(parts) == {"mse", "reg"}
+    assert float(parts["mse"]) == pytest.approx(4.0) and float(parts["reg"]) == pytest.approx(0.5)
+    assert float(total) == pytest.approx(5.5) and total.dtype == batch.pos.dtype
 
 
 @pytest.mark.parametrize("name", ["eghn", "eghn-published", "egnn"])
@@ -89,9 +103,10 @@ def test_float32_default_and_cpu_autocast(name):
     batch = chain_graph(60, node_in=20)
     out = model(batch)
     assert out.pos.dtype == torch.float32 and torch.isfinite(out.pos).all()
+    objective = Objective(config=TrainConfig(reg_weight=1.0))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out16 = model(batch)
-        total, _, _ = compute_loss(out16, batch.target, reg_weight=1.0)
+        total, _ = objective(model, batch, objective.totals([batch]))
     total.backward()
     assert torch.isfinite(total)
     if out16.assign is not None:

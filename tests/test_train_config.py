@@ -58,3 +58,15 @@ def test_an_old_checkpoint_with_a_model_lambda_loads_and_resumes_its_lambda(tiny
     stored = RunConfig.from_dict({"model": ckpt.train_config["_model_section"], "data": ckpt.data_config,
                                   "train": ckpt.train_config["train"]})
     assert stored.train.reg_weight == 0.1 and "reg_weight" not in stored.model
+
+
+def test_legacy_keys_move_in_one_place():
+    from eghn_md.train.config import migrate_legacy
+
+    d = {"model": {"reg_weight": 0.3, "hidden": 8}, "train": {"reg_weight": 0.1}}
+    with pytest.raises(UsageError, match="reg_weight is given twice"):
+        migrate_legacy(d)
+    # a checkpoint: its train section holds the value the run used, the model's copy is dropped
+    assert migrate_legacy(d, recorded=True) == {"model": {"hidden": 8}, "train": {"reg_weight": 0.1}}
+    assert migrate_legacy({"model": {"reg_weight": 0.3}}) == {"model": {}, "train": {"reg_weight": 0.3}}
+    assert migrate_legacy({"model": {"hidden": 8}}) == {"model": {"hidden": 8}}

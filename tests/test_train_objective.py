@@ -3,12 +3,13 @@ give the same training, and the small-validation fallback."""
 
 from __future__ import annotations
 
+import math
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from _data import StopAfter, history_rows
+from _data import StopAfter, history_rows, run_cli
 from cli.main import main
 from eghn_md.data.batch import collate
 from eghn_md.data.samples import WindowSet, build_edges
@@ -162,7 +163,7 @@ def _fit_chains(max_chunk_nodes):
 
 def test_rollout_objective_in_pieces_gives_the_same_training():
     whole, pieces = _fit_chains(0), _fit_chains(60)
-    for a, b in zip(whole.history, pieces.history):
+    for a, b in zip(whole.history, pieces.history, strict=True):
         for key in ("train_loss", "train_mse", "train_mse_unroll", "train_bond", "train_clash", "val_mse"):
             assert b[key] == pytest.approx(a[key], rel=1e-9), key
 
@@ -204,7 +205,7 @@ def test_unrolled_noisy_training_resumes_bit_identically(adk_h5, tmp_path):
     assert res.exit_code == 0, res.output
     a, b = history_rows(full), history_rows(part)
     assert len(a) == len(b) == 3
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         for key in ("train_loss", "train_mse", "train_mse_unroll", "train_bond", "train_clash", "val_mse"):
             assert rb[key] == ra[key], (ra["epoch"], key)  # the CSV's 8 significant digits, exactly
 
@@ -337,3 +338,24 @@ def test_refine_layers_on_a_model_without_refinement_is_reported_not_ignored_sil
 def test_time_reversal_must_be_a_boolean():
     with pytest.raises(Exception, match="time_reversal"):
         TrainConfig(time_reversal="yes")
+
+
+def test_default_preset_logs_every_loss_term(adk_h5, tmp_path):
+    """Every term the objective of `default` computes (free-step terms included) is a history column, in the
+    order of the terms table, finite, and shown on the progress line."""
+    from cli._progress import RichProgress
+    from eghn_md.train.config import resolve_config
+    from eghn_md.train.objective import Objective
+
+    run = tmp_path / "run"
+    res = run_cli("train", adk_h5, "-o", run, "--preset", "default", "--epochs", "1", "--horizon", "5",
+                  "--quiet", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    terms = Objective(config=resolve_config(preset="default").train).terms
+    assert {"bond_free", "clash_free", "mse_unroll", "bond", "clash"} <= set(terms)
+    header = (run / "history.csv").read_text().splitlines()[0].split(",")
+    assert [c for c in header if c.startswith("train_") and c != "train_loss"] == [f"train_{t}" for t in terms]
+    row = history_rows(run)[0]
+    assert all(math.isfinite(float(row[f"train_{t}"])) for t in terms)
+    info = RichProgress()._info({k: (float(v) if k != "epoch" else int(v)) for k, v in row.items()})
+    assert all(f" {t} " in f" {info} ".replace("(", " ") for t in terms), info

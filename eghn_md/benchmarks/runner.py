@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from eghn_md.data.batch import GraphBatch
-from eghn_md.errors import UsageError
+from eghn_md.errors import DivergenceError, UsageError
 from eghn_md.train.options import TrainConfig
 
 __all__ = ["BenchSettings", "BENCH_TRAIN", "BENCH_MODEL", "BENCH_POOLING_MODEL", "BENCH_MODELS", "BENCH_SEEDS",
@@ -148,7 +148,11 @@ def run_benchmark(
                 best_val = evaluate_mse(model, val_set, batch_size=tc.batch_size, device=tc.device)
                 best_epoch, epochs_run = 0, 0
             else:
-                result = fit(model, train_set, val_set, config=tc)
+                try:
+                    result = fit(model, train_set, val_set, config=tc)
+                except DivergenceError as exc:  # a result too: the other models and seeds still run
+                    rows.append(_diverged_row(name, seed, exc, time.perf_counter() - t0, log))
+                    continue
                 model.load_state_dict(result.best_state)
                 best_val, best_epoch, epochs_run = result.best_val_mse, result.best_epoch, len(result.history)
             test = evaluate_mse(model, test_set, batch_size=tc.batch_size, device=tc.device)
@@ -160,6 +164,14 @@ def run_benchmark(
                 log(f"{name} seed {seed}: test {100 * test:.2f}e-2 val {100 * best_val:.2f}e-2 "
                     f"(best epoch {best_epoch}/{epochs_run}, {row['wall_s']:.0f} s)")
     return rows
+
+
+def _diverged_row(name: str, seed: int, exc: DivergenceError, wall_s: float, log) -> dict:
+    """The row of a (model, seed) whose training diverged: NaN errors and the reason (``diverged``)."""
+    if log:
+        log(f"{name} seed {seed}: {exc}")
+    return {"model": name, "seed": seed, "test_mse": math.nan, "val_mse": math.nan, "best_epoch": 0,
+            "epochs_run": 0, "wall_s": wall_s, "n_params": 0, "diverged": str(exc)}
 
 
 def summarise(rows: Sequence[dict]) -> list[dict]:

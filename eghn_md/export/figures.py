@@ -8,18 +8,12 @@ figure must never make a successful training or rollout fail. The figures themse
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
+from eghn_md.errors import warn
+
 __all__ = ["maybe_plot_rollout", "maybe_plot_rollout_curves", "maybe_plot_run"]
-
-
-def _warn(msg: str, log: Optional[Callable[[str], None]]) -> None:
-    if log is not None:
-        log(msg)
-    else:
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
 def maybe_plot_rollout(summary: dict, log: Optional[Callable[[str], None]] = None) -> Optional[str]:
@@ -29,7 +23,7 @@ def maybe_plot_rollout(summary: dict, log: Optional[Callable[[str], None]] = Non
 
         return plot_rollout_rmsd(summary)
     except Exception as exc:  # noqa: BLE001 - a figure must not fail the rollout
-        _warn(f"warning: rollout figure not written ({type(exc).__name__}: {exc})", log)
+        warn(f"warning: rollout figure not written ({type(exc).__name__}: {exc})", log)
         return None
 
 
@@ -40,7 +34,7 @@ def maybe_plot_rollout_curves(csv_path: str | Path, log: Optional[Callable[[str]
 
         return plot_rmsd_csv(csv_path, title=f"Rollouts ({Path(csv_path).stem}), mean RMSD without superposition")
     except Exception as exc:  # noqa: BLE001 - a figure must not fail the evaluation
-        _warn(f"warning: rollout figure not written ({type(exc).__name__}: {exc})", log)
+        warn(f"warning: rollout figure not written ({type(exc).__name__}: {exc})", log)
         return None
 
 
@@ -52,5 +46,5 @@ def maybe_plot_run(run_dir: str | Path, fmt: str = "png",
 
         return plot_run(run_dir, fmt)
     except Exception as exc:  # noqa: BLE001 - a figure must not fail the training
-        _warn(f"warning: figures of {str(run_dir)!r} not written ({type(exc).__name__}: {exc})", log)
+        warn(f"warning: figures of {str(run_dir)!r} not written ({type(exc).__name__}: {exc})", log)
         return None

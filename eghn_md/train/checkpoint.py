@@ -27,6 +27,7 @@ from eghn_md import __version__
 from eghn_md.errors import DataError, UsageError
 from eghn_md.io.atomic import atomic_path
 from eghn_md.models.registry import has_pooling
+from eghn_md.train.config import migrate_legacy
 
 __all__ = ["FORMAT_VERSION", "KIND", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "describe"]
 
@@ -174,7 +175,9 @@ def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
             raise DataError(f"{str(path)!r} failed its integrity check (content modified or corrupted)")
     model_config = dict(payload["model_config"])
     model_config.setdefault("vector_norm", "per-graph")  # written before the option existed: v0.1's scaling
-    model_config.pop("reg_weight", None)  # written when λ was also a model field; train_config holds the value used
+    # keys written in the model section by earlier versions: their home (train) holds the value the run used
+    model_config = migrate_legacy({"model": model_config, "train": dict(payload["train_config"].get("train") or {})},
+                                  recorded=True)["model"]
     return Checkpoint(
         path=path,
         model_config=model_config,

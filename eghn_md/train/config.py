@@ -18,7 +18,7 @@ from eghn_md.choices import PRESET_NAMES
 from eghn_md.errors import UsageError
 from eghn_md.train.options import TrainConfig
 
-__all__ = ["RunConfig", "PRESETS", "resolve_config", "load_yaml"]
+__all__ = ["RunConfig", "PRESETS", "resolve_config", "load_yaml", "migrate_legacy", "LEGACY_KEYS"]
 
 #: rollout-stability training of the tiny / default presets (eghn_md.train.objective; measured in RESULTS.md)
 _STABLE = {"noise_std": 0.3, "noise_scale": 0.05, "unroll_steps": 2, "pushforward": True, "bond_weight": 20.0,
@@ -36,7 +36,9 @@ PRESETS: dict[str, dict] = {
     # A default for a new system, chosen by measurement on the AdK rollouts (examples/benchmarks/RESULTS.md,
     # "Rollout stability"): the small EGHN of the AdK accuracy table (hidden 32, 2 layers, K = 6, λ = 0.1) with four
     # bond-graph refinement layers, trained for rollouts (noise, breathing, 3 back-propagated unrolled steps and 2
-    # free steps, bond and clash losses).
+    # free steps, bond and clash losses). `models`: where another model of the registry needs other values to train
+    # and beat the static predictor (measured on AdK DCD → DCD2: examples/benchmarks/results/presets.md); models
+    # without a bond-graph refinement get refine_layers 0 (they have nothing it would set).
     "default": {
         "model": {"name": "eghn", "hidden": 32, "n_layers": 2, "n_pool_layers": 1, "n_decoder_layers": 1,
                   "n_clusters": 6, "refine_layers": 4},
@@ -44,6 +46,14 @@ PRESETS: dict[str, dict] = {
         "train": {"epochs": 60, "batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "schedule": "cosine",
                   "reg_weight": 0.1, "patience": 20, "eval_every": 1, **_STABLE, "unroll_steps": 3,
                   "pushforward": False, "noise_scale": 0.15, "free_steps": 2},
+        "models": {
+            # input noise of 0.3 Å costs the models without eghn's refinement their accuracy (1.02 → 0.48 Å², egnn)
+            "egnn": {"train": {"noise_std": 0.0, "noise_scale": 0.0}},
+            "rf": {"model": {"refine_layers": 0}, "train": {"noise_std": 0.0, "noise_scale": 0.0}},
+            "gnn": {"model": {"refine_layers": 0}, "train": {"noise_std": 0.0, "noise_scale": 0.0}},
+            "linear": {"model": {"refine_layers": 0}},
+            "eghn-published": {"model": {"refine_layers": 0}, "train": {"lr": 5e-4}},
+        },
     },
     # The authors' protein protocol (IMPLEMENTATION-NOTES.md; their config.json + main_mdanalysis.py): their model
     # (eghn-published) in their raw units (scales 1: positions in Å, velocity channel in Å per horizon), their features
@@ -92,7 +102,7 @@ class RunConfig:
         unknown = sorted(set(d) - {"model", "data", "train"})
         if unknown:
             raise UsageError(f"unknown config section(s) {unknown}; valid: ['data', 'model', 'train']")
-        d = _move_reg_weight(d)
+        d = migrate_legacy(d)
         return cls(
             model=dict(d.get("model") or {}),
             data=DataConfig.from_dict(dict(d.get("data") or {})),
@@ -103,21 +113,33 @@ class RunConfig:
 assert tuple(PRESETS) == PRESET_NAMES  # the list users pick from (eghn_md.choices)
 
 
-def _move_reg_weight(d: dict) -> dict:
-    """``d`` with λ in its train section: a ``model: reg_weight`` (config files and checkpoints of earlier versions,
-    where it was also a model field) moves there, unless the same source names a different ``train: reg_weight``."""
-    model = d.get("model")
-    if not isinstance(model, dict) or "reg_weight" not in model:
-        return d
-    train = d.get("train") or {}
-    if not isinstance(train, dict):
-        return d  # reported by the section check
-    legacy = model["reg_weight"]
-    if "reg_weight" in train and train["reg_weight"] != legacy:
-        raise UsageError(f"reg_weight is given twice, model: reg_weight {legacy!r} and train: reg_weight "
-                         f"{train['reg_weight']!r}; λ is a training setting: keep train: reg_weight only")
-    rest = {k: v for k, v in model.items() if k != "reg_weight"}
-    return {**d, "model": rest, "train": {**train, "reg_weight": legacy}}
+#: keys that earlier versions wrote in another section: ``(section, key)`` → the ``(section, key)`` of their one home
+#: now. λ (``reg_weight``) was also a model field; it is a training setting.
+LEGACY_KEYS = {("model", "reg_weight"): ("train", "reg_weight")}
+
+
+def migrate_legacy(d: dict, *, recorded: bool = False) -> dict:
+    """``d`` (a mapping of config sections) with every key of :data:`LEGACY_KEYS` moved to its home: the one home of
+    this migration (config files, command-line overrides, stored run configurations, checkpoints).
+
+    A legacy value moves unless the home already has one: the same value is fine, a different one is refused (one
+    source naming λ twice); with ``recorded`` (a checkpoint, whose home section holds the value the run used) the
+    home's value wins and the legacy copy is dropped."""
+    out = dict(d)
+    for (old_sec, key), (new_sec, new_key) in LEGACY_KEYS.items():
+        old = out.get(old_sec)
+        if not isinstance(old, dict) or key not in old:
+            continue
+        home = out.get(new_sec) or {}
+        if not isinstance(home, dict):
+            continue  # reported by the section check
+        legacy = old[key]
+        if new_key in home and home[new_key] != legacy and not recorded:
+            raise UsageError(f"{key} is given twice, {old_sec}: {key} {legacy!r} and {new_sec}: {new_key} "
+                             f"{home[new_key]!r}; it is a {new_sec} setting: keep {new_sec}: {new_key} only")
+        out[old_sec] = {k: v for k, v in old.items() if k != key}
+        out[new_sec] = home if (recorded and new_key in home) else {**home, new_key: legacy}
+    return out
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -150,15 +172,23 @@ def _merge(base: dict, over: dict) -> dict:
 def resolve_config(
     *, preset: Optional[str] = "default", config_file: Optional[str | Path] = None, overrides: Optional[dict] = None
 ) -> RunConfig:
-    """Combine preset, YAML file and explicit overrides (``{"model": {...}, "data": {...}, "train": {...}}``)."""
+    """Combine preset, YAML file and explicit overrides (``{"model": {...}, "data": {...}, "train": {...}}``).
+
+    A preset's ``models`` entry holds per-model values (``{model name: {section: {...}}}``) for the model the
+    resolved configuration names: they apply over the preset's own sections and under the file and the overrides."""
     if preset is None:
         preset = "default"
     if preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
     d: dict[str, Any] = copy.deepcopy(PRESETS[preset])
-    if config_file is not None:
-        d = _merge(d, _move_reg_weight(load_yaml(config_file)))
+    per_model = d.pop("models", {})
+    layers = [migrate_legacy(load_yaml(config_file))] if config_file is not None else []
     if overrides:
-        d = _merge(d, _move_reg_weight({k: {kk: vv for kk, vv in v.items() if vv is not None}
-                                        for k, v in overrides.items()}))
+        layers.append(migrate_legacy({k: {kk: vv for kk, vv in v.items() if vv is not None}
+                                      for k, v in overrides.items()}))
+    names = [layer["model"]["name"] for layer in layers
+             if isinstance(layer.get("model"), dict) and layer["model"].get("name") is not None]
+    d = _merge(d, per_model.get(names[-1] if names else d["model"].get("name"), {}))
+    for layer in layers:
+        d = _merge(d, layer)
     return RunConfig.from_dict(d)

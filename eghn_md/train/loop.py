@@ -29,7 +29,7 @@ from torch import nn
 from eghn_md.data.batch import GraphBatch, collate
 from eghn_md.errors import DivergenceError, ResourceError, UsageError
 from eghn_md.train.feed import BatchFeed, Prepared, resolve_workers
-from eghn_md.train.objective import Objective
+from eghn_md.train.objective import Objective, objective_from_config
 from eghn_md.train.options import MIN_VAL_WINDOWS, OPTIMIZERS, SCHEDULES, SELECTIONS, TrainConfig
 from eghn_md.utils import SILENT, Progress, as_progress, compile_model, resolve_device
 
@@ -176,14 +176,6 @@ def _out_of_memory_error(device: torch.device, config: TrainConfig) -> Exception
 
 
 # ------------------------------------------------------------------------------------------------------------ fit
-def objective_from_config(config: TrainConfig, *, cutoff: Optional[float] = None) -> Objective:
-    """The :class:`~eghn_md.train.objective.Objective` a :class:`TrainConfig` asks for; ``cutoff`` [Å] of the data's
-    contact edges is needed to rebuild edges in multi-step training (``unroll_steps > 1``)."""
-    if int(config.unroll_steps) > 1 and cutoff is None:
-        raise UsageError("unroll_steps > 1 needs the contact cutoff of the data to rebuild edges between steps")
-    return Objective(config=config, cutoff=float(cutoff) if cutoff is not None else float("nan"))
-
-
 @dataclass
 class _Run:
     """What one training run carries from epoch to epoch."""
@@ -282,7 +274,7 @@ def _take_step(run: _Run, prepared: Prepared, epoch: int) -> dict:
                 loss, parts = run.objective(run.net, batch, totals)
             if run.world > 1:  # a share of the global sums; DDP averages gradients over the ranks
                 loss, parts = loss * run.world, {key: v * run.world for key, v in parts.items()}
-            loss.backward()  # a non-finite loss is caught once per epoch (no host sync per piece)
+            loss.backward()  # a non-finite loss is caught once per epoch (no host sync per step): _check_finite
         for key, v in {"loss": loss.detach(), **parts}.items():
             sums[key] = sums.get(key, 0.0) + v
     if cfg.grad_clip > 0:
@@ -292,38 +284,51 @@ def _take_step(run: _Run, prepared: Prepared, epoch: int) -> dict:
 
 
 def _train_epoch(run: _Run, train_set: Sequence[GraphBatch], epoch: int) -> dict:
-    """One pass over the training set in the epoch's seeded order; returns the history row's training columns."""
+    """One pass over the training set in the epoch's seeded order; returns the history row's training columns:
+    ``train_loss`` and ``train_<term>`` for every term the objective reports (:attr:`Objective.terms`)."""
     cfg = run.config
     torch.manual_seed(int(cfg.seed) * 7919 + epoch)
     order = torch.randperm(len(train_set), generator=_epoch_generator(cfg.seed, epoch)).tolist()
     run.net.train()
     t0 = time.perf_counter()
-    sums: dict = {}
-    n_batches = n_seen = 0
+    keys = ("loss", *run.objective.terms)
+    steps: list = []  # per optimiser step the values of ``keys``, checked once at the end (no host sync per step)
+    n_seen = 0
     if run.feed is None:
         run.feed = _feed(run, train_set)
     for prepared in run.feed.epoch(order, epoch):
-        for key, v in _take_step(run, prepared, epoch).items():
-            sums[key] = sums.get(key, 0.0) + v
-        n_batches += 1
+        parts = _take_step(run, prepared, epoch)
+        steps.append(torch.stack([_at_least_fp32(torch.as_tensor(parts[k], device=run.device)).double().reshape(())
+                                  for k in keys]))
         n_seen += prepared.n_global
     dt = time.perf_counter() - t0
-    means = {k: float(_at_least_fp32(torch.as_tensor(v)).double()) / max(n_batches, 1) for k, v in sums.items()}
-    if run.world > 1:
-        keys = sorted(means)
-        t = torch.tensor([means[k] for k in keys], dtype=torch.float64, device=run.device)
-        dist.all_reduce(t)
-        means = dict(zip(keys, (t / run.world).tolist()))
-    if not math.isfinite(means.get("loss", 0.0)):  # after the all-reduce: every rank sees it and stops together
-        raise DivergenceError(f"training loss became {means['loss']} in epoch {epoch}; lower `lr` or check the data",
-                              params=("lr",))
-    row = {"epoch": epoch, "train_loss": means.get("loss", math.nan), "train_mse": means.get("mse", math.nan),
-           "train_reg": means.get("reg", math.nan), "val_mse": math.nan, "lr": run.optimizer.param_groups[0]["lr"],
-           "epoch_time_s": dt, "samples_per_s": n_seen / dt if dt > 0 else math.nan}
-    for key in ("mse_unroll", "bond", "clash"):
-        if key in means:
-            row[f"train_{key}"] = means[key]
-    return row
+    values = torch.stack(steps) if steps else torch.zeros((0, len(keys)), dtype=torch.float64, device=run.device)
+    if run.world > 1:  # every rank sees every rank's values (a non-finite one too): all ranks stop together
+        dist.all_reduce(values)
+        values = values / run.world
+    _check_finite(run, values, keys, epoch)
+    means = dict(zip(keys, values.mean(dim=0).tolist(), strict=True)) if steps else {k: math.nan for k in keys}
+    return {"epoch": epoch, "train_loss": means["loss"], **{f"train_{k}": means[k] for k in keys[1:]},
+            "val_mse": math.nan, "lr": run.optimizer.param_groups[0]["lr"], "epoch_time_s": dt,
+            "samples_per_s": n_seen / dt if dt > 0 else math.nan}
+
+
+def _check_finite(run: _Run, values: torch.Tensor, keys: Sequence[str], epoch: int) -> None:
+    """Raise :class:`DivergenceError` naming the first optimiser step of the epoch with a non-finite loss term.
+
+    ``values``: (n_steps, len(keys)) the loss (``keys[0]``) and the objective's terms of every step. A term is
+    named before the total it feeds; one sync with the host per epoch."""
+    bad = ~torch.isfinite(values)
+    if not bool(bad.any()):
+        return
+    step = int(bad.any(dim=1).nonzero()[0, 0])
+    col = next(i for i in [*range(1, len(keys)), 0] if bool(bad[step, i]))
+    docs = getattr(run.objective, "term_docs", {})
+    what = f"term {keys[col]} ({docs[keys[col]]})" if keys[col] in docs else f"{keys[col]}"
+    raise DivergenceError(
+        f"training diverged in epoch {epoch}, step {step + 1} of {values.shape[0]}: the {what} became "
+        f"{float(values[step, col])}; try a lower `lr` (now {run.config.lr:g}) or, for eghn-published, the "
+        "paper preset", params=("lr",))
 
 
 def _validate(run: _Run, val_set: Sequence[GraphBatch], epoch: int, row: dict) -> bool:

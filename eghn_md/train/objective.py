@@ -29,21 +29,27 @@ the data and falls apart (bonds break, the structure swells or freezes). :class:
 
 Every term of a batch is a sum over its pieces divided by a count over the whole batch (:meth:`Objective.totals`),
 so processing a batch in pieces gives the same gradient as processing it whole.
+
+The terms are data: :data:`TERMS` is the one table of them (name, the per-step quantity, the steps it averages, the
+option that weighs it); :class:`Objective` sums the active rows, and the training loop logs every name of
+:attr:`Objective.terms` (``train_<name>`` in ``history.csv`` and on the progress line) without a list of its own.
+With ``unroll_steps`` = 1 and no free steps the objective is the one-step loss, MSE + ``reg_weight`` · reg.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.data.samples import build_edges
+from eghn_md.errors import UsageError
 from eghn_md.train.options import TrainConfig
 
-__all__ = ["Objective", "sample_noise", "sample_refine_noise"]
+__all__ = ["Objective", "Term", "TERMS", "objective_from_config", "sample_noise", "sample_refine_noise"]
 
 
 def sample_noise(n_nodes: int, std: float, *, seed: int, epoch: int, index: int, dtype, device,
@@ -85,10 +91,60 @@ def _n_steps(sample: GraphBatch) -> int:
     return 1 + int(finite.long().cumprod(0).sum())
 
 
+@dataclass(frozen=True)
+class Term:
+    """One term of the training loss (a row of :data:`TERMS`).
+
+    ``name``: the history column is ``train_<name>``; ``kind``: the per-step quantity it averages (``mse``,
+    ``bond``, ``clash`` of :meth:`Objective._step_terms`, or ``reg``, the model's pooling regulariser); ``steps``:
+    which steps it averages (``first``: the one-step prediction; ``unrolled``: supervised steps 2..``unroll_steps``;
+    ``supervised``: steps 1..``unroll_steps``; ``free``: the ``free_steps``; ``sample``: once per sample, outside
+    the average over steps); ``weight``: the :class:`TrainConfig` field that weighs it (``None``: 1); ``optional``:
+    left out while that weight is 0; ``doc``: what it measures, for messages."""
+
+    name: str
+    kind: str
+    steps: str
+    weight: Optional[str]
+    doc: str
+    optional: bool = True
+
+    def weight_in(self, config: TrainConfig) -> float:
+        return 1.0 if self.weight is None else float(getattr(config, self.weight))
+
+    def n_steps(self, n_supervised: int, n_free: int) -> int:
+        """How many steps the term averages when a batch has ``n_supervised`` and ``n_free`` steps."""
+        return {"first": 1, "unrolled": n_supervised - 1, "supervised": n_supervised, "free": n_free,
+                "sample": 1}[self.steps]
+
+    def active(self, config: TrainConfig) -> bool:
+        """Whether a run with ``config`` computes (and logs) the term."""
+        steps = self.n_steps(int(config.unroll_steps), int(config.free_steps))
+        return steps > 0 and (not self.optional or self.weight_in(config) > 0)
+
+
+#: every term of the loss, in the order of the history columns: the one home of their names and weights. The loss
+#: is Σ weight · (sum over the term's steps) / (supervised + free steps) over the step terms, plus weight · value of
+#: the ``sample`` terms.
+TERMS = (
+    Term("mse", "mse", "first", None, "position error of the one-step prediction", optional=False),
+    Term("reg", "reg", "sample", "reg_weight", "pooling regulariser of the model", optional=False),
+    Term("mse_unroll", "mse", "unrolled", None, "position error of the unrolled steps"),
+    Term("bond", "bond", "supervised", "bond_weight", "bond-length error of the supervised steps"),
+    Term("clash", "clash", "supervised", "clash_weight", "contact error of the supervised steps"),
+    Term("bond_free", "bond", "free", "bond_weight", "bond-length error of the free steps"),
+    Term("clash_free", "clash", "free", "clash_weight", "contact error of the free steps"),
+)
+
+
 @dataclass
 class Objective:
     """Loss of a model on a batch; see the module docstring. Lengths in Å, losses in Å². The weights and switches
-    are those of ``config`` (their one home); ``cutoff`` [Å] rebuilds contact edges between unrolled steps."""
+    are those of ``config`` (their one home); ``cutoff`` [Å] rebuilds contact edges between unrolled steps.
+
+    An objective (this one, or another a model declares) is called as ``objective(net, batch, totals)`` →
+    ``(loss, parts)``, with ``parts`` one detached value per name of :attr:`terms`; ``totals(samples)`` gives the
+    batch denominators. The training loop logs every term of :attr:`terms` and knows no term by name."""
 
     config: TrainConfig
     cutoff: float = float("nan")
@@ -97,12 +153,24 @@ class Objective:
     def unroll_steps(self) -> int:
         return int(self.config.unroll_steps)
 
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The names of the terms this objective computes and reports (its rows of :data:`TERMS` that are active)."""
+        return tuple(t.name for t in TERMS if t.active(self.config))
+
+    @property
+    def term_docs(self) -> dict:
+        """``{name: what it measures}`` of :attr:`terms` (for messages)."""
+        return {t.name: t.doc for t in TERMS if t.active(self.config)}
+
     def totals(self, samples: Sequence[GraphBatch]) -> dict:
-        """Denominators over a whole (global) batch of single-graph samples: per unrolled step, the nodes, bonds
-        and contact pairs that have a target; the graphs; the most steps any sample has. Under DDP each rank counts
-        its share and :func:`eghn_md.train.loop` all-reduces them (sums; the maximum for ``steps``)."""
+        """Denominators over a whole (global) batch of samples (single graphs, or collated batches for one-step
+        training: ``objective(net, batch, objective.totals([batch]))`` is the one-step loss of any batch): per
+        unrolled step, the nodes, bonds and contact pairs that have a target; the graphs; the most steps any sample
+        has. Under DDP each rank counts its share and :func:`eghn_md.train.loop` all-reduces them (sums; the maximum
+        for ``steps``)."""
         steps = [min(_n_steps(s), self.unroll_steps) for s in samples]
-        out = {"graphs": len(samples)}
+        out = {"graphs": sum(s.num_graphs for s in samples)}
         for key, count in (("nodes", lambda s: s.num_nodes), ("bonds", lambda s: s.bonds.shape[1]),
                            ("pairs", lambda s: s.edge_index.shape[1])):
             out[key] = [sum(count(s) for s, k in zip(samples, steps) if k > j) for j in range(self.unroll_steps)]
@@ -110,50 +178,56 @@ class Objective:
         return out
 
     def __call__(self, net, batch: GraphBatch, totals: dict) -> tuple[Tensor, dict]:
-        """``(loss, parts)`` of a piece of a batch; ``parts`` (detached): ``mse`` (first step), ``reg``, and, when
-        used, ``mse_unroll`` (mean over steps), ``bond``, ``clash``, each already divided by the batch totals."""
+        """``(loss, parts)`` of a piece of a batch: the loss sums the active rows of :data:`TERMS`; ``parts``
+        (detached) holds each active term's mean over its steps, already divided by the batch totals."""
         out = net(batch)
-        c = self.config
-        reg = _full(out.reg) * (batch.num_graphs / totals["graphs"])
-        n_steps = totals["steps"]
-        sums = {"mse": 0.0, "bond": 0.0, "clash": 0.0}
-        prev, pred, first_mse = batch.pos, _full(out.pos), None
+        n_sup, n_free = totals["steps"], int(self.config.free_steps)
+        values = self._supervised_steps(net, batch, totals, _full(out.pos))
+        values["reg"] = [_full(out.reg) * (batch.num_graphs / totals["graphs"])]
+        loss, parts = 0.0, {}
+        for term in TERMS:
+            if not term.active(self.config):
+                continue
+            n = term.n_steps(n_sup, n_free)
+            selected = {"first": slice(0, 1), "unrolled": slice(1, n_sup), "supervised": slice(0, n_sup),
+                        "free": slice(n_sup, n_sup + n_free), "sample": slice(0, 1)}[term.steps]
+            total = sum(values[term.kind][selected], 0.0)
+            parts[term.name] = _detached(total / max(n, 1), out.pos)
+            scale = 1.0 if term.steps == "sample" else 1.0 / (n_sup + n_free)
+            loss = loss + term.weight_in(self.config) * scale * total
+        return loss, parts
+
+    def _supervised_steps(self, net, batch: GraphBatch, totals: dict, pred: Tensor) -> dict:
+        """``{kind: [value of step 1, …]}`` of the supervised steps (``totals["steps"]`` of them), then the free
+        steps (bond and clash only; ``mse`` has no value there) from the first prediction ``pred``."""
+        values: dict = {"mse": [], "bond": [], "clash": []}
+        prev, n_steps = batch.pos, totals["steps"]
         for k in range(n_steps):
             target = batch.target if k == 0 else batch.future[:, k - 1]
             valid = torch.isfinite(target[:, 0])
-            terms = self._step_terms(pred, target, valid, batch, totals, k)
-            first_mse = terms["mse"] if k == 0 else first_mse
-            for key in sums:
-                sums[key] = sums[key] + terms[key]
+            for key, v in self._step_terms(pred, target, valid, batch, totals, k).items():
+                values[key].append(v)
             if k + 1 < n_steps:
                 prev, pred = self._advance(net, batch, prev, pred, valid)
-        free = self._free_steps(net, batch, totals, prev, pred) if c.free_steps else {"bond": 0.0, "clash": 0.0}
-        n_terms = n_steps + c.free_steps
-        loss = (sums["mse"] + c.bond_weight * (sums["bond"] + free["bond"])
-                + c.clash_weight * (sums["clash"] + free["clash"])) / n_terms
-        loss = loss + c.reg_weight * reg
-        parts = {"mse": first_mse.detach(), "reg": reg.detach()}
-        if n_steps > 1:
-            parts["mse_unroll"] = (sums["mse"] / n_steps).detach()
-        for key, w in (("bond", c.bond_weight), ("clash", c.clash_weight)):
-            if w > 0:
-                parts[key] = (sums[key] / n_steps).detach()
-                if c.free_steps:
-                    parts[f"{key}_free"] = _detached(free[key] / c.free_steps, loss)
-        return loss, parts
+        if self.config.free_steps:
+            for key, v in self._free_steps(net, batch, totals, prev, pred).items():
+                values[key].extend(v)
+        return values
 
     def _free_steps(self, net, batch: GraphBatch, totals: dict, prev: Tensor, pred: Tensor) -> dict:
-        """Bond and clash sums of ``free_steps`` more steps from the last supervised prediction ``pred``, against
-        the first true target's geometry (every node of the batch counts; denominators of step 0)."""
+        """``{"bond": [...], "clash": [...]}``, one value per step of ``free_steps`` more steps from the last
+        supervised prediction ``pred``, against the first true target's geometry (every node of the batch counts;
+        denominators of step 0)."""
         ref = _full(batch.target)
         ref = torch.where(torch.isfinite(ref), ref, batch.pos.to(ref.dtype))
         every = torch.ones(batch.num_nodes, dtype=torch.bool, device=pred.device)
-        sums = {"bond": 0.0, "clash": 0.0}
+        out: dict = {"bond": [], "clash": []}
         for _ in range(self.config.free_steps):
             prev, pred = self._advance(net, batch, prev, pred, every)
             terms = self._step_terms(pred, ref, every, batch, totals, 0, mse=False)
-            sums = {key: sums[key] + terms[key] for key in sums}
-        return sums
+            for key in out:
+                out[key].append(terms[key])
+        return out
 
     def _step_terms(self, pred: Tensor, target: Tensor, valid: Tensor, batch: GraphBatch, totals: dict, k: int,
                     mse: bool = True):
@@ -181,7 +255,11 @@ class Objective:
         """One more autoregressive step from the prediction ``pred``: ``(new prev, new prediction)``."""
         cur = pred.detach() if self.config.pushforward else pred
         cur = torch.where(valid.unsqueeze(1), cur, cur.detach())  # graphs without targets carry no gradient
-        edge_index, edge_attr = build_edges(cur.detach(), self.cutoff, batch.bonds, batch=batch.batch)
+        # a non-finite prediction (a diverging model) must reach the loss, where the loop reports it, not crash the
+        # edge search: edges are searched among finite stand-ins (the step's input positions), with no host sync
+        finite = torch.isfinite(cur.detach()).all(dim=1, keepdim=True)
+        search = torch.where(finite, cur.detach(), batch.pos.to(cur.dtype))
+        edge_index, edge_attr = build_edges(search, self.cutoff, batch.bonds, batch=batch.batch)
         d = batch.edge_attr.shape[1]
         if d > edge_attr.shape[1]:
             raise ValueError(f"multi-step training rebuilds edges with the bond flag only, but the data has {d} edge "
@@ -189,3 +267,13 @@ class Objective:
         step = batch.replace(pos=cur, vel=cur - prev, edge_index=edge_index,
                              edge_attr=edge_attr[:, :d].to(batch.edge_attr.dtype))
         return cur, _full(net(step).pos)
+
+
+
+def objective_from_config(config: TrainConfig, *, cutoff: Optional[float] = None) -> Objective:
+    """The :class:`Objective` a :class:`TrainConfig` asks for; ``cutoff`` [Å] of the data's contact edges is needed
+    to rebuild edges in multi-step training (``unroll_steps > 1``). (A model trained by another objective, e.g. a
+    generative one, gets its own; any objective with ``terms``, ``totals`` and ``__call__`` plugs into the loop.)"""
+    if int(config.unroll_steps) > 1 and cutoff is None:
+        raise UsageError("unroll_steps > 1 needs the contact cutoff of the data to rebuild edges between steps")
+    return Objective(config=config, cutoff=float(cutoff) if cutoff is not None else float("nan"))

@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 
 from eghn_md import __version__
-from eghn_md.errors import UsageError
+from eghn_md.errors import DivergenceError, UsageError, warn
 from eghn_md.io.atomic import atomic_path
 from eghn_md.models.registry import has_pooling
 from eghn_md.train.checkpoint import load_checkpoint, save_checkpoint
@@ -32,12 +32,7 @@ from eghn_md.train.loop import FitResult, TrainState, fit, objective_from_config
 from eghn_md.train.sources import build_splits
 from eghn_md.utils import Progress
 
-__all__ = ["train_run", "write_text_atomic", "HISTORY_FIELDS"]
-
-HISTORY_FIELDS = ("epoch", "train_loss", "train_mse", "train_reg", "val_mse", "lr", "epoch_time_s", "samples_per_s")
-#: columns of the rollout-aware objective, written when the run uses them
-OPTIONAL_HISTORY_FIELDS = ("train_mse_unroll", "train_bond", "train_clash")
-
+__all__ = ["train_run", "write_text_atomic"]
 
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
@@ -45,9 +40,11 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def _history_csv(history: list) -> str:
+    """The history rows as CSV; the columns are the rows' keys in the order the loop writes them (every loss term
+    the objective reports is one), so a column is never listed twice."""
     buf = io.StringIO()
-    extra = [k for k in OPTIONAL_HISTORY_FIELDS if history and k in history[-1]]
-    w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS + tuple(extra), extrasaction="ignore", lineterminator="\n")
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    w = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
     w.writeheader()
     for row in history:
         w.writerow({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -81,12 +78,7 @@ def _check_val_size(config: RunConfig, n_val: int, log) -> None:
            "pass an independent trajectory with --val FILE, or give validation a larger share of the frames "
            "(data: split in --config) or a shorter horizon")
     config.train.select = "last"
-    if log is not None:
-        log(msg)
-    else:
-        import warnings
-
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    warn(msg, log, stacklevel=4)
 
 
 def _resumed(out: Path, config: RunConfig, resume_epochs: Optional[int]):
@@ -147,6 +139,16 @@ def _check_windows(config: RunConfig, sets: dict) -> None:
             f"2×horizon+1 consecutive frames inside one block); lower `horizon` or pass `val`/`test` files",
             params=("horizon", "val", "test"),
         )
+
+
+def _diverged(exc: DivergenceError, out: Path) -> DivergenceError:
+    """The loop's divergence message with what the run directory keeps: ``last.pt`` of the last good epoch."""
+    last = out / "last.pt"
+    if not last.exists():
+        return DivergenceError(f"{exc.template}; no epoch completed", params=exc.params)
+    epoch = (load_checkpoint(last).train_state or {}).get("epoch")
+    return DivergenceError(f"{exc.template}; {str(last)!r} keeps epoch {epoch} (continue it with `resume`)",
+                           params=(*exc.params, "resume"))
 
 
 def _checkpoint_writer(out: Path, common: dict):
@@ -269,6 +271,8 @@ def train_run(
                 how = f"resume with --resume from {out / 'last.pt'}" if done else "no epoch completed"
                 log(f"Interrupted: {how}")
             raise
+        except DivergenceError as exc:
+            raise _diverged(exc, out) from None
         metrics = _metrics(model, model_cfg, config, result, splits, stats, t_start)
         if is_main:
             write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=float) + "\n")

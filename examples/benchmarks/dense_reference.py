@@ -222,7 +222,8 @@ def _child(impl: str, batch: int, steps: int, threads: int) -> dict:
     else:
         from eghn_md.data.batch import collate
         from eghn_md.models import ModelConfig, build_model
-        from eghn_md.models.loss import compute_loss
+        from eghn_md.train.objective import Objective
+        from eghn_md.train.options import TrainConfig
 
         gb = collate(graphs)
         cfg = ModelConfig(name=impl, node_in=2, edge_in=2, hidden=H, n_layers=LAYERS, n_pool_layers=POOL_LAYERS,
@@ -230,10 +231,11 @@ def _child(impl: str, batch: int, steps: int, threads: int) -> dict:
                           vel_scale=1.0, disp_scale=1.0)
         model = build_model(cfg)
 
+        objective = Objective(config=TrainConfig(reg_weight=LAMBDA))  # the one-step training loss: MSE + λ·reg
+        totals = objective.totals([gb])
+
         def step():
-            out = model(gb)
-            loss, _, _ = compute_loss(out, gb.target, reg_weight=LAMBDA)
-            loss.backward()
+            objective(model, gb, totals)[0].backward()
 
     n_params = sum(p.numel() for p in model.parameters())
     n_edges = sum(g.edge_index.shape[1] for g in graphs)

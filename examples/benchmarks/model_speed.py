@@ -90,7 +90,9 @@ def _batch(case: str):
 def _child(case: str, model_name: str, device: str, compile_: bool, quick: bool, reps: int) -> dict:
     import torch
 
-    from eghn_md.models import ModelConfig, build_model, compute_loss
+    from eghn_md.models import ModelConfig, build_model
+    from eghn_md.train.objective import Objective
+    from eghn_md.train.options import TrainConfig
 
     torch.manual_seed(0)
     pieces = [b.to(device) for b in _batch(case)]
@@ -105,11 +107,12 @@ def _child(case: str, model_name: str, device: str, compile_: bool, quick: bool,
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
+    objective = Objective(config=TrainConfig(reg_weight=1.0))  # the one-step training loss: MSE + λ·reg
+    totals = objective.totals(pieces)  # denominators of the whole batch
+
     def step():
         for b in pieces:  # one piece unless chunked; same gradients as the whole batch
-            out = fwd(b)
-            _, mse, reg = compute_loss(out, b.target, reg_weight=1.0)
-            loss = mse * (b.num_nodes / n_nodes) + reg * (b.num_graphs / n_graphs)
+            loss, _ = objective(fwd, b, totals)
             loss.backward()
 
     if cuda:

@@ -111,7 +111,9 @@ def profile(model_name: str, size: str, steps: int) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile as tprofile, record_function
 
-    from eghn_md.models import ModelConfig, build_model, compute_loss
+    from eghn_md.models import ModelConfig, build_model
+    from eghn_md.train.objective import Objective
+    from eghn_md.train.options import TrainConfig
 
     torch.manual_seed(0)
     g = _graph(size)
@@ -119,13 +121,13 @@ def profile(model_name: str, size: str, steps: int) -> dict:
                       n_decoder_layers=2, n_clusters=20, length_scale=3.8, vel_scale=1.0, disp_scale=1.0)
     model = build_model(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    objective = Objective(config=TrainConfig(reg_weight=1.0))  # the one-step training loss: MSE + λ·reg
+    totals = objective.totals([g])
 
     def step():
         opt.zero_grad(set_to_none=True)
         with record_function("step:forward"):
-            out = model(g)
-            _, mse, reg = compute_loss(out, g.target, reg_weight=1.0)
-            loss = mse + reg
+            loss, _ = objective(model, g, totals)
         with record_function("step:backward"):
             loss.backward()
         with record_function("step:optimiser"):

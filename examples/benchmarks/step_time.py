@@ -30,7 +30,9 @@ def main(argv=None) -> None:
 
     import torch
 
-    from eghn_md.models import ModelConfig, build_model, compute_loss
+    from eghn_md.models import ModelConfig, build_model
+    from eghn_md.train.objective import Objective
+    from eghn_md.train.options import TrainConfig
     from profile_step import _graph
 
     torch.set_num_threads(a.threads)
@@ -41,10 +43,12 @@ def main(argv=None) -> None:
     model = build_model(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
+    objective = Objective(config=TrainConfig(reg_weight=1.0))  # the one-step training loss: MSE + λ·reg
+    totals = objective.totals([g])
+
     def step():
         opt.zero_grad(set_to_none=True)
-        _, mse, reg = compute_loss(model(g), g.target, reg_weight=1.0)
-        (mse + reg).backward()
+        objective(model, g, totals)[0].backward()
         opt.step()
 
     step()
