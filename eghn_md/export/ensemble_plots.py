@@ -102,7 +102,8 @@ def plot_ensembles(path: str | Path, *, reference: Sequence[np.ndarray], model: 
     ax.plot(nodes, f_mod, color="C0", label="model")
     r = np.corrcoef(f_ref, f_mod)[0, 1] if f_ref.std() > 0 and f_mod.std() > 0 else float("nan")
     ratio = np.mean(f_mod / np.maximum(f_ref, 1e-12))
-    ax.set(xlabel="node", ylabel="RMSF [Å]", title=f"RMSF on the reference mean (Pearson r = {r:.2f}, ratio {ratio:.2f})")
+    ax.set(xlabel="node", ylabel="RMSF [Å]",
+           title=f"RMSF on the reference mean (Pearson r = {r:.2f}, ratio {ratio:.2f})")
     ax.legend(fontsize=8)
     _series(fig.add_subplot(grid[2, :]), ref, mod, states=states, step_ps=step_ps, reference_stride=reference_stride)
     if title:
