@@ -12,17 +12,19 @@ One figure, written atomically (png, svg or pdf from the extension; matplotlib's
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path
 from eghn_md.rollout.distribution import mean_structure, pca_basis, project, radius_of_gyration, rmsf, superpose
-from eghn_md.rollout.states import TwoStates, order_parameter
+from eghn_md.rollout.states import TwoStates, order_parameter, states_from_files
 
-__all__ = ["plot_ensembles"]
+__all__ = ["plot_ensembles", "maybe_plot_ensembles"]
 
 _FORMATS = ("png", "svg", "pdf")
 _BINS = 40
@@ -42,9 +44,12 @@ def _fes(ax, xy: np.ndarray, edges: tuple[np.ndarray, np.ndarray], title: str):
 
 
 def _series(ax, reference: list[np.ndarray], model: list[np.ndarray], *, states: Optional[TwoStates],
-            step_ps: float, reference_stride: int) -> None:
-    """ΔQ (or Rg) against time [ps] of the first reference trajectory and the first model trajectories."""
+            step_ps: Optional[float], reference_stride: int) -> None:
+    """ΔQ (or Rg) against time [ps] (steps without ``step_ps``) of the first reference trajectory and the first
+    model trajectories."""
     value = (lambda x: order_parameter(states, x)) if states is not None else radius_of_gyration
+    unit = "step" if step_ps is None or not math.isfinite(step_ps) else "time [ps]"
+    step_ps = 1.0 if unit == "step" else step_ps
     ref = reference[0][::reference_stride]
     ax.plot(np.arange(len(ref)) * step_ps, value(ref), color="k", lw=0.8, label="reference")
     for k, traj in enumerate(model[:_MAX_MODEL_LINES]):
@@ -57,13 +62,13 @@ def _series(ax, reference: list[np.ndarray], model: list[np.ndarray], *, states:
                         va="bottom")
         ax.set_ylim(-1.05, 1.05)
     label = f"ΔQ = Q({states.names[1]}) − Q({states.names[0]})" if states is not None else "Rg [Å]"
-    ax.set(xlabel="time [ps]", ylabel=label,
+    ax.set(xlabel=unit, ylabel=label,
            title="two-state order parameter" if states is not None else "radius of gyration")
     ax.legend(fontsize=8, loc="upper right")
 
 
 def plot_ensembles(path: str | Path, *, reference: Sequence[np.ndarray], model: Sequence[np.ndarray],
-                   states: Optional[TwoStates] = None, step_ps: float = 1.0, reference_stride: int = 1,
+                   states: Optional[TwoStates] = None, step_ps: Optional[float] = None, reference_stride: int = 1,
                    title: str = "") -> str:
     """Write the figure (module docstring) of ``model`` against ``reference``; returns the path.
 
@@ -72,7 +77,8 @@ def plot_ensembles(path: str | Path, *, reference: Sequence[np.ndarray], model: 
         reference: list of (T, N, 3) [Å] reference trajectories.
         model: list of (T', N, 3) [Å] model trajectories.
         states: optional two-state definition (bottom panel: ΔQ; without it Rg).
-        step_ps: [ps] time between model frames; reference_stride: reference frames per model step.
+        step_ps: [ps] time between model frames (None: the time axis counts steps); reference_stride: reference
+            frames per model step.
         title: figure title.
     """
     from matplotlib.figure import Figure
@@ -111,3 +117,19 @@ def plot_ensembles(path: str | Path, *, reference: Sequence[np.ndarray], model: 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".").lower(), dpi=120)
     return str(path)
+
+
+def maybe_plot_ensembles(path: str | Path, frames: dict, result: dict, *, states: Optional[Sequence[str]] = None,
+                         log: Optional[Callable[[str], None]] = None) -> Optional[str]:
+    """The figure of ``evaluate --rollout`` (:func:`eghn_md.rollout.assess.assess_rollouts` with ``keep_frames``:
+    ``frames`` {"reference", "model"} one step apart, ``result`` its summary; ``states`` the two structure files);
+    the path, or None with a warning: a figure never fails the evaluation."""
+    try:
+        two = None if not states else states_from_files(*states)
+        return plot_ensembles(path, reference=frames["reference"], model=frames["model"], states=two,
+                              step_ps=result.get("step_ps"), title=f"{len(frames['model'])} rollouts of "
+                              f"{result.get('steps')} steps vs the reference")
+    except Exception as exc:  # noqa: BLE001 - a figure must not fail the evaluation
+        msg = f"warning: ensemble figure not written ({type(exc).__name__}: {exc})"
+        log(msg) if log is not None else warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        return None

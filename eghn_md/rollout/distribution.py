@@ -202,6 +202,8 @@ def _states(states: TwoStates, trajs: list[np.ndarray], stride: int, step_ps: fl
     out = state_summary(series, dt_ps=step_ps, names=states.names)
     steps = sum(len(s) - 1 for s in series)
     out["n_steps"] = steps
+    dwell = state_summary(series, dt_ps=1.0, names=states.names)["mean_dwell_ps"]
+    out["mean_dwell_steps"] = dwell  # the same visits counted in steps (when step_ps is unknown)
     out["per_1000_steps"] = {k: (1000.0 * v / steps if steps else None) for k, v in out["transitions"].items()}
     return out
 

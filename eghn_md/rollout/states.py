@@ -25,13 +25,14 @@ Definitions (distances between nodes, Cα for residue nodes, in Å):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 
 from eghn_md.errors import DataError, UsageError
 
-__all__ = ["TwoStates", "two_states", "contact_fractions", "order_parameter", "state_series", "state_summary",
+__all__ = ["TwoStates", "two_states", "states_from_files", "read_nodes", "contact_fractions", "order_parameter", "state_series", "state_summary",
            "BETA_PER_A", "UNCOMMITTED"]
 
 BETA_PER_A = 5.0  #: steepness β of the contact switching function [1/Å] (Best, Hummer & Eaton 2013)
@@ -219,3 +220,38 @@ def state_summary(series: np.ndarray | Sequence[np.ndarray], *, dt_ps: float,
         "mean_dwell_ps": {n: (float(np.mean(dwell[k]) * dt_ps) if dwell[k] else None) for k, n in enumerate(names)},
         "n_complete_visits": {n: len(dwell[k]) for k, n in enumerate(names)},
     }
+
+
+def read_nodes(path: str | Path, *, selection: str = "name CA") -> np.ndarray:
+    """(N, 3) [Å] positions of the ``selection`` atoms (default Cα; every atom when none matches) in the first frame
+    of a structure file (PDB, GRO, … anything :func:`eghn_md.io.readers.open_system` reads without a trajectory)."""
+    import warnings
+
+    from eghn_md.io.readers import open_system
+
+    with warnings.catch_warnings(), open_system(path, []) as system:
+        warnings.simplefilter("ignore")  # placeholder CRYST1, missing elements: irrelevant to node positions
+        atoms = system.universe.select_atoms(selection)
+        idx = atoms.indices if atoms.n_atoms else np.arange(system.n_atoms)
+        pos, _ = next(system.trajectories[0].iter_blocks(idx, block=1))
+        return np.asarray(pos[0], dtype=np.float64).copy()
+
+
+def states_from_files(path_a: str | Path, path_b: str | Path, *, n_nodes: Optional[int] = None,
+                      names: Optional[tuple[str, str]] = None, **kwargs) -> TwoStates:
+    """:func:`two_states` of two structure files (their Cα, see :func:`read_nodes`), named after the files' stems
+    unless ``names`` is given; ``n_nodes`` is the node count of the data they must match. ``kwargs`` as
+    :func:`two_states`.
+
+    Raises:
+        DataError: a file's node count differs from the other's or from ``n_nodes`` (the message names both).
+    """
+    a, b = read_nodes(path_a), read_nodes(path_b)
+    for path, x in ((path_a, a), (path_b, b)):
+        if n_nodes is not None and len(x) != n_nodes:
+            raise DataError(f"`states` structure {str(path)!r} has {len(x)} Cα nodes but the data has {n_nodes}; "
+                            "give two structures of the same nodes in the same order", params=("states",))
+    if len(a) != len(b):
+        raise DataError(f"`states` structures {str(path_a)!r} and {str(path_b)!r} have {len(a)} and {len(b)} Cα "
+                        "nodes; they must match", params=("states",))
+    return two_states(ref_a=a, ref_b=b, names=names or (Path(path_a).stem, Path(path_b).stem), **kwargs)
