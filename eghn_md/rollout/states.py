@@ -33,8 +33,7 @@ import numpy as np
 from eghn_md.errors import DataError, UsageError
 
 __all__ = ["TwoStates", "two_states", "states_from_files", "read_nodes", "contact_fractions", "order_parameter",
-           "state_series", "state_summary",
-           "BETA_PER_A", "UNCOMMITTED"]
+           "state_series", "state_summary", "BETA_PER_A", "UNCOMMITTED"]
 
 BETA_PER_A = 5.0  #: steepness β of the contact switching function [1/Å] (Best, Hummer & Eaton 2013)
 UNCOMMITTED = -1  #: state code of frames before the first threshold crossing
