@@ -59,17 +59,21 @@ def superpose(frames: np.ndarray, target: np.ndarray) -> np.ndarray:
     tc = np.asarray(target, dtype=np.float64).mean(axis=0)
     y = np.asarray(target, dtype=np.float64) - tc
     xc = x - x.mean(axis=1, keepdims=True)
-    h = np.einsum("tni,nj->tij", xc, y)  # (T, 3, 3) covariance of mobile and target
+    h = np.matmul(xc.transpose(0, 2, 1), y)  # (T, 3, 3) covariance of mobile and target
     u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(np.einsum("tij,tjk->tik", u, vt)))
+    d = np.sign(np.linalg.det(np.matmul(u, vt)))
     u[:, :, 2] *= d[:, None]  # no reflection
-    rot = np.einsum("tij,tjk->tik", u, vt)  # x_c @ rot ≈ y
-    return np.einsum("tni,tij->tnj", xc, rot) + tc
+    xc = np.matmul(xc, np.matmul(u, vt))  # x_c @ rot ≈ y
+    xc += tc
+    return xc
 
 
-def mean_structure(frames: np.ndarray, *, tol: float = 1e-4, max_rounds: int = 10) -> np.ndarray:
-    """(N, 3) [Å] mean of (T, N, 3) [Å] frames superposed on their own mean (iterated from frame 0)."""
+def mean_structure(frames: np.ndarray, *, tol: float = 1e-4, max_rounds: int = 10,
+                   max_frames: int = 5000) -> np.ndarray:
+    """(N, 3) [Å] mean of (T, N, 3) [Å] frames superposed on their own mean (iterated from frame 0); of at most
+    ``max_frames`` evenly spaced frames."""
     x = np.asarray(frames, dtype=np.float64)
+    x = x[np.unique(np.linspace(0, len(x) - 1, min(len(x), max_frames)).round().astype(int))]
     mean = x[0] - x[0].mean(axis=0)
     for _ in range(max_rounds):
         new = superpose(x, mean).mean(axis=0)
@@ -152,26 +156,38 @@ def js_distance(ref: np.ndarray, model: np.ndarray, *, bins: int = JS_BINS) -> f
     return float(jensenshannon(_hist(r, lo, hi, bins)[0], _hist(m, lo, hi, bins)[0], base=2))
 
 
+def _pair_distances(frames: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """(T, P) [Å] the condensed pair distances of (T, N, 3) [Å] frames selected by the (N(N−1)/2,) mask ``keep``."""
+    from scipy.spatial.distance import pdist
+
+    return np.stack([pdist(f)[keep] for f in frames])
+
+
 def pairwise_js(ref: np.ndarray, model: np.ndarray, *, min_separation: int = MIN_PAIR_SEP, bins: int = JS_BINS,
-                chunk: int = 2048) -> float:
+                chunk: int = 256) -> float:
     """Mean over node pairs with ``|i − j| >= min_separation`` of the Jensen–Shannon distance of their distance.
 
     Args:
         ref: (M, N, 3) [Å] reference frames; model: (M', N, 3) [Å] model frames.
+        chunk: frames per block (memory: chunk × N²/2 floats).
     """
     from scipy.spatial.distance import jensenshannon
 
-    i, j = np.triu_indices(ref.shape[1], k=min_separation)
-    if not len(i):
+    i, j = np.triu_indices(ref.shape[1], k=1)
+    keep = (j - i) >= min_separation
+    if not keep.any():
         return float("nan")
-    total = 0.0
-    for s in range(0, len(i), chunk):
-        a, b = i[s:s + chunk], j[s:s + chunk]
-        dr = np.linalg.norm(ref[:, a] - ref[:, b], axis=-1)
-        dm = np.linalg.norm(model[:, a] - model[:, b], axis=-1)
-        lo, hi = dr.min(axis=0), dr.max(axis=0)
-        total += float(np.nansum(jensenshannon(_hist(dr, lo, hi, bins), _hist(dm, lo, hi, bins), axis=1, base=2)))
-    return total / len(i)
+    lo, hi = np.full(int(keep.sum()), np.inf), np.full(int(keep.sum()), -np.inf)
+    for s in range(0, len(ref), chunk):
+        d = _pair_distances(ref[s:s + chunk], keep)
+        lo, hi = np.minimum(lo, d.min(axis=0)), np.maximum(hi, d.max(axis=0))
+    counts = []
+    for x in (ref, model):
+        c = np.zeros((len(lo), bins))
+        for s in range(0, len(x), chunk):
+            c += _hist(_pair_distances(x[s:s + chunk], keep), lo, hi, bins)
+        counts.append(c)
+    return float(np.mean(jensenshannon(counts[0], counts[1], axis=1, base=2)))
 
 
 def _stack(trajs: Sequence[np.ndarray], what: str, n_nodes: Optional[int] = None) -> list[np.ndarray]:
