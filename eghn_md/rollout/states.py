@@ -7,7 +7,8 @@ Definitions (distances between nodes, Cα for residue nodes, in Å):
   sequence separation ``|i − j| >= min_separation`` (4) that are in contact in A only: ``d_A < cutoff`` (8 Å) and,
   in B, ``d_B > max(cutoff + margin, λ·d_A + margin)`` (``margin`` 1 Å), i.e. clearly broken in B even by the
   tolerance of the switching function below. ``r0_a`` is their distance in A. The same the other way round for B.
-  (With 1AKE / 4AKE from MDAnalysisTests this gives 33 closed-only and 9 open-only Cα contacts.)
+  (With 1AKE / 4AKE from MDAnalysisTests this gives 29 closed-only and 4 open-only Cα contacts: opening AdK mostly
+  breaks contacts, so Q_B moves in steps of 1/4 and ΔQ is driven mainly by Q_A; ``margin=0.5`` gives 32 and 7.)
 * **Fraction of contacts formed** (Best, Hummer & Eaton, *PNAS* 110, 17874 (2013), eq. 1):
   ``Q(X) = mean over pairs of 1 / (1 + exp(β (r(X) − λ r0)))`` with β = 5 Å⁻¹ and λ = ``tolerance`` (1.2 here,
   tighter than their all-atom 1.8, because Cα–Cα contact distances are longer and the basin-specific pairs of the
