@@ -17,7 +17,9 @@ from cli._common import device_option, emit_json, json_option, quiet_option, std
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--rollout", "rollout_steps", type=click.IntRange(min=1), default=None,
               help="Also roll the model out STEPS horizons from evenly spaced windows of the split: RMSD vs step "
-                   "beside static and constant velocity, and the validity of every frame (rollout_<split>.csv/.png).")
+                   "beside static and constant velocity, and the validity of every frame (rollout_<split>.csv/.png); "
+                   "from 20 steps also the pooled rollouts as a distribution against the split's frames one horizon "
+                   "apart, beside the data's own floor (ensemble_<split>.png).")
 @click.option("--rollout-starts", type=click.IntRange(min=1), default=4, show_default=True,
               help="Number of rollout start windows.")
 @click.option("--states", nargs=2, type=click.Path(exists=True, dir_okay=False), default=None,
