@@ -120,3 +120,14 @@ def test_bad_inputs(adk_states):
         two_states(ref_a=a, ref_b=_ca("PDB_small"), low=0.5, high=0.2)
     with pytest.raises(DataError, match="10 nodes but the state definition has 214"):
         state_series(adk_states, np.zeros((3, 10, 3)))
+
+
+def test_states_from_all_atom_files_pick_the_ca(adk_states):
+    from eghn_md.rollout.states import states_from_files
+
+    s = states_from_files(datafile("PDB_closed"), datafile("PDB_small"), n_nodes=214)
+    assert s.names == ("adk_closed", "adk_open")
+    np.testing.assert_array_equal(s.pairs_a, adk_states.pairs_a)
+    np.testing.assert_allclose(s.r0_b, adk_states.r0_b, atol=1e-5)
+    with pytest.raises(DataError, match="has 214 Cα nodes but the data has 200"):
+        states_from_files(datafile("PDB_closed"), datafile("PDB_small"), n_nodes=200)
