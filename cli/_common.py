@@ -22,8 +22,8 @@ PARAM_FLAGS = {
     "epochs": "--epochs", "features": "--features", "fmt": "--format", "frame": "--frame", "frames": "--frames",
     "hidden": "--hidden", "horizon": "--horizon", "horizon_ps": "--horizon-ps", "lr": "--lr",
     "n_clusters": "--clusters", "overwrite": "--overwrite", "resume": "--resume", "select": "--select",
-    "split": "--split", "steps": "--steps", "stride": "--stride", "test": "--test", "top": "--top",
-    "topology": "--topology", "trajectory": "--trajectory", "truth": "--truth", "val": "--val",
+    "split": "--split", "states": "--states", "steps": "--steps", "stride": "--stride", "test": "--test",
+    "top": "--top", "topology": "--topology", "trajectory": "--trajectory", "truth": "--truth", "val": "--val",
 }
 
 

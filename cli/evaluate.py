@@ -18,25 +18,35 @@ from eghn_md.choices import EVAL_SPLITS
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--rollout", "rollout_steps", type=click.IntRange(min=1), default=None,
               help="Also roll the model out STEPS horizons from evenly spaced windows of the split: RMSD vs step "
-                   "beside static and constant velocity, and the validity of every frame (rollout_<split>.csv/.png).")
+                   "beside static and constant velocity, and the validity of every frame (rollout_<split>.csv/.png); "
+                   "from 20 steps also the pooled rollouts as a distribution against the split's frames one horizon "
+                   "apart, beside the data's own floor (ensemble_<split>.png).")
 @click.option("--rollout-starts", type=click.IntRange(min=1), default=4, show_default=True,
               help="Number of rollout start windows.")
+@click.option("--states", nargs=2, type=click.Path(exists=True, dir_okay=False), default=None,
+              metavar="A.pdb B.pdb", help="Two structures (Cα of the data's nodes, e.g. closed and open) defining two "
+              "states: populations, transitions and dwell times of rollouts of >= 20 steps against the data.")
 @device_option
 @quiet_option
 @json_option
-def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, rollout_starts, device, quiet, as_json):
+def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, rollout_starts, states, device, quiet,
+             as_json):
     """Evaluate MODEL (RUN/model.pt) on DATA.h5 files: the paper's MSE per coordinate [Å²] at the horizon."""
     from pathlib import Path
 
+    from eghn_md.errors import UsageError
     from eghn_md.train.evaluate import evaluate_model
 
+    if states and not rollout_steps:
+        raise UsageError("--states judges rollouts: add --rollout STEPS (>= 20)")
     if per_node_csv is None:
         per_node_csv = str(Path(model_path).parent / f"errors_{split}.csv")
     result = evaluate_model(model_path, list(data), split=split, device=device, batch_size=batch_size,
                             per_node_csv=per_node_csv)
     console = stderr_console(quiet)
     if rollout_steps:
-        result["rollout"] = _rollouts(model_path, data, split, rollout_steps, rollout_starts, device, console, quiet)
+        result["rollout"] = _rollouts(model_path, data, split, rollout_steps, rollout_starts, states, device, console,
+                                      quiet)
     if as_json:
         emit_json(result)
         return
@@ -57,19 +67,25 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, r
         _print_rollouts(console, result["rollout"])
 
 
-def _rollouts(model_path, data, split, steps, starts, device, console, quiet) -> dict:
+def _rollouts(model_path, data, split, steps, starts, states, device, console, quiet) -> dict:
     from pathlib import Path
 
     from cli._progress import RichProgress
+    from eghn_md.export.ensemble_plots import maybe_plot_ensembles
     from eghn_md.export.figures import maybe_plot_rollout_curves
     from eghn_md.rollout.assess import assess_model_rollouts, write_rollout_csv
 
     out_csv = Path(model_path).parent / f"rollout_{split}.csv"
     r = assess_model_rollouts(model_path, list(data), split=split, steps=steps, n_starts=starts, device=device,
+                              states=states or None, keep_frames=True,
                               progress=None if quiet else RichProgress(console=console, description="rollouts",
                                                                        transient=True))
+    frames = r.pop("frames")
     r["csv"] = str(write_rollout_csv(r, out_csv))
     r["figure"] = maybe_plot_rollout_curves(out_csv, log=plain_log(console))
+    if "distribution" in r:
+        r["distribution"]["figure"] = maybe_plot_ensembles(
+            out_csv.with_name(f"ensemble_{split}.png"), frames, r, states=states or None, log=plain_log(console))
     return r
 
 
@@ -86,6 +102,10 @@ def _print_rollouts(console, r: dict) -> None:
     console.print(validity_line(summary))
     if v["rollouts_stopped"]:
         console.print(f"[yellow]warning:[/] the divergence guard stopped {v['rollouts_stopped']} of the rollouts")
+    if "distribution" in r:
+        from cli._ensemble_table import print_distribution
+
+        print_distribution(console, r["distribution"])
 
 
 def _step(result: dict) -> str:

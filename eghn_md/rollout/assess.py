@@ -5,6 +5,13 @@ constant-velocity predictors, and the validity of every rolled-out frame (:mod:`
 RMSD is without superposition (the surrogate predicts absolute frames) and averaged over the starts that still
 have a true frame at that step; validity counts every predicted frame, true frame or not, so a rollout may run past
 the end of its trajectory.
+
+Rollouts of at least :data:`MIN_DISTRIBUTION_STEPS` steps are also judged as a distribution
+(:func:`eghn_md.rollout.distribution.compare_ensembles`): every rollout of every start pooled as the model ensemble
+against the split's frames read one horizon apart (the reference, sampled at the model's step), beside the
+reference's own floor (:func:`~eghn_md.rollout.distribution.reference_floor`: its two halves compared); with a
+two-state definition also populations, transitions per 1,000 steps and dwell times. Shorter rollouts sample too
+little for a distribution, so they get none.
 """
 
 from __future__ import annotations
@@ -17,12 +24,16 @@ import torch
 
 from eghn_md.choices import PREDICTORS
 from eghn_md.errors import UsageError
+from eghn_md.rollout.distribution import compare_ensembles, reference_floor
 from eghn_md.rollout.rollout import GuardConfig, const_velocity_rollout, rollout, write_rmsd_csv
 from eghn_md.rollout.start import model_dtype
+from eghn_md.rollout.states import TwoStates, states_from_files
 from eghn_md.rollout.validity import validity_report
 from eghn_md.utils import Progress, as_progress
 
 __all__ = ["assess_rollouts", "assess_model_rollouts", "rollout_starts", "write_rollout_csv"]
+
+MIN_DISTRIBUTION_STEPS = 20  #: shortest rollout judged as a distribution
 
 
 def rollout_starts(window_sets: Sequence, n_starts: int) -> list[tuple[object, int]]:
@@ -60,7 +71,7 @@ def _one(model, ws, t: int, steps: int, *, node_kind: str, device, guard: GuardC
     rmsd = {k: np.sqrt(((p.astype(np.float64) - truth[:n]) ** 2).sum(axis=2).mean(axis=1)) for k, p in preds.items()}
     report = validity_report(res.frames, bonds=ws.bonds, node_kind=node_kind, truth=truth[: len(res.frames)])
     return {"start": int(t), "window_set": ws.name, "rmsd": rmsd, "validity": report.summary(),
-            "stopped": res.stopped, "steps_done": len(res.frames) - 1}
+            "stopped": res.stopped, "steps_done": len(res.frames) - 1, "frames": np.asarray(res.frames)}
 
 
 def _mean_curves(runs: list[dict], steps: int) -> dict:
@@ -96,12 +107,40 @@ def _pooled_validity(runs: list[dict]) -> dict:
     }
 
 
+def _reference_frames(window_sets: Sequence) -> list[np.ndarray]:
+    """(T_k, N, 3) [Å] every window set's block read one horizon apart (the model's step), those of >= 2 frames."""
+    return [np.stack([ws.frame(f).numpy() for f in range(ws.block_start, ws.block_stop, ws.horizon)])
+            for ws in window_sets if ws.block_stop - ws.block_start > ws.horizon]
+
+
+def _distribution(runs: list[dict], window_sets: Sequence, *, states: Optional[TwoStates], step_ps: float) -> dict:
+    """The rollouts as an ensemble against the split's frames one horizon apart, and the reference's floor."""
+    reference = _reference_frames(window_sets)
+    model = [r["frames"] for r in runs if len(r["frames"]) >= 2]
+    if not reference or not model:
+        return {"skipped": "the reference or the rollouts have fewer than 2 frames"}
+    out = compare_ensembles(reference=reference, model=model, states=states, step_ps=step_ps)
+    try:
+        out["floor"] = reference_floor(reference, states=states, step_ps=step_ps)
+    except UsageError as exc:  # a reference too short to halve
+        out["floor"] = {"skipped": str(exc)}
+    out["reference_frames_apart"] = int(window_sets[0].horizon)
+    return out
+
+
 def assess_rollouts(model: torch.nn.Module, window_sets: Sequence, *, steps: int, n_starts: int = 4,
                     node_kind: str = "residue", device="cpu", guard: Optional[GuardConfig] = None,
-                    step_ps: float = float("nan"), progress: Optional[Progress] = None) -> dict:
+                    step_ps: float = float("nan"), states: Optional[TwoStates] = None,
+                    keep_frames: bool = False, progress: Optional[Progress] = None) -> dict:
     """Roll ``model`` out ``steps`` horizons from up to ``n_starts`` evenly spaced windows of ``window_sets``
     (:class:`~eghn_md.data.samples.WindowSet`); returns RMSD-vs-step curves [Å] of the model, static and
-    constant-velocity predictors, the pooled validity and one entry per rollout."""
+    constant-velocity predictors, the pooled validity and one entry per rollout, and with ``steps`` >=
+    :data:`MIN_DISTRIBUTION_STEPS` the ``distribution`` of the pooled rollouts against the split (``states``: a
+    two-state definition for populations and transitions). ``keep_frames`` adds ``frames``: the model's (T, N, 3) [Å]
+    rollouts and the reference's frames one horizon apart (arrays, for figures; not JSON)."""
+    if states is not None and steps < MIN_DISTRIBUTION_STEPS:
+        raise UsageError(f"`states` needs rollouts of at least {MIN_DISTRIBUTION_STEPS} steps, got {steps}",
+                         params=("states",))
     if steps < 1:
         raise UsageError(f"rollout steps must be >= 1, got {steps}")
     if n_starts < 1:
@@ -118,12 +157,17 @@ def assess_rollouts(model: torch.nn.Module, window_sets: Sequence, *, steps: int
     finally:
         progress.stop()
     curves = _mean_curves(runs, steps)
-    return {
+    out = {
         "steps": steps, "horizon_frames": int(window_sets[0].horizon) if len(window_sets) else None,
         "step_ps": float(step_ps),
         "rmsd_A": curves, "validity": _pooled_validity(runs),
-        "rollouts": [{k: v for k, v in r.items() if k != "rmsd"} for r in runs],
+        "rollouts": [{k: v for k, v in r.items() if k not in ("rmsd", "frames")} for r in runs],
     }
+    if steps >= MIN_DISTRIBUTION_STEPS:
+        out["distribution"] = _distribution(runs, window_sets, states=states, step_ps=float(step_ps))
+    if keep_frames:
+        out["frames"] = {"model": [r["frames"] for r in runs], "reference": _reference_frames(window_sets)}
+    return out
 
 
 def write_rollout_csv(result: dict, path: str | Path) -> Path:
@@ -133,8 +177,11 @@ def write_rollout_csv(result: dict, path: str | Path) -> Path:
 
 
 def assess_model_rollouts(model_path: str | Path, data: Sequence[str | Path], *, split: str, steps: int,
-                          n_starts: int = 4, device: str = "auto", progress: Optional[Progress] = None) -> dict:
-    """:func:`assess_rollouts` of a checkpoint on the ``split`` windows of dataset files (``all``: every window)."""
+                          n_starts: int = 4, device: str = "auto", states: Optional[Sequence[str | Path]] = None,
+                          keep_frames: bool = False, progress: Optional[Progress] = None) -> dict:
+    """:func:`assess_rollouts` of a checkpoint on the ``split`` windows of dataset files (``all``: every window);
+    ``states``: two structure files (Cα of the data's nodes) of states A and B
+    (:func:`~eghn_md.rollout.states.states_from_files`)."""
     from eghn_md.train.checkpoint import load_model
     from eghn_md.train.evaluate import physical_data_config
     from eghn_md.train.sources import build_splits
@@ -148,6 +195,9 @@ def assess_model_rollouts(model_path: str | Path, data: Sequence[str | Path], *,
     with build_splits(files["data"], config=dc, test=files["test"], only=[which],
                       expected_nodes=ckpt.nodes) as splits:
         sets = splits.sets[which].parts
+        n_nodes = int(sets[0].h.shape[0]) if sets else None
+        two = None if states is None else states_from_files(*states, n_nodes=n_nodes)
         return assess_rollouts(model, sets, steps=steps, n_starts=n_starts, node_kind=splits.system.nodes.level,
                                device=dev, step_ps=float(ckpt.stats.get("horizon_ps", float("nan"))),
-                               guard=GuardConfig.for_model(ckpt.stats), progress=progress)
+                               guard=GuardConfig.for_model(ckpt.stats), states=two, keep_frames=keep_frames,
+                               progress=progress)
