@@ -37,7 +37,8 @@ def generate(out_dir, frames, seed, threads, temperature, steps_per_frame, start
     """Simulate the model and write the PDBs, DCD and JSON summary to OUTPUT (resumes an interrupted run)."""
     from pathlib import Path
 
-    from eghn_md.benchmarks.adk_equilibrium import AdkEquilibriumConfig, generate as run, require_openmm
+    from eghn_md.benchmarks.adk_equilibrium import AdkEquilibriumConfig, require_openmm
+    from eghn_md.benchmarks.adk_equilibrium import generate as run
 
     require_openmm()
     overrides = {"n_frames": frames, "temperature": temperature, "steps_per_frame": steps_per_frame}

@@ -10,7 +10,7 @@ import numpy as np
 from eghn_md.rollout.states import state_series, state_summary, two_states
 from eghn_md.rollout.validity import validity_report
 
-__all__ = ["analyse_run", "rmsd_to", "displacement", "LAGS"]
+__all__ = ["LAGS", "analyse_run", "displacement", "rmsd_to"]
 
 LAGS = (1, 2, 5, 10)  #: frame lags whose RMS displacement the summary reports
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from eghn_md.errors import DataError
 
-__all__ = ["AdkStructures", "load_adk_structures", "DATAFILES"]
+__all__ = ["DATAFILES", "AdkStructures", "load_adk_structures"]
 
 #: MDAnalysisTests.datafiles names of the two structures
 DATAFILES = {"closed": "PDB_closed", "open": "PDB_small"}

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SbmParameters", "SbmTerms", "build_terms", "build_system", "STRUCTURE_NAMES"]
+__all__ = ["STRUCTURE_NAMES", "SbmParameters", "SbmTerms", "build_system", "build_terms"]
 
 STRUCTURE_NAMES = ("closed", "open")
 _NM = 0.1  # Å → nm
@@ -84,8 +84,8 @@ class SbmTerms:
     def counts(self) -> dict[str, int]:
         on = self.contact_on
         return {"bonds": len(self.bonds), "angles": len(self.angles), "dihedrals": len(self.dihedrals),
-                "contacts_both": int((on[:, 0] & on[:, 1]).sum()), "contacts_closed_only": int((on[:, 0] & ~on[:, 1]).sum()),
-                "contacts_open_only": int((~on[:, 0] & on[:, 1]).sum())}
+                "contacts_both": int((on[:, 0] & on[:, 1]).sum()),
+                "contacts_closed_only": int((on[:, 0] & ~on[:, 1]).sum()), "contacts_open_only": int((~on[:, 0] & on[:, 1]).sum())}
 
 
 def _angles(x: np.ndarray) -> np.ndarray:

@@ -4,8 +4,10 @@ A work directory holds ``settings.json`` (what the run is: the settings and the 
 system), ``chunk-KKKKK.npy`` (the frames of chunk K, (F, N, 3) float32 [Å]) and ``state.chk`` (the OpenMM
 checkpoint after the last complete chunk: positions, velocities, step count and the integrator's random-number
 state). Every file is written atomically and the checkpoint only after its chunk's frames, so an interrupted run
-(Ctrl-C, a killed process) resumes at the last complete chunk. OpenMM's CPU platform with the same thread count
-continues from a checkpoint exactly as without the interruption.
+(Ctrl-C, a killed process) resumes at the last complete chunk. With the same seed and thread count OpenMM's CPU
+platform gives the same trajectory bit for bit; a resumed run continues from the checkpoint to float round-off
+(~1e-10 Å; the platform re-sorts its atoms on reload), so a long resumed run is an equally valid sample but, the
+dynamics being chaotic, not the same trajectory as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +23,7 @@ from eghn_md.errors import DataError, UsageError
 from eghn_md.io.atomic import atomic_path
 from eghn_md.utils import SILENT, Progress
 
-__all__ = ["RunSettings", "run_chunks", "make_context"]
+__all__ = ["RunSettings", "make_context", "run_chunks"]
 
 _NM = 0.1  # Å → nm
 
@@ -105,7 +107,7 @@ def _check_work_dir(work: Path, identity: dict) -> int:
 
 
 def run_chunks(system, start: np.ndarray, settings: RunSettings, work_dir: str | Path, *,
-               identity: Optional[dict] = None, progress: Progress = SILENT) -> np.ndarray:
+               identity: dict | None = None, progress: Progress = SILENT) -> np.ndarray:
     """Run (or resume) the simulation in ``work_dir`` and return all its frames.
 
     Args:

@@ -36,7 +36,7 @@ from eghn_md.io.atomic import atomic_path
 from eghn_md.io.writers import mda_writer, node_universe, write_node_trajectory
 from eghn_md.utils import SILENT, Progress
 
-__all__ = ["AdkEquilibriumConfig", "generate", "require_openmm", "output_paths", "OPENMM_HINT"]
+__all__ = ["OPENMM_HINT", "AdkEquilibriumConfig", "generate", "output_paths", "require_openmm"]
 
 OPENMM_HINT = "pip install 'eghn-md[sim]'"
 FORMAT_VERSION = 1
@@ -165,7 +165,7 @@ def _summary(config: AdkEquilibriumConfig, counts: dict, frames: np.ndarray, ref
     from eghn_md.benchmarks._adk_analysis import analyse_run
 
     return {"format": FORMAT_VERSION, "config": config.to_dict(), "terms": counts,
-            "frame_dt_ps": config.run_settings().frame_dt_ps, "n_frames": int(len(frames)),
+            "frame_dt_ps": config.run_settings().frame_dt_ps, "n_frames": len(frames),
             "time_unit": "ps of the coarse-grained model (OpenMM time with 100 Da Cα beads), not all-atom ps",
             **analyse_run(frames, ref, dt_ps=config.run_settings().frame_dt_ps),
             "wall_time_s": round(wall, 1), "files": {k: str(v) for k, v in paths.items()}}
