@@ -83,9 +83,10 @@ class SbmTerms:
 
     def counts(self) -> dict[str, int]:
         on = self.contact_on
+        both, closed, opened = on[:, 0] & on[:, 1], on[:, 0] & ~on[:, 1], ~on[:, 0] & on[:, 1]
         return {"bonds": len(self.bonds), "angles": len(self.angles), "dihedrals": len(self.dihedrals),
-                "contacts_both": int((on[:, 0] & on[:, 1]).sum()),
-                "contacts_closed_only": int((on[:, 0] & ~on[:, 1]).sum()), "contacts_open_only": int((~on[:, 0] & on[:, 1]).sum())}
+                "contacts_both": int(both.sum()), "contacts_closed_only": int(closed.sum()),
+                "contacts_open_only": int(opened.sum())}
 
 
 def _angles(x: np.ndarray) -> np.ndarray:
