@@ -20,7 +20,7 @@ def adk_equilibrium() -> None:
 @adk_equilibrium.command()
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for adk_cg.pdb, closed.pdb, open.pdb, run-SEED.dcd and run-SEED.json (created).")
-@click.option("--frames", type=click.IntRange(min=1), default=None, help="Frames to save [default: 20000].")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="Frames to save [default: 12500].")
 @click.option("--seed", type=click.IntRange(min=0, max=2**31 - 2), default=1, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="CPU threads of OpenMM (the same thread count reproduces a seed's trajectory).")

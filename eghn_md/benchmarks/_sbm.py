@@ -16,7 +16,7 @@ Biol.* 366, 1661 (2007)). Distances r in Å, angles in rad, energies in kJ/mol:
   r_s the pair's Cα distance in structure s and w_s = 1 when the pair is a contact of s, else 0 (so a contact of
   both structures is a double well, Lammert 2009 eq. 2). ε_ij = ``eps_contact`` for contacts of both structures,
   ``eps_closed`` for closed-only and ``eps_open`` for open-only contacts (Whitford 2007 tunes their ratio to set
-  the populations). ``r_ex,ij = min(r_ex, 0.85 min_s r_s)`` so the wall never reaches into a well.
+  the populations). ``r_ex,ij = min(r_ex, min_s r_s)`` (the wall acts only where (1 − G_c)(1 − G_o) > 0, off the well).
 * **Excluded volume**: every other pair with |i − j| >= 3: ``A ((r_ex / r)¹² − (r_ex / r_cut)¹²)`` for r < r_cut.
 
 Energies are in kJ/mol and the temperature in K, so ``k_B T / ε`` is the reduced temperature of the SBM
@@ -42,7 +42,7 @@ class SbmParameters:
     """Force-field constants of the dual-basin model (energies kJ/mol, lengths Å)."""
 
     eps_contact: float = 2.0  #: ε of contacts of both structures [kJ/mol]
-    eps_closed: float = 1.0  #: ε of closed-only contacts [kJ/mol]
+    eps_closed: float = 1.75  #: ε of closed-only contacts [kJ/mol]
     eps_open: float = 2.0  #: ε of open-only contacts [kJ/mol]
     k_angle: float = 80.0  #: k_θ [kJ/mol/rad²]
     k_dihedral_1: float = 2.0  #: k₁ [kJ/mol], per structure before the ½
@@ -131,7 +131,7 @@ def build_terms(ca: dict[str, np.ndarray], contact_maps: dict[str, np.ndarray], 
     r0 = np.stack([np.linalg.norm(x[contacts[:, 0]] - x[contacts[:, 1]], axis=1) for x in (xc, xo)], axis=1)
     eps = np.where(on[:, 0] & on[:, 1], params.eps_contact, np.where(on[:, 0], params.eps_closed, params.eps_open))
     r_min = np.where(on, r0, np.inf).min(axis=1)
-    rex = np.minimum(params.excluded_radius, 0.85 * r_min)
+    rex = np.minimum(params.excluded_radius, r_min)
     near = np.stack(np.triu_indices(n, 1), axis=1)
     near = near[near[:, 1] - near[:, 0] < 3]
     exclusions = np.concatenate([near, contacts])

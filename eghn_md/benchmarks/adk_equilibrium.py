@@ -46,13 +46,13 @@ FORMAT_VERSION = 1
 class AdkEquilibriumConfig:
     """A run of the benchmark: the force field, the thermostat and the frames (temperature K, times ps)."""
 
-    n_frames: int = 20000
+    n_frames: int = 12500
     seed: int = 1
     threads: int = 1
-    temperature: float = 240.0  #: [K]
-    friction: float = 1.0  #: [1/ps]
+    temperature: float = 215.0  #: [K]
+    friction: float = 0.5  #: [1/ps]
     timestep: float = 0.02  #: [ps]
-    steps_per_frame: int = 100
+    steps_per_frame: int = 80
     frames_per_chunk: int = 500
     equilibration_steps: int = 5000
     start: str = "closed"  #: the crystal structure the run starts from
