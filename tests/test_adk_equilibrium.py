@@ -52,7 +52,8 @@ def numpy_energy(x: np.ndarray, terms, p: SbmParameters) -> float:
     e_angle = 0.5 * p.k_angle * ((_angle(x[a[:, 0]], x[a[:, 1]], x[a[:, 2]]) - terms.theta0) ** 2).sum()
     d = terms.dihedrals
     phi = _dihedral(x[d[:, 0]], x[d[:, 1]], x[d[:, 2]], x[d[:, 3]])[:, None]
-    e_dih = 0.5 * (p.k_dihedral_1 * (1 - np.cos(phi - terms.phi0)) + p.k_dihedral_3 * (1 - np.cos(3 * (phi - terms.phi0)))).sum()
+    dphi = phi - terms.phi0
+    e_dih = 0.5 * (p.k_dihedral_1 * (1 - np.cos(dphi)) + p.k_dihedral_3 * (1 - np.cos(3 * dphi))).sum()
     c = terms.contacts
     r = np.linalg.norm(x[c[:, 0]] - x[c[:, 1]], axis=1)
     g = terms.contact_on * np.exp(-(r[:, None] - terms.contact_r0) ** 2 / (2 * p.gaussian_width ** 2))

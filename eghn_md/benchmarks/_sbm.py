@@ -13,10 +13,14 @@ Biol.* 366, 1661 (2007)). Distances r in Å, angles in rad, energies in kJ/mol:
   ``Σ_{s ∈ {closed, open}} ½ [k₁ (1 − cos(φ − φ_s)) + k₃ (1 − cos 3(φ − φ_s))]``.
 * **Contacts**: residue pairs with |i − j| >= 4 having heavy atoms within ``contact_cutoff`` in either structure.
   ``V = (ε_ij + A (r_ex,ij / r)¹²) (1 − G_c(r)) (1 − G_o(r)) − ε_ij`` with ``G_s(r) = w_s exp(−(r − r_s)² / 2σ²)``,
-  r_s the pair's Cα distance in structure s and w_s = 1 when the pair is a contact of s, else 0 (so a contact of
-  both structures is a double well, Lammert 2009 eq. 2). ε_ij = ``eps_contact`` for contacts of both structures,
-  ``eps_closed`` for closed-only and ``eps_open`` for open-only contacts (Whitford 2007 tunes their ratio to set
-  the populations). ``r_ex,ij = min(r_ex, min_s r_s)`` (the wall acts only where (1 − G_c)(1 − G_o) > 0, off the well).
+  r_s the pair's Cα distance in structure s. A contact is *specific* to s (w_s = 1, w_other = 0) when it is in s's
+  map only and its Cα distance in the other structure is longer by more than ``specific_margin`` (3σ: the well
+  of s is empty there); every other contact is *shared*, a double well at both distances (w_c = w_o = 1, Lammert
+  2009 eq. 2): about half the pairs in one heavy-atom map only keep their Cα distance in the other structure
+  (side chains rearrange, the backbone does not), and a single well would strain the other basin.
+  ε_ij = ``eps_contact`` for shared contacts, ``eps_closed`` / ``eps_open`` for closed- / open-specific ones
+  (Whitford 2007 tunes their ratio to set the populations). ``r_ex,ij = min(r_ex, min_s r_s)``: the wall acts
+  only where (1 − G_c)(1 − G_o) > 0, i.e. off the wells.
 * **Excluded volume**: every other pair with |i − j| >= 3: ``A ((r_ex / r)¹² − (r_ex / r_cut)¹²)`` for r < r_cut.
 
 Energies are in kJ/mol and the temperature in K, so ``k_B T / ε`` is the reduced temperature of the SBM
@@ -41,9 +45,9 @@ _NM = 0.1  # Å → nm
 class SbmParameters:
     """Force-field constants of the dual-basin model (energies kJ/mol, lengths Å)."""
 
-    eps_contact: float = 2.0  #: ε of contacts of both structures [kJ/mol]
-    eps_closed: float = 1.75  #: ε of closed-only contacts [kJ/mol]
-    eps_open: float = 2.0  #: ε of open-only contacts [kJ/mol]
+    eps_contact: float = 2.0  #: ε of shared contacts [kJ/mol]
+    eps_closed: float = 1.75  #: ε of closed-specific contacts [kJ/mol]
+    eps_open: float = 2.0  #: ε of open-specific contacts [kJ/mol]
     k_angle: float = 80.0  #: k_θ [kJ/mol/rad²]
     k_dihedral_1: float = 2.0  #: k₁ [kJ/mol], per structure before the ½
     k_dihedral_3: float = 1.0  #: k₃ [kJ/mol]
@@ -52,6 +56,7 @@ class SbmParameters:
     excluded_radius: float = 4.0  #: r_ex [Å]
     repulsion_cutoff: float = 6.0  #: r_cut of the excluded volume [Å]
     contact_cutoff: float = 4.5  #: heavy-atom distance that makes a contact [Å]
+    specific_margin: float = 1.5  #: how much longer a contact's Cα distance in the other structure must be [Å]
     mass: float = 100.0  #: every Cα's mass [Da]
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,8 +90,8 @@ class SbmTerms:
         on = self.contact_on
         both, closed, opened = on[:, 0] & on[:, 1], on[:, 0] & ~on[:, 1], ~on[:, 0] & on[:, 1]
         return {"bonds": len(self.bonds), "angles": len(self.angles), "dihedrals": len(self.dihedrals),
-                "contacts_both": int(both.sum()), "contacts_closed_only": int(closed.sum()),
-                "contacts_open_only": int(opened.sum())}
+                "contacts_shared": int(both.sum()), "contacts_closed_specific": int(closed.sum()),
+                "contacts_open_specific": int(opened.sum())}
 
 
 def _angles(x: np.ndarray) -> np.ndarray:
@@ -105,13 +110,25 @@ def _mean_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.angle(np.exp(1j * a) + np.exp(1j * b))
 
 
+def _contacts(xc: np.ndarray, xo: np.ndarray, maps: dict[str, np.ndarray], margin: float):
+    """Contact pairs (C, 2), their Cα distances (C, 2) [Å] in (closed, open) and which wells they have (C, 2)."""
+    i, j = np.triu_indices(len(xc), 4)
+    in_c, in_o = maps["closed"][i, j], maps["open"][i, j]
+    keep = in_c | in_o
+    contacts = np.stack([i[keep], j[keep]], axis=1)
+    r0 = np.stack([np.linalg.norm(x[contacts[:, 0]] - x[contacts[:, 1]], axis=1) for x in (xc, xo)], axis=1)
+    closed_only = in_c[keep] & ~in_o[keep] & (r0[:, 1] - r0[:, 0] > margin)
+    open_only = in_o[keep] & ~in_c[keep] & (r0[:, 0] - r0[:, 1] > margin)
+    return contacts, r0, np.stack([~open_only, ~closed_only], axis=1)
+
+
 def build_terms(ca: dict[str, np.ndarray], contact_maps: dict[str, np.ndarray], params: SbmParameters) -> SbmTerms:
     """The interaction lists of the dual-basin model.
 
     Args:
         ca: ``{"closed": (n, 3), "open": (n, 3)}`` Cα positions [Å] of the two structures, same residue order.
         contact_maps: ``{"closed": (n, n), "open": (n, n)}`` bool, residues with heavy atoms within
-            ``params.contact_cutoff`` (|i − j| >= 4 is applied here).
+            ``params.contact_cutoff`` (|i − j| >= 4 and the shared / specific split are applied here).
         params: the force-field constants.
     """
     xc, xo = (np.asarray(ca[s], dtype=np.float64) for s in STRUCTURE_NAMES)
@@ -123,12 +140,7 @@ def build_terms(ca: dict[str, np.ndarray], contact_maps: dict[str, np.ndarray], 
     theta0 = 0.5 * (_angles(xc) + _angles(xo))
     dihedrals = np.stack([idx[:-3], idx[1:-2], idx[2:-1], idx[3:]], axis=1)
     phi0 = np.stack([_dihedrals(xc), _dihedrals(xo)], axis=1)
-    i, j = np.triu_indices(n, 4)
-    on_c, on_o = contact_maps["closed"][i, j], contact_maps["open"][i, j]
-    keep = on_c | on_o
-    contacts = np.stack([i[keep], j[keep]], axis=1)
-    on = np.stack([on_c[keep], on_o[keep]], axis=1)
-    r0 = np.stack([np.linalg.norm(x[contacts[:, 0]] - x[contacts[:, 1]], axis=1) for x in (xc, xo)], axis=1)
+    contacts, r0, on = _contacts(xc, xo, contact_maps, params.specific_margin)
     eps = np.where(on[:, 0] & on[:, 1], params.eps_contact, np.where(on[:, 0], params.eps_closed, params.eps_open))
     r_min = np.where(on, r0, np.inf).min(axis=1)
     rex = np.minimum(params.excluded_radius, r_min)

@@ -146,10 +146,10 @@ def generate(out_dir: str | Path, config: AdkEquilibriumConfig = AdkEquilibriumC
     system = build_system(terms, config.sbm)
     settings = config.run_settings()
     work = Path(out_dir) / f".run-{config.seed}.parts"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     frames = run_chunks(system, structures.ca[config.start], settings, work, progress=progress,
                         identity={"format": FORMAT_VERSION, "config": config.to_dict()})
-    wall = time.perf_counter() - t0
+    wall = {"wall_time_s": round(time.perf_counter() - t0, 1), "cpu_time_s": round(time.process_time() - c0, 1)}
     ref = _write_structures(paths, structures)
     write_node_trajectory(paths["trajectory"], _nodes(structures), frames, dt_ps=settings.frame_dt_ps,
                           pdb_path=paths["trajectory"])
@@ -160,12 +160,14 @@ def generate(out_dir: str | Path, config: AdkEquilibriumConfig = AdkEquilibriumC
     return summary
 
 
-def _summary(config: AdkEquilibriumConfig, counts: dict, frames: np.ndarray, ref: dict, wall: float,
+def _summary(config: AdkEquilibriumConfig, counts: dict, frames: np.ndarray, ref: dict, wall: dict,
              paths: dict[str, Path]) -> dict[str, Any]:
+    """The JSON summary; ``wall``: wall and CPU seconds of the simulation in this call (a resumed run: since the
+    resume)."""
     from eghn_md.benchmarks._adk_analysis import analyse_run
 
     return {"format": FORMAT_VERSION, "config": config.to_dict(), "terms": counts,
             "frame_dt_ps": config.run_settings().frame_dt_ps, "n_frames": len(frames),
             "time_unit": "ps of the coarse-grained model (OpenMM time with 100 Da Cα beads), not all-atom ps",
             **analyse_run(frames, ref, dt_ps=config.run_settings().frame_dt_ps),
-            "wall_time_s": round(wall, 1), "files": {k: str(v) for k, v in paths.items()}}
+            **wall, "files": {k: str(v) for k, v in paths.items()}}
