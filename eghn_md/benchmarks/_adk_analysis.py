@@ -36,6 +36,10 @@ def _stats(x: np.ndarray) -> dict[str, float]:
     return {"mean": round(float(x.mean()), 3), "min": round(float(x.min()), 3), "max": round(float(x.max()), 3)}
 
 
+def _mean_where(x: np.ndarray, mask: np.ndarray) -> float | None:
+    return round(float(x[mask].mean()), 3) if mask.any() else None
+
+
 def analyse_run(frames: np.ndarray, ref: dict[str, np.ndarray], *, dt_ps: float) -> dict[str, Any]:
     """Summary of a run.
 
@@ -45,8 +49,8 @@ def analyse_run(frames: np.ndarray, ref: dict[str, np.ndarray], *, dt_ps: float)
         dt_ps: [ps] time between frames.
 
     Returns:
-        JSON-able ``states`` (definition and :func:`state_summary`), ``rmsd_A`` (to each structure and to the
-        nearer one), ``displacement_A`` (RMS per lag in frames), ``validity`` (:meth:`ValidityReport.summary`).
+        JSON-able ``states`` (definition and :func:`state_summary`), ``rmsd_A`` (to each structure, to the
+        nearer one, and the mean RMSD to each structure over the frames in its state), ``displacement_A`` (RMS per lag in frames), ``validity`` (:meth:`ValidityReport.summary`).
     """
     states = two_states(ref_a=ref["closed"], ref_b=ref["open"], names=("closed", "open"))
     series = state_series(states, frames)
@@ -56,7 +60,8 @@ def analyse_run(frames: np.ndarray, ref: dict[str, np.ndarray], *, dt_ps: float)
     validity = validity_report(frames, bonds=bonds, node_kind="residue").summary()
     return {
         "states": {"definition": states.describe(), **state_summary(series, dt_ps=dt_ps, names=states.names)},
-        "rmsd_A": {"closed": _stats(rc), "open": _stats(ro), "nearer": _stats(np.minimum(rc, ro))},
+        "rmsd_A": {"closed": _stats(rc), "open": _stats(ro), "nearer": _stats(np.minimum(rc, ro)),
+                   "own_state": {"closed": _mean_where(rc, series == 0), "open": _mean_where(ro, series == 1)}},
         "displacement_A": {f"lag_{k}": round(displacement(frames, k), 3) for k in LAGS},
         "validity": validity,
     }

@@ -46,8 +46,8 @@ class SbmParameters:
     """Force-field constants of the dual-basin model (energies kJ/mol, lengths Å)."""
 
     eps_contact: float = 2.0  #: ε of shared contacts [kJ/mol]
-    eps_closed: float = 1.75  #: ε of closed-specific contacts [kJ/mol]
-    eps_open: float = 2.0  #: ε of open-specific contacts [kJ/mol]
+    eps_closed: float = 2.1  #: ε of closed-specific contacts [kJ/mol]
+    eps_open: float = 3.0  #: ε of open-specific contacts [kJ/mol]
     k_angle: float = 80.0  #: k_θ [kJ/mol/rad²]
     k_dihedral_1: float = 2.0  #: k₁ [kJ/mol], per structure before the ½
     k_dihedral_3: float = 1.0  #: k₃ [kJ/mol]

@@ -47,7 +47,7 @@ def main() -> None:
         "p_open": st["population"]["open"],
         "dwell_frames": {k: (None if v is None else round(v / dt, 1)) for k, v in st["mean_dwell_ps"].items()},
         "rmsd_nearer_A": s["rmsd_A"]["nearer"]["mean"],
-        "rmsd_min_A": [s["rmsd_A"][k]["min"] for k in ("closed", "open")],
+        "rmsd_min_A": [s["rmsd_A"][k]["min"] for k in ("closed", "open")], "rmsd_own_state_A": s["rmsd_A"]["own_state"],
         "displacement_A": s["displacement_A"], "break_frames": s["validity"]["frames_with_break"],
         "clash_frames": s["validity"]["frames_with_clash"], "steps_per_s": round(steps / s["wall_time_s"]),
         "cpu_time_s": s["cpu_time_s"]}), flush=True)
