@@ -17,6 +17,7 @@ mm = pytest.importorskip("openmm")
 from eghn_md.benchmarks._adk_structures import load_adk_structures
 from eghn_md.benchmarks._sbm import SbmParameters, build_system, build_terms
 from eghn_md.benchmarks._sim import RunSettings, make_context, run_chunks
+from eghn_md.errors import UsageError
 
 SMALL = {"temperature": 215.0, "friction": 0.5, "timestep": 0.02, "steps_per_frame": 20, "n_frames": 12,
          "frames_per_chunk": 5, "equilibration_steps": 100, "seed": 3, "threads": 1}
@@ -134,6 +135,12 @@ def test_same_seed_same_trajectory_and_resume(model, tmp_path):
     np.testing.assert_array_equal(resumed[:5], a[:5])
     # the CPU platform re-sorts its atoms on reload, so the continuation agrees to round-off (not bit for bit)
     np.testing.assert_allclose(resumed, a, atol=1e-4)
+    with pytest.raises(KeyboardInterrupt):
+        run_chunks(system, start, RunSettings(**SMALL), tmp_path / "e", progress=_StopAfter(1))
+    with pytest.raises(UsageError, match="other settings.*overwrite"):
+        run_chunks(system, start, RunSettings(**{**SMALL, "seed": 4}), tmp_path / "e")
+    replaced = run_chunks(system, start, RunSettings(**{**SMALL, "seed": 4}), tmp_path / "e", replace=True)
+    np.testing.assert_array_equal(replaced, other)
 
 
 def test_generate_small_through_cli(tmp_path):

@@ -50,7 +50,8 @@ def analyse_run(frames: np.ndarray, ref: dict[str, np.ndarray], *, dt_ps: float)
 
     Returns:
         JSON-able ``states`` (definition and :func:`state_summary`), ``rmsd_A`` (to each structure, to the
-        nearer one, and the mean RMSD to each structure over the frames in its state), ``displacement_A`` (RMS per lag in frames), ``validity`` (:meth:`ValidityReport.summary`).
+        nearer one, and the mean RMSD to each structure over the frames in its state), ``displacement_A`` (RMS
+        per lag in frames), ``validity`` (:meth:`ValidityReport.summary`).
     """
     states = two_states(ref_a=ref["closed"], ref_b=ref["open"], names=("closed", "open"))
     series = state_series(states, frames)

@@ -13,6 +13,7 @@ dynamics being chaotic, not the same trajectory as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -87,17 +88,20 @@ def _positions(context) -> np.ndarray:
     return context.getState(getPositions=True).getPositions(asNumpy=True)._value / _NM
 
 
-def _check_work_dir(work: Path, identity: dict) -> int:
-    """Chunks already done in ``work`` for this run (0 for a new run); refuses a directory of another run."""
+def _check_work_dir(work: Path, identity: dict, replace: bool) -> int:
+    """Chunks already done in ``work`` for this run (0 for a new run); a directory of another run is emptied when
+    ``replace`` is true, else refused."""
     meta = work / "settings.json"
+    if meta.exists() and replace and json.loads(meta.read_text()) != identity:
+        shutil.rmtree(work)
     if not meta.exists():
         work.mkdir(parents=True, exist_ok=True)
         with atomic_path(meta) as tmp:
             tmp.write_text(json.dumps(identity, indent=1))
         return 0
     if json.loads(meta.read_text()) != identity:
-        raise UsageError(f"{work} holds the chunks of a run with other settings; remove it or pass `overwrite`",
-                         params=("overwrite",))
+        raise UsageError(f"{work} holds the chunks of an unfinished run with other settings; rerun that command to "
+                         "finish it, or pass `overwrite` to discard it", params=("overwrite",))
     if not (work / "state.chk").exists():
         return 0
     done = 0
@@ -107,7 +111,7 @@ def _check_work_dir(work: Path, identity: dict) -> int:
 
 
 def run_chunks(system, start: np.ndarray, settings: RunSettings, work_dir: str | Path, *,
-               identity: dict | None = None, progress: Progress = SILENT) -> np.ndarray:
+               identity: dict | None = None, replace: bool = False, progress: Progress = SILENT) -> np.ndarray:
     """Run (or resume) the simulation in ``work_dir`` and return all its frames.
 
     Args:
@@ -116,6 +120,7 @@ def run_chunks(system, start: np.ndarray, settings: RunSettings, work_dir: str |
         settings: the run.
         work_dir: directory of chunks and the checkpoint (see the module docstring).
         identity: JSON-able description of the system; a resume refuses a directory written for another one.
+        replace: discard the chunks of a run with other settings or another system instead of refusing them.
         progress: ``start(total frames, done)``, ``update({"done": frames})`` after each chunk.
 
     Returns:
@@ -123,7 +128,7 @@ def run_chunks(system, start: np.ndarray, settings: RunSettings, work_dir: str |
     """
     work = Path(work_dir)
     n_chunks = -(-settings.n_frames // settings.frames_per_chunk)
-    done = _check_work_dir(work, {"settings": settings.to_dict(), "system": identity or {}})
+    done = _check_work_dir(work, {"settings": settings.to_dict(), "system": identity or {}}, replace)
     context, integrator = make_context(system, settings)
     if done:
         context.loadCheckpoint((work / "state.chk").read_bytes())

@@ -128,17 +128,25 @@ def _check_outputs(paths: dict[str, Path], overwrite: bool) -> None:
         raise UsageError(f"output directory {str(paths['trajectory'].parent)!r} does not exist")
 
 
-def generate(out_dir: str | Path, config: AdkEquilibriumConfig = AdkEquilibriumConfig(), *, overwrite: bool = False,
+def generate(out_dir: str | Path, config: AdkEquilibriumConfig | None = None, *, overwrite: bool = False,
              progress: Progress = SILENT) -> dict[str, Any]:
     """Simulate the dual-basin AdK model and write the PDBs, ``run-SEED.dcd`` and ``run-SEED.json`` to ``out_dir``.
 
-    An interrupted call resumes from its last complete chunk when called again with the same config (``overwrite``
-    only replaces finished outputs; it does not discard the chunks of an unfinished run of the same config).
+    An interrupted call resumes from its last complete chunk when called again with the same config. ``overwrite``
+    replaces finished outputs and discards the chunks of an unfinished run of this seed with another config (those
+    of the same config are resumed).
+
+    Args:
+        out_dir: an existing directory.
+        config: the run (default: :class:`AdkEquilibriumConfig` ()).
+        overwrite: replace existing outputs.
+        progress: told the frames done after each chunk.
 
     Returns:
         The summary written to ``run-SEED.json`` (also the ``--json`` output of the command line).
     """
     require_openmm()
+    config = config or AdkEquilibriumConfig()
     paths = output_paths(out_dir, config.seed)
     _check_outputs(paths, overwrite)
     structures = load_adk_structures(contact_cutoff=config.sbm.contact_cutoff)
@@ -147,7 +155,7 @@ def generate(out_dir: str | Path, config: AdkEquilibriumConfig = AdkEquilibriumC
     settings = config.run_settings()
     work = Path(out_dir) / f".run-{config.seed}.parts"
     t0, c0 = time.perf_counter(), time.process_time()
-    frames = run_chunks(system, structures.ca[config.start], settings, work, progress=progress,
+    frames = run_chunks(system, structures.ca[config.start], settings, work, progress=progress, replace=overwrite,
                         identity={"format": FORMAT_VERSION, "config": config.to_dict()})
     wall = {"wall_time_s": round(time.perf_counter() - t0, 1), "cpu_time_s": round(time.process_time() - c0, 1)}
     ref = _write_structures(paths, structures)
