@@ -124,6 +124,11 @@ def bench() -> None:
     """The paper's benchmarks: M-complex simulation and CMU motion capture (AdK: see `eghn-md train`)."""
 
 
+from cli.bench_equilibrium import adk_equilibrium  # noqa: E402
+
+bench.add_command(adk_equilibrium)
+
+
 @bench.group()
 def mcomplex() -> None:
     """Charged particles in rigid complexes (EGHN paper, Table 1)."""
