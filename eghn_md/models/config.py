@@ -7,7 +7,8 @@ from typing import Any, Mapping, Optional
 
 from eghn_md.errors import UsageError
 
-__all__ = ["ModelConfig", "MODEL_NAMES", "VECTOR_NORMS", "EDGE_FEATURES", "REFINING_MODELS", "LEGACY_FIELDS"]
+__all__ = ["ModelConfig", "MODEL_NAMES", "VECTOR_NORMS", "EDGE_FEATURES", "REFINING_MODELS", "LEGACY_FIELDS",
+           "SAMPLERS"]
 
 #: every model the registry can build (see :mod:`eghn_md.models.registry`)
 from eghn_md.choices import MODEL_NAMES  # noqa: E402  (one home, torch-free)
@@ -19,6 +20,9 @@ EDGE_FEATURES = ("data", "distance", "data+distance")
 
 #: the models that build the bond-graph refinement of ``refine_layers`` (the others ignore the option)
 REFINING_MODELS = ("eghn", "egnn")
+
+#: ODE integrators of a generative model's sampler (:mod:`eghn_md.models.generative`)
+SAMPLERS = ("euler", "heun")
 
 #: keys that model configurations of earlier versions carried and that are accepted and dropped: ``reg_weight``
 #: (λ, now only :attr:`eghn_md.train.options.TrainConfig.reg_weight`)
@@ -59,6 +63,14 @@ class ModelConfig:
     accepted, checked and dropped (:data:`LEGACY_FIELDS`), so configurations and checkpoints written when it was a
     field here still load; :class:`~eghn_md.train.config.RunConfig` moves a ``model: reg_weight`` of a config file
     to ``train``.
+
+    ``generative`` (any model): the network becomes the denoiser of a conditional flow from the current frame to
+    the next (:class:`~eghn_md.models.generative.FlowModel`): the model then *samples* x(t + ΔT) given x(t) only
+    (Markov: no velocity channel, a rollout starts from one structure). ``flow_sigma`` [Å] is the per-coordinate
+    standard deviation of the flow's source noise around x(t) (``None``: ``disp_scale / √3``, the typical
+    per-coordinate displacement over the horizon); ``sample_steps`` integration steps of the ``sampler``
+    (:data:`SAMPLERS`) produce one sample (a rollout may override it). Every checkpoint written before these options
+    existed loads as deterministic (``generative`` false).
     """
 
     name: str = "eghn"
@@ -78,6 +90,10 @@ class ModelConfig:
     edge_features: str = "data"  #: one of EDGE_FEATURES
     output_smoothing: int = 0  #: lazy random-walk steps filtering the predicted displacement along the bonds
     refine_layers: int = 0  #: EGNN layers over the bond graph refining the predicted structure
+    generative: bool = False  #: sample the next frame with a conditional flow (Markov; see above)
+    flow_sigma: Optional[float] = None  #: [Å] source noise per coordinate (None: disp_scale / √3)
+    sample_steps: int = 8  #: integration steps per sample
+    sampler: str = "euler"  #: one of SAMPLERS
     reg_weight: InitVar[Optional[float]] = None  #: legacy: checked and dropped (λ is TrainConfig.reg_weight)
 
     def __post_init__(self, reg_weight: Optional[float]) -> None:
@@ -93,6 +109,7 @@ class ModelConfig:
             ("output_smoothing", 0),
             ("refine_layers", 0),
             ("n_clusters", 1),
+            ("sample_steps", 1),
         ):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -117,6 +134,21 @@ class ModelConfig:
                 "accepts 1)"
             )
         self._check_inputs()
+        self._check_flow()
+
+    def _check_flow(self) -> None:
+        if not isinstance(self.generative, bool):
+            raise UsageError(f"model config: generative must be true or false, got {self.generative!r}")
+        if self.sampler not in SAMPLERS:
+            raise UsageError(f"model config: unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+        if self.flow_sigma is None:
+            if not self.generative:
+                return
+            self.flow_sigma = self.disp_scale / 3.0**0.5
+        v = self.flow_sigma
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < float("inf")):
+            raise UsageError(f"model config: flow_sigma must be a finite number > 0 [Å] (or null), got {v!r}")
+        self.flow_sigma = float(v)
 
     def _check_inputs(self) -> None:
         if not isinstance(self.speed_feature, bool):

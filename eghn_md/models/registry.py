@@ -9,7 +9,7 @@ from torch import nn
 from eghn_md.errors import UsageError
 from eghn_md.models.config import MODEL_NAMES, ModelConfig
 
-__all__ = ["MODEL_NAMES", "POOLING_MODELS", "build_model", "has_pooling"]
+__all__ = ["MODEL_NAMES", "POOLING_MODELS", "build_model", "has_pooling", "is_generative", "is_markov"]
 
 #: models that learn a pooling assignment S (their output carries ``assign``; ``export clusters`` works on them)
 POOLING_MODELS = ("eghn", "eghn-published")
@@ -68,8 +68,28 @@ assert tuple(_BUILDERS) == MODEL_NAMES
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """Build the model ``config.name`` names; unknown names raise :class:`UsageError` listing the valid ones."""
+    """Build the model ``config.name`` names; unknown names raise :class:`UsageError` listing the valid ones. With
+    ``config.generative`` the network is the denoiser of a :class:`~eghn_md.models.generative.FlowModel`."""
     builder = _BUILDERS.get(config.name)
     if builder is None:
         raise UsageError(f"unknown model name {config.name!r}; valid: {', '.join(MODEL_NAMES)}")
+    if config.generative:
+        from eghn_md.models.generative import FlowModel, inner_config
+
+        return FlowModel(config=config, net=builder(inner_config(config)))
     return builder(config)
+
+
+def is_generative(model: nn.Module) -> bool:
+    """Whether ``model`` (or the module inside a DDP / ``torch.compile`` wrapper) samples its prediction."""
+    model = getattr(model, "_orig_mod", model)
+    model = getattr(model, "module", model)
+    return bool(getattr(getattr(model, "_orig_mod", model), "generative", False))
+
+
+def is_markov(model: nn.Module) -> bool:
+    """Whether ``model`` reads the current frame only (no velocity channel): a rollout can start from one
+    structure."""
+    model = getattr(model, "_orig_mod", model)
+    model = getattr(model, "module", model)
+    return bool(getattr(getattr(model, "_orig_mod", model), "markov", False))
