@@ -21,6 +21,7 @@ PARAM_FLAGS = {
     "epochs": "--epochs", "features": "--features", "fmt": "--format", "frame": "--frame", "frames": "--frames",
     "hidden": "--hidden", "horizon": "--horizon", "horizon_ps": "--horizon-ps", "lr": "--lr",
     "n_clusters": "--clusters", "overwrite": "--overwrite", "preset": "--preset", "resume": "--resume",
+    "replicas": "--replicas", "constrain": "--constrain",
     "select": "--select", "split": "--split", "steps": "--steps", "stride": "--stride", "test": "--test",
     "top": "--top", "topology": "--topology", "trajectory": "--trajectory", "truth": "--truth", "val": "--val",
 }

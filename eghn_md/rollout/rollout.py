@@ -22,7 +22,8 @@ from eghn_md.io.writers import write_node_trajectory
 from eghn_md.rollout.start import frame_batch, open_start
 from eghn_md.utils import Progress, as_progress, compile_model
 
-__all__ = ["rollout", "rollout_run", "RolloutResult", "GuardConfig", "read_frames", "const_velocity_rollout"]
+__all__ = ["rollout", "rollout_run", "RolloutResult", "GuardConfig", "StepGuard", "read_frames",
+           "const_velocity_rollout"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +53,7 @@ class RolloutResult:
     stopped: Optional[dict] = None
 
 
-class _Guard:
+class StepGuard:
     """Checks every predicted frame against :class:`GuardConfig`; ``__call__`` returns None or the reason."""
 
     def __init__(self, config: GuardConfig, x0: torch.Tensor, bonds: torch.Tensor):
@@ -119,7 +120,7 @@ def rollout(
     progress = as_progress(progress)
     progress.start(steps)
     try:
-        return _predict(model, x_prev, x0, h, bonds, cutoff, steps, _Guard(guard or GuardConfig(), x0, bonds),
+        return _predict(model, x_prev, x0, h, bonds, cutoff, steps, StepGuard(guard or GuardConfig(), x0, bonds),
                         constraint, progress)
     finally:
         progress.stop()
@@ -186,6 +187,9 @@ def rollout_run(
     compile: bool = False,
     device: str = "auto",
     overwrite: bool = False,
+    replicas: Optional[int] = None,
+    seed: int = 0,
+    sample_steps: Optional[int] = None,
     progress: Optional[Progress] = None,
 ) -> dict:
     """``eghn-md rollout`` as a library call: writes ``output`` (DCD) + its ``.pdb`` and the validity report
@@ -195,6 +199,12 @@ def rollout_run(
     through :func:`~eghn_md.utils.compile_model` (the same frames up to floating-point reassociation). A rollout the
     divergence guard stops keeps the frames before it (``summary["stopped"]`` says where and why). Returns a
     summary dict.
+
+    A generative model samples every step (from a generator seeded by ``seed``, with ``sample_steps`` integration
+    steps, None: the model's own) and may start from one structure. With ``replicas`` R the rollout is an ensemble
+    of R replicas advanced in one batched forward pass per step (:func:`eghn_md.rollout.ensemble.ensemble_run`:
+    ``PRED.pdb``, ``PRED_r0.dcd`` … and the validity per replica and over the ensemble); R > 1 needs a generative
+    model (a deterministic one would give R identical copies).
     """
     from eghn_md.rollout.validity import plot_validity, validity_report
 
@@ -202,8 +212,17 @@ def rollout_run(
         raise UsageError(f"steps must be >= 1, got {steps}")
     if frame < 0:
         raise UsageError(f"frame must be >= 0, got {frame}")
-    paths = _output_paths(Path(output), truth=truth, overwrite=overwrite)
+    if replicas is not None and replicas < 1:
+        raise UsageError(f"replicas must be >= 1, got {replicas}", params=("replicas",))
+    if replicas is None:
+        paths = _output_paths(Path(output), truth=truth, overwrite=overwrite)
     start = open_start(model_path, topology, trajectories, frame=frame, steps=steps if truth else 0, device=device)
+    if replicas is not None or start.x_prev is None:
+        if compile and hasattr(start.model, "net"):  # a generative model: its denoiser runs every sampling step
+            start.model.net = compile_model(start.model.net)
+        return _sampled_run(start, Path(output), replicas=replicas, seed=seed, sample_steps=sample_steps,
+                            steps=steps, truth=truth, constrain=constrain, overwrite=overwrite, progress=progress,
+                            frame=frame, model_path=model_path)
     ckpt, dev, dtype = start.ckpt, start.device, start.dtype
     to = lambda a: torch.as_tensor(a, dtype=dtype, device=dev)  # noqa: E731
     x0 = to(start.frames[0])
@@ -236,6 +255,24 @@ def rollout_run(
     if fig:
         summary["outputs"].append(fig)
     return summary
+
+
+def _sampled_run(start, output: Path, *, replicas: Optional[int], frame: int, model_path, constrain: bool,
+                 **kw) -> dict:
+    """A rollout through :func:`~eghn_md.rollout.ensemble.ensemble_run` (an ensemble, or a Markov model)."""
+    from eghn_md.models.registry import is_generative
+    from eghn_md.rollout.ensemble import ensemble_run
+
+    if constrain:
+        raise UsageError("`constrain` projects single deterministic rollouts; an ensemble or a model that starts from "
+                         "one structure is judged without it: drop `constrain`", params=("constrain",))
+    if (replicas or 1) > 1 and not is_generative(start.model):
+        raise UsageError(f"`replicas` {replicas} needs a generative model (a deterministic model gives {replicas} "
+                         "identical copies); train one with the generative `preset`", params=("replicas", "preset"))
+    summary = ensemble_run(start, output, replicas=replicas or 1, single=replicas is None, **kw)
+    return {"model_file": str(model_path), "start_frame": frame, "steps": kw["steps"], "constrained": False,
+            "horizon_frames": start.horizon, "step_ps": start.step_ps, "notes": start.notes,
+            "n_nodes": int(start.frames.shape[1]), **summary}
 
 
 def _maybe_plot(fn, *args) -> Optional[str]:
