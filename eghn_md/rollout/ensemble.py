@@ -27,7 +27,7 @@ import torch
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.io.atomic import atomic_path, check_output_path
-from eghn_md.rollout.rollout import GuardConfig, StepGuard
+from eghn_md.rollout.guard import GuardConfig, StepGuard
 from eghn_md.utils import Progress, as_progress
 
 __all__ = ["EnsembleResult", "ensemble_rollout", "replica_batch", "ensemble_run", "ensemble_paths"]
@@ -91,7 +91,7 @@ def ensemble_rollout(model: torch.nn.Module, *, starts: torch.Tensor, h: torch.T
             ignored by a Markov one.
         seed: seeds the generator every replica's noise is drawn from (generative models).
         sample_steps: integration steps per sample (None: the model's own).
-        guard: divergence bounds per replica (default :class:`~eghn_md.rollout.rollout.GuardConfig`).
+        guard: divergence bounds per replica (default :class:`~eghn_md.rollout.guard.GuardConfig`).
         progress: over the ``steps`` steps.
     """
     from eghn_md.models.registry import is_markov

@@ -8,7 +8,6 @@ Edges are rebuilt from every input frame.
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -19,29 +18,12 @@ import torch
 from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.io.writers import write_node_trajectory
+from eghn_md.rollout.guard import GuardConfig, StepGuard
 from eghn_md.rollout.start import frame_batch, open_start
 from eghn_md.utils import Progress, as_progress, compile_model
 
 __all__ = ["rollout", "rollout_run", "RolloutResult", "GuardConfig", "StepGuard", "read_frames",
            "const_velocity_rollout"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class GuardConfig:
-    """When a rollout is stopped as diverged (each bound documented; the frames before the failing step are kept).
-
-    * ``max_bond_dev`` [Å]: a bond of the node graph stretched or compressed by more than this from its length in
-      the start frame: the chain is torn apart (well beyond the 4.19 Å Cα–Cα break the validity report counts; None
-      disables);
-    * ``rg_bounds``: radius of gyration outside ``(low, high)`` × the start frame's: the structure swells or collapses
-      (MD of a folded protein stays within a few per cent; None disables);
-    * ``max_step_rms`` [Å]: RMS displacement of one step (the model left the region it was trained on);
-    * non-finite coordinates always stop a rollout.
-    """
-
-    max_bond_dev: Optional[float] = 2.0
-    rg_bounds: Optional[tuple[float, float]] = (0.5, 1.5)
-    max_step_rms: float = math.inf
 
 
 @dataclass
@@ -51,41 +33,6 @@ class RolloutResult:
 
     frames: np.ndarray
     stopped: Optional[dict] = None
-
-
-class StepGuard:
-    """Checks every predicted frame against :class:`GuardConfig`; ``__call__`` returns None or the reason."""
-
-    def __init__(self, config: GuardConfig, x0: torch.Tensor, bonds: torch.Tensor):
-        self.config = config
-        self.i, self.j = bonds[:, bonds[0] < bonds[1]].to(x0.device)
-        self.ref = (x0[self.i] - x0[self.j]).norm(dim=1)
-        self.rg0 = float(_rg(x0))
-
-    def __call__(self, cur: torch.Tensor, nxt: torch.Tensor) -> Optional[str]:
-        c = self.config
-        if not bool(torch.isfinite(nxt).all()):
-            return "non-finite coordinates predicted"
-        step_rms = float(((nxt - cur) ** 2).sum(dim=1).mean().sqrt())
-        if step_rms > c.max_step_rms:
-            return f"RMS step {step_rms:.1f} Å exceeds {c.max_step_rms:.1f} Å (the model left its training region)"
-        if c.max_bond_dev is not None and self.i.numel():
-            dev = ((nxt[self.i] - nxt[self.j]).norm(dim=1) - self.ref).abs()
-            worst = int(dev.argmax())
-            if float(dev[worst]) > c.max_bond_dev:
-                return (f"bond {int(self.i[worst])}–{int(self.j[worst])} deviates {float(dev[worst]):.1f} Å from its "
-                        f"start length (bound {c.max_bond_dev:g} Å): the chain broke")
-        if c.rg_bounds is not None:
-            ratio = float(_rg(nxt)) / max(self.rg0, 1e-12)
-            if not c.rg_bounds[0] <= ratio <= c.rg_bounds[1]:
-                return (f"radius of gyration {ratio:.2f}× the start frame's, outside {c.rg_bounds[0]:g}–"
-                        f"{c.rg_bounds[1]:g}×: the structure {'swelled' if ratio > 1 else 'collapsed'}")
-        return None
-
-
-def _rg(x: torch.Tensor) -> torch.Tensor:
-    """Radius of gyration [Å] of (N, 3) positions (equal weights)."""
-    return ((x - x.mean(dim=0)) ** 2).sum(dim=1).mean().sqrt()
 
 
 @torch.no_grad()
