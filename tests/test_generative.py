@@ -19,11 +19,11 @@ from eghn_md.testing.synthetic import random_batch, random_graph
 SIZES = (6, 9, 4)
 
 
-def _model(name="eghn", *, sampler="euler", steps=3, seed=0):
+def _model(name="eghn", *, sampler="euler", steps=3, seed=0, **guidance):
     torch.manual_seed(seed)
     cfg = ModelConfig(name=name, node_in=4, edge_in=2, hidden=8, n_layers=2, n_pool_layers=2, n_clusters=3,
                       length_scale=3.0, vel_scale=1.0, disp_scale=1.5, generative=True, sample_steps=steps,
-                      sampler=sampler)
+                      sampler=sampler, **guidance)
     return build_model(cfg).double().eval()
 
 
@@ -47,6 +47,49 @@ def test_sampling_is_e3_equivariant(name, sampler):
     model = _model(name, sampler=sampler)
     assert_equivariant(_sample(model), random_batch(SIZES, node_in=4, edge_in=2), atol=1e-10, reflections=True,
                        n_trials=2)
+
+
+GUIDED = {"guide_steps": 2, "bond_range": [3.0, 4.0], "contact_floor": 3.0}
+
+
+@pytest.mark.parametrize("check", [assert_equivariant, assert_permutation_equivariant])
+def test_guided_sampling_is_equivariant(check):
+    check(_sample(_model(**GUIDED)), random_batch(SIZES, node_in=4, edge_in=2), atol=1e-10)
+
+
+def test_guidance_puts_bonds_into_range_and_separates_non_local_pairs():
+    """Random graphs have bonds of ~7 Å and close pairs; guided samples have them within the restraints' ranges,
+    unguided ones not."""
+    from eghn_md.graph.separation import nonlocal_mask
+
+    b = random_batch(SIZES, node_in=4, edge_in=2)
+    z = torch.randn(b.num_nodes, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    far = b.edge_index[:, nonlocal_mask(b.edge_index, b.bonds, b.num_nodes)]
+
+    def worst(x):
+        bond = (x[b.bonds[0]] - x[b.bonds[1]]).norm(dim=1)
+        return float(bond.max()), float(bond.min()), float((x[far[0]] - x[far[1]]).norm(dim=1).min())
+
+    hi, lo, close = worst(_model(**GUIDED)(b, noise=z).pos.detach())
+    assert hi < 4.1 and lo > 2.9 and close > 2.9
+    hi0, _, _ = worst(_model()(b, noise=z).pos.detach())
+    assert hi0 > 4.5
+
+
+def test_nonlocal_pairs_match_the_validity_report():
+    """The torch mask agrees with the validity report's definition (min_separation 3) on a chain with branches."""
+    from eghn_md.graph.separation import nonlocal_mask
+    from eghn_md.rollout.validity import near_pairs
+
+    g = random_graph(12, generator=torch.Generator().manual_seed(0))
+    extra = torch.tensor([[2, 9, 5, 11], [9, 2, 11, 5]])  # a cross-link makes a ring
+    bonds = torch.cat([g.bonds, extra], dim=1)
+    n = g.num_nodes
+    ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    pairs = torch.stack([ii.reshape(-1), jj.reshape(-1)])
+    near = set(near_pairs(bonds, n).tolist())
+    want = torch.tensor([i != j and min(i, j) * n + max(i, j) not in near for i, j in pairs.t().tolist()])
+    assert torch.equal(nonlocal_mask(pairs, bonds, n), want)
 
 
 def test_denoiser_is_e3_equivariant():

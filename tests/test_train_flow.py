@@ -94,3 +94,16 @@ def test_default_preset_with_generative_model_names_the_fix(adk_h5, tmp_path):
     res = run_cli("train", adk_h5, "-o", tmp_path / "r", "--config", cfg, "--epochs", "1", "--horizon", "5", "--quiet")
     assert res.exit_code == 2 and "--preset" in res.output and "unroll_steps: 1" in res.output
     assert "Traceback" not in res.output
+
+
+def test_training_statistics_carry_the_geometry_the_guidance_keeps():
+    """compute_stats gives the bond range and the closest non-local approach of the input and target frames."""
+    from eghn_md.data.samples import compute_stats
+
+    s = chain_graph(40, node_in=4, dtype=torch.float64, seed=3)
+    stats = compute_stats([s])
+    d = torch.cat([(x[s.bonds[0]] - x[s.bonds[1]]).norm(dim=1) for x in (s.pos, s.target)])
+    assert stats["bond_range"] == pytest.approx([float(d.min()), float(d.max())])
+    assert 0 < stats["contact_floor"] < 8.0
+    bare = s.replace(local_edge_index=s.edge_index[:, :0])
+    assert compute_stats([bare])["bond_range"] is None

@@ -71,6 +71,12 @@ class ModelConfig:
     per-coordinate displacement over the horizon); ``sample_steps`` integration steps of the ``sampler``
     (:data:`SAMPLERS`) produce one sample (a rollout may override it). Every checkpoint written before these options
     existed loads as deterministic (``generative`` false).
+
+    Guidance (generative models): in the last ``guide_steps`` sampling steps the denoised frame x̂₁ is moved down
+    the gradient of flat-bottom restraints before the step is taken (BioEmu's pattern): bonds of the node graph into
+    ``bond_range`` [Å] ``[min, max]`` and pairs at least 3 bonds apart no closer than ``contact_floor`` [Å]. Training
+    sets both from the training data's frames (:func:`eghn_md.data.samples.compute_stats`); ``None`` leaves that
+    term out, ``guide_steps`` 0 (the default, and old checkpoints) all guidance.
     """
 
     name: str = "eghn"
@@ -94,6 +100,9 @@ class ModelConfig:
     flow_sigma: Optional[float] = None  #: [Å] source noise per coordinate (None: disp_scale / √3)
     sample_steps: int = 8  #: integration steps per sample
     sampler: str = "euler"  #: one of SAMPLERS
+    guide_steps: int = 0  #: last sampling steps whose denoised frame is guided into bond_range / contact_floor
+    bond_range: Optional[list] = None  #: [Å] [min, max] bond length of the training data (guidance)
+    contact_floor: Optional[float] = None  #: [Å] closest non-local approach in the training data (guidance)
     reg_weight: InitVar[Optional[float]] = None  #: legacy: checked and dropped (λ is TrainConfig.reg_weight)
 
     def __post_init__(self, reg_weight: Optional[float]) -> None:
@@ -110,6 +119,7 @@ class ModelConfig:
             ("refine_layers", 0),
             ("n_clusters", 1),
             ("sample_steps", 1),
+            ("guide_steps", 0),
         ):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -141,6 +151,7 @@ class ModelConfig:
             raise UsageError(f"model config: generative must be true or false, got {self.generative!r}")
         if self.sampler not in SAMPLERS:
             raise UsageError(f"model config: unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+        self._check_guidance()
         if self.flow_sigma is None:
             if not self.generative:
                 return
@@ -166,6 +177,20 @@ class ModelConfig:
                 f"model config: edge_features 'data+distance' needs edge_in >= 2 (the dataset's scalars + [d, d²]), "
                 f"got {self.edge_in}"
             )
+
+    def _check_guidance(self) -> None:
+        r = self.bond_range
+        if r is not None:
+            ok = isinstance(r, (list, tuple)) and len(r) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf") for v in r)
+            if not ok or r[0] > r[1]:
+                raise UsageError(f"model config: bond_range must be [min, max] in Å with 0 <= min <= max, got {r!r}")
+            self.bond_range = [float(r[0]), float(r[1])]
+        v = self.contact_floor
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+                raise UsageError(f"model config: contact_floor must be a distance >= 0 in Å (or null), got {v!r}")
+            self.contact_floor = float(v)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,7 +11,11 @@ interpolant whose source is the current frame plus isotropic noise, as EquiJump,
   vector channel x_τ − x_t (translation invariant; where the velocity goes in a deterministic model), the edges of
   x_t and node scalars [residue features, τ embedding], and predicts x̂₁ (its ``pos``);
 * **sampler**: ``sample_steps`` K steps of dx/dτ = (x̂₁ − x_τ) / (1 − τ) from τ = 0 (Euler, or Heun with an Euler
-  last step); the last step lands on x̂₁ exactly.
+  last step); the last step lands on x̂₁ exactly;
+* **guidance** (``guide_steps`` > 0, BioEmu's pattern): in the last sampling steps x̂₁ first takes
+  :data:`GUIDE_ITERATIONS` gradient steps (rate :data:`GUIDE_RATE`) on flat-bottom restraints, bonds into
+  ``bond_range`` and non-local pairs (≥ 3 bonds apart, among the edges of x_t) no closer than ``contact_floor``, both
+  taken from the training data. The restraints depend on distances only, so sampling stays E(3)-equivariant.
 
 The model is **Markov**: it reads x_t only (``batch.vel`` is ignored), so a rollout starts from one structure. It is
 E(3)-equivariant as a conditional density whenever the inner network is: rotating / reflecting x_t *and* z rotates
@@ -37,14 +41,20 @@ from torch import Tensor, nn
 from eghn_md.data.batch import GraphBatch
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.output import ModelOutput
-from eghn_md.nn.edges import graph_gather, graph_mean
+from eghn_md.graph.separation import nonlocal_mask
+from eghn_md.nn.edges import graph_gather, graph_mean, scatter_sum
 
-__all__ = ["FlowModel", "TIME_FEATURES", "time_features", "inner_config", "centred_noise"]
+__all__ = ["FlowModel", "TIME_FEATURES", "time_features", "inner_config", "centred_noise", "GUIDE_ITERATIONS",
+           "GUIDE_RATE"]
 
 #: frequencies of the τ embedding: node scalars [τ, sin(π k τ), cos(π k τ) for k = 1 … 4]
 _FREQUENCIES = (1, 2, 3, 4)
 #: node scalars the τ embedding adds to the inner network's input
 TIME_FEATURES = 1 + 2 * len(_FREQUENCIES)
+#: gradient steps of the guidance on each guided x̂₁, and their rate: a node moves by rate × the summed violations
+#: of its restraints [Å] (0.4: one bond alone is put back into range within 20 % in one step; chains need a few)
+GUIDE_ITERATIONS = 20
+GUIDE_RATE = 0.4
 
 
 def time_features(tau: Tensor) -> Tensor:
@@ -131,10 +141,14 @@ class FlowModel(nn.Module):
         z = self.draw_noise(batch, generator) if noise is None else noise.to(batch.pos.dtype)
         x = batch.pos + self.sigma * centred_noise(z, batch.batch, batch.num_graphs)
         ones = batch.pos.new_ones(batch.num_nodes)
-        out = None
+        out, far = None, None
         for k in range(k_steps):
             tau, dt = k / k_steps, 1.0 / k_steps
             out = self.denoise(batch, x, ones * tau)
+            if k >= k_steps - self.config.guide_steps:
+                if far is None:
+                    far = batch.edge_index[:, nonlocal_mask(batch.edge_index, batch.bonds, batch.num_nodes)]
+                out = dataclasses.replace(out, pos=self.guide(out.pos, batch.bonds, far))
             drift = (out.pos - x) / (1.0 - tau)
             if self.config.sampler == "heun" and k < k_steps - 1:
                 x_next = x + dt * drift
@@ -142,3 +156,23 @@ class FlowModel(nn.Module):
                 drift = 0.5 * (drift + (ahead.pos - x_next) / (1.0 - tau - dt))
             x = x + dt * drift
         return ModelOutput(pos=x, reg=out.reg, assign=out.assign)
+
+    def guide(self, x: Tensor, bonds: Tensor, far: Tensor) -> Tensor:
+        """``x`` (N, 3) [Å] after :data:`GUIDE_ITERATIONS` gradient steps on the flat-bottom restraints: ``bonds``
+        (2, B) (both directions) into ``config.bond_range``, the non-local pairs ``far`` (2, P) (both directions)
+        no closer than ``config.contact_floor``; a term whose range is None is left out."""
+        lo_hi, floor = self.config.bond_range, self.config.contact_floor
+        n = x.shape[0]
+        for _ in range(GUIDE_ITERATIONS):
+            push = torch.zeros_like(x)
+            if lo_hi is not None and bonds.numel():
+                d = x[bonds[0]] - x[bonds[1]]
+                r = d.norm(dim=1, keepdim=True).clamp_min(1e-6)
+                f = torch.relu(r - lo_hi[1]) - torch.relu(lo_hi[0] - r)  # > 0: too long, pull together
+                push = push + scatter_sum(f * d / r, bonds[0], n)
+            if floor is not None and far.numel():
+                d = x[far[0]] - x[far[1]]
+                r = d.norm(dim=1, keepdim=True).clamp_min(1e-6)
+                push = push - scatter_sum(torch.relu(floor - r) * d / r, far[0], n)
+            x = x - GUIDE_RATE * push
+        return x

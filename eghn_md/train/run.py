@@ -199,7 +199,8 @@ def _model_fields(model_section: dict, features: str, n_node_scalars: int, stats
     """
     speed = features in ("paper", "both")
     edge_mode = {"residue": "data", "paper": "distance", "both": "data+distance"}[features]
-    scales = {k: stats[k] for k in ("length_scale", "radius_scale", "vel_scale", "disp_scale")}
+    scales = {k: stats[k] for k in ("length_scale", "radius_scale", "vel_scale", "disp_scale", "bond_range",
+                                    "contact_floor") if k in stats}
     return {
         **scales,
         **model_section,
