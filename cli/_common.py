@@ -21,8 +21,9 @@ PARAM_FLAGS = {
     "batch_size": "--batch-size", "compile": "--compile", "config_file": "--config", "device": "--device",
     "epochs": "--epochs", "features": "--features", "fmt": "--format", "frame": "--frame", "frames": "--frames",
     "hidden": "--hidden", "horizon": "--horizon", "horizon_ps": "--horizon-ps", "lr": "--lr",
-    "n_clusters": "--clusters", "overwrite": "--overwrite", "resume": "--resume", "select": "--select",
-    "split": "--split", "states": "--states", "steps": "--steps", "stride": "--stride", "test": "--test",
+    "n_clusters": "--clusters", "overwrite": "--overwrite", "preset": "--preset", "replicas": "--replicas",
+    "constrain": "--constrain", "resume": "--resume", "select": "--select", "split": "--split", "states": "--states",
+    "steps": "--steps", "stride": "--stride", "test": "--test",
     "top": "--top", "topology": "--topology", "trajectory": "--trajectory", "truth": "--truth", "val": "--val",
 }
 

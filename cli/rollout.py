@@ -30,27 +30,41 @@ from cli._common import (
               help="Exit with status 1 when the divergence guard stops the rollout (the frames before are written).")
 @click.option("--compile", "compile_", is_flag=True,
               help="Run the model through torch.compile (dynamic shapes); pays off for long rollouts.")
+@click.option("--replicas", type=click.IntRange(min=1), default=None,
+              help="Roll out an ensemble of R replicas of a generative model, batched in one forward pass per step: "
+                   "writes PRED.pdb and PRED_r0.dcd … PRED_r{R-1}.dcd, the validity per replica and over the "
+                   "ensemble.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of a generative model's sampling noise (the same seed gives the same trajectories).")
+@click.option("--sample-steps", type=click.IntRange(min=1), default=None,
+              help="Integration steps per sampled frame of a generative model (default: the model's own; fewer is "
+                   "faster).")
 @device_option
 @overwrite_option
 @quiet_option
 @json_option
-def rollout(model_path, topology, trajectories, frame, steps, output, truth, constrain, strict, compile_, device,
-            overwrite, quiet, as_json):
+def rollout(model_path, topology, trajectories, frame, steps, output, truth, constrain, strict, compile_, replicas,
+            seed, sample_steps, device, overwrite, quiet, as_json):
     """Roll MODEL out from a frame of TOPOLOGY + TRAJECTORY for --steps horizons (TOPOLOGY alone when it holds the
-    frames: multi-model PDB, mdtraj .h5). A step is the model's horizon in ps, as frames of this input."""
+    frames: multi-model PDB, mdtraj .h5). A step is the model's horizon in ps, as frames of this input. A generative
+    model (train --preset generative) samples every step and starts from one structure (a single PDB)."""
     from cli._progress import RichProgress
     from eghn_md.rollout.rollout import rollout_run
 
     console = stderr_console(quiet)
-    if frame is None:  # the model's horizon in frames of this input
-        from eghn_md.data.timebase import input_horizon_frames
+    if frame is None:  # frame 0 for a model that reads one frame, else the model's horizon in frames of this input
+        from eghn_md.rollout.start import default_start_frame
         from eghn_md.train.checkpoint import load_checkpoint
 
-        frame = input_horizon_frames(load_checkpoint(model_path), topology, list(trajectories))
+        frame = default_start_frame(load_checkpoint(model_path), topology, list(trajectories))
     summary = rollout_run(model_path, topology, list(trajectories), output, frame=frame, steps=steps, truth=truth,
                           constrain=constrain, compile=compile_, device=device, overwrite=overwrite,
+                          replicas=replicas, seed=seed, sample_steps=sample_steps,
                           progress=None if quiet else RichProgress(console=console, description="rollout",
                                                                    transient=True))
+    if "replicas" in summary:
+        _finish_sampled(console, summary, frame=frame, output=output, as_json=as_json, strict=strict)
+        return
     if truth:
         from eghn_md.export.figures import maybe_plot_rollout
 
@@ -87,3 +101,31 @@ def _print_summary(console, summary: dict, *, frame: int, output: str, truth: bo
     pdb, output = lit(summary["outputs"][1]), lit(output)
     console.print(f"Open with:  vmd {pdb} {output}    or    pymol {pdb} -d 'load_traj {output}'")
 
+
+
+def _finish_sampled(console, summary: dict, *, frame: int, output: str, as_json: bool, strict: bool) -> None:
+    """Summary of a sampled rollout (a generative model; an ensemble with --replicas)."""
+    if as_json:
+        emit_json(summary)
+    else:
+        for note in summary.get("notes", []):
+            console.print(f"[cyan]Note:[/] {note}")
+        r, done = summary["replicas"], summary["steps_done"]
+        console.print(f"Wrote {r} replica(s) of {min(done)}–{max(done)} sampled frames ({summary['step_ps']:.4g} ps "
+                      f"apart, seed {summary['seed']}) from frame {frame}:")
+        for p in summary["outputs"]:
+            console.print(f"  {p}")
+        for k, s in enumerate(summary["stopped"]):
+            if s:
+                console.print(f"[yellow]warning:[/] the divergence guard stopped replica {k} at step {s['step']}: "
+                              f"{s['reason']}")
+        console.print(validity_line(summary["validity"]) + (f" (all {r} replicas)" if r > 1 else ""))
+        pdb = next(p for p in summary["outputs"] if p.endswith(".pdb"))
+        first = next(p for p in summary["outputs"] if p.endswith(".dcd"))
+        console.print(f"Open with:  vmd {pdb} {first}    or    pymol {pdb} -d 'load_traj {first}'")
+    stopped = [s for s in summary["stopped"] if s]
+    if strict and stopped:
+        from eghn_md.errors import DivergenceError
+
+        raise DivergenceError(f"the divergence guard stopped {len(stopped)} of {summary['replicas']} replica(s), "
+                              f"the first at step {stopped[0]['step']}: {stopped[0]['reason']}")

@@ -16,7 +16,10 @@ from eghn_md.choices import DEVICES, FEATURE_SETS, MODEL_NAMES, OPTIMIZERS, PRES
               help="Run directory (model.pt, last.pt, config.yaml, history.csv, metrics.json).")
 @click.option("--preset", type=click.Choice(PRESET_NAMES), default=None,
               help="Built-in configuration (default: 'default'; 'paper': the authors' protocol with eghn-published; "
-                   "'paper-eghn': the equations variant at the paper's sizes); --config and options override it.")
+                   "'paper-eghn': the equations variant at the paper's sizes; 'generative': a model that samples the "
+                   "next frame from the current one (rollouts start from one structure, ensembles with --replicas; "
+                   "any model samples with model: {generative: true} in --config)); --config and options override "
+                   "it.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML file with model:/data:/train: sections.")
 @click.option("--model", type=click.Choice(MODEL_NAMES), default=None, help="Architecture.")

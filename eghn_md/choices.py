@@ -9,7 +9,7 @@ __all__ = ["MODEL_NAMES", "PRESET_NAMES", "SCHEDULES", "OPTIMIZERS", "DEVICES", 
 #: every model the registry can build (:mod:`eghn_md.models.registry`)
 MODEL_NAMES = ("eghn", "eghn-published", "egnn", "gnn", "rf", "linear")
 #: the training presets (:data:`eghn_md.train.config.PRESETS`)
-PRESET_NAMES = ("tiny", "default", "paper", "paper-eghn")
+PRESET_NAMES = ("tiny", "default", "paper", "paper-eghn", "generative")
 #: learning-rate schedules (:class:`eghn_md.train.options.TrainConfig`)
 SCHEDULES = ("cosine", "plateau", "none")
 #: ``adamw``: decoupled weight decay (the default); ``adam``: torch's Adam, weight decay added to the gradient as an

@@ -43,6 +43,9 @@ class GraphBatch:
     * ``refine_noise``: (N, 3) [Å] or None, training only: noise a model in training mode adds to its raw prediction
       before its bond-graph refinement (``train: refine_noise``; :mod:`eghn_md.nn.refine`); an unrolled training
       step built with :meth:`replace` keeps it, so every step of a sample sees the same noise.
+    * ``flow``: (N, 4) or None, training a generative model only (:mod:`eghn_md.models.generative`): columns 0–2
+      the unit Gaussian source noise z of the node (dimensionless; the model scales it by its σ and removes its
+      per-graph mean), column 3 the flow time τ ∈ [0, 1) of the node's graph.
     """
 
     pos: Tensor
@@ -56,6 +59,7 @@ class GraphBatch:
     target: Optional[Tensor] = None
     future: Optional[Tensor] = None
     refine_noise: Optional[Tensor] = None
+    flow: Optional[Tensor] = None
 
     @property
     def num_graphs(self) -> int:
@@ -148,9 +152,10 @@ def collate(graphs: Sequence[GraphBatch]) -> GraphBatch:
     has_local = [gb.local_edge_index is not None for gb in graphs]
     has_future = [gb.future is not None for gb in graphs]
     has_noise = [gb.refine_noise is not None for gb in graphs]
-    if any(len(set(flags)) != 1 for flags in (has_target, has_local, has_future, has_noise)):
-        raise ValueError("collate(): target/local_edge_index/future/refine_noise must be present in all graphs or in "
-                         "none")
+    has_flow = [gb.flow is not None for gb in graphs]
+    if any(len(set(flags)) != 1 for flags in (has_target, has_local, has_future, has_noise, has_flow)):
+        raise ValueError("collate(): target/local_edge_index/future/refine_noise/flow must be present in all graphs "
+                         "or in none")
     return GraphBatch(
         pos=torch.cat([gb.pos for gb in graphs]),
         vel=torch.cat([gb.vel for gb in graphs]),
@@ -166,4 +171,5 @@ def collate(graphs: Sequence[GraphBatch]) -> GraphBatch:
         target=torch.cat([gb.target for gb in graphs]) if has_target[0] else None,
         future=torch.cat([gb.future for gb in graphs]) if has_future[0] else None,
         refine_noise=torch.cat([gb.refine_noise for gb in graphs]) if has_noise[0] else None,
+        flow=torch.cat([gb.flow for gb in graphs]) if has_flow[0] else None,
     )

@@ -13,6 +13,7 @@ Definitions (``ΔT`` = ``horizon`` in stored frames):
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
@@ -271,15 +272,19 @@ def compute_stats(samples: Sequence[GraphBatch], *, max_samples: int = 64) -> di
 
     Returns ``length_scale`` [Å] (mean edge length), ``radius_scale`` [Å] (RMS distance of a node from its graph's
     centroid), ``vel_scale`` [Å per horizon] (RMS node velocity),
-    ``disp_scale`` [Å] (RMS node displacement over the horizon), ``mean_degree``.
+    ``disp_scale`` [Å] (RMS node displacement over the horizon), ``mean_degree``, and the geometry a valid structure
+    of the data keeps: ``bond_range`` [Å] ``[min, max]`` length of the node graph's bonds and ``contact_floor`` [Å]
+    the closest approach of two nodes at least 3 bonds apart (:mod:`eghn_md.graph.separation`), over the input and
+    target frames (None without bonds / such pairs); a generative model's sampler guides its samples into them.
     """
     n = len(samples)
     if n == 0:
         raise UsageError("cannot compute statistics of an empty training set")
     idx = np.linspace(0, n - 1, num=min(n, max_samples)).round().astype(int)
-    lengths, rad2, vel2, disp2, degree = [], [], [], [], []
+    lengths, rad2, vel2, disp2, degree, geometry = [], [], [], [], [], []
     for i in np.unique(idx):
         s = samples[int(i)]
+        geometry.append(_geometry(s))
         d = (s.pos[s.edge_index[0]] - s.pos[s.edge_index[1]]).norm(dim=1)
         lengths.append(d.mean().item())
         rad2.append(((s.pos - s.pos.mean(dim=0)) ** 2).sum(dim=1).mean().item())
@@ -292,4 +297,31 @@ def compute_stats(samples: Sequence[GraphBatch], *, max_samples: int = 64) -> di
         "vel_scale": float(max(np.sqrt(np.mean(vel2)), 1e-6)),
         "disp_scale": float(max(np.sqrt(np.mean(disp2)), 1e-6)),
         "mean_degree": float(np.mean(degree)),
+        **_geometry_range(geometry),
     }
+
+
+def _geometry(s: GraphBatch) -> tuple:
+    """(shortest bond, longest bond, closest non-local pair) [Å] of a sample's input and target frames (NaN when
+    there are none)."""
+    from eghn_md.graph.separation import nonlocal_mask
+
+    frames = [s.pos] + ([s.target] if s.target is not None else [])
+    i, j = s.bonds
+    far = s.edge_index[:, nonlocal_mask(s.edge_index, s.bonds, s.num_nodes)]
+    out = [math.nan, math.nan, math.nan]
+    if i.numel():
+        d = torch.cat([(x[i] - x[j]).norm(dim=1) for x in frames])
+        out[0], out[1] = float(d.min()), float(d.max())
+    if far.shape[1]:
+        out[2] = float(min((x[far[0]] - x[far[1]]).norm(dim=1).min() for x in frames))
+    return tuple(out)
+
+
+def _geometry_range(geometry: list) -> dict:
+    """``bond_range`` and ``contact_floor`` over the samples' :func:`_geometry` (None where undefined)."""
+    g = np.asarray(geometry, dtype=np.float64)
+    has_bonds = bool(np.isfinite(g[:, 0]).any())
+    floor = np.nanmin(g[:, 2]) if np.isfinite(g[:, 2]).any() else None
+    return {"bond_range": [float(np.nanmin(g[:, 0])), float(np.nanmax(g[:, 1]))] if has_bonds else None,
+            "contact_floor": None if floor is None else float(floor)}

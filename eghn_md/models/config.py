@@ -7,13 +7,16 @@ from typing import Any, Mapping, Optional
 
 from eghn_md.errors import UsageError
 
-__all__ = ["ModelConfig", "VECTOR_NORMS", "EDGE_FEATURES", "LEGACY_FIELDS"]
+__all__ = ["ModelConfig", "VECTOR_NORMS", "EDGE_FEATURES", "LEGACY_FIELDS", "SAMPLERS"]
 
 #: how ``eghn`` scales vector channels before taking invariants (see :class:`ModelConfig`)
 VECTOR_NORMS = ("fixed", "per-graph")
 
 #: where a model's edge scalars come from (see :mod:`eghn_md.models.inputs`)
 EDGE_FEATURES = ("data", "distance", "data+distance")
+
+#: ODE integrators of a generative model's sampler (:mod:`eghn_md.models.generative`)
+SAMPLERS = ("euler", "heun")
 
 #: keys that model configurations of earlier versions carried and that are accepted and dropped: ``reg_weight``
 #: (λ, now only :attr:`eghn_md.train.options.TrainConfig.reg_weight`)
@@ -59,6 +62,20 @@ class ModelConfig:
     accepted, checked and dropped (:data:`LEGACY_FIELDS`), so configurations and checkpoints written when it was a
     field here still load; :class:`~eghn_md.train.config.RunConfig` moves a ``model: reg_weight`` of a config file
     to ``train``.
+
+    ``generative`` (any model): the network becomes the denoiser of a conditional flow from the current frame to
+    the next (:class:`~eghn_md.models.generative.FlowModel`): the model then *samples* x(t + ΔT) given x(t) only
+    (Markov: no velocity channel, a rollout starts from one structure). ``flow_sigma`` [Å] is the per-coordinate
+    standard deviation of the flow's source noise around x(t) (``None``: ``disp_scale / √3``, the typical
+    per-coordinate displacement over the horizon); ``sample_steps`` integration steps of the ``sampler``
+    (:data:`SAMPLERS`) produce one sample (a rollout may override it). Every checkpoint written before these options
+    existed loads as deterministic (``generative`` false).
+
+    Guidance (generative models): in the last ``guide_steps`` sampling steps the denoised frame x̂₁ is moved down
+    the gradient of flat-bottom restraints before the step is taken (BioEmu's pattern): bonds of the node graph into
+    ``bond_range`` [Å] ``[min, max]`` and pairs at least 3 bonds apart no closer than ``contact_floor`` [Å]. Training
+    sets both from the training data's frames (:func:`eghn_md.data.samples.compute_stats`); ``None`` leaves that
+    term out, ``guide_steps`` 0 (the default, and old checkpoints) all guidance.
     """
 
     name: str = "eghn"
@@ -78,6 +95,13 @@ class ModelConfig:
     edge_features: str = "data"  #: one of EDGE_FEATURES
     output_smoothing: int = 0  #: lazy random-walk steps filtering the predicted displacement along the bonds
     refine_layers: int = 0  #: EGNN layers over the bond graph refining the predicted structure
+    generative: bool = False  #: sample the next frame with a conditional flow (Markov; see above)
+    flow_sigma: Optional[float] = None  #: [Å] source noise per coordinate (None: disp_scale / √3)
+    sample_steps: int = 8  #: integration steps per sample
+    sampler: str = "euler"  #: one of SAMPLERS
+    guide_steps: int = 0  #: last sampling steps whose denoised frame is guided into bond_range / contact_floor
+    bond_range: Optional[list] = None  #: [Å] [min, max] bond length of the training data (guidance)
+    contact_floor: Optional[float] = None  #: [Å] closest non-local approach in the training data (guidance)
     reg_weight: InitVar[Optional[float]] = None  #: legacy: checked and dropped (λ is TrainConfig.reg_weight)
 
     def __post_init__(self, reg_weight: Optional[float]) -> None:
@@ -93,6 +117,8 @@ class ModelConfig:
             ("output_smoothing", 0),
             ("refine_layers", 0),
             ("n_clusters", 1),
+            ("sample_steps", 1),
+            ("guide_steps", 0),
         ):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -111,6 +137,22 @@ class ModelConfig:
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf")):
             raise UsageError(f"model config: reg_weight must be a finite number >= 0, got {v!r}")
         self._check_inputs()
+        self._check_flow()
+
+    def _check_flow(self) -> None:
+        if not isinstance(self.generative, bool):
+            raise UsageError(f"model config: generative must be true or false, got {self.generative!r}")
+        if self.sampler not in SAMPLERS:
+            raise UsageError(f"model config: unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+        self._check_guidance()
+        if self.flow_sigma is None:
+            if not self.generative:
+                return
+            self.flow_sigma = self.disp_scale / 3.0**0.5
+        v = self.flow_sigma
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < float("inf")):
+            raise UsageError(f"model config: flow_sigma must be a finite number > 0 [Å] (or null), got {v!r}")
+        self.flow_sigma = float(v)
 
     def _check_inputs(self) -> None:
         if not isinstance(self.speed_feature, bool):
@@ -128,6 +170,20 @@ class ModelConfig:
                 f"model config: edge_features 'data+distance' needs edge_in >= 2 (the dataset's scalars + [d, d²]), "
                 f"got {self.edge_in}"
             )
+
+    def _check_guidance(self) -> None:
+        r = self.bond_range
+        if r is not None:
+            ok = isinstance(r, (list, tuple)) and len(r) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf") for v in r)
+            if not ok or r[0] > r[1]:
+                raise UsageError(f"model config: bond_range must be [min, max] in Å with 0 <= min <= max, got {r!r}")
+            self.bond_range = [float(r[0]), float(r[1])]
+        v = self.contact_floor
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+                raise UsageError(f"model config: contact_floor must be a distance >= 0 in Å (or null), got {v!r}")
+            self.contact_floor = float(v)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

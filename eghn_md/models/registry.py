@@ -26,7 +26,8 @@ from eghn_md.models.linear import LinearModel
 from eghn_md.models.rf import RF
 
 __all__ = ["MODELS", "MODEL_NAMES", "build_model", "capabilities_of", "check_model_config", "has_pooling",
-           "ignored_option_warnings", "model_capabilities", "model_class", "model_names", "models_with"]
+           "ignored_option_warnings", "is_generative", "is_markov", "model_capabilities", "model_class",
+           "model_names", "models_with"]
 
 #: every model by the name a configuration gives it
 MODELS: dict[str, type[nn.Module]] = {
@@ -97,6 +98,23 @@ def ignored_option_warnings(config: ModelConfig) -> list[str]:
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """Build the model ``config.name`` names (after :func:`check_model_config`)."""
+    """Build the model ``config.name`` names (after :func:`check_model_config`). With ``config.generative`` the
+    network is the denoiser of a :class:`~eghn_md.models.generative.FlowModel` (which declares its capabilities on
+    the instance, derived from the network's)."""
     check_model_config(config)
+    if config.generative:
+        from eghn_md.models.generative import FlowModel, inner_config
+
+        return FlowModel(config=config, net=model_class(config.name)(inner_config(config)))
     return model_class(config.name)(config)
+
+
+def is_generative(model: nn.Module) -> bool:
+    """Whether a built ``model`` samples its prediction (its declaration's ``generative``)."""
+    return capabilities_of(model).generative
+
+
+def is_markov(model: nn.Module) -> bool:
+    """Whether a built ``model`` reads the current frame only (declaration's ``markov``): a rollout can start from
+    one structure."""
+    return capabilities_of(model).markov

@@ -8,7 +8,6 @@ Edges are rebuilt from every input frame.
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -20,44 +19,12 @@ from eghn_md.choices import PREDICTORS
 from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.io.writers import write_node_trajectory
+from eghn_md.rollout.guard import STEP_RMS_FACTOR, STEP_RMS_FLOOR, GuardConfig, StepGuard
 from eghn_md.rollout.start import frame_batch, open_start
 from eghn_md.utils import Progress, as_progress, compile_model
 
-__all__ = ["rollout", "rollout_run", "RolloutResult", "GuardConfig", "STEP_RMS_FACTOR", "STEP_RMS_FLOOR",
-           "const_velocity_rollout", "write_rmsd_csv"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class GuardConfig:
-    """When a rollout is stopped as diverged (each bound documented; the frames before the failing step are kept).
-
-    * ``max_bond_dev`` [Å]: a bond of the node graph stretched or compressed by more than this from its length in
-      the start frame: the chain is torn apart (well beyond the Cα–Cα break the validity report counts,
-      :data:`~eghn_md.graph.chains.CA_CA_MAX_BOND`; None disables);
-    * ``rg_bounds``: radius of gyration outside ``(low, high)`` × the start frame's: the structure swells or collapses
-      (MD of a folded protein stays within a few per cent; None disables);
-    * ``max_step_rms`` [Å]: RMS displacement of one step (the model left the region it was trained on);
-    * non-finite coordinates always stop a rollout.
-
-    The commands (``rollout`` and ``evaluate --rollout``) guard with :meth:`for_model`: these bounds and a step
-    bound of :data:`STEP_RMS_FACTOR` × the model's typical displacement, at least :data:`STEP_RMS_FLOOR`.
-    """
-
-    max_bond_dev: Optional[float] = 2.0
-    rg_bounds: Optional[tuple[float, float]] = (0.5, 1.5)
-    max_step_rms: float = math.inf
-
-    @classmethod
-    def for_model(cls, stats: dict) -> "GuardConfig":
-        """The guard of a trained model, from its checkpoint's training statistics (``disp_scale`` [Å])."""
-        disp = float(stats.get("disp_scale", 1.0))
-        return cls(max_step_rms=max(STEP_RMS_FACTOR * disp, STEP_RMS_FLOOR))
-
-
-#: the commands' step bound: this many times the model's typical displacement ``disp_scale`` per step ...
-STEP_RMS_FACTOR = 20.0
-#: ... and never below this [Å]
-STEP_RMS_FLOOR = 10.0
+__all__ = ["rollout", "rollout_run", "RolloutResult", "GuardConfig", "StepGuard", "STEP_RMS_FACTOR",
+           "STEP_RMS_FLOOR", "const_velocity_rollout", "write_rmsd_csv"]
 
 
 @dataclass
@@ -67,41 +34,6 @@ class RolloutResult:
 
     frames: np.ndarray
     stopped: Optional[dict] = None
-
-
-class _Guard:
-    """Checks every predicted frame against :class:`GuardConfig`; ``__call__`` returns None or the reason."""
-
-    def __init__(self, config: GuardConfig, x0: torch.Tensor, bonds: torch.Tensor):
-        self.config = config
-        self.i, self.j = bonds[:, bonds[0] < bonds[1]].to(x0.device)
-        self.ref = (x0[self.i] - x0[self.j]).norm(dim=1)
-        self.rg0 = float(_rg(x0))
-
-    def __call__(self, cur: torch.Tensor, nxt: torch.Tensor) -> Optional[str]:
-        c = self.config
-        if not bool(torch.isfinite(nxt).all()):
-            return "non-finite coordinates predicted"
-        step_rms = float(((nxt - cur) ** 2).sum(dim=1).mean().sqrt())
-        if step_rms > c.max_step_rms:
-            return f"RMS step {step_rms:.1f} Å exceeds {c.max_step_rms:.1f} Å (the model left its training region)"
-        if c.max_bond_dev is not None and self.i.numel():
-            dev = ((nxt[self.i] - nxt[self.j]).norm(dim=1) - self.ref).abs()
-            worst = int(dev.argmax())
-            if float(dev[worst]) > c.max_bond_dev:
-                return (f"bond {int(self.i[worst])}–{int(self.j[worst])} deviates {float(dev[worst]):.1f} Å from its "
-                        f"start length (bound {c.max_bond_dev:g} Å): the chain broke")
-        if c.rg_bounds is not None:
-            ratio = float(_rg(nxt)) / max(self.rg0, 1e-12)
-            if not c.rg_bounds[0] <= ratio <= c.rg_bounds[1]:
-                return (f"radius of gyration {ratio:.2f}× the start frame's, outside {c.rg_bounds[0]:g}–"
-                        f"{c.rg_bounds[1]:g}×: the structure {'swelled' if ratio > 1 else 'collapsed'}")
-        return None
-
-
-def _rg(x: torch.Tensor) -> torch.Tensor:
-    """Radius of gyration [Å] of (N, 3) positions (equal weights)."""
-    return ((x - x.mean(dim=0)) ** 2).sum(dim=1).mean().sqrt()
 
 
 @torch.no_grad()
@@ -136,7 +68,7 @@ def rollout(
     progress = as_progress(progress)
     progress.start(steps)
     try:
-        return _predict(model, x_prev, x0, h, bonds, cutoff, steps, _Guard(guard or GuardConfig(), x0, bonds),
+        return _predict(model, x_prev, x0, h, bonds, cutoff, steps, StepGuard(guard or GuardConfig(), x0, bonds),
                         constraint, progress)
     finally:
         progress.stop()
@@ -203,6 +135,9 @@ def rollout_run(
     compile: bool = False,
     device: str = "auto",
     overwrite: bool = False,
+    replicas: Optional[int] = None,
+    seed: int = 0,
+    sample_steps: Optional[int] = None,
     progress: Optional[Progress] = None,
 ) -> dict:
     """``eghn-md rollout`` as a library call: writes ``output`` (DCD) + its ``.pdb`` and the validity report
@@ -212,6 +147,12 @@ def rollout_run(
     through :func:`~eghn_md.utils.compile_model` (the same frames up to floating-point reassociation). A rollout the
     divergence guard stops keeps the frames before it (``summary["stopped"]`` says where and why). Returns a
     summary dict.
+
+    A generative model samples every step (from a generator seeded by ``seed``, with ``sample_steps`` integration
+    steps, None: the model's own) and may start from one structure. With ``replicas`` R the rollout is an ensemble
+    of R replicas advanced in one batched forward pass per step (:func:`eghn_md.rollout.ensemble.ensemble_run`:
+    ``PRED.pdb``, ``PRED_r0.dcd`` … and the validity per replica and over the ensemble); R > 1 needs a generative
+    model (a deterministic one would give R identical copies).
     """
     from eghn_md.rollout.validity import plot_validity, validity_report
 
@@ -219,8 +160,17 @@ def rollout_run(
         raise UsageError(f"steps must be >= 1, got {steps}")
     if frame < 0:
         raise UsageError(f"frame must be >= 0, got {frame}")
-    paths = _output_paths(Path(output), truth=truth, overwrite=overwrite)
+    if replicas is not None and replicas < 1:
+        raise UsageError(f"replicas must be >= 1, got {replicas}", params=("replicas",))
+    if replicas is None:
+        paths = _output_paths(Path(output), truth=truth, overwrite=overwrite)
     start = open_start(model_path, topology, trajectories, frame=frame, steps=steps if truth else 0, device=device)
+    if replicas is not None or start.x_prev is None:
+        if compile and hasattr(start.model, "net"):  # a generative model: its denoiser runs every sampling step
+            start.model.net = compile_model(start.model.net)
+        return _sampled_run(start, Path(output), replicas=replicas, seed=seed, sample_steps=sample_steps,
+                            steps=steps, truth=truth, constrain=constrain, overwrite=overwrite, progress=progress,
+                            frame=frame, model_path=model_path)
     ckpt, dev, dtype = start.ckpt, start.device, start.dtype
     to = lambda a: torch.as_tensor(a, dtype=dtype, device=dev)  # noqa: E731
     x0 = to(start.frames[0])
@@ -252,6 +202,24 @@ def rollout_run(
     if fig:
         summary["outputs"].append(fig)
     return summary
+
+
+def _sampled_run(start, output: Path, *, replicas: Optional[int], frame: int, model_path, constrain: bool,
+                 **kw) -> dict:
+    """A rollout through :func:`~eghn_md.rollout.ensemble.ensemble_run` (an ensemble, or a Markov model)."""
+    from eghn_md.models.registry import is_generative
+    from eghn_md.rollout.ensemble import ensemble_run
+
+    if constrain:
+        raise UsageError("`constrain` projects single deterministic rollouts; an ensemble or a model that starts from "
+                         "one structure is judged without it: drop `constrain`", params=("constrain",))
+    if (replicas or 1) > 1 and not is_generative(start.model):
+        raise UsageError(f"`replicas` {replicas} needs a generative model (a deterministic model gives {replicas} "
+                         "identical copies); train one with the generative `preset`", params=("replicas", "preset"))
+    summary = ensemble_run(start, output, replicas=replicas or 1, single=replicas is None, **kw)
+    return {"model_file": str(model_path), "start_frame": frame, "steps": kw["steps"], "constrained": False,
+            "horizon_frames": start.horizon, "step_ps": start.step_ps, "notes": start.notes,
+            "n_nodes": int(start.frames.shape[1]), **summary}
 
 
 def _maybe_plot(fn, *args) -> Optional[str]:

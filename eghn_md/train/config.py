@@ -80,6 +80,19 @@ PRESETS: dict[str, dict] = {
         "train": {"epochs": 1000, "batch_size": 8, "optimizer": "adamw", "lr": 5e-5, "weight_decay": 1e-4,
                   "reg_weight": 2.0, "schedule": "none", "grad_clip": 10.0, "patience": 50, "eval_every": 5},
     },
+    # The generative model (eghn_md.models.generative): the small EGHN of `default` as the denoiser of a
+    # conditional flow from x_t to x_{t+ΔT}, Markov (a rollout starts from one structure), sampled with 8 Euler
+    # steps; trained by flow matching with the bond and clash terms on the denoised frame
+    # (eghn_md.train.flow_objective) and on every window played backwards too (equilibrium MD is time-reversible;
+    # a Markov model must not learn a direction). Measured in examples/benchmarks/results/generative.md.
+    "generative": {
+        "model": {"name": "eghn", "generative": True, "hidden": 32, "n_layers": 2, "n_pool_layers": 1,
+                  "n_decoder_layers": 1, "n_clusters": 6, "sample_steps": 8, "guide_steps": 2},
+        "data": {"horizon": 15},
+        "train": {"epochs": 60, "batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "schedule": "cosine",
+                  "reg_weight": 0.1, "patience": 20, "eval_every": 1, "bond_weight": 20.0, "clash_weight": 5.0,
+                  "time_reversal": True},
+    },
 }
 
 

@@ -87,6 +87,9 @@ def prepare(dataset: Sequence[GraphBatch], indices: Sequence[int], *, config, ob
     samples = [with_noise(dataset[i], noise_std=float(config.noise_std), noise_scale=float(config.noise_scale),
                           seed=int(config.seed), epoch=epoch, index=i, refine_noise=float(config.refine_noise))
                for i in indices]
+    draw = getattr(objective, "draw", None)  # an objective's own per-sample draws (a generative model's flow)
+    if draw is not None:
+        samples = [draw(s, seed=int(config.seed), epoch=epoch, index=int(i)) for s, i in zip(samples, indices)]
     pieces = [collate(p) for p in chunks(samples, int(config.max_chunk_nodes))]
     return Prepared(totals=objective.totals(samples), pieces=pieces, n_global=n_global)
 

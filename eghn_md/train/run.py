@@ -28,7 +28,8 @@ from eghn_md.io.atomic import atomic_path
 from eghn_md.models.registry import has_pooling
 from eghn_md.train.checkpoint import load_checkpoint, save_checkpoint
 from eghn_md.train.config import RunConfig
-from eghn_md.train.loop import FitResult, TrainState, fit, objective_from_config
+from eghn_md.train.flow_objective import objective_for
+from eghn_md.train.loop import FitResult, TrainState, fit
 from eghn_md.train.sources import build_splits
 from eghn_md.utils import Progress
 
@@ -199,7 +200,8 @@ def _model_fields(model_section: dict, features: str, n_node_scalars: int, stats
     """
     speed = features in ("paper", "both")
     edge_mode = {"residue": "data", "paper": "distance", "both": "data+distance"}[features]
-    scales = {k: stats[k] for k in ("length_scale", "radius_scale", "vel_scale", "disp_scale")}
+    scales = {k: stats[k] for k in ("length_scale", "radius_scale", "vel_scale", "disp_scale", "bond_range",
+                                    "contact_floor") if k in stats}
     return {
         **scales,
         **model_section,
@@ -262,7 +264,7 @@ def train_run(
                       stats=stats, nodes=splits.system.metadata())
         try:
             result: FitResult = fit(model, sets["train"], sets["val"], config=config.train,
-                                    objective=objective_from_config(config.train, cutoff=splits.cutoff),
+                                    objective=objective_for(model, config.train, cutoff=splits.cutoff),
                                     resume=resume_state, on_epoch_end=_checkpoint_writer(out, common),
                                     progress=progress)
         except KeyboardInterrupt:

@@ -1,0 +1,179 @@
+"""A generative next-frame model: any registry network as the denoiser of a conditional flow x(t) → x(t + ΔT).
+
+At a horizon of picoseconds the future of a protein is a distribution; a deterministic model predicts its mean,
+whose rollouts drift or freeze. :class:`FlowModel` samples it instead (conditional flow matching / a stochastic
+interpolant whose source is the current frame plus isotropic noise, as EquiJump, Costa et al. 2024):
+
+* **source** x₀ = x_t + σ·z, z (N, 3) unit Gaussian per coordinate with its per-graph mean removed (so the source
+  is centred on x_t: translation equivariance), σ = ``config.flow_sigma`` [Å];
+* **path** x_τ = (1 − τ)·x₀ + τ·x₁, τ ∈ [0, 1], x₁ = x(t + ΔT);
+* **denoiser**: the inner network (``config.name``: ``eghn``, ``egnn``, …) reads a graph with positions x_τ, the
+  vector channel x_τ − x_t (translation invariant; where the velocity goes in a deterministic model), the edges of
+  x_t and node scalars [residue features, τ embedding], and predicts x̂₁ (its ``pos``);
+* **sampler**: ``sample_steps`` K steps of dx/dτ = (x̂₁ − x_τ) / (1 − τ) from τ = 0 (Euler, or Heun with an Euler
+  last step); the last step lands on x̂₁ exactly;
+* **guidance** (``guide_steps`` > 0, BioEmu's pattern): in the last sampling steps x̂₁ first takes
+  :data:`GUIDE_ITERATIONS` gradient steps (rate :data:`GUIDE_RATE`) on flat-bottom restraints, bonds into
+  ``bond_range`` and non-local pairs (≥ 3 bonds apart, among the edges of x_t) no closer than ``contact_floor``, both
+  taken from the training data. The restraints depend on distances only, so sampling stays E(3)-equivariant.
+
+The model is **Markov**: it reads x_t only (``batch.vel`` is ignored), so a rollout starts from one structure. It is
+E(3)-equivariant as a conditional density whenever the inner network is: rotating / reflecting x_t *and* z rotates
+the sample, translating x_t translates it (``tests/test_generative.py`` checks both in float64). Replicas are graphs
+of one disjoint-union batch: the inner networks are batch independent, so replica r's sample depends on its own
+noise only.
+
+Training (:mod:`eghn_md.train.flow_objective`) calls ``model(batch, flow=batch.flow)``: z and τ per node, drawn per
+sample from a seeded generator; the forward then returns the denoiser's x̂₁ at x_τ built from ``batch.target``.
+Without ``flow`` the forward *samples* (``model(batch).pos`` is one draw of x(t + ΔT)), so ``evaluate`` and
+``rollout`` use a generative model as a drop-in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from eghn_md.data.batch import GraphBatch
+from eghn_md.graph.separation import nonlocal_mask
+from eghn_md.models.config import ModelConfig
+from eghn_md.models.output import ModelOutput
+from eghn_md.nn.edges import graph_gather, graph_mean, scatter_sum
+
+__all__ = ["FlowModel", "TIME_FEATURES", "time_features", "inner_config", "centred_noise", "GUIDE_ITERATIONS",
+           "GUIDE_RATE"]
+
+#: frequencies of the τ embedding: node scalars [τ, sin(π k τ), cos(π k τ) for k = 1 … 4]
+_FREQUENCIES = (1, 2, 3, 4)
+#: node scalars the τ embedding adds to the inner network's input
+TIME_FEATURES = 1 + 2 * len(_FREQUENCIES)
+#: gradient steps of the guidance on each guided x̂₁, and their rate: a node moves by rate × the summed violations
+#: of its restraints [Å] (0.4: one bond alone is put back into range within 20 % in one step; chains need a few)
+GUIDE_ITERATIONS = 20
+GUIDE_RATE = 0.4
+
+
+def time_features(tau: Tensor) -> Tensor:
+    """The τ embedding (N, :data:`TIME_FEATURES`) of per-node flow times ``tau`` (N,) in [0, 1]."""
+    k = torch.tensor(_FREQUENCIES, dtype=tau.dtype, device=tau.device) * math.pi
+    a = tau.unsqueeze(1) * k
+    return torch.cat([tau.unsqueeze(1), torch.sin(a), torch.cos(a)], dim=1)
+
+
+def inner_config(config: ModelConfig) -> ModelConfig:
+    """The denoiser's configuration: ``config`` with τ features added to the node scalars and the vector channel
+    (x_τ − x_t, of typical size ``disp_scale``) scaled like the displacement."""
+    return dataclasses.replace(config, generative=False, node_in=config.node_in + TIME_FEATURES,
+                               vel_scale=config.disp_scale)
+
+
+def centred_noise(z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    """``z`` (N, 3) with its mean over each graph removed (``batch`` (N,) graph ids)."""
+    return z - graph_gather(graph_mean(z, batch, num_graphs), batch, num_graphs)
+
+
+class FlowModel(nn.Module):
+    """Conditional flow x(t) → x(t + ΔT) around an inner network (see the module docstring).
+
+    Args:
+        config: the model's configuration (``generative`` true; ``flow_sigma`` [Å], ``sample_steps``, ``sampler``).
+        net: the denoiser, built from :func:`inner_config` of ``config``.
+    """
+
+    def __init__(self, *, config: ModelConfig, net: nn.Module):
+        super().__init__()
+        self.config = config
+        self.net = net
+        #: what this model is (read through :func:`~eghn_md.models.registry.capabilities_of`): the network's
+        #: declaration, but it samples and reads x_t only (the network's ``vel`` is x_τ − x_t, not a velocity)
+        self.capabilities = dataclasses.replace(
+            net.capabilities, generative=True, markov=True,
+            reads=tuple(f for f in net.capabilities.reads if f != "vel"))
+        self.sigma = float(config.flow_sigma)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"sigma={self.sigma:.4g} Å, sample_steps={c.sample_steps}, sampler={c.sampler!r}"
+
+    def forward(self, batch: GraphBatch, *, flow: Optional[Tensor] = None, noise: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None, steps: Optional[int] = None) -> ModelOutput:
+        """Training (``flow`` given): the denoiser's x̂₁ at x_τ; otherwise one sample of x(t + ΔT).
+
+        Args:
+            batch: positions x_t (N, 3) [Å]; ``target`` x(t + ΔT) (N, 3) [Å] when training.
+            flow: (N, 4) [z (unit Gaussian), τ] per node (``GraphBatch.flow``), training only.
+            noise: (N, 3) unit Gaussian source noise of the sample (its per-graph mean is removed), or None: drawn
+                from ``generator``.
+            generator: a CPU ``torch.Generator`` the noise is drawn from (None: torch's global generator).
+            steps: integration steps (None: ``config.sample_steps``).
+        """
+        if flow is not None:
+            if batch.target is None:
+                raise ValueError("training a generative model needs batch.target, the frame x(t + ΔT)")
+            z = centred_noise(flow[:, :3].to(batch.pos.dtype), batch.batch, batch.num_graphs)
+            tau = flow[:, 3].to(batch.pos.dtype).unsqueeze(1)
+            x_tau = (1.0 - tau) * (batch.pos + self.sigma * z) + tau * batch.target.to(batch.pos.dtype)
+            return self.denoise(batch, x_tau, tau.squeeze(1))
+        return self.sample(batch, noise=noise, generator=generator, steps=steps)
+
+    def denoise(self, batch: GraphBatch, x_tau: Tensor, tau: Tensor) -> ModelOutput:
+        """The inner network's prediction x̂₁ (N, 3) [Å] from ``x_tau`` (N, 3) [Å] at flow times ``tau`` (N,)."""
+        h = torch.cat([batch.h, time_features(tau).to(batch.h.dtype)], dim=1)
+        inner = batch.replace(pos=x_tau, vel=x_tau - batch.pos, h=h, target=None, future=None, flow=None)
+        out = self.net(inner)
+        return ModelOutput(pos=out.pos, reg=out.reg, assign=out.assign)
+
+    def draw_noise(self, batch: GraphBatch, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Unit Gaussian noise (N, 3) for a sample of ``batch``, drawn on the CPU in float64 (the same numbers on
+        every device for a seed), in the batch's dtype and device."""
+        z = torch.randn((batch.num_nodes, 3), generator=generator, dtype=torch.float64)
+        return z.to(device=batch.pos.device, dtype=batch.pos.dtype)
+
+    def sample(self, batch: GraphBatch, *, noise: Optional[Tensor] = None,
+               generator: Optional[torch.Generator] = None, steps: Optional[int] = None) -> ModelOutput:
+        """One sample of x(t + ΔT) per graph of ``batch`` (see :meth:`forward` for the arguments)."""
+        k_steps = int(self.config.sample_steps if steps is None else steps)
+        if k_steps < 1:
+            raise ValueError(f"sample steps must be >= 1, got {k_steps}")
+        z = self.draw_noise(batch, generator) if noise is None else noise.to(batch.pos.dtype)
+        x = batch.pos + self.sigma * centred_noise(z, batch.batch, batch.num_graphs)
+        ones = batch.pos.new_ones(batch.num_nodes)
+        out, far = None, None
+        for k in range(k_steps):
+            tau, dt = k / k_steps, 1.0 / k_steps
+            out = self.denoise(batch, x, ones * tau)
+            if k >= k_steps - self.config.guide_steps:
+                if far is None:
+                    far = batch.edge_index[:, nonlocal_mask(batch.edge_index, batch.bonds, batch.num_nodes)]
+                out = dataclasses.replace(out, pos=self.guide(out.pos, batch.bonds, far))
+            drift = (out.pos - x) / (1.0 - tau)
+            if self.config.sampler == "heun" and k < k_steps - 1:
+                x_next = x + dt * drift
+                ahead = self.denoise(batch, x_next, ones * (tau + dt))
+                drift = 0.5 * (drift + (ahead.pos - x_next) / (1.0 - tau - dt))
+            x = x + dt * drift
+        return ModelOutput(pos=x, reg=out.reg, assign=out.assign)
+
+    def guide(self, x: Tensor, bonds: Tensor, far: Tensor) -> Tensor:
+        """``x`` (N, 3) [Å] after :data:`GUIDE_ITERATIONS` gradient steps on the flat-bottom restraints: ``bonds``
+        (2, B) (both directions) into ``config.bond_range``, the non-local pairs ``far`` (2, P) (both directions)
+        no closer than ``config.contact_floor``; a term whose range is None is left out."""
+        lo_hi, floor = self.config.bond_range, self.config.contact_floor
+        n = x.shape[0]
+        for _ in range(GUIDE_ITERATIONS):
+            push = torch.zeros_like(x)
+            if lo_hi is not None and bonds.numel():
+                d = x[bonds[0]] - x[bonds[1]]
+                r = d.norm(dim=1, keepdim=True).clamp_min(1e-6)
+                f = torch.relu(r - lo_hi[1]) - torch.relu(lo_hi[0] - r)  # > 0: too long, pull together
+                push = push + scatter_sum(f * d / r, bonds[0], n)
+            if floor is not None and far.numel():
+                d = x[far[0]] - x[far[1]]
+                r = d.norm(dim=1, keepdim=True).clamp_min(1e-6)
+                push = push - scatter_sum(torch.relu(floor - r) * d / r, far[0], n)
+            x = x - GUIDE_RATE * push
+        return x

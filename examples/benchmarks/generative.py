@@ -1,0 +1,156 @@
+"""The generative model measured: one-step accuracy and calibration on AdK, and the sampler's cost per step.
+
+* **accuracy and calibration** (the RESULTS.md "AdK accuracy (b)" setting): MDAnalysisTests AdK Cα (214 nodes),
+  ``DCD`` first 66 % train / last 34 % validation, ΔT = 15 frames (15 ps), the whole ``DCD2`` as test set (72
+  windows). For each seed a ``generative``-preset model and the deterministic ``eghn`` of the accuracy table are
+  trained for ``--epochs`` epochs; on every test window ``--samples`` samples are drawn (one batched pass per
+  window), and the table gives the one-step MSE per coordinate [Å²] of the samples' mean, of a single sample, and
+  the calibration: the fraction of the coordinates whose true value lies in the samples' central 50 % interval
+  (25th–75th percentile; ideal 50 %).
+* **sampler cost** (``--speed``): rollout steps per second of an ensemble of R replicas (R = 1, 8, 32) on AdK
+  (214 nodes) with the model's ``sample_steps``, one batched forward pass per sampling step, CPU threads as set.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python examples/benchmarks/generative.py --seeds 1,2,3 --epochs 30 --workdir runs/generative
+    OMP_NUM_THREADS=1 python examples/benchmarks/generative.py --speed --workdir runs/generative
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MODEL = {"hidden": 32, "n_layers": 2, "n_pool_layers": 1, "n_decoder_layers": 1, "n_clusters": 6}
+DATA = {"horizon": 15, "split": [0.66, 0.34, 0.0]}
+
+
+def _data(work: Path) -> dict:
+    from MDAnalysisTests.datafiles import DCD, DCD2, PSF
+
+    from eghn_md.data.preprocess import preprocess
+
+    data = {"dcd": work / "adk.h5", "dcd2": work / "adk2.h5"}
+    for key, traj in (("dcd", DCD), ("dcd2", DCD2)):
+        if not data[key].exists():
+            preprocess(PSF, [traj], data[key], select="protein and name CA", stride=1, overwrite=True)
+    return data
+
+
+def train(work: Path, data: dict, kind: str, seed: int, epochs: int, extra: dict) -> Path:
+    """Train (or reuse) the run ``{kind}_s{seed}``: ``generative`` preset, or the accuracy table's ``eghn``."""
+    from eghn_md.train.config import resolve_config
+    from eghn_md.train.run import train_run
+
+    out = work / f"{kind}_s{seed}"
+    if (out / "metrics.json").exists():
+        return out
+    train = {"epochs": epochs, "seed": seed, "device": "cpu", "patience": 0, **extra.get("train", {})}
+    if kind == "eghn":
+        cfg = resolve_config(preset="tiny", overrides={"model": {**MODEL, "name": "eghn"}, "data": DATA,
+                                                       "train": {**train, "reg_weight": 0.1}})
+    else:
+        cfg = resolve_config(preset="generative", overrides={"model": extra.get("model", {}), "data": DATA,
+                                                             "train": train})
+    train_run([data["dcd"]], out, config=cfg, test=[data["dcd2"]], overwrite=True)
+    return out
+
+
+@torch.no_grad()
+def one_step(run: Path, data: dict, n_samples: int, seed: int = 0, sample_steps=None) -> dict:
+    """Mean-of-samples and single-sample MSE [Å² per coordinate] and the central-50 % coverage on DCD2."""
+    from eghn_md.data.batch import collate
+    from eghn_md.data.samples import DataConfig
+    from eghn_md.models.registry import is_generative
+    from eghn_md.train.checkpoint import load_model
+    from eghn_md.train.sources import build_splits
+
+    model, ckpt = load_model(run / "model.pt")
+    cfg = DataConfig.from_dict(ckpt.data_config)
+    gen = torch.Generator().manual_seed(seed)
+    sq_mean = sq_one = inside = count = 0.0
+    with build_splits([data["dcd"]], config=cfg, test=[data["dcd2"]], only=["test"],
+                      expected_nodes=ckpt.nodes) as splits:
+        for s in splits.sets["test"]:
+            if is_generative(model):
+                x = model(collate([s] * n_samples), generator=gen, steps=sample_steps).pos
+                x = x.double().reshape(n_samples, s.num_nodes, 3)
+            else:
+                x = model(s).pos.double().unsqueeze(0)
+            y = s.target.double()
+            sq_mean += float(((x.mean(0) - y) ** 2).sum())
+            sq_one += float(((x[0] - y) ** 2).sum())
+            lo, hi = torch.quantile(x, 0.25, dim=0), torch.quantile(x, 0.75, dim=0)
+            inside += float(((y >= lo) & (y <= hi)).double().sum())
+            count += y.numel()
+    return {"mse_mean": sq_mean / count, "mse_one": sq_one / count, "coverage50": inside / count}
+
+
+@torch.no_grad()
+def sampler_speed(run: Path, data: dict, replicas=(1, 8, 32), steps: int = 5) -> dict:
+    """Rollout steps per second of R replicas batched, from DCD2 frame 0."""
+    from eghn_md.rollout.ensemble import ensemble_rollout
+    from eghn_md.rollout.start import open_start
+    from MDAnalysisTests.datafiles import DCD2, PSF
+
+    st = open_start(run / "model.pt", PSF, [DCD2], frame=0, device="cpu")
+    x0 = torch.as_tensor(st.frames[0])
+    out = {}
+    for r in replicas:
+        kw = dict(starts=x0.expand(r, -1, -1).clone(), h=st.system.h, bonds=st.system.bonds, cutoff=st.cutoff)
+        ensemble_rollout(st.model, steps=1, **kw)  # warm-up
+        t0 = time.perf_counter()
+        ensemble_rollout(st.model, steps=steps, **kw)
+        dt = (time.perf_counter() - t0) / steps
+        out[r] = {"steps_per_s": 1.0 / dt, "s_per_step": dt, "replica_steps_per_s": r / dt}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--workdir", default="runs/generative")
+    ap.add_argument("--tag", default="generative", help="Run name prefix of the generative runs.")
+    ap.add_argument("--extra", default="{}", help="JSON overrides of the generative runs ({model: …, train: …}).")
+    ap.add_argument("--sample-steps", type=int, default=None)
+    ap.add_argument("--speed", action="store_true", help="Measure the sampler's cost instead.")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    data = _data(work)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.speed:
+        res = {"speed": sampler_speed(train(work, data, args.tag, seeds[0], args.epochs, json.loads(args.extra)),
+                                      data)}
+        for r, v in res["speed"].items():
+            print(f"R = {r}: {v['steps_per_s']:.3f} steps/s ({v['s_per_step']:.3f} s per step, "
+                  f"{v['replica_steps_per_s']:.2f} replica-steps/s)", flush=True)
+    else:
+        res = {}
+        for kind in (args.tag, "eghn"):
+            rows = []
+            for seed in seeds:
+                run = train(work, data, kind, seed, args.epochs, json.loads(args.extra))
+                rows.append(one_step(run, data, args.samples, sample_steps=args.sample_steps))
+                print(kind, seed, json.dumps(rows[-1]), flush=True)
+            res[kind] = {k: [float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows]))]
+                         for k in rows[0]}
+        print("\n| model | MSE of the mean of samples [Å²] | MSE of one sample [Å²] | truth in central 50 % |")
+        print("|---|---|---|---|")
+        for kind, r in res.items():
+            print(f"| {kind} | {r['mse_mean'][0]:.4f} ± {r['mse_mean'][1]:.4f} | {r['mse_one'][0]:.4f} ± "
+                  f"{r['mse_one'][1]:.4f} | {100 * r['coverage50'][0]:.1f} ± {100 * r['coverage50'][1]:.1f} % |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
