@@ -36,7 +36,7 @@ def _config(workers, epochs=2):
 
 def _assert_same_training(a, b):
     assert len(a.history) == len(b.history)
-    for ra, rb in zip(a.history, b.history):
+    for ra, rb in zip(a.history, b.history, strict=True):
         for key in ("train_loss", "train_mse", "train_reg", "val_mse", "lr"):
             assert ra[key] == rb[key], (ra["epoch"], key, ra[key], rb[key])
     for k, v in a.last_state.model_state.items():
@@ -138,6 +138,6 @@ def test_compiled_training_matches_eager():
     cfg = dict(epochs=1, batch_size=3, lr=1e-2, seed=5, device="cpu", patience=0)
     eager = fit(_model(), g[:6], g[9:], config=TrainConfig(**cfg))
     compiled = fit(_model(), g[:6], g[9:], config=TrainConfig(**cfg, compile=True))
-    for ra, rb in zip(eager.history, compiled.history):
+    for ra, rb in zip(eager.history, compiled.history, strict=True):
         for key in ("train_loss", "val_mse"):
             assert rb[key] == pytest.approx(ra[key], rel=1e-4), key

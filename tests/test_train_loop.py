@@ -25,7 +25,7 @@ def _fit(max_chunk_nodes, device="cpu"):
 def test_batch_in_pieces_gives_the_same_training(device):
     # 60 nodes: every batch of 5 graphs (40..103 nodes each) in 5 pieces
     whole, pieces = _fit(0, device), _fit(60, device)
-    for a, b in zip(whole.history, pieces.history):
+    for a, b in zip(whole.history, pieces.history, strict=True):
         for key in ("train_loss", "train_mse", "train_reg", "val_mse"):
             assert b[key] == pytest.approx(a[key], rel=1e-9), key
     for k, v in whole.best_state.items():

@@ -155,14 +155,15 @@ def _fit_chains(max_chunk_nodes):
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="eghn", node_in=6, hidden=8, n_layers=1, n_pool_layers=1,
                                     n_decoder_layers=1, n_clusters=3, length_scale=4.0)).double()
-    cfg = TrainConfig(epochs=2, batch_size=5, lr=1e-2, seed=0, device="cpu", patience=0, max_chunk_nodes=max_chunk_nodes,
-                      noise_std=0.2, noise_scale=0.05, unroll_steps=2, bond_weight=1.0, clash_weight=1.0)
+    cfg = TrainConfig(epochs=2, batch_size=5, lr=1e-2, seed=0, device="cpu", patience=0,
+                      max_chunk_nodes=max_chunk_nodes, noise_std=0.2, noise_scale=0.05, unroll_steps=2,
+                      bond_weight=1.0, clash_weight=1.0)
     return fit(model, graphs[:8], graphs[8:], config=cfg, objective=objective_from_config(cfg, cutoff=6.0))
 
 
 def test_rollout_objective_in_pieces_gives_the_same_training():
     whole, pieces = _fit_chains(0), _fit_chains(60)
-    for a, b in zip(whole.history, pieces.history):
+    for a, b in zip(whole.history, pieces.history, strict=True):
         for key in ("train_loss", "train_mse", "train_mse_unroll", "train_bond", "train_clash", "val_mse"):
             assert b[key] == pytest.approx(a[key], rel=1e-9), key
 
@@ -204,7 +205,7 @@ def test_unrolled_noisy_training_resumes_bit_identically(adk_h5, tmp_path):
     assert res.exit_code == 0, res.output
     a, b = history_rows(full), history_rows(part)
     assert len(a) == len(b) == 3
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         for key in ("train_loss", "train_mse", "train_mse_unroll", "train_bond", "train_clash", "val_mse"):
             assert rb[key] == ra[key], (ra["epoch"], key)  # the CSV's 8 significant digits, exactly
 

@@ -42,7 +42,7 @@ def test_resume_follows_the_uninterrupted_curve(adk_h5, tmp_path):
 
     a, b = history_rows(full), history_rows(part)
     assert len(a) == len(b) == 4
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         for key in ("train_loss", "train_mse", "val_mse", "lr"):
             assert float(rb[key]) == pytest.approx(float(ra[key]), rel=1e-6, abs=1e-9), (ra["epoch"], key)
     # a finished run has nothing left to do
@@ -74,7 +74,7 @@ def test_torchrun_two_gloo_processes_match_one_process(adk_h5, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = history_rows(single), history_rows(multi)
     assert len(a) == len(b) == 2
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         assert float(rb["train_loss"]) == pytest.approx(float(ra["train_loss"]), rel=1e-4)
         assert float(rb["val_mse"]) == pytest.approx(float(ra["val_mse"]), rel=1e-4)
     assert (multi / "model.pt").is_file() and (multi / "metrics.json").is_file()
