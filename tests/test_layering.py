@@ -122,3 +122,60 @@ def test_the_check_catches_a_backward_import_a_cycle_and_cli(tmp_path, files, ex
     clean = {k: ("" if expected.split()[-1].split(".")[-1] in v or "cli" in v or "TYPE_CHECKING" in v else v)
              for k, v in files.items()}
     assert check_layering(_fake_package(tmp_path / "clean", clean)) == []
+
+
+#: the longest function the library and the command line may hold, in lines of code
+MAX_FUNCTION_LINES = 60
+
+
+def function_lengths(path: Path) -> list[tuple[str, int, int]]:
+    """``(qualified name, first line, lines of code)`` of every function and method in ``path``: the lines from
+    ``def`` to the end of the body that hold code, so decorators, the docstring, blank lines and comment-only lines
+    do not count (a nested function counts inside its parent too)."""
+    source = path.read_text(encoding="utf-8")
+    lines = source.splitlines()
+    out = []
+
+    def visit(node, prefix=""):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                skip = set()
+                body = child.body
+                if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                        and isinstance(body[0].value.value, str):
+                    skip = set(range(body[0].lineno, body[0].end_lineno + 1))
+                n = sum(1 for i in range(child.lineno, child.end_lineno + 1)
+                        if i not in skip and lines[i - 1].strip() and not lines[i - 1].strip().startswith("#"))
+                out.append((f"{prefix}{child.name}", child.lineno, n))
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+
+    visit(ast.parse(source))
+    return out
+
+
+def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``path:line name (n lines)`` of every function over ``limit`` lines of code in ``eghn_md/`` and ``cli/``."""
+    out = []
+    for top in ("eghn_md", "cli"):
+        for path in sorted((root / top).rglob("*.py")):
+            out += [f"{path.relative_to(root)}:{line} {name} ({n} lines)"
+                    for name, line, n in function_lengths(path) if n > limit]
+    return out
+
+
+def test_no_function_is_longer_than_60_lines_of_code():
+    assert long_functions(ROOT) == [], "split these functions:\n" + "\n".join(long_functions(ROOT))
+
+
+def test_the_length_check_counts_code_lines_only(tmp_path):
+    code = [f"    x{i} = {i}" for i in range(59)]
+    head = ["@decorator", "def f():", '    """A docstring', "", '    over several lines."""', "    # a comment", ""]
+    src = "\n".join([*head, *code, "", "", "class C:", "    def g(self):", *["    " + c for c in code],
+                     "        y = 1", "        return y", ""])
+    (tmp_path / "eghn_md").mkdir()
+    (tmp_path / "eghn_md" / "m.py").write_text(src)
+    # f: def + 59 lines = 60 (decorator, docstring, comment and blank lines not counted); C.g: def + 61 = 62
+    assert function_lengths(tmp_path / "eghn_md" / "m.py") == [("f", 2, 60), ("C.g", 70, 62)]
+    assert long_functions(tmp_path) == ["eghn_md/m.py:70 C.g (62 lines)"]

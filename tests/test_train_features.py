@@ -12,9 +12,9 @@ from _data import run_cli
 from eghn_md.data.dataset import Dataset
 from eghn_md.errors import DataError, UsageError
 from eghn_md.graph.features import feature_spec_for, node_features
+from eghn_md.testing.synthetic import random_graph
 from eghn_md.train.config import resolve_config
 from eghn_md.train.loop import TrainConfig, fit
-from eghn_md.testing.synthetic import random_graph
 
 pytest.importorskip("MDAnalysisTests")
 

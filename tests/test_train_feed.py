@@ -8,8 +8,8 @@ import copy
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 
+from _data import run_cli
 from eghn_md.errors import UsageError
 from eghn_md.models import ModelConfig, build_model
 from eghn_md.testing.synthetic import chain_graph
@@ -100,7 +100,6 @@ def test_worker_count_validation_and_default():
 
 def test_train_workers_and_compile_options_reach_the_loop(adk_h5, tmp_path, monkeypatch):
     import eghn_md.train.loop as loop
-    from cli.main import main
 
     compiled = []
     monkeypatch.setattr(loop, "compile_model", lambda m: compiled.append(type(m).__name__) or m)
@@ -108,25 +107,24 @@ def test_train_workers_and_compile_options_reach_the_loop(adk_h5, tmp_path, monk
     cfg.write_text("model: {name: egnn, hidden: 8, n_layers: 1}\ndata: {horizon: 5, window_stride: 6}\n"
                    "train: {epochs: 1, batch_size: 4}\n")
     out = tmp_path / "run"
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(out), "--config", str(cfg), "--device", "cpu",
-                                    "--workers", "1", "--compile", "--quiet"])
+    res = run_cli("train", adk_h5, "-o", str(out), "--config", str(cfg), "--device", "cpu",
+                  "--workers", "1", "--compile", "--quiet")
     assert res.exit_code == 0, res.output
     train = yaml.safe_load((out / "config.yaml").read_text())["train"]
     assert train["workers"] == 1 and train["compile"] is True
     assert len(compiled) == 1
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(tmp_path / "bad"), "--workers", "-2"])
+    res = run_cli("train", adk_h5, "-o", str(tmp_path / "bad"), "--workers", "-2")
     assert res.exit_code == 2 and "-2" in res.output
 
 
 def test_rollout_compile_option_reaches_the_model(tiny_run, adk, tmp_path, monkeypatch):
     import eghn_md.rollout.rollout as rr
-    from cli.main import main
 
     compiled = []
     monkeypatch.setattr(rr, "compile_model", lambda m: compiled.append(m) or m)
     out = tmp_path / "pred.dcd"
-    res = CliRunner().invoke(main, ["rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--steps", "2",
-                                    "-o", str(out), "--compile", "--device", "cpu", "--quiet", "--json"])
+    res = run_cli("rollout", str(tiny_run / "model.pt"), adk["psf"], adk["dcd"], "--steps", "2",
+                  "-o", str(out), "--compile", "--device", "cpu", "--quiet", "--json")
     assert res.exit_code == 0, res.output
     assert len(compiled) == 1 and out.exists()
 

@@ -156,8 +156,9 @@ def _fit_chains(max_chunk_nodes):
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="eghn", node_in=6, hidden=8, n_layers=1, n_pool_layers=1,
                                     n_decoder_layers=1, n_clusters=3, length_scale=4.0)).double()
-    cfg = TrainConfig(epochs=2, batch_size=5, lr=1e-2, seed=0, device="cpu", patience=0, max_chunk_nodes=max_chunk_nodes,
-                      noise_std=0.2, noise_scale=0.05, unroll_steps=2, bond_weight=1.0, clash_weight=1.0)
+    cfg = TrainConfig(epochs=2, batch_size=5, lr=1e-2, seed=0, device="cpu", patience=0,
+                      max_chunk_nodes=max_chunk_nodes, noise_std=0.2, noise_scale=0.05, unroll_steps=2,
+                      bond_weight=1.0, clash_weight=1.0)
     return fit(model, graphs[:8], graphs[8:], config=cfg, objective=objective_from_config(cfg, cutoff=6.0))
 
 

@@ -8,10 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from _data import StopAfter, history_rows
-from cli.main import main
+from _data import StopAfter, history_rows, run_cli
 
 RESUME_CONFIG = """\
 model: {name: eghn, hidden: 16, n_layers: 1, n_pool_layers: 1, n_decoder_layers: 1, n_clusters: 4}
@@ -30,14 +28,14 @@ def test_resume_follows_the_uninterrupted_curve(adk_h5, tmp_path):
     cfg_file.write_text(RESUME_CONFIG)
     args = ["--config", str(cfg_file), "--seed", "3", "--quiet", "--device", "cpu"]
     full, part = tmp_path / "full", tmp_path / "part"
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(full), *args])
+    res = run_cli("train", adk_h5, "-o", str(full), *args)
     assert res.exit_code == 0, res.output
 
     config = resolve_config(preset=None, config_file=cfg_file, overrides={"train": {"seed": 3, "device": "cpu"}})
     with pytest.raises(KeyboardInterrupt):
         train_run([adk_h5], part, config=config, progress=StopAfter(2))
     assert len(history_rows(part)) == 2
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(part), "--resume", "--quiet", "--device", "cpu"])
+    res = run_cli("train", adk_h5, "-o", str(part), "--resume", "--quiet", "--device", "cpu")
     assert res.exit_code == 0, res.output
 
     a, b = history_rows(full), history_rows(part)
@@ -46,7 +44,7 @@ def test_resume_follows_the_uninterrupted_curve(adk_h5, tmp_path):
         for key in ("train_loss", "train_mse", "val_mse", "lr"):
             assert float(rb[key]) == pytest.approx(float(ra[key]), rel=1e-6, abs=1e-9), (ra["epoch"], key)
     # a finished run has nothing left to do
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(part), "--resume", "--quiet"])
+    res = run_cli("train", adk_h5, "-o", str(part), "--resume", "--quiet")
     assert res.exit_code == 2 and "already finished" in res.output and "--epochs" in res.output
 
 
@@ -63,7 +61,7 @@ def test_torchrun_two_gloo_processes_match_one_process(adk_h5, tmp_path):
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(DDP_CONFIG)
     single, multi = tmp_path / "single", tmp_path / "multi"
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(single), "--config", str(cfg), "--quiet"])
+    res = run_cli("train", adk_h5, "-o", str(single), "--config", str(cfg), "--quiet")
     assert res.exit_code == 0, res.output
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(

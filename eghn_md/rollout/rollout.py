@@ -122,6 +122,37 @@ def _constraint(gs, x0: torch.Tensor, node_kind: str):
     return lambda x: constrain(x, bonds=bonds, lengths=lengths, node_kind=node_kind, excluded=excluded)
 
 
+def _write_single(paths: dict, start, result: RolloutResult, *, model_path, frame: int, steps: int, truth: bool,
+                  constrain: bool, compile: bool) -> dict:
+    """Write what one deterministic rollout ``result`` produced (frames, validity report, with ``truth`` the true
+    frames and RMSD table, figures) to ``paths`` and return the summary of :func:`rollout_run`."""
+    from eghn_md.rollout.validity import plot_validity, validity_report
+
+    ckpt = start.ckpt
+    frames = result.frames
+    written = write_node_trajectory(paths["dcd"], ckpt.nodes, frames, dt_ps=start.step_ps,
+                                    start_time_ps=start.start_time_ps)
+    true_frames = start.frames[: len(frames)] if truth else None
+    report = validity_report(frames, bonds=start.system.bonds, node_kind=start.node_kind, truth=true_frames)
+    written += [report.write_csv(paths["validity"])]
+    summary = {
+        "model_file": str(model_path), "start_frame": frame, "steps": steps, "steps_done": len(frames) - 1,
+        "stopped": result.stopped, "constrained": bool(constrain), "compiled": bool(compile),
+        "horizon_frames": start.horizon,
+        "step_ps": start.step_ps, "notes": start.notes, "n_nodes": int(frames.shape[1]),
+        "validity": report.summary(),
+        "outputs": [str(p) for p in written],
+    }
+    if truth:
+        extra = _truth_outputs(paths, ckpt.nodes, start, frames)
+        summary["outputs"] += extra.pop("outputs")
+        summary.update(extra)
+    fig = _maybe_plot(plot_validity, report, paths["validity_png"])
+    if fig:
+        summary["outputs"].append(fig)
+    return summary
+
+
 def rollout_run(
     model_path: str | Path,
     topology: str | Path,
@@ -154,8 +185,6 @@ def rollout_run(
     ``PRED.pdb``, ``PRED_r0.dcd`` … and the validity per replica and over the ensemble); R > 1 needs a generative
     model (a deterministic one would give R identical copies).
     """
-    from eghn_md.rollout.validity import plot_validity, validity_report
-
     if steps < 1:
         raise UsageError(f"steps must be >= 1, got {steps}")
     if frame < 0:
@@ -180,28 +209,8 @@ def rollout_run(
         cutoff=start.cutoff, steps=steps, guard=GuardConfig.for_model(ckpt.stats),
         constraint=_constraint(start.system, x0, start.node_kind) if constrain else None, progress=progress,
     )
-    frames = result.frames
-    written = write_node_trajectory(paths["dcd"], ckpt.nodes, frames, dt_ps=start.step_ps,
-                                    start_time_ps=start.start_time_ps)
-    true_frames = start.frames[: len(frames)] if truth else None
-    report = validity_report(frames, bonds=start.system.bonds, node_kind=start.node_kind, truth=true_frames)
-    written += [report.write_csv(paths["validity"])]
-    summary = {
-        "model_file": str(model_path), "start_frame": frame, "steps": steps, "steps_done": len(frames) - 1,
-        "stopped": result.stopped, "constrained": bool(constrain), "compiled": bool(compile),
-        "horizon_frames": start.horizon,
-        "step_ps": start.step_ps, "notes": start.notes, "n_nodes": int(frames.shape[1]),
-        "validity": report.summary(),
-        "outputs": [str(p) for p in written],
-    }
-    if truth:
-        extra = _truth_outputs(paths, ckpt.nodes, start, frames)
-        summary["outputs"] += extra.pop("outputs")
-        summary.update(extra)
-    fig = _maybe_plot(plot_validity, report, paths["validity_png"])
-    if fig:
-        summary["outputs"].append(fig)
-    return summary
+    return _write_single(paths, start, result, model_path=model_path, frame=frame, steps=steps, truth=truth,
+                         constrain=constrain, compile=compile)
 
 
 def _sampled_run(start, output: Path, *, replicas: Optional[int], frame: int, model_path, constrain: bool,

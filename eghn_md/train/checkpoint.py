@@ -119,22 +119,13 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
-    """Read and validate a checkpoint.
-
-    Raises :class:`UsageError` for a missing file or a directory; :class:`DataError` for an unreadable file, a file
-    that is not an eghn-md checkpoint (pickled objects are refused, never run), a newer format version than this
-    eghn-md understands, or content whose digest does not match (corrupted or modified).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"checkpoint {str(path)!r} does not exist")
-    if path.is_dir():
-        raise UsageError(f"checkpoint {str(path)!r} is a directory; pass RUN/model.pt")
+def _read_payload(path: Path):
+    """What ``path`` holds, read by torch's safe (weights-only) loader; a file that loader refuses or cannot read
+    is a :class:`DataError` saying that nothing in it was executed."""
     try:
         with warnings.catch_warnings():  # torch warns about unusual pickle protocols of foreign files
             warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         wanted = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if wanted:  # the file asks to import / call something: refused by the weights-only unpickler, never run
@@ -150,6 +141,21 @@ def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
         raise DataError(
             f"{str(path)!r} is not a readable eghn-md checkpoint (truncated or corrupted: {_first_line(exc)})"
         ) from None
+
+
+def load_checkpoint(path: str | Path, *, verify: bool = True) -> Checkpoint:
+    """Read and validate a checkpoint.
+
+    Raises :class:`UsageError` for a missing file or a directory; :class:`DataError` for an unreadable file, a file
+    that is not an eghn-md checkpoint (pickled objects are refused, never run), a newer format version than this
+    eghn-md understands, or content whose digest does not match (corrupted or modified).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"checkpoint {str(path)!r} does not exist")
+    if path.is_dir():
+        raise UsageError(f"checkpoint {str(path)!r} is a directory; pass RUN/model.pt")
+    payload = _read_payload(path)
     if not isinstance(payload, dict) or payload.get("kind") != KIND:
         raise DataError(f"{str(path)!r} is not an eghn-md checkpoint (no kind={KIND!r} entry)")
     version = payload.get("format_version")

@@ -13,8 +13,8 @@ from typing import Any, Optional
 
 import yaml
 
-from eghn_md.data.samples import DataConfig
 from eghn_md.choices import PRESET_NAMES
+from eghn_md.data.samples import DataConfig
 from eghn_md.errors import UsageError
 from eghn_md.train.options import TrainConfig
 

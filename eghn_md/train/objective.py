@@ -173,7 +173,8 @@ class Objective:
         out = {"graphs": sum(s.num_graphs for s in samples)}
         for key, count in (("nodes", lambda s: s.num_nodes), ("bonds", lambda s: s.bonds.shape[1]),
                            ("pairs", lambda s: s.edge_index.shape[1])):
-            out[key] = [sum(count(s) for s, k in zip(samples, steps) if k > j) for j in range(self.unroll_steps)]
+            out[key] = [sum(count(s) for s, k in zip(samples, steps, strict=True) if k > j)
+                        for j in range(self.unroll_steps)]
         out["steps"] = max(steps)
         return out
 

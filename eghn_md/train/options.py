@@ -7,12 +7,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Optional
 
+from eghn_md.choices import OPTIMIZERS, SCHEDULES  # one home, torch-free; re-exported here
 from eghn_md.errors import UsageError
 from eghn_md.utils import reject_unknown_fields
 
 __all__ = ["TrainConfig", "SCHEDULES", "SELECTIONS", "MIN_VAL_WINDOWS", "OPTIMIZERS"]
 
-from eghn_md.choices import OPTIMIZERS, SCHEDULES  # noqa: E402  (one home, torch-free)
 #: which weights a run keeps: the best on validation (early stopping after ``patience`` bad evaluations) or the last
 SELECTIONS = ("best", "last")
 #: fewer validation windows than this cannot rank epochs (3 windows of one trajectory's end move like none of the

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-
 from eghn_md import __version__
 from eghn_md.errors import DivergenceError, UsageError, warn
 from eghn_md.io.atomic import atomic_path
@@ -212,6 +211,23 @@ def _model_fields(model_section: dict, features: str, n_node_scalars: int, stats
     }
 
 
+def _prepare_run(out: Path, config: RunConfig, splits, last, log):
+    """The training statistics and the model configuration of a run (``last``: the checkpoint resumed, or None);
+    creates the run directory (only now: bad input never leaves an empty one) and writes its ``config.yaml``."""
+    from eghn_md.data.samples import compute_stats
+
+    stats = {**compute_stats(splits.sets["train"]), "frame_dt_ps": splits.frame_dt_ps,
+             "horizon_ps": splits.horizon_ps}
+    model_cfg = _model_config(config, splits, stats, last)
+    _check_ignored_options(model_cfg, log)
+    out.mkdir(parents=True, exist_ok=True)
+    config.data.cutoff = splits.cutoff
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_text_atomic(out / "config.yaml",
+                          RunConfig(model=model_cfg.to_dict(), data=config.data, train=config.train).to_yaml())
+    return stats, model_cfg
+
+
 def train_run(
     data: Sequence[str | Path],
     out_dir: str | Path,
@@ -232,7 +248,6 @@ def train_run(
     ``resume_epochs`` may raise the epoch budget) and training continues from its last completed epoch, following
     the same curve as an uninterrupted run.
     """
-    from eghn_md.data.samples import compute_stats
     from eghn_md.models import build_model
     from eghn_md.utils import seed_everything
 
@@ -248,15 +263,8 @@ def train_run(
         config.data.horizon = splits.horizon_frames  # with --horizon-ps: the frames of the first trajectory
         _check_windows(config, sets)
         _check_val_size(config, len(sets["val"]), log)
-        stats = {**compute_stats(sets["train"]), "frame_dt_ps": splits.frame_dt_ps, "horizon_ps": splits.horizon_ps}
-        model_cfg = _model_config(config, splits, stats, last)
-        _check_ignored_options(model_cfg, log)
-        out.mkdir(parents=True, exist_ok=True)  # only now: bad input never leaves an empty run directory
-        config.data.cutoff = splits.cutoff
+        stats, model_cfg = _prepare_run(out, config, splits, last, log)
         is_main = int(os.environ.get("RANK", "0")) == 0
-        if is_main:
-            write_text_atomic(out / "config.yaml",
-                              RunConfig(model=model_cfg.to_dict(), data=config.data, train=config.train).to_yaml())
         seed_everything(config.train.seed)  # weight initialisation is part of the seeded run
         model = build_model(model_cfg)
         common = dict(model_config=model_cfg.to_dict(), data_config=config.data.to_dict(),

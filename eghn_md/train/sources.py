@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-
 from eghn_md.choices import SPLITS
 from eghn_md.data.samples import ConcatSet, DataConfig, WindowSet, default_cutoff, split_ranges
 from eghn_md.data.system import GraphSystem, check_same_nodes, with_model_bonds
@@ -94,7 +93,7 @@ def _windows(ds, path, whole, fractions, wanted, system: GraphSystem, cutoff: fl
         n_frames = int(pos.shape[0])
         horizon = _horizon_for(ds, name, path, config, spacings, horizon_name)
         blocks = (
-            dict(zip(SPLITS, split_ranges(n_frames, fractions)))
+            dict(zip(SPLITS, split_ranges(n_frames, fractions), strict=True))
             if whole is None
             else {s: ((0, n_frames) if s == whole else (0, 0)) for s in SPLITS}
         )
