@@ -14,10 +14,10 @@ from tests._data import leftovers, run_cli
 pytest.importorskip("MDAnalysisTests")
 mm = pytest.importorskip("openmm")
 
-from eghn_md.benchmarks._adk_structures import load_adk_structures
-from eghn_md.benchmarks._sbm import SbmParameters, build_system, build_terms
-from eghn_md.benchmarks._sim import RunSettings, make_context, run_chunks
-from eghn_md.errors import UsageError
+from eghn_md.benchmarks._adk_structures import load_adk_structures  # noqa: E402 (after the importorskip above)
+from eghn_md.benchmarks._sbm import SbmParameters, build_system, build_terms  # noqa: E402 (after the importorskip above)
+from eghn_md.benchmarks._sim import RunSettings, make_context, run_chunks  # noqa: E402 (after the importorskip above)
+from eghn_md.errors import UsageError  # noqa: E402 (after the importorskip above)
 
 SMALL = {"temperature": 215.0, "friction": 0.5, "timestep": 0.02, "steps_per_frame": 20, "n_frames": 12,
          "frames_per_chunk": 5, "equilibration_steps": 100, "seed": 3, "threads": 1}
@@ -62,7 +62,7 @@ def numpy_energy(x: np.ndarray, terms, p: SbmParameters) -> float:
     e_contact = ((eps + p.repulsion * (terms.contact_rex / r) ** 12) * (1 - g[:, 0]) * (1 - g[:, 1]) - eps).sum()
     i, j = np.triu_indices(len(x), 1)
     skip = {(int(u), int(v)) for u, v in terms.exclusions}
-    keep = np.array([(u, v) not in skip for u, v in zip(i, j)])
+    keep = np.array([(u, v) not in skip for u, v in zip(i, j, strict=True)])
     r = np.linalg.norm(x[i[keep]] - x[j[keep]], axis=1)
     r = r[r < p.repulsion_cutoff]
     e_rep = (p.repulsion * ((p.excluded_radius / r) ** 12 - (p.excluded_radius / p.repulsion_cutoff) ** 12)).sum()

@@ -40,7 +40,7 @@ def test_superpose_matches_mdanalysis_and_undoes_rotation():
     frames = np.stack([x @ Rotation.random(random_state=k).as_matrix().T + rng.normal(size=3) * 5 for k in range(6)])
     frames += 0.1 * rng.standard_normal(frames.shape)
     got = superpose(frames, x)
-    for f, g in zip(frames, got):
+    for f, g in zip(frames, got, strict=True):
         r, _ = rotation_matrix(f - f.mean(axis=0), x)
         np.testing.assert_allclose(g, (f - f.mean(axis=0)) @ np.asarray(r).T, atol=1e-8)
     assert np.sqrt(((got - x) ** 2).sum(axis=2).mean()) < 0.2

@@ -6,12 +6,9 @@ import json
 import warnings
 
 import h5py
-import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cli.main import main
-from tests._data import datafile
+from tests._data import datafile, run_cli
 
 
 def _ca_pdb(name: str, path, drop_last: bool = False) -> str:
@@ -36,8 +33,8 @@ def _json(res) -> dict:
 
 
 def test_evaluate_rollout_reports_the_distribution_with_states(tiny_run, adk_h5, state_pdbs, device):
-    res = CliRunner().invoke(main, ["evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all", "--rollout", "20",
-                                    "--rollout-starts", "2", "--states", *state_pdbs, "--json", "--device", str(device)])
+    res = run_cli("evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all", "--rollout", "20",
+                  "--rollout-starts", "2", "--states", *state_pdbs, "--json", "--device", str(device))
     r = _json(res)["rollout"]
     d = r["distribution"]
     done = [x["steps_done"] for x in r["rollouts"]]  # the divergence guard may stop a tiny model's rollout early
@@ -55,24 +52,24 @@ def test_evaluate_rollout_reports_the_distribution_with_states(tiny_run, adk_h5,
 
 
 def test_evaluate_rollout_table_and_short_rollouts(tiny_run, adk_h5, device):
-    res = CliRunner().invoke(main, ["evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all", "--rollout", "20",
-                                    "--rollout-starts", "1", "--device", str(device)])
+    res = run_cli("evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all", "--rollout", "20",
+                  "--rollout-starts", "1", "--device", str(device))
     assert res.exit_code == 0, res.output
     assert "Rollouts as a distribution" in res.output and "PC1–PC2 W2" in res.output and "floor" in res.output
-    short = _json(CliRunner().invoke(main, ["evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all",
-                                            "--rollout", "6", "--rollout-starts", "1", "--json", "--device",
-                                            str(device)]))
+    short = _json(run_cli("evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all",
+                          "--rollout", "6", "--rollout-starts", "1", "--json", "--device",
+                          str(device)))
     assert "distribution" not in short["rollout"]  # < 20 steps: no distribution
 
 
 def test_states_errors_are_one_line(tiny_run, adk_h5, state_pdbs, tmp_path):
     short = _ca_pdb("PDB_small", tmp_path / "short.pdb", drop_last=True)
-    res = CliRunner().invoke(main, ["evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all", "--rollout", "20",
-                                    "--rollout-starts", "1", "--states", state_pdbs[0], short])
+    res = run_cli("evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all", "--rollout", "20",
+                  "--rollout-starts", "1", "--states", state_pdbs[0], short)
     assert res.exit_code == 1 and "213 Cα nodes but the data has 214" in res.output and "--states" in res.output
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
-    res = CliRunner().invoke(main, ["evaluate", str(tiny_run / "model.pt"), adk_h5, "--states", *state_pdbs])
+    res = run_cli("evaluate", str(tiny_run / "model.pt"), adk_h5, "--states", *state_pdbs)
     assert res.exit_code == 2 and "--rollout" in res.output
-    res = CliRunner().invoke(main, ["evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all", "--rollout", "5",
-                                    "--states", *state_pdbs])
+    res = run_cli("evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all", "--rollout", "5",
+                  "--states", *state_pdbs)
     assert res.exit_code == 2 and "--states needs rollouts of at least 20 steps" in res.output

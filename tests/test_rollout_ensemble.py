@@ -67,7 +67,7 @@ def test_replicas_write_one_file_each_and_repeat_for_a_seed(gen_run, open_pdb, t
     a = [_read(tmp_path / "a.pdb", tmp_path / f"a_r{k}.dcd") for k in range(3)]
     b = [_read(tmp_path / "b.pdb", tmp_path / f"b_r{k}.dcd") for k in range(3)]
     c = _read(tmp_path / "c.pdb", tmp_path / "c_r0.dcd")
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)  # the same seed: the same ensemble
     assert np.abs(a[0][1] - a[1][1]).max() > 1e-3  # replicas of one start differ
     assert np.abs(a[0][1] - c[1]).max() > 1e-3  # another seed, other samples

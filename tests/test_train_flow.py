@@ -51,7 +51,7 @@ def test_loss_of_pieces_adds_up_to_the_loss_of_the_batch():
     split = [obj(net, collate(p), totals)[0] for p in (samples[:1], samples[1:])]
     torch.testing.assert_close(split[0] + split[1], whole, atol=1e-12, rtol=1e-10)
     g_split = torch.autograd.grad(split[0] + split[1], list(net.parameters()), allow_unused=True)
-    for a, b in zip(g_whole, g_split):
+    for a, b in zip(g_whole, g_split, strict=True):
         if a is not None:
             torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-9)
 
@@ -82,7 +82,7 @@ def test_generative_training_resumes_bit_identically(adk_h5, tmp_path):
     assert res.exit_code == 0, res.output
     a, b = history_rows(full), history_rows(part)
     assert len(a) == len(b) == 3
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         for key in ("train_loss", "train_mse", "train_bond", "train_clash", "val_mse"):
             assert rb[key] == ra[key], (ra["epoch"], key)
     assert float(a[-1]["train_mse"]) < float(a[0]["train_mse"])  # it learns

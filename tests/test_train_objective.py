@@ -7,10 +7,8 @@ import math
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from _data import StopAfter, history_rows, run_cli
-from cli.main import main
 from eghn_md.data.batch import collate
 from eghn_md.data.samples import WindowSet, build_edges
 from eghn_md.models import ModelConfig, build_model
@@ -196,13 +194,13 @@ def test_unrolled_noisy_training_resumes_bit_identically(adk_h5, tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(UNROLL_CONFIG)
     full, part = tmp_path / "full", tmp_path / "part"
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(full), "--config", str(cfg_file), "--seed", "2",
-                                    "--quiet", "--device", "cpu"])
+    res = run_cli("train", adk_h5, "-o", str(full), "--config", str(cfg_file), "--seed", "2",
+                  "--quiet", "--device", "cpu")
     assert res.exit_code == 0, res.output
     config = resolve_config(preset=None, config_file=cfg_file, overrides={"train": {"seed": 2, "device": "cpu"}})
     with pytest.raises(KeyboardInterrupt):
         train_run([adk_h5], part, config=config, progress=StopAfter(1))
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(part), "--resume", "--quiet", "--device", "cpu"])
+    res = run_cli("train", adk_h5, "-o", str(part), "--resume", "--quiet", "--device", "cpu")
     assert res.exit_code == 0, res.output
     a, b = history_rows(full), history_rows(part)
     assert len(a) == len(b) == 3
@@ -215,8 +213,8 @@ def test_small_validation_set_warns_and_keeps_the_last_epoch(adk_h5, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model: {name: egnn, hidden: 8, n_layers: 1}\ndata: {horizon: 15, split: [0.66, 0.34, 0.0]}\n"
                    "train: {epochs: 3, batch_size: 8, patience: 1}\n")
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(tmp_path / "r"), "--config", str(cfg), "--json",
-                                    "--device", "cpu"])
+    res = run_cli("train", adk_h5, "-o", str(tmp_path / "r"), "--config", str(cfg), "--json",
+                  "--device", "cpu")
     assert res.exit_code == 0, res.output
     assert "too few to select a model" in res.output and "--val FILE" in res.output
     import json
@@ -307,14 +305,14 @@ def test_refine_noise_needs_refinement_layers(adk_h5, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model: {name: egnn, hidden: 8, n_layers: 1, refine_layers: 0}\ndata: {horizon: 2}\n"
                    "train: {epochs: 1, refine_noise: 0.3}\n")
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(tmp_path / "r"), "--config", str(cfg), "--device",
-                                    "cpu"])
+    res = run_cli("train", adk_h5, "-o", str(tmp_path / "r"), "--config", str(cfg), "--device",
+                  "cpu")
     assert res.exit_code != 0 and "refine_noise" in res.output and "refine_layers" in res.output, res.output
     # refine_layers set (the default preset's 4) on a model that builds no refinement: refused too, not ignored
     cfg.write_text("model: {name: eghn-published, hidden: 8, n_layers: 1, refine_layers: 4}\ndata: {horizon: 2}\n"
                    "train: {epochs: 1, refine_noise: 0.3}\n")
-    res = CliRunner().invoke(main, ["train", adk_h5, "-o", str(tmp_path / "r2"), "--config", str(cfg), "--device",
-                                    "cpu"])
+    res = run_cli("train", adk_h5, "-o", str(tmp_path / "r2"), "--config", str(cfg), "--device",
+                  "cpu")
     assert res.exit_code != 0 and "refine_noise" in res.output and "'eghn-published'" in res.output, res.output
     with pytest.raises(Exception, match="refine_noise"):
         TrainConfig(refine_noise=-0.1)

@@ -164,7 +164,7 @@ def build_system(terms: SbmTerms, params: SbmParameters):
     system = mm.System()
     for _ in range(terms.n):
         system.addParticle(params.mass)
-    for (a, b), d in zip(terms.bonds, terms.bond_length):
+    for (a, b), d in zip(terms.bonds, terms.bond_length, strict=True):
         system.addConstraint(int(a), int(b), float(d) * _NM)
     system.addForce(_angle_force(terms, params))
     system.addForce(_dihedral_force(terms, params))
@@ -181,7 +181,7 @@ def _angle_force(terms: SbmTerms, params: SbmParameters):
     f = mm.CustomAngleForce("0.5*k*(theta-theta0)^2")
     f.addGlobalParameter("k", params.k_angle)
     f.addPerAngleParameter("theta0")
-    for (a, b, c), t in zip(terms.angles, terms.theta0):
+    for (a, b, c), t in zip(terms.angles, terms.theta0, strict=True):
         f.addAngle(int(a), int(b), int(c), [float(t)])
     return f
 
@@ -194,7 +194,7 @@ def _dihedral_force(terms: SbmTerms, params: SbmParameters):
     f.addGlobalParameter("k3", params.k_dihedral_3)
     f.addPerTorsionParameter("pc")
     f.addPerTorsionParameter("po")
-    for (a, b, c, d), (pc, po) in zip(terms.dihedrals, terms.phi0):
+    for (a, b, c, d), (pc, po) in zip(terms.dihedrals, terms.phi0, strict=True):
         f.addTorsion(int(a), int(b), int(c), int(d), [float(pc), float(po)])
     return f
 
@@ -208,7 +208,7 @@ def _contact_force(terms: SbmTerms, params: SbmParameters):
     for name in ("eps", "rex", "rc", "ro", "wc", "wo"):
         f.addPerBondParameter(name)
     for (a, b), (rc, ro), (wc, wo), e, rex in zip(terms.contacts, terms.contact_r0, terms.contact_on,
-                                                  terms.contact_eps, terms.contact_rex):
+                                                  terms.contact_eps, terms.contact_rex, strict=True):
         f.addBond(int(a), int(b), [float(e), float(rex) * _NM, float(rc) * _NM, float(ro) * _NM, float(wc), float(wo)])
     return f
 

@@ -89,7 +89,8 @@ def prepare(dataset: Sequence[GraphBatch], indices: Sequence[int], *, config, ob
                for i in indices]
     draw = getattr(objective, "draw", None)  # an objective's own per-sample draws (a generative model's flow)
     if draw is not None:
-        samples = [draw(s, seed=int(config.seed), epoch=epoch, index=int(i)) for s, i in zip(samples, indices)]
+        samples = [draw(s, seed=int(config.seed), epoch=epoch, index=int(i))
+                   for s, i in zip(samples, indices, strict=True)]
     pieces = [collate(p) for p in chunks(samples, int(config.max_chunk_nodes))]
     return Prepared(totals=objective.totals(samples), pieces=pieces, n_global=n_global)
 

@@ -120,15 +120,11 @@ def _model_config(config: RunConfig, splits, stats: dict, last):
 def _check_ignored_options(model_cfg, log) -> None:
     """Options the model does not read (its declared capabilities) are reported, not ignored silently (a preset such
     as ``default`` sets ``refine_layers`` for ``eghn``; the other models train without the refinement)."""
+    from eghn_md.errors import warn
     from eghn_md.models.registry import ignored_option_warnings
 
     for msg in ignored_option_warnings(model_cfg):
-        if log is not None:
-            log(f"warning: {msg}")
-        else:
-            import warnings
-
-            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        warn(f"warning: {msg}", log, stacklevel=4)
 
 
 def _check_windows(config: RunConfig, sets: dict) -> None:
