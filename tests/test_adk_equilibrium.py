@@ -163,6 +163,10 @@ def test_generate_small_through_cli(tmp_path):
         ref = mda.Universe(str(out / name))
         assert list(ref.residues.resnames) == list(u.residues.resnames)
     assert leftovers(out) == []
+    pre = run_cli("preprocess", out / "adk_cg.pdb", out / "run-5.dcd", "-o", tmp_path / "eq.h5", "--json", "-q")
+    assert pre.exit_code == 0, pre.output
+    info = json.loads(pre.stdout)
+    assert info["n_nodes"] == 214 and info["n_frames_total"] == 8 and info["n_gaps"] == 0
     again = run_cli("bench", "adk-equilibrium", "generate", "-o", out, "--frames", 8, "--seed", 5, "-q")
     assert again.exit_code == 2 and "--overwrite" in again.stderr
 
