@@ -134,7 +134,8 @@ def test_same_seed_same_trajectory_and_resume(model, tmp_path):
     assert np.abs(other - a).max() > 0.1
     with pytest.raises(KeyboardInterrupt):
         run_chunks(system, start, RunSettings(**SMALL), tmp_path / "d", progress=_StopAfter(1))
-    assert sorted(p.name for p in (tmp_path / "d").glob("chunk-*.npy")) == ["chunk-00000.npy"]
+    assert sorted(p.name for p in (tmp_path / "d").glob("*-*")) == ["chunk-00000.npy", "state-00001.chk"]
+    np.save(tmp_path / "d" / "chunk-00001.npy", np.zeros((5, 214, 3)))  # killed before its checkpoint: redone
     resumed = run_chunks(system, start, RunSettings(**SMALL), tmp_path / "d")
     np.testing.assert_array_equal(resumed[:5], a[:5])
     # the CPU platform re-sorts its atoms on reload, so the continuation agrees to round-off (not bit for bit)
