@@ -23,7 +23,7 @@ PARAM_FLAGS = {
     "hidden": "--hidden", "horizon": "--horizon", "horizon_ps": "--horizon-ps", "lr": "--lr",
     "n_clusters": "--clusters", "overwrite": "--overwrite", "preset": "--preset", "replicas": "--replicas",
     "constrain": "--constrain", "resume": "--resume", "select": "--select", "split": "--split", "states": "--states",
-    "steps": "--steps", "stride": "--stride", "test": "--test",
+    "seed": "--seed", "start": "--start", "steps": "--steps", "stride": "--stride", "test": "--test",
     "top": "--top", "topology": "--topology", "trajectory": "--trajectory", "truth": "--truth", "val": "--val",
 }
 

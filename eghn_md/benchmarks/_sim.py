@@ -1,10 +1,11 @@
 """Langevin dynamics of an OpenMM ``System`` in resumable chunks: frames and an OpenMM checkpoint after each chunk.
 
 A work directory holds ``settings.json`` (what the run is: the settings and the caller's description of the
-system), ``chunk-KKKKK.npy`` (the frames of chunk K, (F, N, 3) float32 [Å]) and ``state.chk`` (the OpenMM
-checkpoint after the last complete chunk: positions, velocities, step count and the integrator's random-number
-state). Every file is written atomically and the checkpoint only after its chunk's frames, so an interrupted run
-(Ctrl-C, a killed process) resumes at the last complete chunk. With the same seed and thread count OpenMM's CPU
+system), ``chunk-KKKKK.npy`` (the frames of chunk K, (F, N, 3) float32 [Å]) and ``state-DDDDD.chk`` (the OpenMM
+checkpoint after the first D chunks: positions, velocities, step count and the integrator's random-number state).
+Every file is written atomically, the checkpoint after its chunk's frames, and the checkpoint's name says how many
+chunks it follows, so an interrupted run (Ctrl-C, a killed process) resumes after the last checkpointed chunk
+(a chunk written without its checkpoint is simulated again). With the same seed and thread count OpenMM's CPU
 platform gives the same trajectory bit for bit; a resumed run continues from the checkpoint to float round-off
 (~1e-10 Å; the platform re-sorts its atoms on reload), so a long resumed run is an equally valid sample but, the
 dynamics being chaotic, not the same trajectory as an uninterrupted one.
@@ -88,6 +89,10 @@ def _positions(context) -> np.ndarray:
     return context.getState(getPositions=True).getPositions(asNumpy=True)._value / _NM
 
 
+def _state_path(work: Path, chunks_done: int) -> Path:
+    return work / f"state-{chunks_done:05d}.chk"
+
+
 def _check_work_dir(work: Path, identity: dict, replace: bool) -> int:
     """Chunks already done in ``work`` for this run (0 for a new run); a directory of another run is emptied when
     ``replace`` is true, else refused."""
@@ -102,12 +107,8 @@ def _check_work_dir(work: Path, identity: dict, replace: bool) -> int:
     if json.loads(meta.read_text()) != identity:
         raise UsageError(f"{work} holds the chunks of an unfinished run with other settings; rerun that command to "
                          "finish it, or pass `overwrite` to discard it", params=("overwrite",))
-    if not (work / "state.chk").exists():
-        return 0
-    done = 0
-    while (work / f"chunk-{done:05d}.npy").exists():
-        done += 1
-    return done
+    states = sorted(work.glob("state-*.chk"))
+    return int(states[-1].stem.split("-")[1]) if states else 0
 
 
 def run_chunks(system, start: np.ndarray, settings: RunSettings, work_dir: str | Path, *,
@@ -131,7 +132,7 @@ def run_chunks(system, start: np.ndarray, settings: RunSettings, work_dir: str |
     done = _check_work_dir(work, {"settings": settings.to_dict(), "system": identity or {}}, replace)
     context, integrator = make_context(system, settings)
     if done:
-        context.loadCheckpoint((work / "state.chk").read_bytes())
+        context.loadCheckpoint(_state_path(work, done).read_bytes())
     else:
         _fresh_start(context, integrator, start, settings)
     progress.start(settings.n_frames, min(done * settings.frames_per_chunk, settings.n_frames))
@@ -146,8 +147,9 @@ def run_chunks(system, start: np.ndarray, settings: RunSettings, work_dir: str |
                 raise DataError(f"the simulation blew up in chunk {k} (non-finite positions); lower the timestep")
             with atomic_path(work / f"chunk-{k:05d}.npy") as tmp:
                 np.save(tmp, frames)
-            with atomic_path(work / "state.chk") as tmp:
+            with atomic_path(_state_path(work, k + 1)) as tmp:
                 tmp.write_bytes(context.createCheckpoint())
+            _state_path(work, k).unlink(missing_ok=True)
             progress.update({"done": k * settings.frames_per_chunk + n})
     finally:
         progress.stop()
