@@ -37,7 +37,8 @@ def _json(res) -> dict:
 
 def test_evaluate_rollout_reports_the_distribution_with_states(tiny_run, adk_h5, state_pdbs, device):
     res = CliRunner().invoke(main, ["evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all", "--rollout", "20",
-                                    "--rollout-starts", "2", "--states", *state_pdbs, "--json", "--device", str(device)])
+                                    "--rollout-starts", "2", "--states", *state_pdbs, "--json", "--device",
+                                    str(device)])
     r = _json(res)["rollout"]
     d = r["distribution"]
     done = [x["steps_done"] for x in r["rollouts"]]  # the divergence guard may stop a tiny model's rollout early
