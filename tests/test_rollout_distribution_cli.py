@@ -6,7 +6,6 @@ import json
 import warnings
 
 import h5py
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
