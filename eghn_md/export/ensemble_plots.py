@@ -6,8 +6,9 @@ One figure, written atomically (png, svg or pdf from the extension; matplotlib's
   (every frame superposed on the reference mean structure; coordinates / √N in Å), side by side on the same axes and
   colour scale, zero at the most populated bin of each, empty bins blank;
 * middle: per-node RMSF of both, with the Pearson r and the mean ratio model / reference;
-* bottom: the two-state order parameter ΔQ = Q_B − Q_A against time, with the hysteresis thresholds, of the first
-  reference trajectory and up to four model trajectories (without a state definition: the radius of gyration).
+* bottom: the two-state order parameter ΔQ = Q_B − Q_A against time, with the hysteresis thresholds, of up to four
+  model trajectories and the first reference trajectory over the same time span (without a state definition: the
+  radius of gyration).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def _series(ax, reference: list[np.ndarray], model: list[np.ndarray], *, states:
     value = (lambda x: order_parameter(states, x)) if states is not None else radius_of_gyration
     unit = "step" if step_ps is None or not math.isfinite(step_ps) else "time [ps]"
     step_ps = 1.0 if unit == "step" else step_ps
-    ref = reference[0][::reference_stride]
+    span = max(len(t) for t in model[:_MAX_MODEL_LINES])
+    ref = reference[0][::reference_stride][:span]  # the reference over the rollouts' time span
     ax.plot(np.arange(len(ref)) * step_ps, value(ref), color="k", lw=0.8, label="reference")
     for k, traj in enumerate(model[:_MAX_MODEL_LINES]):
         ax.plot(np.arange(len(traj)) * step_ps, value(traj), lw=0.8, alpha=0.8, color=f"C{k}",
