@@ -41,7 +41,7 @@ def train(work: Path, h5: dict, model: str, seed: int, args) -> Path:
     from eghn_md.train.run import train_run
 
     out = work / f"{model}_s{seed}"
-    if (out / "metrics.json").exists():
+    if (out / "metrics.json").exists() or (out / args.checkpoint).exists() and args.checkpoint != "model.pt":
         return out
     preset = "generative" if model == "generative" else "default"
     over = {"data": {"horizon": args.horizon, "split": [0.9, 0.1, 0.0], "window_stride": args.stride},
@@ -68,7 +68,8 @@ def roll(run: Path, data: Path, ref: np.ndarray, args, seed: int) -> tuple[list,
 
     h = args.horizon
     starts = np.linspace(h, len(ref) - 1, args.replicas).round().astype(int)
-    st = open_start(run / "model.pt", data / "adk_cg.pdb", [data / "run-2.dcd"], frame=int(starts[0]), device="cpu")
+    st = open_start(run / args.checkpoint, data / "adk_cg.pdb", [data / "run-2.dcd"], frame=int(starts[0]),
+                    device="cpu")
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=st.dtype)  # noqa: E731
     x_prev = None if st.x_prev is None else torch.stack([t(ref[f - h]) for f in starts])
     t0 = time.perf_counter()
@@ -117,6 +118,8 @@ def main() -> None:
     ap.add_argument("--train", default="{}", help="JSON overrides of the train section.")
     ap.add_argument("--model-overrides", default="{}", help="JSON overrides of the generative model section.")
     ap.add_argument("--train-only", action="store_true", help="Train the runs and stop.")
+    ap.add_argument("--checkpoint", default="model.pt",
+                    help="Checkpoint of each run to roll out (last.pt: the last epoch of an unfinished run).")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     data, work = Path(args.data), Path(args.workdir)
