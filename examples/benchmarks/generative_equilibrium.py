@@ -88,7 +88,8 @@ def judge(frames: list, ref: np.ndarray, info: dict, data: Path, horizon: int) -
 
     v = ensemble_validity([validity_report(f, bonds=info["bonds"], node_kind="residue") for f in frames])
     out = {"frames_with_break": v["frames_with_break"], "frames_with_clash": v["frames_with_clash"],
-           "n_frames": v["n_frames"], "steps_done": [len(f) - 1 for f in frames], "wall_s": info["wall_s"]}
+           "n_frames": v["n_frames"], "steps_done": [len(f) - 1 for f in frames], "wall_s": info["wall_s"],
+           "rg_ratio": v["rg_ratio"], "stopped": [s["reason"] if s else None for s in info["stopped"]]}
     try:
         from eghn_md.rollout.distribution import compare_ensembles
         from eghn_md.rollout.states import states_from_files
