@@ -105,3 +105,19 @@ def test_batched_replicas_equal_separate_rollouts(tiny_run, adk):
         alone = rollout(model, x_prev=t(s.x_prev), x0=t(s.frames[0]), h=h, bonds=bonds, cutoff=cut, steps=3)
         np.testing.assert_allclose(ens.frames[k], alone.frames, atol=1e-4)
         assert ens.stopped[k] == alone.stopped
+
+
+def test_ensemble_does_not_depend_on_the_chunking(gen_run, open_pdb):
+    """Replicas in passes of two or all at once: the same noise per replica, the same samples."""
+    from eghn_md.rollout.ensemble import ensemble_rollout
+    from eghn_md.rollout.start import open_start
+
+    st = open_start(gen_run / "model.pt", open_pdb, [], frame=0, device="cpu")
+    model = st.model.double()
+    x = torch.as_tensor(st.frames[0], dtype=torch.float64).expand(5, -1, -1).clone()
+    kw = dict(starts=x, h=st.system.h.double(), bonds=st.system.bonds, cutoff=st.cutoff, steps=2, seed=3)
+    a = ensemble_rollout(model, max_chunk_nodes=0, **kw)
+    b = ensemble_rollout(model, max_chunk_nodes=2 * x.shape[1], **kw)
+    for fa, fb in zip(a.frames, b.frames):
+        np.testing.assert_allclose(fa, fb, atol=1e-5)
+    assert np.abs(a.frames[0][1] - a.frames[1][1]).max() > 1e-3

@@ -30,7 +30,12 @@ from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.rollout.guard import GuardConfig, StepGuard
 from eghn_md.utils import Progress, as_progress
 
-__all__ = ["EnsembleResult", "ensemble_rollout", "replica_batch", "ensemble_run", "ensemble_paths"]
+__all__ = ["EnsembleResult", "ensemble_rollout", "replica_batch", "ensemble_run", "ensemble_paths",
+           "DEFAULT_CHUNK_NODES"]
+
+#: nodes per batched model pass of an ensemble step: per-edge tensors stay cache-sized, as in training
+#: (``train: max_chunk_nodes``); measured in examples/benchmarks/results/generative.md
+DEFAULT_CHUNK_NODES = 4096
 
 
 @dataclass
@@ -67,19 +72,32 @@ def replica_batch(x: torch.Tensor, *, h: torch.Tensor, bonds: torch.Tensor, cuto
                       ptr=torch.arange(r + 1, device=dev) * n, local_edge_index=all_bonds)
 
 
-def _model_step(model, batch: GraphBatch, generator, sample_steps: Optional[int]) -> torch.Tensor:
+def _model_step(model, x: torch.Tensor, vel: Optional[torch.Tensor], *, h, bonds, cutoff: float, generator,
+                sample_steps: Optional[int], max_chunk_nodes: int) -> torch.Tensor:
+    """The next frames (R, N, 3) [Å] of R replicas at ``x`` (R, N, 3), in batched passes of at most
+    ``max_chunk_nodes`` nodes (0: one pass). A generative model's noise for all R is drawn first, so the samples do
+    not depend on the chunking."""
     from eghn_md.models.registry import is_generative
 
-    if is_generative(model):
-        return model(batch, generator=generator, steps=sample_steps).pos
-    return model(batch).pos
+    r, n = x.shape[:2]
+    per = r if max_chunk_nodes <= 0 else max(1, int(max_chunk_nodes) // n)
+    gen = is_generative(model)
+    z = torch.randn((r, n, 3), generator=generator, dtype=torch.float64).to(x) if gen else None
+    out = []
+    for a in range(0, r, per):
+        b = replica_batch(x[a:a + per], h=h, bonds=bonds, cutoff=cutoff,
+                          vel=None if vel is None else vel[a:a + per])
+        pos = model(b, noise=z[a:a + per].reshape(-1, 3), steps=sample_steps).pos if gen else model(b).pos
+        out.append(pos.reshape(-1, n, 3))
+    return torch.cat(out)
 
 
 @torch.no_grad()
 def ensemble_rollout(model: torch.nn.Module, *, starts: torch.Tensor, h: torch.Tensor, bonds: torch.Tensor,
                      cutoff: float, steps: int, x_prev: Optional[torch.Tensor] = None, seed: int = 0,
                      sample_steps: Optional[int] = None, guard: Optional[GuardConfig] = None,
-                     progress: Optional[Progress] = None) -> EnsembleResult:
+                     max_chunk_nodes: int = DEFAULT_CHUNK_NODES, progress: Optional[Progress] = None
+                     ) -> EnsembleResult:
     """Roll R replicas out ``steps`` horizons, batched (see the module docstring).
 
     Args:
@@ -92,6 +110,8 @@ def ensemble_rollout(model: torch.nn.Module, *, starts: torch.Tensor, h: torch.T
         seed: seeds the generator every replica's noise is drawn from (generative models).
         sample_steps: integration steps per sample (None: the model's own).
         guard: divergence bounds per replica (default :class:`~eghn_md.rollout.guard.GuardConfig`).
+        max_chunk_nodes: the replicas go through the model in batches of at most this many nodes (0: all at once);
+            the results do not depend on it.
         progress: over the ``steps`` steps.
     """
     from eghn_md.models.registry import is_markov
@@ -112,8 +132,8 @@ def ensemble_rollout(model: torch.nn.Module, *, starts: torch.Tensor, h: torch.T
         for step in range(1, steps + 1):
             idx = torch.tensor(active, device=starts.device)
             vel = None if markov else cur[idx] - prev[idx]
-            nxt = _model_step(model, replica_batch(cur[idx], h=h, bonds=bonds, cutoff=cutoff, vel=vel), gen,
-                              sample_steps).reshape(len(active), -1, 3).to(cur.dtype)
+            nxt = _model_step(model, cur[idx], vel, h=h, bonds=bonds, cutoff=cutoff, generator=gen,
+                              sample_steps=sample_steps, max_chunk_nodes=max_chunk_nodes).to(cur.dtype)
             still = []
             for a, k in enumerate(active):
                 reason = guards[k](cur[k], nxt[a])
