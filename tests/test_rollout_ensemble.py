@@ -118,6 +118,6 @@ def test_ensemble_does_not_depend_on_the_chunking(gen_run, open_pdb):
     kw = dict(starts=x, h=st.system.h.double(), bonds=st.system.bonds, cutoff=st.cutoff, steps=2, seed=3)
     a = ensemble_rollout(model, max_chunk_nodes=0, **kw)
     b = ensemble_rollout(model, max_chunk_nodes=2 * x.shape[1], **kw)
-    for fa, fb in zip(a.frames, b.frames):
+    for fa, fb in zip(a.frames, b.frames, strict=True):
         np.testing.assert_allclose(fa, fb, atol=1e-5)
     assert np.abs(a.frames[0][1] - a.frames[1][1]).max() > 1e-3
