@@ -139,3 +139,28 @@ def test_compiled_training_matches_eager():
     for ra, rb in zip(eager.history, compiled.history, strict=True):
         for key in ("train_loss", "val_mse"):
             assert rb[key] == pytest.approx(ra[key], rel=1e-4), key
+
+
+def test_rotation_augmentation_is_a_seeded_proper_rotation_of_every_frame():
+    from eghn_md.errors import UsageError
+    from eghn_md.testing.synthetic import chain_graph
+    from eghn_md.train.feed import with_noise, with_rotation
+    from eghn_md.train.options import TrainConfig
+
+    g = chain_graph(20, node_in=4, dtype=torch.float64)
+    g = g.replace(future=(g.target + 0.5 * g.vel).unsqueeze(1))
+    r = with_rotation(g, seed=3, epoch=2, index=5)
+    centre = g.pos.mean(dim=0)
+    # the map x ↦ R (x − c) + c of every frame: one R, orthogonal with det +1, recovered by least squares
+    a, b = torch.cat([g.pos, g.target, g.future[:, 0]]) - centre, torch.cat([r.pos, r.target, r.future[:, 0]]) - centre
+    rot = torch.linalg.lstsq(a, b).solution.T
+    assert torch.allclose(rot @ rot.T, torch.eye(3, dtype=rot.dtype), atol=1e-10)
+    assert float(torch.linalg.det(rot)) == pytest.approx(1.0) and not torch.allclose(rot, torch.eye(3, dtype=rot.dtype))
+    assert torch.allclose(r.vel, g.vel @ rot.T, atol=1e-10) and torch.equal(r.h, g.h)
+    assert torch.equal(with_rotation(g, seed=3, epoch=2, index=5).pos, r.pos)
+    assert not torch.allclose(with_rotation(g, seed=3, epoch=3, index=5).pos, r.pos)
+    plain = with_noise(g, noise_std=0.0, noise_scale=0.0, seed=3, epoch=2, index=5)
+    assert plain is g and torch.equal(with_noise(g, noise_std=0.0, noise_scale=0.0, seed=3, epoch=2, index=5,
+                                                 rotate=True).pos, r.pos)
+    with pytest.raises(UsageError, match="rotate"):
+        TrainConfig(rotate="yes")

@@ -24,6 +24,23 @@ __all__ = ["RunConfig", "PRESETS", "resolve_config", "load_yaml", "migrate_legac
 _STABLE = {"noise_std": 0.3, "noise_scale": 0.05, "unroll_steps": 2, "pushforward": True, "bond_weight": 20.0,
            "clash_weight": 5.0}
 
+#: per-model values of the tiny / default presets: where a model of the registry needs other values than eghn's to
+#: train without diverging and to beat the static predictor, measured on AdK DCD → DCD2 (ΔT = 15, Cα; the backbone
+#: size for divergence): examples/benchmarks/results/presets.md. The input noise that eghn's refinement learns to
+#: undo costs the other models their accuracy (egnn 1.02 → 0.48 Å²); gnn, not rotation-equivariant, overfits the
+#: orientations of 35 windows unless they are rotated (1.43 → 0.44 Å²); eghn-published's own predictions, fed back
+#: unrolled, turn non-finite at the AdK backbone size (855 nodes) before its first update: it trains one step ahead.
+#: Models without a bond-graph refinement get refine_layers 0 (they have nothing it would set).
+_PER_MODEL = {
+    "egnn": {"train": {"noise_std": 0.0, "noise_scale": 0.0}},
+    "gnn": {"model": {"refine_layers": 0}, "train": {"noise_std": 0.0, "noise_scale": 0.0, "rotate": True}},
+    "rf": {"model": {"refine_layers": 0}, "train": {"noise_std": 0.0, "noise_scale": 0.0}},
+    "linear": {"model": {"refine_layers": 0}},
+    "eghn-published": {"model": {"refine_layers": 0},
+                       "train": {"lr": 5e-4, "noise_std": 0.0, "noise_scale": 0.0, "unroll_steps": 1,
+                                 "free_steps": 0}},
+}
+
 PRESETS: dict[str, dict] = {
     # CPU minutes on the MDAnalysisTests AdK Cα trajectory (214 nodes, 98 frames): used by `make demo` and tests.
     "tiny": {
@@ -32,13 +49,12 @@ PRESETS: dict[str, dict] = {
         "data": {"horizon": 5},
         "train": {"epochs": 30, "batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "schedule": "cosine",
                   "reg_weight": 0.1, "patience": 15, "eval_every": 1, **_STABLE},
+        "models": _PER_MODEL,
     },
     # A default for a new system, chosen by measurement on the AdK rollouts (examples/benchmarks/RESULTS.md,
     # "Rollout stability"): the small EGHN of the AdK accuracy table (hidden 32, 2 layers, K = 6, λ = 0.1) with four
     # bond-graph refinement layers, trained for rollouts (noise, breathing, 3 back-propagated unrolled steps and 2
-    # free steps, bond and clash losses). `models`: where another model of the registry needs other values to train
-    # and beat the static predictor (measured on AdK DCD → DCD2: examples/benchmarks/results/presets.md); models
-    # without a bond-graph refinement get refine_layers 0 (they have nothing it would set).
+    # free steps, bond and clash losses); `models`: the other models' own values (_PER_MODEL).
     "default": {
         "model": {"name": "eghn", "hidden": 32, "n_layers": 2, "n_pool_layers": 1, "n_decoder_layers": 1,
                   "n_clusters": 6, "refine_layers": 4},
@@ -46,14 +62,7 @@ PRESETS: dict[str, dict] = {
         "train": {"epochs": 60, "batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "schedule": "cosine",
                   "reg_weight": 0.1, "patience": 20, "eval_every": 1, **_STABLE, "unroll_steps": 3,
                   "pushforward": False, "noise_scale": 0.15, "free_steps": 2},
-        "models": {
-            # input noise of 0.3 Å costs the models without eghn's refinement their accuracy (1.02 → 0.48 Å², egnn)
-            "egnn": {"train": {"noise_std": 0.0, "noise_scale": 0.0}},
-            "rf": {"model": {"refine_layers": 0}, "train": {"noise_std": 0.0, "noise_scale": 0.0}},
-            "gnn": {"model": {"refine_layers": 0}, "train": {"noise_std": 0.0, "noise_scale": 0.0}},
-            "linear": {"model": {"refine_layers": 0}},
-            "eghn-published": {"model": {"refine_layers": 0}, "train": {"lr": 5e-4}},
-        },
+        "models": _PER_MODEL,
     },
     # The authors' protein protocol (IMPLEMENTATION-NOTES.md; their config.json + main_mdanalysis.py): their model
     # (eghn-published) in their raw units (scales 1: positions in Å, velocity channel in Å per horizon), their features

@@ -41,10 +41,32 @@ class Prepared:
     n_global: int
 
 
+def with_rotation(sample: GraphBatch, *, seed: int, epoch: int, index: int) -> GraphBatch:
+    """``sample`` turned by a uniformly random proper rotation about its input frame's centroid: positions, the
+    velocity channel, the target and the future frames alike (the edges' lengths and scalars do not change). The
+    rotation of sample ``index`` in ``epoch`` is drawn from a generator seeded by ``(seed, epoch, index)``."""
+    g = torch.Generator()
+    g.manual_seed(((int(seed) * 1_000_003 + int(epoch)) * 1_000_033 + int(index)) * 7 + 1)
+    q, r = torch.linalg.qr(torch.randn((3, 3), generator=g, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))  # Haar-uniform orthogonal matrix
+    q[:, 0] *= torch.sign(torch.linalg.det(q))  # proper: det +1
+    rot = q.to(device=sample.pos.device, dtype=sample.pos.dtype)
+    centre = sample.pos.mean(dim=0)
+    turn = {"pos": (sample.pos - centre) @ rot.T + centre, "vel": sample.vel @ rot.T}
+    if sample.target is not None:
+        turn["target"] = (sample.target - centre) @ rot.T + centre
+    if sample.future is not None:
+        turn["future"] = (sample.future - centre) @ rot.T + centre
+    return sample.replace(**turn)
+
+
 def with_noise(sample: GraphBatch, *, noise_std: float, noise_scale: float, seed: int, epoch: int,
-               index: int, refine_noise: float = 0.0) -> GraphBatch:
-    """``sample`` with the configured noise on its two input frames (the target stays clean) and, with
-    ``refine_noise`` > 0, the noise its model adds before the bond-graph refinement."""
+               index: int, refine_noise: float = 0.0, rotate: bool = False) -> GraphBatch:
+    """``sample`` with the configured noise on its two input frames (the target stays clean), with ``rotate`` a
+    random rotation first (:func:`with_rotation`), and, with ``refine_noise`` > 0, the noise its model adds before
+    the bond-graph refinement."""
+    if rotate:
+        sample = with_rotation(sample, seed=seed, epoch=epoch, index=index)
     if refine_noise > 0:
         sample = sample.replace(refine_noise=sample_refine_noise(
             sample.num_nodes, refine_noise, seed=seed, epoch=epoch, index=index, dtype=sample.pos.dtype,
@@ -85,7 +107,8 @@ def prepare(dataset: Sequence[GraphBatch], indices: Sequence[int], *, config, ob
             n_global: int) -> Prepared:
     """Build, noise, split and collate the samples ``indices`` of ``dataset`` (``config``: a ``TrainConfig``)."""
     samples = [with_noise(dataset[i], noise_std=float(config.noise_std), noise_scale=float(config.noise_scale),
-                          seed=int(config.seed), epoch=epoch, index=i, refine_noise=float(config.refine_noise))
+                          seed=int(config.seed), epoch=epoch, index=i, refine_noise=float(config.refine_noise),
+                          rotate=bool(config.rotate))
                for i in indices]
     draw = getattr(objective, "draw", None)  # an objective's own per-sample draws (a generative model's flow)
     if draw is not None:

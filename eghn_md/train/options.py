@@ -39,7 +39,9 @@ class TrainConfig:
     network's own small one-step errors. ``time_reversal`` also trains on every training window played backwards
     (:class:`~eghn_md.data.samples.WindowSet`; the epoch doubles): MD samples a statistically time-reversible
     dynamics, and a trajectory that crosses once between two states (AdK's closed → open in MDAnalysisTests) otherwise
-    teaches the model to keep moving the same way past the end of the data.
+    teaches the model to keep moving the same way past the end of the data. ``rotate`` turns every training sample
+    by a random rotation (:func:`~eghn_md.train.feed.with_rotation`, seeded per sample and epoch): the augmentation a
+    model that is not rotation-equivariant (``gnn``) needs to learn geometry instead of the orientations it saw.
 
     ``select``: ``"best"`` keeps the best weights on validation (and stops early after ``patience`` evaluations
     without improvement); ``"last"`` keeps the last epoch's (no early stopping; validation is still reported), the
@@ -71,6 +73,7 @@ class TrainConfig:
     refine_noise: float = 0.0
     pushforward: bool = True
     time_reversal: bool = False
+    rotate: bool = False
     bond_weight: float = 0.0
     clash_weight: float = 0.0
     clash_distance: float = 3.0
@@ -112,6 +115,8 @@ class TrainConfig:
         self.free_steps = int(self.free_steps)
         if not isinstance(self.time_reversal, bool):
             raise UsageError(f"time_reversal must be true or false, got {self.time_reversal!r}")
+        if not isinstance(self.rotate, bool):
+            raise UsageError(f"rotate must be true or false, got {self.rotate!r}")
         if not isinstance(self.compile, bool):
             raise UsageError(f"compile must be true or false, got {self.compile!r}")
         if self.optimizer not in OPTIMIZERS:
