@@ -41,13 +41,12 @@ def _roll(model: Path, start: str, out: Path, steps: int) -> dict:
 
 def test_shipped_model_loads_weights_only_and_matches_its_card():
     from eghn_md.models.registry import is_generative
-    from eghn_md.train.checkpoint import load_checkpoint, load_model
+    from eghn_md.train.checkpoint import load_model
 
     assert MODEL.stat().st_size < 500_000  # shipped in the repository: small
     raw = torch.load(MODEL, map_location="cpu", weights_only=True)  # no pickled objects in it
     assert "train_state" not in raw  # the model, not the optimiser
-    ckpt = load_checkpoint(MODEL)  # the digest verifies
-    model = load_model(MODEL)
+    model, ckpt = load_model(MODEL)  # through load_checkpoint: the digest verifies
     assert is_generative(model) and not model.training
     card = json.loads(CARD.read_text())
     assert card["model_file"] == MODEL.name and card["preset"] == "generative"

@@ -9,7 +9,7 @@ in ~20 CPU minutes on one shared thread:
 
 * ``data.horizon 1`` (ΔT = 1 frame = 1.6 ps, the step of the demo's ensemble rollout), ``data.split [0.9, 0.1, 0]``
   (the last 10 % of the run validates), ``data.window_stride --stride`` (every 8th training window);
-* ``train.epochs --epochs``, ``train.eval_every 2``, ``train.patience 0`` (no early stop), ``train.seed --seed``;
+* ``train.epochs --epochs``, ``train.eval_every 1``, ``train.patience 0`` (no early stop), ``train.seed --seed``;
 * ``model.sample_steps 4`` (4 Euler steps per sampled frame instead of the preset's 8, guidance still in the last 2:
   half the cost of a rollout step; the training objective does not depend on it); the preset's network (EGHN
   hidden 32, 2 layers, K = 6) unchanged.
@@ -41,7 +41,7 @@ def overrides(args: argparse.Namespace) -> dict:
     """The documented overrides of the ``generative`` preset."""
     return {"model": {"sample_steps": 4},
             "data": {"horizon": 1, "split": [0.9, 0.1, 0.0], "window_stride": args.stride},
-            "train": {"epochs": args.epochs, "eval_every": 2, "patience": 0, "seed": args.seed, "device": "cpu"}}
+            "train": {"epochs": args.epochs, "eval_every": 1, "patience": 0, "seed": args.seed, "device": "cpu"}}
 
 
 def prepare(args: argparse.Namespace) -> Path:
@@ -86,7 +86,7 @@ def main() -> None:
                    help="the generator's output folder (adk_cg.pdb, run-RUN.dcd)")
     p.add_argument("--run", type=int, default=1, help="seed of the reference run to train on (run-RUN.dcd)")
     p.add_argument("--work", type=Path, default=Path("runs/adk_eq_generative"), help="scratch folder (data, run)")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--stride", type=int, default=8, help="every STRIDE-th training window")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("-o", "--output", type=Path, default=HERE / "adk_eq_generative.pt")
