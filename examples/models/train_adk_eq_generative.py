@@ -5,7 +5,7 @@ Data: one reference run of the equilibrium AdK benchmark, as written by
 1.6 ps apart); nothing is regenerated, the run is only preprocessed (Cα nodes) into ``--work``.
 
 Model: the ``generative`` preset (``eghn-md train --preset generative``) with these overrides, small enough to train
-in ~20 CPU minutes on one shared thread:
+in minutes on one CPU thread (216 CPU s measured, examples/benchmarks/results/demo.md):
 
 * ``data.horizon 1`` (ΔT = 1 frame = 1.6 ps, the step of the demo's ensemble rollout), ``data.split [0.9, 0.1, 0]``
   (the last 10 % of the run validates), ``data.window_stride --stride`` (every 8th training window);
@@ -82,8 +82,7 @@ def card(args: argparse.Namespace, metrics: dict, config: dict) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("/work/data/adk-eq"),
-                   help="the generator's output folder (adk_cg.pdb, run-RUN.dcd)")
+    p.add_argument("--data", type=Path, required=True, help="the generator's output folder (adk_cg.pdb, run-RUN.dcd)")
     p.add_argument("--run", type=int, default=1, help="seed of the reference run to train on (run-RUN.dcd)")
     p.add_argument("--work", type=Path, default=Path("runs/adk_eq_generative"), help="scratch folder (data, run)")
     p.add_argument("--epochs", type=int, default=3)
