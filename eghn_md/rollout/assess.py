@@ -131,13 +131,15 @@ def _distribution(runs: list[dict], window_sets: Sequence, *, states: Optional[T
 def assess_rollouts(model: torch.nn.Module, window_sets: Sequence, *, steps: int, n_starts: int = 4,
                     node_kind: str = "residue", device="cpu", guard: Optional[GuardConfig] = None,
                     step_ps: float = float("nan"), states: Optional[TwoStates] = None,
-                    keep_frames: bool = False, progress: Optional[Progress] = None) -> dict:
+                    keep_frames: bool = False, seed: int = 0, progress: Optional[Progress] = None) -> dict:
     """Roll ``model`` out ``steps`` horizons from up to ``n_starts`` evenly spaced windows of ``window_sets``
     (:class:`~eghn_md.data.samples.WindowSet`); returns RMSD-vs-step curves [Å] of the model, static and
     constant-velocity predictors, the pooled validity and one entry per rollout, and with ``steps`` >=
     :data:`MIN_DISTRIBUTION_STEPS` the ``distribution`` of the pooled rollouts against the split (``states``: a
     two-state definition for populations and transitions). ``keep_frames`` adds ``frames``: the model's (T, N, 3) [Å]
-    rollouts and the reference's frames one horizon apart (arrays, for figures; not JSON)."""
+    rollouts and the reference's frames one horizon apart (arrays, for figures; not JSON). A generative model
+    samples the k-th start's rollout from torch's CPU generator seeded with ``seed + k`` (the same numbers on every
+    call; the caller's random state is restored)."""
     if states is not None and steps < MIN_DISTRIBUTION_STEPS:
         raise UsageError(f"`states` needs rollouts of at least {MIN_DISTRIBUTION_STEPS} steps, got {steps}",
                          params=("states",))
@@ -151,8 +153,11 @@ def assess_rollouts(model: torch.nn.Module, window_sets: Sequence, *, steps: int
     progress = as_progress(progress)
     progress.start(len(starts))
     try:
-        for ws, t in starts:
-            runs.append(_one(model, ws, t, steps, node_kind=node_kind, device=device, guard=guard or GuardConfig()))
+        for k, (ws, t) in enumerate(starts):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + k)
+                runs.append(_one(model, ws, t, steps, node_kind=node_kind, device=device,
+                                 guard=guard or GuardConfig()))
             progress.update({"done": len(runs)})
     finally:
         progress.stop()
