@@ -109,7 +109,8 @@ def table(work: Path) -> str:
     lines = [head, *rows]
     if floor and "rmsf" in floor:
         fst = floor.get("states", {}).get("model", {})
-        lines.append(f"| reference floor (run 2, half vs half) | – | – | – | – | – | {floor['rmsf']['pearson_r']:.2f} | "
+        lines.append(f"| reference floor (run 2, half vs half) | – | – | – | – | – | "
+                     f"{floor['rmsf']['pearson_r']:.2f} | "
                      f"{floor['rmsf']['ratio']:.2f} | {floor['pca']['w2_A']:.2f} | {floor['js']['rg']:.2f} | "
                      f"{floor['js']['pairwise_distances']:.2f} | "
                      f"{_fmt(fst.get('population', {}).get('open'), '.2f')} | – |")

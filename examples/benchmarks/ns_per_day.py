@@ -7,10 +7,11 @@ Two measurements, one script, one machine (issue 28's README headline):
   OBC2 implicit solvent (``implicit/obc2.xml``), no cutoff, bonds to hydrogen constrained, Langevin middle
   integrator at 300 K with a 2 fs step, OpenMM's CPU platform with ``--threads`` threads. ns/day from the wall time
   of ``--md-steps`` steps after a minimisation and a warm-up.
-* **The surrogate**: ``eghn-md rollout`` of a trained model (``--model RUN/model.pt``) from one structure, ``--replicas``
-  replicas batched in one forward pass, ``--steps`` steps of ΔT (the model's horizon, 15 ps at the AdK DIMS
-  setting); ns/day = replicas × steps × ΔT / wall time. The rollout runs through the library's public entry point
-  (the one the command line calls), writing its DCDs to a temporary folder, so the figure is what a user gets.
+* **The surrogate**: ``eghn-md rollout`` of a trained model (``--model RUN/model.pt``) from one structure,
+  ``--replicas`` replicas batched in one forward pass, ``--steps`` steps; ns/day = replica-steps done × ΔT / wall
+  time with ΔT = ``--step-ps`` (default 15 ps, the AdK DIMS horizon of RESULTS.md; the cost of a step does not
+  depend on the ΔT a model was trained for). The rollout runs through the library's public entry point (the one
+  the command line calls), writing its DCDs to a temporary folder, so the figure is what a user gets.
 
 Usage::
 
@@ -86,7 +87,8 @@ def measure_md(*, steps: int, threads: int, warmup: int = 100) -> dict:
             "atoms": n_atoms, "threads": threads, "steps": steps, "wall_s": wall, "ns_per_day": ns / wall * 86400}
 
 
-def measure_rollout(*, model: str, start: str, replicas: int, steps: int, sample_steps, seed: int) -> dict:
+def measure_rollout(*, model: str, start: str, replicas: int, steps: int, sample_steps, seed: int,
+                    step_ps: float = 15.0) -> dict:
     """ns/day of an ensemble rollout of ``model`` from the single structure ``start`` (wall time of the whole call:
     reading, sampling, writing)."""
     import torch
@@ -100,11 +102,14 @@ def measure_rollout(*, model: str, start: str, replicas: int, steps: int, sample
         t0 = time.perf_counter()
         result = rollout_run(model, start, [], frame=0, steps=steps, output=Path(tmp) / "pred.dcd", **kwargs)
         wall = time.perf_counter() - t0
-    dt_ps = float(result["horizon_ps"])
-    ns = replicas * steps * dt_ps / 1000.0
+    model_ps = float(result.get("horizon_ps", float("nan")))
+    dt_ps = float(step_ps) if step_ps else model_ps
+    done = int(sum(result.get("steps_done", [steps] * replicas)))  # replica-steps before any guard stop
+    ns = done * dt_ps / 1000.0
     return {"what": f"eghn-md rollout, {replicas} replicas x {steps} steps of {dt_ps:g} ps", "model": model,
             "threads": torch.get_num_threads(), "wall_s": wall, "ns_per_day": ns / wall * 86400,
-            "horizon_ps": dt_ps, "replicas": replicas, "steps": steps}
+            "step_ps": dt_ps, "model_horizon_ps": model_ps, "replicas": replicas, "steps": steps,
+            "replica_steps_done": done, "replica_steps_per_s": done / wall}
 
 
 def main(argv=None) -> int:
@@ -117,6 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--sample-steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--step-ps", type=float, default=15.0, help="ps per rollout step (0: the model's own horizon)")
     p.add_argument("--json", dest="json_out", default=None)
     a = p.parse_args(argv)
     import torch
@@ -127,7 +133,8 @@ def main(argv=None) -> int:
         from MDAnalysisTests.datafiles import PDB_small as PDB_open  # adk_open.pdb (4AKE)
 
         out["surrogate"] = measure_rollout(model=a.model, start=a.start or PDB_open, replicas=a.replicas,
-                                           steps=a.steps, sample_steps=a.sample_steps, seed=a.seed)
+                                           steps=a.steps, sample_steps=a.sample_steps, seed=a.seed,
+                                           step_ps=a.step_ps)
         print(f"surrogate: {out['surrogate']['ns_per_day']:.1f} ns/day ({out['surrogate']['what']})", flush=True)
     if a.md_steps:
         out["md"] = measure_md(steps=a.md_steps, threads=a.threads)
