@@ -15,6 +15,7 @@ Two measurements, one script, one machine (issue 28's README headline):
 
 Usage::
 
+    pip install -e ".[bench]"   # OpenMM + PDBFixer
     python examples/benchmarks/ns_per_day.py --md-steps 2000 --threads 2 [--model run/model.pt --start adk_open.pdb
         --replicas 8 --steps 200 --sample-steps K] [--json out.json]
 
