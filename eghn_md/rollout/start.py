@@ -75,9 +75,13 @@ class ModelSystem:
 
 
 def is_markov_checkpoint(ckpt) -> bool:
-    """Whether a checkpoint's model reads the current frame only (a generative model, :mod:`eghn_md.models.generative`):
+    """Whether a checkpoint's model reads the current frame only (its declaration, without building it; a generative
+    model, :mod:`eghn_md.models.generative`, always does):
     a rollout of it starts from one structure."""
-    return bool(ckpt.model_config.get("generative", False))
+    from eghn_md.models.registry import model_capabilities
+
+    cfg = ckpt.model_config
+    return bool(cfg.get("generative", False)) or model_capabilities(cfg["name"]).markov
 
 
 def _one_structure(ckpt, n_frames: int, markov: bool, what: str) -> tuple[int, str]:
