@@ -25,7 +25,8 @@ from eghn_md.choices import DEVICES, FEATURE_SETS, MODEL_NAMES, OPTIMIZERS, PRES
 @click.option("--model", type=click.Choice(MODEL_NAMES), default=None, help="Architecture.")
 @click.option("--features", type=click.Choice(FEATURE_SETS), default=None,
               help="Node/edge scalars. residue (default): residue (+ atom) one-hots, bond flag; paper: [|v|, charge / "
-                   "max|charge|] and [d, d²] (needs a dataset with charges); both: all of them.")
+                   "max|charge|] and [d, d²] (needs a dataset with charges); both: all of them; sequence: residue plus "
+                   "each residue's position along the chain (a model of this one protein).")
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="ΔT in stored frames.")
 @click.option("--horizon-ps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="ΔT in ps instead (a whole number of every trajectory's frame spacing; allows mixed spacings).")

@@ -18,7 +18,7 @@ OPTIMIZERS = ("adamw", "adam")
 #: where to run (:func:`eghn_md.utils.resolve_device`)
 DEVICES = ("auto", "cpu", "cuda")
 #: input feature sets of ``train --features`` (:func:`eghn_md.graph.features.feature_spec_for`)
-FEATURE_SETS = ("residue", "paper", "both")
+FEATURE_SETS = ("residue", "paper", "both", "sequence")
 #: the time blocks of every trajectory a run is trained, validated and tested on (:mod:`eghn_md.train.sources`)
 SPLITS = ("train", "val", "test")
 #: what an evaluation may run on: one of the splits, or ``all`` windows

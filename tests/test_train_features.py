@@ -1,4 +1,4 @@
-"""`--features residue|paper|both`, the `paper` / `paper-eghn` presets, the optimiser option, `--clusters 1`."""
+"""`--features residue|paper|both|sequence`, the `paper` / `paper-eghn` presets, the optimiser option, `--clusters 1`."""
 
 import json
 import shutil
@@ -37,12 +37,29 @@ def test_feature_sets(adk_h5):
     assert feature_spec_for("both", nodes).names()[-1] == "charge/max|charge|"
     residue = node_features(nodes, feature_spec_for("residue", nodes))
     assert residue.shape == (214, 21)
-    with pytest.raises(ValueError, match="'atoms'.*valid: residue, paper, both"):
+    with pytest.raises(ValueError, match="'atoms'.*valid: residue, paper, both, sequence"):
         feature_spec_for("atoms", nodes)
 
 
+def test_sequence_features_name_each_residue(adk_h5):
+    """The sequence block is [sin(πks), cos(πks)] of the residue's place along the chain: the residue one-hots
+    unchanged, s = 0 … 1 from the first residue to the last, every residue a distinct row."""
+    with Dataset(adk_h5) as ds:
+        nodes = ds.nodes
+    spec = feature_spec_for("sequence", nodes)
+    h = node_features(nodes, spec)
+    assert h.shape == (214, 21 + 14) and spec.n_features == 35 and len(spec.names()) == 35
+    np.testing.assert_array_equal(h[:, :21], node_features(nodes, feature_spec_for("residue", nodes)))
+    s = np.arange(214) / 213
+    np.testing.assert_allclose(h[:, 21], np.sin(np.pi * s), atol=1e-6)  # k = 1
+    np.testing.assert_allclose(h[:, 34], np.cos(64 * np.pi * s), atol=1e-5)  # k = 64
+    assert len({tuple(np.round(row, 4)) for row in h[:, 21:]}) == 214
+    assert type(spec).from_dict(spec.to_dict()) == spec
+
+
 @pytest.mark.parametrize("features, node_in, edge_in, edge_mode", [
-    ("paper", 2, 2, "distance"), ("both", 23, 3, "data+distance"), (None, 21, 1, "data")])
+    ("paper", 2, 2, "distance"), ("both", 23, 3, "data+distance"), (None, 21, 1, "data"),
+    ("sequence", 35, 1, "data")])
 def test_train_with_features(adk_h5, tmp_path, features, node_in, edge_in, edge_mode):
     cfg = tmp_path / "small.yaml"
     cfg.write_text(SMALL)

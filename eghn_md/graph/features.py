@@ -11,6 +11,11 @@ residue type one-hot    21    :data:`RESIDUE_TYPES`: the 20 standard amino acids
 atom name one-hot       6     :data:`ATOM_TYPES` (``N, CA, C, O, CB, OTHER``), only when ``spec.atom``: by
                               default when nodes are atoms (several nodes per residue, e.g. ``--select backbone``).
                               Terminal carboxyl oxygens (OT1, OT2, OC1, OC2, OXT, O1, O2) count as ``O``.
+sequence                14    only when ``spec.sequence``: where the node's residue lies along the chain, s = its ordinal
+                              among the residues / (their number − 1) ∈ [0, 1], as [sin(π k s), cos(π k s)] for k in
+                              :data:`SEQUENCE_FREQUENCIES` (1, 2, 4 … 64: neighbours told apart, as in a transformer's
+                              positional encoding). It names each residue, so a model learns *this* protein's
+                              structure (a surrogate of one protein); it ties the model to the topology's residue count.
 charge                  1     the node's charge in e, only when ``spec.charge`` (opt-in; needs a topology with
                               charges): the atom's partial charge for atom nodes, the residue's net charge for
                               one-node-per-residue graphs (see :mod:`eghn_md.graph.nodes`). With
@@ -40,7 +45,8 @@ Any other name is its own canonical residue (upper case, stripped), whose featur
 =======
 :data:`FEATURE_SETS` names the choices of ``eghn-md train --features`` (:func:`feature_spec_for`): ``residue`` (the
 default above), ``paper`` (the authors' protein node scalars: scaled charge here, |v| added by the model, edge
-scalars [d, d²]) and ``both``.
+scalars [d, d²]), ``both`` and ``sequence`` (``residue`` plus the sequence-position block: a model of one
+protein that knows which residue is which, e.g. the ``generative`` preset's).
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ class FeatureNodes(Protocol):
     residue_type: Sequence[int]
     atom_type: Sequence[int]
     charge: Optional[Sequence[float]]
+    resid: Sequence[int]
+    segid: Sequence[str]
 
 __all__ = [
     "RESIDUE_TYPES",
@@ -74,6 +82,8 @@ __all__ = [
     "node_features",
     "FEATURE_SETS",
     "feature_spec_for",
+    "SEQUENCE_FREQUENCIES",
+    "sequence_position",
 ]
 
 #: ``eghn-md train --features`` choices
@@ -85,6 +95,8 @@ RESIDUE_TYPES: tuple[str, ...] = (
     "OTHER",
 )  # fmt: skip
 ATOM_TYPES: tuple[str, ...] = ("N", "CA", "C", "O", "CB", "OTHER")
+#: frequencies k of the sequence-position block [sin(π k s), cos(π k s)] (s ∈ [0, 1] along the chain)
+SEQUENCE_FREQUENCIES: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
 
 _RESIDUE_INDEX = {name: i for i, name in enumerate(RESIDUE_TYPES[:-1])}
 _RESIDUE_ALIASES = {
@@ -127,7 +139,7 @@ def atom_type_index(name: str) -> int:
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """Which feature blocks :func:`node_features` concatenates (in this order: residue, atom, charge).
+    """Which feature blocks :func:`node_features` concatenates (in this order: residue, atom, sequence, charge).
 
     Stored inside model checkpoints (``to_dict``/``from_dict``) so that features can be rebuilt for any topology.
     """
@@ -136,10 +148,12 @@ class FeatureSpec:
     atom: bool = False
     charge: bool = False
     charge_norm: bool = False  #: divide the charge column by the largest |charge| of the nodes
+    sequence: bool = False  #: the sequence-position block (module docstring)
 
     @property
     def n_features(self) -> int:
-        return len(RESIDUE_TYPES) * self.residue + len(ATOM_TYPES) * self.atom + int(self.charge)
+        return (len(RESIDUE_TYPES) * self.residue + len(ATOM_TYPES) * self.atom
+                + 2 * len(SEQUENCE_FREQUENCIES) * self.sequence + int(self.charge))
 
     def names(self) -> list[str]:
         """One name per feature column, e.g. ``['res:ALA', …, 'atom:CA', …, 'charge']``."""
@@ -148,6 +162,8 @@ class FeatureSpec:
             out += [f"res:{r}" for r in RESIDUE_TYPES]
         if self.atom:
             out += [f"atom:{a}" for a in ATOM_TYPES]
+        if self.sequence:
+            out += [f"seq:{f}{k}" for k in SEQUENCE_FREQUENCIES for f in ("sin", "cos")]
         if self.charge:
             out.append("charge/max|charge|" if self.charge_norm else "charge")
         return out
@@ -157,7 +173,7 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FeatureSpec":
-        valid = {"residue", "atom", "charge", "charge_norm"}
+        valid = {"residue", "atom", "charge", "charge_norm", "sequence"}
         unknown = set(d) - valid
         if unknown:
             raise DataError(f"unknown feature spec keys {sorted(unknown)}; valid: {sorted(valid)}")
@@ -178,8 +194,8 @@ def feature_spec_for(features: str, nodes: FeatureNodes, *, what: str = "the dat
     """
     if features not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {features!r}; valid: {', '.join(FEATURE_SETS)}")
-    if features == "residue":
-        return default_feature_spec(nodes)
+    if features in ("residue", "sequence"):
+        return FeatureSpec(residue=True, atom=nodes.level == "atom", sequence=features == "sequence")
     if nodes.charge is None:
         raise DataError(f"{what} stores no charges, which `features` {features} needs; preprocess it from a topology "
                         "with charges (PSF, TPR, PRMTOP) or use `features` residue", params=("features",))
@@ -205,6 +221,8 @@ def node_features(nodes: FeatureNodes, spec: FeatureSpec | None = None) -> np.nd
         blocks.append(_one_hot(nodes.residue_type, len(RESIDUE_TYPES)))
     if spec.atom:
         blocks.append(_one_hot(nodes.atom_type, len(ATOM_TYPES)))
+    if spec.sequence:
+        blocks.append(_sequence_block(sequence_position(nodes)))
     if spec.charge:
         if nodes.charge is None:
             raise DataError("charge features requested but the topology has no charges (use a PSF/TPR/PRMTOP topology)")
@@ -218,6 +236,24 @@ def node_features(nodes: FeatureNodes, spec: FeatureSpec | None = None) -> np.nd
     if not blocks:
         return np.zeros((n, 0), dtype=np.float32)
     return np.concatenate(blocks, axis=1).astype(np.float32, copy=False)
+
+
+def sequence_position(nodes: FeatureNodes) -> np.ndarray:
+    """s (n_nodes,) float64 ∈ [0, 1]: the ordinal of each node's residue (a new residue wherever segment id or
+    residue number changes from one node to the next) over the number of residues − 1 (0 for a single residue)."""
+    resid, segid = np.asarray(nodes.resid), np.asarray(nodes.segid)
+    if len(resid) == 0:
+        return np.zeros(0)
+    new = np.ones(len(resid), dtype=bool)
+    new[1:] = (resid[1:] != resid[:-1]) | (segid[1:] != segid[:-1])
+    ordinal = np.cumsum(new) - 1
+    return ordinal / max(int(ordinal[-1]), 1)
+
+
+def _sequence_block(s: np.ndarray) -> np.ndarray:
+    """[sin(π k s), cos(π k s)] for k in :data:`SEQUENCE_FREQUENCIES`: (len(s), 14) float32."""
+    a = np.pi * s[:, None] * np.asarray(SEQUENCE_FREQUENCIES, dtype=np.float64)[None, :]
+    return np.stack([np.sin(a), np.cos(a)], axis=2).reshape(len(s), -1).astype(np.float32)
 
 
 def _one_hot(index: np.ndarray, size: int) -> np.ndarray:

@@ -97,7 +97,7 @@ PRESETS: dict[str, dict] = {
     "generative": {
         "model": {"name": "eghn", "generative": True, "hidden": 32, "n_layers": 2, "n_pool_layers": 1,
                   "n_decoder_layers": 1, "n_clusters": 6, "sample_steps": 8, "guide_steps": 2},
-        "data": {"horizon": 15},
+        "data": {"horizon": 15, "features": "sequence"},
         "train": {"epochs": 60, "batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "schedule": "cosine",
                   "reg_weight": 0.1, "patience": 20, "eval_every": 1, "bond_weight": 20.0, "clash_weight": 5.0,
                   "time_reversal": True},

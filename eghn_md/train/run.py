@@ -188,13 +188,13 @@ def _metrics(model, model_cfg, config: RunConfig, result: FitResult, splits, sta
 def _model_fields(model_section: dict, features: str, n_node_scalars: int, stats: dict) -> dict:
     """ModelConfig fields of a new run: the model section, input sizes of the feature set, scales.
 
-    ``residue``: the dataset's node scalars and its bond flag; ``paper``: [|v|, dataset scalars] and [d, d²] (the
+    ``residue`` / ``sequence``: the dataset's node scalars and its bond flag; ``paper``: [|v|, dataset scalars] and [d, d²] (the
     bond flag is not read); ``both``: [|v|, dataset scalars] and [bond flag, d, d²]. Length / velocity /
     displacement scales come from the training statistics unless the model section sets them (the ``paper`` preset
     sets 1: the authors' raw Å).
     """
     speed = features in ("paper", "both")
-    edge_mode = {"residue": "data", "paper": "distance", "both": "data+distance"}[features]
+    edge_mode = {"residue": "data", "sequence": "data", "paper": "distance", "both": "data+distance"}[features]
     scales = {k: stats[k] for k in ("length_scale", "radius_scale", "vel_scale", "disp_scale", "bond_range",
                                     "contact_floor") if k in stats}
     return {
