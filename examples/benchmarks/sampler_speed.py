@@ -1,0 +1,87 @@
+"""Cost of one ensemble rollout step against the number of replicas R (issue 28: R = 32 must cost ≤ 8× R = 1).
+
+One step of ``eghn-md rollout --replicas R`` is :func:`eghn_md.rollout.ensemble.ensemble_rollout` advancing R frames
+of AdK (214 Cα nodes) one horizon: edges rebuilt from every frame, ``--sample-steps`` denoiser passes with the
+model's guidance, R replicas batched into passes of at most ``--chunk-nodes`` nodes. For every chunk size the R
+values are timed round-robin (``--rounds`` rounds, the median kept), so a drift of the machine's speed hits them
+alike; the table gives seconds per step, steps/s, replica-steps/s and the cost relative to R = 1.
+
+Usage::
+
+    OMP_NUM_THREADS=2 python examples/benchmarks/sampler_speed.py --model examples/models/adk_eq_generative.pt \\
+        --replicas 1,8,32 --chunk-nodes 1024,2048,4096 --sample-steps 4 [--device cuda] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+
+def _start(model: str, device: str):
+    from MDAnalysisTests.datafiles import PDB_small  # adk_open.pdb
+
+    from eghn_md.rollout.start import open_start
+
+    return open_start(model, PDB_small, [], frame=0, device=device)
+
+
+def _time_step(st, r: int, *, chunk: int, sample_steps, steps: int) -> float:
+    """Seconds per step of ``r`` replicas (``steps`` steps after one warm-up step)."""
+    from eghn_md.rollout.ensemble import ensemble_rollout
+
+    x0 = torch.as_tensor(st.frames[0], dtype=st.dtype, device=st.device)
+    kw = dict(starts=x0.expand(r, -1, -1).clone(), h=st.system.h.to(st.device, st.dtype),
+              bonds=st.system.bonds.to(st.device), cutoff=st.cutoff, sample_steps=sample_steps,
+              max_chunk_nodes=chunk)
+    ensemble_rollout(st.model, steps=1, **kw)
+    if st.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    ensemble_rollout(st.model, steps=steps, **kw)
+    if st.device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="a generative model.pt")
+    ap.add_argument("--replicas", default="1,8,32")
+    ap.add_argument("--chunk-nodes", default="4096", help="comma-separated max_chunk_nodes values (0: one pass)")
+    ap.add_argument("--sample-steps", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    st = _start(args.model, args.device)
+    reps = [int(r) for r in args.replicas.split(",")]
+    out = {"threads": torch.get_num_threads(), "device": args.device, "sample_steps": args.sample_steps,
+           "chunks": {}}
+    for chunk in (int(c) for c in args.chunk_nodes.split(",")):
+        times = {r: [] for r in reps}
+        for _ in range(args.rounds):
+            for r in reps:
+                times[r].append(_time_step(st, r, chunk=chunk, sample_steps=args.sample_steps, steps=args.steps))
+        med = {r: statistics.median(t) for r, t in times.items()}
+        base = med[reps[0]]
+        out["chunks"][chunk] = {r: {"s_per_step": med[r], "steps_per_s": 1 / med[r], "replica_steps_per_s": r / med[r],
+                                    "cost_vs_first": med[r] / base} for r in reps}
+        print(f"chunk {chunk} nodes:", flush=True)
+        for r in reps:
+            v = out["chunks"][chunk][r]
+            print(f"  R = {r:3d}: {v['s_per_step']:.4f} s/step, {v['steps_per_s']:.2f} steps/s, "
+                  f"{v['replica_steps_per_s']:.1f} replica-steps/s, {v['cost_vs_first']:.2f}x R = {reps[0]}",
+                  flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
