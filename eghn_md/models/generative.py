@@ -43,9 +43,9 @@ import torch
 from torch import Tensor, nn
 
 from eghn_md.data.batch import GraphBatch
-from eghn_md.models.contact_prior import PRIOR_EDGE_FEATURES, add_prior_edges
 from eghn_md.graph.separation import nonlocal_mask
 from eghn_md.models.config import ModelConfig
+from eghn_md.models.contact_prior import PRIOR_EDGE_FEATURES, add_prior_edges
 from eghn_md.models.output import ModelOutput
 from eghn_md.nn.edges import graph_gather, graph_mean, scatter_sum
 
