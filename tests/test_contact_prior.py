@@ -68,11 +68,11 @@ def test_prior_edges_are_added_once_with_their_scalars():
     assert torch.equal(keys, torch.sort(keys).values)  # sorted by receiver, no duplicates
 
 
-def _model(index, mean, std, *, steps=3, seed=0):
+def _model(index, mean, std, *, steps=3, seed=0, name="eghn", edge_features="data"):
     torch.manual_seed(seed)
-    cfg = ModelConfig(name="eghn", node_in=4, edge_in=2, hidden=8, n_layers=2, n_pool_layers=2, n_clusters=3,
+    cfg = ModelConfig(name=name, node_in=4, edge_in=2, hidden=8, n_layers=2, n_pool_layers=2, n_clusters=3,
                       length_scale=3.0, disp_scale=1.5, generative=True, sample_steps=steps, contact_prior=True,
-                      prior_nodes=N, prior_pairs=int(index.shape[1]))
+                      prior_nodes=N, prior_pairs=int(index.shape[1]), edge_features=edge_features)
     model = build_model(cfg).double().eval()
     model.set_contact_prior(index, mean, std)
     return model
@@ -92,8 +92,9 @@ def _sample(model):
     return lambda b: model(b, noise=b.vel).pos.detach()  # noise in the velocity channel, which the model does not read
 
 
-def test_sampling_with_the_prior_is_e3_equivariant_and_reads_the_prior():
-    model = _model(*_prior())
+@pytest.mark.parametrize("name,edges", [("eghn", "data"), ("eghn", "distance"), ("egnn", "data")])
+def test_sampling_with_the_prior_is_e3_equivariant_and_reads_the_prior(name, edges):
+    model = _model(*_prior(), name=name, edge_features=edges)
     batch = collate(_graphs())
     assert_equivariant(_sample(model), batch, atol=1e-10, reflections=True, n_trials=2)
     with_prior = _sample(model)(batch)
@@ -125,6 +126,11 @@ def test_contact_prior_needs_a_generative_model():
         ModelConfig(name="eghn", node_in=4, contact_prior=True)
     with pytest.raises(UsageError, match="contact_prior must be true or false"):
         ModelConfig(name="eghn", node_in=4, generative=True, contact_prior="yes")
+    from eghn_md.models.registry import ignored_option_warnings
+
+    ignored = ignored_option_warnings(ModelConfig(name="linear", node_in=4, generative=True, contact_prior=True))
+    assert any("reads no edge scalars, so contact_prior true is ignored" in m for m in ignored)
+    assert ignored_option_warnings(ModelConfig(name="eghn", node_in=4, generative=True, contact_prior=True)) == []
 
 
 PRIOR_CONFIG = """\
@@ -153,3 +159,8 @@ def test_train_then_roll_out_from_one_structure(adk_h5, tmp_path):
                   "-o", tmp_path / "o.dcd", "--quiet", expect=0)
     assert "Traceback" not in res.output
     assert sorted(p.name for p in tmp_path.glob("o_r*.dcd")) == ["o_r0.dcd", "o_r1.dcd"]
+    # a resumed run rebuilds the prior's buffers from its checkpoint and keeps them
+    run_cli("train", adk_h5, "-o", tmp_path / "run", "--resume", "--epochs", "2", "--quiet", expect=0)
+    resumed = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["state_dict"]
+    assert torch.equal(resumed["prior_index"], model.prior_index)
+    assert torch.equal(resumed["prior_mean"], model.prior_mean)

@@ -75,10 +75,9 @@ def inner_config(config: ModelConfig) -> ModelConfig:
     :data:`~eghn_md.models.contact_prior.PRIOR_EDGE_FEATURES` edge scalars added (``edge_features`` ``"distance"``
     becomes ``"data+distance"`` whose data scalars are the prior's)."""
     edges = {}
-    if config.contact_prior:
-        base = 0 if config.edge_features == "distance" else config.edge_in
+    if config.contact_prior:  # "distance": edge_in 2 ([d, d²]) + the prior's, its data scalars are the prior's
         mode = "data+distance" if config.edge_features == "distance" else config.edge_features
-        edges = {"edge_in": base + PRIOR_EDGE_FEATURES, "edge_features": mode}
+        edges = {"edge_in": config.edge_in + PRIOR_EDGE_FEATURES, "edge_features": mode}
     return dataclasses.replace(config, generative=False, node_in=config.node_in + TIME_FEATURES,
                                vel_scale=config.disp_scale, contact_prior=False, prior_nodes=0, prior_pairs=0,
                                **edges)
