@@ -76,6 +76,13 @@ class ModelConfig:
     ``bond_range`` [Å] ``[min, max]`` and pairs at least 3 bonds apart no closer than ``contact_floor`` [Å]. Training
     sets both from the training data's frames (:func:`eghn_md.data.samples.compute_stats`); ``None`` leaves that
     term out, ``guide_steps`` 0 (the default, and old checkpoints) all guidance.
+
+    ``contact_prior`` (generative models only): the denoiser also sees the native contacts of the training
+    trajectory, as edges with their mean and spread of distance (:mod:`eghn_md.models.contact_prior`), like the
+    native contacts of a structure-based model or an AlphaFold template. Training computes them from the training
+    frames and fills in ``prior_nodes`` (nodes of the graph the prior was computed for; every graph the model reads
+    must have that many) and ``prior_pairs`` (number of contact pairs), so a checkpoint rebuilds the model's prior
+    buffers before loading them. False (the default, and every checkpoint written before the option): no prior.
     """
 
     name: str = "eghn"
@@ -102,6 +109,9 @@ class ModelConfig:
     guide_steps: int = 0  #: last sampling steps whose denoised frame is guided into bond_range / contact_floor
     bond_range: Optional[list] = None  #: [Å] [min, max] bond length of the training data (guidance)
     contact_floor: Optional[float] = None  #: [Å] closest non-local approach in the training data (guidance)
+    contact_prior: bool = False  #: the denoiser reads the training data's native contacts (generative; see above)
+    prior_nodes: int = 0  #: nodes of the graph the contact prior was computed for (set by training)
+    prior_pairs: int = 0  #: contact pairs of the prior (set by training)
     reg_weight: InitVar[Optional[float]] = None  #: legacy: checked and dropped (λ is TrainConfig.reg_weight)
 
     def __post_init__(self, reg_weight: Optional[float]) -> None:
@@ -119,6 +129,8 @@ class ModelConfig:
             ("n_clusters", 1),
             ("sample_steps", 1),
             ("guide_steps", 0),
+            ("prior_nodes", 0),
+            ("prior_pairs", 0),
         ):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -145,6 +157,11 @@ class ModelConfig:
         if self.sampler not in SAMPLERS:
             raise UsageError(f"model config: unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         self._check_guidance()
+        if not isinstance(self.contact_prior, bool):
+            raise UsageError(f"model config: contact_prior must be true or false, got {self.contact_prior!r}")
+        if self.contact_prior and not self.generative:
+            raise UsageError("model config: contact_prior needs a generative model (set generative: true, or "
+                             "contact_prior: false)")
         if self.flow_sigma is None:
             if not self.generative:
                 return

@@ -15,7 +15,11 @@ interpolant whose source is the current frame plus isotropic noise, as EquiJump,
 * **guidance** (``guide_steps`` > 0, BioEmu's pattern): in the last sampling steps x̂₁ first takes
   :data:`GUIDE_ITERATIONS` gradient steps (rate :data:`GUIDE_RATE`) on flat-bottom restraints, bonds into
   ``bond_range`` and non-local pairs (≥ 3 bonds apart, among the edges of x_t) no closer than ``contact_floor``, both
-  taken from the training data. The restraints depend on distances only, so sampling stays E(3)-equivariant.
+  taken from the training data. The restraints depend on distances only, so sampling stays E(3)-equivariant;
+* **contact prior** (``config.contact_prior``): the native contacts of the training trajectory
+  (:mod:`eghn_md.models.contact_prior`, buffers ``prior_index`` / ``prior_mean`` / ``prior_std`` set by training
+  through :meth:`FlowModel.set_contact_prior`) are added to the edges of every graph the denoiser reads, with three
+  edge scalars [is prior pair, mean / 10 Å, std / 1 Å]: constants per pair, so equivariance is kept.
 
 The model is **Markov**: it reads x_t only (``batch.vel`` is ignored), so a rollout starts from one structure. It is
 E(3)-equivariant as a conditional density whenever the inner network is: rotating / reflecting x_t *and* z rotates
@@ -41,6 +45,7 @@ from torch import Tensor, nn
 from eghn_md.data.batch import GraphBatch
 from eghn_md.graph.separation import nonlocal_mask
 from eghn_md.models.config import ModelConfig
+from eghn_md.models.contact_prior import PRIOR_EDGE_FEATURES, add_prior_edges
 from eghn_md.models.output import ModelOutput
 from eghn_md.nn.edges import graph_gather, graph_mean, scatter_sum
 
@@ -66,9 +71,16 @@ def time_features(tau: Tensor) -> Tensor:
 
 def inner_config(config: ModelConfig) -> ModelConfig:
     """The denoiser's configuration: ``config`` with τ features added to the node scalars and the vector channel
-    (x_τ − x_t, of typical size ``disp_scale``) scaled like the displacement."""
+    (x_τ − x_t, of typical size ``disp_scale``) scaled like the displacement; with a contact prior, its
+    :data:`~eghn_md.models.contact_prior.PRIOR_EDGE_FEATURES` edge scalars added (``edge_features`` ``"distance"``
+    becomes ``"data+distance"`` whose data scalars are the prior's)."""
+    edges = {}
+    if config.contact_prior:  # "distance": edge_in 2 ([d, d²]) + the prior's, its data scalars are the prior's
+        mode = "data+distance" if config.edge_features == "distance" else config.edge_features
+        edges = {"edge_in": config.edge_in + PRIOR_EDGE_FEATURES, "edge_features": mode}
     return dataclasses.replace(config, generative=False, node_in=config.node_in + TIME_FEATURES,
-                               vel_scale=config.disp_scale)
+                               vel_scale=config.disp_scale, contact_prior=False, prior_nodes=0, prior_pairs=0,
+                               **edges)
 
 
 def centred_noise(z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -94,10 +106,59 @@ class FlowModel(nn.Module):
             net.capabilities, generative=True, markov=True,
             reads=tuple(f for f in net.capabilities.reads if f != "vel"))
         self.sigma = float(config.flow_sigma)
+        if config.contact_prior:  # zeros of the configured sizes: set_contact_prior or load_state_dict fills them
+            self.register_buffer("prior_index", torch.zeros((2, config.prior_pairs), dtype=torch.long))
+            self.register_buffer("prior_mean", torch.zeros(config.prior_pairs))
+            self.register_buffer("prior_std", torch.zeros(config.prior_pairs))
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"sigma={self.sigma:.4g} Å, sample_steps={c.sample_steps}, sampler={c.sampler!r}"
+        prior = f", contact_prior={c.prior_pairs} pairs of {c.prior_nodes} nodes" if c.contact_prior else ""
+        return f"sigma={self.sigma:.4g} Å, sample_steps={c.sample_steps}, sampler={c.sampler!r}{prior}"
+
+    def set_contact_prior(self, index: Tensor, mean: Tensor, std: Tensor) -> None:
+        """Set the contact prior (:func:`~eghn_md.models.contact_prior.pair_statistics`).
+
+        Args:
+            index: (2, P) long node pairs, one direction each, numbers in [0, ``config.prior_nodes``).
+            mean: (P,) [Å] mean distance of each pair; std: (P,) [Å] its standard deviation.
+
+        Raises:
+            ValueError: a model without ``contact_prior``, or sizes that differ from the configuration's.
+        """
+        c = self.config
+        if not c.contact_prior:
+            raise ValueError("set_contact_prior: this model was built without contact_prior")
+        index = torch.as_tensor(index).long()
+        if tuple(index.shape) != (2, c.prior_pairs) or tuple(mean.shape) != (c.prior_pairs,) or \
+                tuple(std.shape) != (c.prior_pairs,):
+            raise ValueError(f"set_contact_prior: expected index (2, {c.prior_pairs}) and mean, std "
+                             f"({c.prior_pairs},) (prior_pairs), got {tuple(index.shape)}, {tuple(mean.shape)}, "
+                             f"{tuple(std.shape)}")
+        if index.numel() and not (0 <= int(index.min()) and int(index.max()) < c.prior_nodes):
+            raise ValueError(f"set_contact_prior: node numbers must lie in [0, {c.prior_nodes}) (prior_nodes), "
+                             f"got {int(index.min())}..{int(index.max())}")
+        with torch.no_grad():
+            self.prior_index.copy_(torch.sort(index, dim=0).values)  # i < j
+            self.prior_mean.copy_(mean)
+            self.prior_std.copy_(std)
+
+    def with_prior(self, batch: GraphBatch) -> GraphBatch:
+        """``batch`` with the contact prior's pairs among its edges and their scalars appended (unchanged without
+        a prior); every graph must have ``config.prior_nodes`` nodes, else ValueError."""
+        c = self.config
+        if not c.contact_prior:
+            return batch
+        counts = batch.ptr[1:] - batch.ptr[:-1]
+        wrong = (counts != c.prior_nodes).nonzero()
+        if wrong.numel():
+            g = int(wrong[0])
+            raise ValueError(f"contact prior: graph {g} of the batch has {int(counts[g])} nodes, but the prior was "
+                             f"computed for {c.prior_nodes} nodes (the training data's)")
+        attr = batch.edge_attr[:, :0] if c.edge_features == "distance" else batch.edge_attr
+        edge_index, edge_attr = add_prior_edges(batch.edge_index, attr, index=self.prior_index,
+                                                mean=self.prior_mean, std=self.prior_std, ptr=batch.ptr)
+        return batch.replace(edge_index=edge_index, edge_attr=edge_attr)
 
     def forward(self, batch: GraphBatch, *, flow: Optional[Tensor] = None, noise: Optional[Tensor] = None,
                 generator: Optional[torch.Generator] = None, steps: Optional[int] = None) -> ModelOutput:
@@ -117,11 +178,16 @@ class FlowModel(nn.Module):
             z = centred_noise(flow[:, :3].to(batch.pos.dtype), batch.batch, batch.num_graphs)
             tau = flow[:, 3].to(batch.pos.dtype).unsqueeze(1)
             x_tau = (1.0 - tau) * (batch.pos + self.sigma * z) + tau * batch.target.to(batch.pos.dtype)
-            return self.denoise(batch, x_tau, tau.squeeze(1))
+            return self._denoise(self.with_prior(batch), x_tau, tau.squeeze(1))
         return self.sample(batch, noise=noise, generator=generator, steps=steps)
 
     def denoise(self, batch: GraphBatch, x_tau: Tensor, tau: Tensor) -> ModelOutput:
-        """The inner network's prediction x̂₁ (N, 3) [Å] from ``x_tau`` (N, 3) [Å] at flow times ``tau`` (N,)."""
+        """The inner network's prediction x̂₁ (N, 3) [Å] from ``x_tau`` (N, 3) [Å] at flow times ``tau`` (N,)
+        (the contact prior, if any, is added to ``batch``'s edges first)."""
+        return self._denoise(self.with_prior(batch), x_tau, tau)
+
+    def _denoise(self, batch: GraphBatch, x_tau: Tensor, tau: Tensor) -> ModelOutput:
+        """:meth:`denoise` of a ``batch`` that already carries the contact prior's edges (:meth:`with_prior`)."""
         h = torch.cat([batch.h, time_features(tau).to(batch.h.dtype)], dim=1)
         inner = batch.replace(pos=x_tau, vel=x_tau - batch.pos, h=h, target=None, future=None, flow=None)
         out = self.net(inner)
@@ -143,9 +209,10 @@ class FlowModel(nn.Module):
         x = batch.pos + self.sigma * centred_noise(z, batch.batch, batch.num_graphs)
         ones = batch.pos.new_ones(batch.num_nodes)
         out, far = None, None
+        graph = self.with_prior(batch)  # once per sample: the edges belong to x_t
         for k in range(k_steps):
             tau, dt = k / k_steps, 1.0 / k_steps
-            out = self.denoise(batch, x, ones * tau)
+            out = self._denoise(graph, x, ones * tau)
             if k >= k_steps - self.config.guide_steps:
                 if far is None:
                     far = batch.edge_index[:, nonlocal_mask(batch.edge_index, batch.bonds, batch.num_nodes)]
@@ -153,7 +220,7 @@ class FlowModel(nn.Module):
             drift = (out.pos - x) / (1.0 - tau)
             if self.config.sampler == "heun" and k < k_steps - 1:
                 x_next = x + dt * drift
-                ahead = self.denoise(batch, x_next, ones * (tau + dt))
+                ahead = self._denoise(graph, x_next, ones * (tau + dt))
                 drift = 0.5 * (drift + (ahead.pos - x_next) / (1.0 - tau - dt))
             x = x + dt * drift
         return ModelOutput(pos=x, reg=out.reg, assign=out.assign)

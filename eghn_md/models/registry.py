@@ -94,7 +94,12 @@ def ignored_option_warnings(config: ModelConfig) -> list[str]:
     """One message per option ``config`` sets that its model ignores (``refine_layers`` on ``gnn``, …), each in
     the same words; the caller logs or warns them."""
     readers = {o.option: [n for n, cls in MODELS.items() if cls.capabilities.has(o.need)] for o in OPTION_NEEDS}
-    return ignored_options(config.name, config, model_capabilities(config.name), readers)
+    out = ignored_options(config.name, config, model_capabilities(config.name), readers)
+    if config.contact_prior and "edge_attr" not in model_capabilities(config.name).reads:
+        edge_readers = [n for n, cls in MODELS.items() if "edge_attr" in cls.capabilities.reads]
+        out.append(f"model {config.name!r} reads no edge scalars, so contact_prior true is ignored (only "
+                   f"{', '.join(edge_readers)} read them)")
+    return out
 
 
 def build_model(config: ModelConfig) -> nn.Module:

@@ -188,10 +188,10 @@ def _metrics(model, model_cfg, config: RunConfig, result: FitResult, splits, sta
 def _model_fields(model_section: dict, features: str, n_node_scalars: int, stats: dict) -> dict:
     """ModelConfig fields of a new run: the model section, input sizes of the feature set, scales.
 
-    ``residue`` / ``sequence``: the dataset's node scalars and its bond flag; ``paper``: [|v|, dataset scalars] and [d, d²] (the
-    bond flag is not read); ``both``: [|v|, dataset scalars] and [bond flag, d, d²]. Length / velocity /
-    displacement scales come from the training statistics unless the model section sets them (the ``paper`` preset
-    sets 1: the authors' raw Å).
+    ``residue`` / ``sequence``: the dataset's node scalars and its bond flag; ``paper``: [|v|, dataset scalars]
+    and [d, d²] (the bond flag is not read); ``both``: [|v|, dataset scalars] and [bond flag, d, d²]. Length /
+    velocity / displacement scales come from the training statistics unless the model section sets them (the
+    ``paper`` preset sets 1: the authors' raw Å).
     """
     speed = features in ("paper", "both")
     edge_mode = {"residue": "data", "sequence": "data", "paper": "distance", "both": "data+distance"}[features]
@@ -207,21 +207,57 @@ def _model_fields(model_section: dict, features: str, n_node_scalars: int, stats
     }
 
 
+def _training_frames(splits, max_frames: int):
+    """(T, N, 3) [Å] frames of the training split of the first dataset (at most ``max_frames``, evenly spaced).
+
+    Raises:
+        UsageError: training trajectories with different node counts (one prior per model).
+    """
+    import numpy as np
+
+    train = [s for s in splits.sources if s["split"] == "train"]
+    parts = [p for p, s in zip(splits.sets["train"].parts, train, strict=True) if s["file"] == train[0]["file"]]
+    counts = sorted({int(p.h.shape[0]) for p in splits.sets["train"].parts})
+    if len(counts) > 1:
+        raise UsageError(f"contact_prior: the training datasets have different node counts ({counts}); a contact "
+                         "prior needs one system", params=("contact_prior",))
+    where = [(p, t) for p in parts for t in range(p.block_start, p.block_stop)]
+    pick = np.unique(np.linspace(0, len(where) - 1, min(len(where), int(max_frames))).round().astype(np.int64))
+    return np.stack([where[k][0].frame(where[k][1]).numpy() for k in pick])
+
+
+def _contact_prior(model_cfg, splits, last):
+    """``(model config with the prior's sizes, (index, mean, std))`` of a new generative run with
+    ``contact_prior``: the contacts of its training frames within the data cutoff; ``(model_cfg, None)``
+    otherwise (a resumed run's checkpoint carries its prior)."""
+    import dataclasses
+
+    from eghn_md.models.contact_prior import pair_statistics
+
+    if last is not None or not (model_cfg.generative and model_cfg.contact_prior):
+        return model_cfg, None
+    frames = _training_frames(splits, max_frames=2000)
+    prior = pair_statistics(frames, bonds=splits.system.bonds, cutoff=splits.cutoff)
+    cfg = dataclasses.replace(model_cfg, prior_nodes=int(frames.shape[1]), prior_pairs=int(prior[0].shape[1]))
+    return cfg, prior
+
+
 def _prepare_run(out: Path, config: RunConfig, splits, last, log):
-    """The training statistics and the model configuration of a run (``last``: the checkpoint resumed, or None);
-    creates the run directory (only now: bad input never leaves an empty one) and writes its ``config.yaml``."""
+    """The training statistics, the model configuration and the contact prior (or None) of a run (``last``: the
+    checkpoint resumed, or None); creates the run directory (only now: bad input never leaves an empty one) and
+    writes its ``config.yaml``."""
     from eghn_md.data.samples import compute_stats
 
     stats = {**compute_stats(splits.sets["train"]), "frame_dt_ps": splits.frame_dt_ps,
              "horizon_ps": splits.horizon_ps}
-    model_cfg = _model_config(config, splits, stats, last)
+    model_cfg, prior = _contact_prior(_model_config(config, splits, stats, last), splits, last)
     _check_ignored_options(model_cfg, log)
     out.mkdir(parents=True, exist_ok=True)
     config.data.cutoff = splits.cutoff
     if int(os.environ.get("RANK", "0")) == 0:
         write_text_atomic(out / "config.yaml",
                           RunConfig(model=model_cfg.to_dict(), data=config.data, train=config.train).to_yaml())
-    return stats, model_cfg
+    return stats, model_cfg, prior
 
 
 def train_run(
@@ -259,10 +295,12 @@ def train_run(
         config.data.horizon = splits.horizon_frames  # with --horizon-ps: the frames of the first trajectory
         _check_windows(config, sets)
         _check_val_size(config, len(sets["val"]), log)
-        stats, model_cfg = _prepare_run(out, config, splits, last, log)
+        stats, model_cfg, prior = _prepare_run(out, config, splits, last, log)
         is_main = int(os.environ.get("RANK", "0")) == 0
         seed_everything(config.train.seed)  # weight initialisation is part of the seeded run
         model = build_model(model_cfg)
+        if prior is not None:
+            model.set_contact_prior(*prior)
         common = dict(model_config=model_cfg.to_dict(), data_config=config.data.to_dict(),
                       train_config={"train": config.train.to_dict(), "_model_section": dict(config.model)},
                       stats=stats, nodes=splits.system.metadata())
