@@ -6,8 +6,8 @@ set -euo pipefail
 OUT=${1:-demo-out}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 EQ_MODEL="$HERE/models/adk_eq_generative.pt"   # trained by examples/models/train_adk_eq_generative.py
-EQ_FRAMES=${EQ_FRAMES:-500}                     # reference run: 500 frames of 1.6 ps (several transitions)
-EQ_STEPS=${EQ_STEPS:-60}                        # ensemble rollout: steps of 1.6 ps per replica
+EQ_FRAMES=${EQ_FRAMES:-1000}                    # reference run: 1,000 frames of 1.6 ps (several transitions)
+EQ_STEPS=${EQ_STEPS:-50}                        # ensemble rollout: steps of ΔT = 16 ps (10 frames) per replica
 BIN=${EGHN_BIN:-.venv/bin}
 EGHN="$BIN/eghn-md"
 mkdir -p "$OUT"

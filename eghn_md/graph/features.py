@@ -11,11 +11,12 @@ residue type one-hot    21    :data:`RESIDUE_TYPES`: the 20 standard amino acids
 atom name one-hot       6     :data:`ATOM_TYPES` (``N, CA, C, O, CB, OTHER``), only when ``spec.atom``: by
                               default when nodes are atoms (several nodes per residue, e.g. ``--select backbone``).
                               Terminal carboxyl oxygens (OT1, OT2, OC1, OC2, OXT, O1, O2) count as ``O``.
-sequence                14    only when ``spec.sequence``: where the node's residue lies along the chain, s = its ordinal
-                              among the residues / (their number − 1) ∈ [0, 1], as [sin(π k s), cos(π k s)] for k in
-                              :data:`SEQUENCE_FREQUENCIES` (1, 2, 4 … 64: neighbours told apart, as in a transformer's
-                              positional encoding). It names each residue, so a model learns *this* protein's
-                              structure (a surrogate of one protein); it ties the model to the topology's residue count.
+sequence                14    only when ``spec.sequence``: where the node's residue lies along the chain, s = its
+                              ordinal among the residues / (their number − 1) ∈ [0, 1], as [sin(π k s), cos(π k s)]
+                              for k in :data:`SEQUENCE_FREQUENCIES` (1, 2, 4 … 64: neighbours told apart, as in a
+                              transformer's positional encoding). It names each residue, so a model learns *this*
+                              protein's structure (a surrogate of one protein); it ties the model to the topology's
+                              residue count.
 charge                  1     the node's charge in e, only when ``spec.charge`` (opt-in; needs a topology with
                               charges): the atom's partial charge for atom nodes, the residue's net charge for
                               one-node-per-residue graphs (see :mod:`eghn_md.graph.nodes`). With

@@ -104,6 +104,24 @@ def judge(frames: list, ref: np.ndarray, info: dict, data: Path, horizon: int) -
     return out
 
 
+def floor(data: Path, ref: np.ndarray, horizon: int) -> dict:
+    """The reference's own floor: run 3 (an independent MD run, one frame per ``horizon``) judged as if it were a
+    model against run 2, with the same metrics as :func:`judge`."""
+    import MDAnalysis as mda
+
+    from eghn_md.rollout.distribution import compare_ensembles
+    from eghn_md.rollout.states import states_from_files
+    from MDAnalysisTests.datafiles import PDB_closed, PDB_small
+
+    u = mda.Universe(str(data / "adk_cg.pdb"), str(data / "run-3.dcd"))
+    other = np.stack([u.atoms.positions.astype(np.float64) for _ in u.trajectory[::horizon]])
+    states = states_from_files(PDB_closed, PDB_small, n_nodes=ref.shape[1], names=("closed", "open"))
+    m = compare_ensembles(reference=[ref], model=[other], states=states, step_ps=float(u.trajectory.dt) * horizon,
+                          reference_stride=horizon)
+    return {"rmsf_r": m["rmsf"]["pearson_r"], "rmsf_ratio": m["rmsf"]["ratio"], "w2_A": m["pca"]["w2_A"],
+            "js_rg": m["js"]["rg"], "states": m.get("states"), "n_frames": len(other)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="/work/data/adk-eq")
@@ -121,17 +139,22 @@ def main() -> None:
     ap.add_argument("--train-only", action="store_true", help="Train the runs and stop.")
     ap.add_argument("--checkpoint", default="model.pt",
                     help="Checkpoint of each run to roll out (last.pt: the last epoch of an unfinished run).")
+    ap.add_argument("--floor", action="store_true", help="Also judge run 3 (MD) against run 2: the floor.")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     data, work = Path(args.data), Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     h5 = _h5(data, work)
-    runs = {(model, seed): train(work, h5, model, seed, args) for model in args.models.split(",")
+    runs = {(model, seed): train(work, h5, model, seed, args) for model in args.models.split(",") if model
             for seed in (int(s) for s in args.seeds.split(","))}
     if args.train_only:
         return
     ref, _ = _reference(data)
     results = {}
+    if args.floor:
+        results["floor_md_run3"] = r = floor(data, ref, args.horizon)
+        print("floor (run 3)", json.dumps({k: v for k, v in r.items() if k != "states"}), flush=True)
+        print("  states", json.dumps(r["states"]), flush=True)
     for (model, seed), run in runs.items():
         frames, info = roll(run, data, ref, args, seed)
         results[f"{model}_s{seed}"] = r = judge(frames, ref, info, data, args.horizon)

@@ -4,15 +4,17 @@ Data: one reference run of the equilibrium AdK benchmark, as written by
 ``eghn-md bench adk-equilibrium generate -o DIR --seed 1`` (``DIR/adk_cg.pdb`` + ``DIR/run-1.dcd``, 12,500 frames
 1.6 ps apart); nothing is regenerated, the run is only preprocessed (Cα nodes) into ``--work``.
 
-Model: the ``generative`` preset (``eghn-md train --preset generative``) with these overrides, small enough to train
-in minutes on one CPU thread (216 CPU s measured, examples/benchmarks/results/demo.md):
+Model: the ``generative`` preset (``eghn-md train --preset generative``: EGHN hidden 32, 2 layers, K = 6, sequence
+features, input noise and breathing, 4 Euler sampling steps with guidance in the last 2) with these overrides, the
+setting of seed 1 of the equilibrium campaign (examples/benchmarks/results/generative_equilibrium.md, section 2):
 
-* ``data.horizon 1`` (ΔT = 1 frame = 1.6 ps, the step of the demo's ensemble rollout), ``data.split [0.9, 0.1, 0]``
-  (the last 10 % of the run validates), ``data.window_stride --stride`` (every 8th training window);
-* ``train.epochs --epochs``, ``train.eval_every 1``, ``train.patience 0`` (no early stop), ``train.seed --seed``;
-* ``model.sample_steps 4`` (4 Euler steps per sampled frame instead of the preset's 8, guidance still in the last 2:
-  half the cost of a rollout step; the training objective does not depend on it); the preset's network (EGHN
-  hidden 32, 2 layers, K = 6) unchanged.
+* ``data.horizon --horizon`` (10 frames = 16 ps, the AdK DIMS horizon), ``data.split [0.9, 0.1, 0]`` (the last 10 %
+  of the run validates), ``data.window_stride --stride`` (every 2nd training window);
+* ``train.epochs --epochs`` (3), ``train.eval_every 1``, ``train.patience 0`` (no early stop), ``train.seed --seed``.
+
+About 20 CPU minutes on one thread. ``--from-run DIR`` takes a run that was already trained with exactly this
+configuration (its ``config.yaml`` is compared with the one this script resolves, and must be equal) instead of
+training again: the campaign's ``generative_s1`` is such a run.
 
 Writes ``--output`` (the run's ``model.pt``: a weights-only checkpoint of a few hundred KB) and, beside it, a card
 ``<output stem>.json`` (data, command, resolved config, one-step validation MSE of one sample beside the static
@@ -21,7 +23,7 @@ predictor, date, versions). If the ``generative`` preset changes, rerun this scr
 Usage::
 
     OMP_NUM_THREADS=1 python examples/models/train_adk_eq_generative.py --data /work/data/adk-eq \\
-        --work runs/adk_eq_generative
+        --work runs/adk_eq_generative [--from-run CAMPAIGN/generative_s1]
 """
 
 from __future__ import annotations
@@ -39,9 +41,8 @@ HERE = Path(__file__).resolve().parent
 
 def overrides(args: argparse.Namespace) -> dict:
     """The documented overrides of the ``generative`` preset."""
-    return {"model": {"sample_steps": 4},
-            "data": {"horizon": 1, "split": [0.9, 0.1, 0.0], "window_stride": args.stride},
-            "train": {"epochs": args.epochs, "eval_every": 1, "patience": 0, "seed": args.seed, "device": "cpu"}}
+    return {"data": {"horizon": args.horizon, "split": [0.9, 0.1, 0.0], "window_stride": args.stride},
+            "train": {"epochs": args.epochs, "seed": args.seed, "device": "cpu", "eval_every": 1, "patience": 0}}
 
 
 def prepare(args: argparse.Namespace) -> Path:
@@ -80,13 +81,32 @@ def card(args: argparse.Namespace, metrics: dict, config: dict) -> dict:
     }
 
 
+def reuse(run: Path, config) -> dict:
+    """The metrics of ``run``, after checking that its saved configuration is the one this script would train."""
+    import yaml
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    ours = yaml.safe_load(config.to_yaml())
+    for section in ("data", "train"):
+        if saved[section] != ours[section]:
+            diff = {k: (saved[section].get(k), v) for k, v in ours[section].items() if saved[section].get(k) != v}
+            raise SystemExit(f"{run} was trained with another {section} configuration (saved, wanted): {diff}")
+    diff = {k: (saved["model"].get(k), v) for k, v in ours["model"].items() if saved["model"].get(k) != v}
+    if diff:
+        raise SystemExit(f"{run} was trained with another model configuration (saved, wanted): {diff}")
+    return json.loads((run / "metrics.json").read_text())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="the generator's output folder (adk_cg.pdb, run-RUN.dcd)")
     p.add_argument("--run", type=int, default=1, help="seed of the reference run to train on (run-RUN.dcd)")
     p.add_argument("--work", type=Path, default=Path("runs/adk_eq_generative"), help="scratch folder (data, run)")
+    p.add_argument("--horizon", type=int, default=10, help="ΔT in frames of the reference run")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--stride", type=int, default=8, help="every STRIDE-th training window")
+    p.add_argument("--stride", type=int, default=2, help="every STRIDE-th training window")
+    p.add_argument("--from-run", type=Path, default=None,
+                   help="a run already trained with exactly this configuration (its config.yaml must match)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("-o", "--output", type=Path, default=HERE / "adk_eq_generative.pt")
     args = p.parse_args()
@@ -101,8 +121,11 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     h5 = prepare(args)
     config = resolve_config(preset="generative", overrides=overrides(args))
-    run = args.work / "run"
-    metrics = train_run([h5], run, config=config, overwrite=True)
+    if args.from_run is None:
+        run = args.work / "run"
+        metrics = train_run([h5], run, config=config, overwrite=True)
+    else:
+        run, metrics = args.from_run, reuse(args.from_run, config)
     with atomic_path(args.output) as tmp:
         shutil.copyfile(run / "model.pt", tmp)
     info = card(args, metrics, config.to_dict())
