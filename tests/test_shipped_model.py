@@ -52,7 +52,7 @@ def test_shipped_model_loads_weights_only_and_matches_its_card():
     assert card["model_file"] == MODEL.name and card["preset"] == "generative"
     asked = card["config"]["model"]  # the resolved preset + overrides; the checkpoint adds the data's sizes
     assert asked and {k: ckpt.model_config[k] for k in asked} == asked
-    assert card["config"]["data"]["horizon"] == ckpt.data_config["horizon"] == 1
+    assert card["config"]["data"]["horizon"] == ckpt.data_config["horizon"] == 10
 
 
 def test_shipped_model_ensemble_from_open_pdb_is_valid_and_repeats(open_pdb, tmp_path):
@@ -77,7 +77,8 @@ def eq_h5(tmp_path_factory):
     """A short equilibrium AdK reference run (the demo's generator, frames 1.6 ps apart), preprocessed."""
     pytest.importorskip("openmm")
     d = tmp_path_factory.mktemp("eq")
-    run_cli("bench", "adk-equilibrium", "generate", "-o", d, "--frames", 30, "--seed", 2, "-q", expect=0)
+    # 20 rollout steps of ΔT = 10 frames need 201 frames after the start
+    run_cli("bench", "adk-equilibrium", "generate", "-o", d, "--frames", 220, "--seed", 2, "-q", expect=0)
     run_cli("preprocess", d / "adk_cg.pdb", d / "run-2.dcd", "-o", d / "run-2.h5", "-q", expect=0)
     return d / "run-2.h5"
 

@@ -1,4 +1,4 @@
-"""`--features residue|paper|both|sequence`, the `paper` / `paper-eghn` presets, the optimiser option, `--clusters 1`."""
+"""`--features residue|paper|both|sequence`, the `paper` / `paper-eghn` presets, the optimiser, `--clusters 1`."""
 
 import json
 import shutil

@@ -219,8 +219,8 @@ def _training_frames(splits, max_frames: int):
     parts = [p for p, s in zip(splits.sets["train"].parts, train, strict=True) if s["file"] == train[0]["file"]]
     counts = sorted({int(p.h.shape[0]) for p in splits.sets["train"].parts})
     if len(counts) > 1:
-        raise UsageError(f"contact_prior: the training datasets have different node counts ({counts}); a contact "
-                         "prior needs one system", params=("contact_prior",))
+        raise UsageError(f"model: contact_prior in the `config_file` needs one system, but the training datasets "
+                         f"have different node counts ({counts})", params=("config_file",))
     where = [(p, t) for p in parts for t in range(p.block_start, p.block_stop)]
     pick = np.unique(np.linspace(0, len(where) - 1, min(len(where), int(max_frames))).round().astype(np.int64))
     return np.stack([where[k][0].frame(where[k][1]).numpy() for k in pick])

@@ -82,14 +82,16 @@ def card(args: argparse.Namespace, metrics: dict, config: dict) -> dict:
 
 
 def reuse(run: Path, config) -> dict:
-    """The metrics of ``run``, after checking that its saved configuration is the one this script would train."""
+    """The metrics of ``run``, after checking that its saved configuration is the one this script would train (a
+    value left None here, e.g. the cutoff, is resolved from the data by the run and not compared)."""
     import yaml
 
     saved = yaml.safe_load((run / "config.yaml").read_text())
     ours = yaml.safe_load(config.to_yaml())
     for section in ("data", "train"):
-        if saved[section] != ours[section]:
-            diff = {k: (saved[section].get(k), v) for k, v in ours[section].items() if saved[section].get(k) != v}
+        diff = {k: (saved[section].get(k), v) for k, v in ours[section].items()
+                if v is not None and saved[section].get(k) != v}  # None: resolved from the data by the run
+        if diff:
             raise SystemExit(f"{run} was trained with another {section} configuration (saved, wanted): {diff}")
     diff = {k: (saved["model"].get(k), v) for k, v in ours["model"].items() if saved["model"].get(k) != v}
     if diff:
