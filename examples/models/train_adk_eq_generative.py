@@ -5,14 +5,15 @@ Data: one reference run of the equilibrium AdK benchmark, as written by
 1.6 ps apart); nothing is regenerated, the run is only preprocessed (Cα nodes) into ``--work``.
 
 Model: the ``generative`` preset (``eghn-md train --preset generative``: EGHN hidden 32, 2 layers, K = 6, sequence
-features, input noise and breathing, 4 Euler sampling steps with guidance in the last 2) with these overrides, the
+features, the contact prior of the training run, input noise and breathing, 4 Euler sampling steps with guidance in
+the last 2) with these overrides, the
 setting of seed 1 of the equilibrium campaign (examples/benchmarks/results/generative_equilibrium.md, section 2):
 
 * ``data.horizon --horizon`` (10 frames = 16 ps, the AdK DIMS horizon), ``data.split [0.9, 0.1, 0]`` (the last 10 %
-  of the run validates), ``data.window_stride --stride`` (every 2nd training window);
-* ``train.epochs --epochs`` (3), ``train.eval_every 1``, ``train.patience 0`` (no early stop), ``train.seed --seed``.
+  of the run validates), ``data.window_stride --stride`` (every 4th training window);
+* ``train.epochs --epochs`` (2), ``train.eval_every 1``, ``train.patience 0`` (no early stop), ``train.seed --seed``.
 
-About 20 CPU minutes on one thread. ``--from-run DIR`` takes a run that was already trained with exactly this
+About 6 CPU minutes on one thread. ``--from-run DIR`` takes a run that was already trained with exactly this
 configuration (its ``config.yaml`` is compared with the one this script resolves, and must be equal) instead of
 training again: the campaign's ``generative_s1`` is such a run.
 
@@ -105,8 +106,8 @@ def main() -> None:
     p.add_argument("--run", type=int, default=1, help="seed of the reference run to train on (run-RUN.dcd)")
     p.add_argument("--work", type=Path, default=Path("runs/adk_eq_generative"), help="scratch folder (data, run)")
     p.add_argument("--horizon", type=int, default=10, help="ΔT in frames of the reference run")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--stride", type=int, default=2, help="every STRIDE-th training window")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--stride", type=int, default=4, help="every STRIDE-th training window")
     p.add_argument("--from-run", type=Path, default=None,
                    help="a run already trained with exactly this configuration (its config.yaml must match)")
     p.add_argument("--seed", type=int, default=1)
