@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -93,20 +92,18 @@ def one_step(run: Path, data: dict, n_samples: int, seed: int = 0, sample_steps=
 
 @torch.no_grad()
 def sampler_speed(run: Path, data: dict, replicas=(1, 8, 32), steps: int = 5) -> dict:
-    """Rollout steps per second of R replicas batched, from DCD2 frame 0."""
-    from eghn_md.rollout.ensemble import ensemble_rollout
-    from eghn_md.rollout.start import open_start
+    """Rollout steps per second of R replicas batched, from DCD2 frame 0 (timed by ``sampler_speed.time_step``,
+    the model's own sample steps, the default chunk size)."""
     from MDAnalysisTests.datafiles import DCD2, PSF
+    from sampler_speed import time_step
+
+    from eghn_md.rollout.ensemble import DEFAULT_CHUNK_NODES
+    from eghn_md.rollout.start import open_start
 
     st = open_start(run / "model.pt", PSF, [DCD2], frame=0, device="cpu")
-    x0 = torch.as_tensor(st.frames[0])
     out = {}
     for r in replicas:
-        kw = dict(starts=x0.expand(r, -1, -1).clone(), h=st.system.h, bonds=st.system.bonds, cutoff=st.cutoff)
-        ensemble_rollout(st.model, steps=1, **kw)  # warm-up
-        t0 = time.perf_counter()
-        ensemble_rollout(st.model, steps=steps, **kw)
-        dt = (time.perf_counter() - t0) / steps
+        dt = time_step(st, r, chunk=DEFAULT_CHUNK_NODES, sample_steps=None, steps=steps)
         out[r] = {"steps_per_s": 1.0 / dt, "s_per_step": dt, "replica_steps_per_s": r / dt}
     return out
 

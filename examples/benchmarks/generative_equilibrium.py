@@ -91,17 +91,25 @@ def judge(frames: list, ref: np.ndarray, info: dict, data: Path, horizon: int) -
            "n_frames": v["n_frames"], "steps_done": [len(f) - 1 for f in frames], "wall_s": info["wall_s"],
            "rg_ratio": v["rg_ratio"], "stopped": [s["reason"] if s else None for s in info["stopped"]]}
     try:
-        from eghn_md.rollout.distribution import compare_ensembles
-        from eghn_md.rollout.states import states_from_files
-        from MDAnalysisTests.datafiles import PDB_closed, PDB_small
-    except ImportError:
-        return out
-    states = states_from_files(PDB_closed, PDB_small, n_nodes=ref.shape[1], names=("closed", "open"))
-    m = compare_ensembles(reference=[ref], model=frames, states=states, step_ps=info["step_ps"],
-                          reference_stride=horizon)
-    out.update({"rmsf_r": m["rmsf"]["pearson_r"], "rmsf_ratio": m["rmsf"]["ratio"], "w2_A": m["pca"]["w2_A"],
-                "js_rg": m["js"]["rg"], "states": m.get("states")})
+        out.update(distribution(ref, frames, step_ps=info["step_ps"], horizon=horizon))
+    except ImportError:  # MDAnalysisTests (the crystal structures of the states) absent
+        pass
     return out
+
+
+def distribution(ref: np.ndarray, frames: list, *, step_ps: float, horizon: int) -> dict:
+    """The distributional metrics of ``frames`` (list of (T, N, 3) [Å], one frame per ``step_ps``) against the
+    reference run ``ref`` (T, N, 3) [Å] (its states read every ``horizon``-th frame): RMSF r and ratio, PC1–PC2 W2,
+    Rg Jensen–Shannon distance and the two-state summary."""
+    from MDAnalysisTests.datafiles import PDB_closed, PDB_small
+
+    from eghn_md.rollout.distribution import compare_ensembles
+    from eghn_md.rollout.states import states_from_files
+
+    states = states_from_files(PDB_closed, PDB_small, n_nodes=ref.shape[1], names=("closed", "open"))
+    m = compare_ensembles(reference=[ref], model=frames, states=states, step_ps=step_ps, reference_stride=horizon)
+    return {"rmsf_r": m["rmsf"]["pearson_r"], "rmsf_ratio": m["rmsf"]["ratio"], "w2_A": m["pca"]["w2_A"],
+            "js_rg": m["js"]["rg"], "states": m.get("states")}
 
 
 def floor(data: Path, ref: np.ndarray, horizon: int) -> dict:
@@ -109,17 +117,10 @@ def floor(data: Path, ref: np.ndarray, horizon: int) -> dict:
     model against run 2, with the same metrics as :func:`judge`."""
     import MDAnalysis as mda
 
-    from eghn_md.rollout.distribution import compare_ensembles
-    from eghn_md.rollout.states import states_from_files
-    from MDAnalysisTests.datafiles import PDB_closed, PDB_small
-
     u = mda.Universe(str(data / "adk_cg.pdb"), str(data / "run-3.dcd"))
     other = np.stack([u.atoms.positions.astype(np.float64) for _ in u.trajectory[::horizon]])
-    states = states_from_files(PDB_closed, PDB_small, n_nodes=ref.shape[1], names=("closed", "open"))
-    m = compare_ensembles(reference=[ref], model=[other], states=states, step_ps=float(u.trajectory.dt) * horizon,
-                          reference_stride=horizon)
-    return {"rmsf_r": m["rmsf"]["pearson_r"], "rmsf_ratio": m["rmsf"]["ratio"], "w2_A": m["pca"]["w2_A"],
-            "js_rg": m["js"]["rg"], "states": m.get("states"), "n_frames": len(other)}
+    m = distribution(ref, [other], step_ps=float(u.trajectory.dt) * horizon, horizon=horizon)
+    return {**m, "n_frames": len(other)}
 
 
 def main() -> None:

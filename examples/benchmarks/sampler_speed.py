@@ -30,8 +30,9 @@ def _start(model: str, device: str):
     return open_start(model, PDB_small, [], frame=0, device=device)
 
 
-def _time_step(st, r: int, *, chunk: int, sample_steps, steps: int) -> float:
-    """Seconds per step of ``r`` replicas (``steps`` steps after one warm-up step)."""
+def time_step(st, r: int, *, chunk: int, sample_steps, steps: int) -> float:
+    """Seconds per ensemble rollout step of ``r`` replicas of ``st`` (a :class:`~eghn_md.rollout.start.ModelStart`)
+    all starting at its first frame: ``steps`` timed steps after one warm-up step."""
     from eghn_md.rollout.ensemble import ensemble_rollout
 
     x0 = torch.as_tensor(st.frames[0], dtype=st.dtype, device=st.device)
@@ -67,7 +68,7 @@ def main() -> None:
         times = {r: [] for r in reps}
         for _ in range(args.rounds):
             for r in reps:
-                times[r].append(_time_step(st, r, chunk=chunk, sample_steps=args.sample_steps, steps=args.steps))
+                times[r].append(time_step(st, r, chunk=chunk, sample_steps=args.sample_steps, steps=args.steps))
         med = {r: statistics.median(t) for r, t in times.items()}
         base = med[reps[0]]
         out["chunks"][chunk] = {r: {"s_per_step": med[r], "steps_per_s": 1 / med[r], "replica_steps_per_s": r / med[r],
