@@ -83,6 +83,11 @@ class ModelConfig:
     frames and fills in ``prior_nodes`` (nodes of the graph the prior was computed for; every graph the model reads
     must have that many) and ``prior_pairs`` (number of contact pairs), so a checkpoint rebuilds the model's prior
     buffers before loading them. False (the default, and every checkpoint written before the option): no prior.
+
+    ``condition_distances`` (generative models only): every edge the denoiser reads also carries its length in the
+    current frame x_t, in radial basis functions (:func:`eghn_md.models.generative.distance_features`): the
+    denoiser's own positions are the noisy x_τ, so this is how it reads x_t's contacts exactly. False (the
+    default, and older checkpoints): not read.
     """
 
     name: str = "eghn"
@@ -110,6 +115,7 @@ class ModelConfig:
     bond_range: Optional[list] = None  #: [Å] [min, max] bond length of the training data (guidance)
     contact_floor: Optional[float] = None  #: [Å] closest non-local approach in the training data (guidance)
     contact_prior: bool = False  #: the denoiser reads the training data's native contacts (generative; see above)
+    condition_distances: bool = False  #: the denoiser's edges carry their length in x_t (generative; see above)
     prior_nodes: int = 0  #: nodes of the graph the contact prior was computed for (set by training)
     prior_pairs: int = 0  #: contact pairs of the prior (set by training)
     reg_weight: InitVar[Optional[float]] = None  #: legacy: checked and dropped (λ is TrainConfig.reg_weight)
@@ -157,11 +163,12 @@ class ModelConfig:
         if self.sampler not in SAMPLERS:
             raise UsageError(f"model config: unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         self._check_guidance()
-        if not isinstance(self.contact_prior, bool):
-            raise UsageError(f"model config: contact_prior must be true or false, got {self.contact_prior!r}")
-        if self.contact_prior and not self.generative:
-            raise UsageError("model config: contact_prior needs a generative model (set generative: true, or "
-                             "contact_prior: false)")
+        for key in ("contact_prior", "condition_distances"):
+            if not isinstance(getattr(self, key), bool):
+                raise UsageError(f"model config: {key} must be true or false, got {getattr(self, key)!r}")
+            if getattr(self, key) and not self.generative:
+                raise UsageError(f"model config: {key} needs a generative model (set generative: true, or "
+                                 f"{key}: false)")
         if self.flow_sigma is None:
             if not self.generative:
                 return

@@ -20,6 +20,12 @@ interpolant whose source is the current frame plus isotropic noise, as EquiJump,
   (:mod:`eghn_md.models.contact_prior`, buffers ``prior_index`` / ``prior_mean`` / ``prior_std`` set by training
   through :meth:`FlowModel.set_contact_prior`) are added to the edges of every graph the denoiser reads, with three
   edge scalars [is prior pair, mean / 10 Å, std / 1 Å]: constants per pair, so equivariance is kept.
+* **distance conditioning** (``config.condition_distances``): every edge the denoiser reads also carries its length
+  in x_t, expanded in :data:`CONDITION_FEATURES` Gaussian radial basis functions (:func:`distance_features`). The
+  denoiser's own geometry is x_τ, whose distances carry the source noise (≈ σ√2 per pair at τ = 0); without these
+  scalars it sees x_t's exact contacts only through the vector channel, and loosens what holds a compact state
+  together (measured on equilibrium AdK: ``examples/benchmarks/results/generative_equilibrium.md``). Distances are
+  invariant, so equivariance is kept.
 
 The model is **Markov**: it reads x_t only (``batch.vel`` is ignored), so a rollout starts from one structure. It is
 E(3)-equivariant as a conditional density whenever the inner network is: rotating / reflecting x_t *and* z rotates
@@ -50,6 +56,7 @@ from eghn_md.models.output import ModelOutput
 from eghn_md.nn.edges import graph_gather, graph_mean, scatter_sum
 
 __all__ = ["FlowModel", "TIME_FEATURES", "time_features", "inner_config", "centred_noise", "GUIDE_ITERATIONS",
+           "CONDITION_FEATURES", "distance_features",
            "GUIDE_RATE"]
 
 #: frequencies of the τ embedding: node scalars [τ, sin(π k τ), cos(π k τ) for k = 1 … 4]
@@ -60,6 +67,12 @@ TIME_FEATURES = 1 + 2 * len(_FREQUENCIES)
 #: of its restraints [Å] (0.4: one bond alone is put back into range within 20 % in one step; chains need a few)
 GUIDE_ITERATIONS = 20
 GUIDE_RATE = 0.4
+#: centres [Å] and width [Å] of the Gaussian radial basis of the conditioning distances (``condition_distances``):
+#: 3 to 14.25 Å covers the Cα contacts and the radius graph; one width apart, so a 1 Å change moves every feature
+_RBF_CENTRES = tuple(3.0 + 1.25 * k for k in range(10))
+_RBF_WIDTH = 1.25
+#: edge scalars that ``condition_distances`` adds to the denoiser's input
+CONDITION_FEATURES = len(_RBF_CENTRES)
 
 
 def time_features(tau: Tensor) -> Tensor:
@@ -69,18 +82,28 @@ def time_features(tau: Tensor) -> Tensor:
     return torch.cat([tau.unsqueeze(1), torch.sin(a), torch.cos(a)], dim=1)
 
 
+def distance_features(pos: Tensor, edge_index: Tensor) -> Tensor:
+    """Edge scalars (E, :data:`CONDITION_FEATURES`): the length of every edge in ``pos`` (N, 3) [Å], expanded in
+    Gaussian radial basis functions exp(−((d − c) / w)²) (``edge_index`` (2, E) long)."""
+    d = (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=1, keepdim=True)
+    c = torch.tensor(_RBF_CENTRES, dtype=pos.dtype, device=pos.device)
+    return torch.exp(-(((d - c) / _RBF_WIDTH) ** 2))
+
+
 def inner_config(config: ModelConfig) -> ModelConfig:
     """The denoiser's configuration: ``config`` with τ features added to the node scalars and the vector channel
     (x_τ − x_t, of typical size ``disp_scale``) scaled like the displacement; with a contact prior, its
-    :data:`~eghn_md.models.contact_prior.PRIOR_EDGE_FEATURES` edge scalars added (``edge_features`` ``"distance"``
-    becomes ``"data+distance"`` whose data scalars are the prior's)."""
+    :data:`~eghn_md.models.contact_prior.PRIOR_EDGE_FEATURES` edge scalars added, with ``condition_distances`` the
+    :data:`CONDITION_FEATURES` (``edge_features`` ``"distance"`` becomes ``"data+distance"`` whose data scalars are
+    the added ones)."""
     edges = {}
-    if config.contact_prior:  # "distance": edge_in 2 ([d, d²]) + the prior's, its data scalars are the prior's
+    extra = PRIOR_EDGE_FEATURES * config.contact_prior + CONDITION_FEATURES * config.condition_distances
+    if extra:  # "distance": edge_in 2 ([d, d²]) + the added scalars, which become its data scalars
         mode = "data+distance" if config.edge_features == "distance" else config.edge_features
-        edges = {"edge_in": config.edge_in + PRIOR_EDGE_FEATURES, "edge_features": mode}
+        edges = {"edge_in": config.edge_in + extra, "edge_features": mode}
     return dataclasses.replace(config, generative=False, node_in=config.node_in + TIME_FEATURES,
-                               vel_scale=config.disp_scale, contact_prior=False, prior_nodes=0, prior_pairs=0,
-                               **edges)
+                               vel_scale=config.disp_scale, contact_prior=False, condition_distances=False,
+                               prior_nodes=0, prior_pairs=0, **edges)
 
 
 def centred_noise(z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -143,6 +166,19 @@ class FlowModel(nn.Module):
             self.prior_mean.copy_(mean)
             self.prior_std.copy_(std)
 
+    def conditioned(self, batch: GraphBatch) -> GraphBatch:
+        """``batch`` (positions x_t) with what the denoiser reads of x_t on its edges: the contact prior's pairs and
+        scalars (:meth:`with_prior`), then, with ``condition_distances``, every edge's length in x_t
+        (:func:`distance_features`). Computed once per sample: the edges belong to x_t."""
+        batch = self.with_prior(batch)
+        if not self.config.condition_distances:
+            return batch
+        attr = batch.edge_attr
+        if self.config.edge_features == "distance" and not self.config.contact_prior:
+            attr = attr[:, :0]
+        feat = distance_features(batch.pos, batch.edge_index).to(attr.dtype)
+        return batch.replace(edge_attr=torch.cat([attr, feat], dim=1))
+
     def with_prior(self, batch: GraphBatch) -> GraphBatch:
         """``batch`` with the contact prior's pairs among its edges and their scalars appended (unchanged without
         a prior); every graph must have ``config.prior_nodes`` nodes, else ValueError."""
@@ -178,16 +214,16 @@ class FlowModel(nn.Module):
             z = centred_noise(flow[:, :3].to(batch.pos.dtype), batch.batch, batch.num_graphs)
             tau = flow[:, 3].to(batch.pos.dtype).unsqueeze(1)
             x_tau = (1.0 - tau) * (batch.pos + self.sigma * z) + tau * batch.target.to(batch.pos.dtype)
-            return self._denoise(self.with_prior(batch), x_tau, tau.squeeze(1))
+            return self._denoise(self.conditioned(batch), x_tau, tau.squeeze(1))
         return self.sample(batch, noise=noise, generator=generator, steps=steps)
 
     def denoise(self, batch: GraphBatch, x_tau: Tensor, tau: Tensor) -> ModelOutput:
         """The inner network's prediction x̂₁ (N, 3) [Å] from ``x_tau`` (N, 3) [Å] at flow times ``tau`` (N,)
-        (the contact prior, if any, is added to ``batch``'s edges first)."""
-        return self._denoise(self.with_prior(batch), x_tau, tau)
+        (what the denoiser reads of x_t is added to ``batch``'s edges first: :meth:`conditioned`)."""
+        return self._denoise(self.conditioned(batch), x_tau, tau)
 
     def _denoise(self, batch: GraphBatch, x_tau: Tensor, tau: Tensor) -> ModelOutput:
-        """:meth:`denoise` of a ``batch`` that already carries the contact prior's edges (:meth:`with_prior`)."""
+        """:meth:`denoise` of a ``batch`` that already carries its conditioning edges (:meth:`conditioned`)."""
         h = torch.cat([batch.h, time_features(tau).to(batch.h.dtype)], dim=1)
         inner = batch.replace(pos=x_tau, vel=x_tau - batch.pos, h=h, target=None, future=None, flow=None)
         out = self.net(inner)
@@ -209,7 +245,7 @@ class FlowModel(nn.Module):
         x = batch.pos + self.sigma * centred_noise(z, batch.batch, batch.num_graphs)
         ones = batch.pos.new_ones(batch.num_nodes)
         out, far = None, None
-        graph = self.with_prior(batch)  # once per sample: the edges belong to x_t
+        graph = self.conditioned(batch)  # once per sample: the edges belong to x_t
         for k in range(k_steps):
             tau, dt = k / k_steps, 1.0 / k_steps
             out = self._denoise(graph, x, ones * tau)

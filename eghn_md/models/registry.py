@@ -95,10 +95,11 @@ def ignored_option_warnings(config: ModelConfig) -> list[str]:
     the same words; the caller logs or warns them."""
     readers = {o.option: [n for n, cls in MODELS.items() if cls.capabilities.has(o.need)] for o in OPTION_NEEDS}
     out = ignored_options(config.name, config, model_capabilities(config.name), readers)
-    if config.contact_prior and "edge_attr" not in model_capabilities(config.name).reads:
-        edge_readers = [n for n, cls in MODELS.items() if "edge_attr" in cls.capabilities.reads]
-        out.append(f"model {config.name!r} reads no edge scalars, so contact_prior true is ignored (only "
-                   f"{', '.join(edge_readers)} read them)")
+    for key in ("contact_prior", "condition_distances"):
+        if getattr(config, key) and "edge_attr" not in model_capabilities(config.name).reads:
+            edge_readers = [n for n, cls in MODELS.items() if "edge_attr" in cls.capabilities.reads]
+            out.append(f"model {config.name!r} reads no edge scalars, so {key} true is ignored (only "
+                       f"{', '.join(edge_readers)} read them)")
     return out
 
 
