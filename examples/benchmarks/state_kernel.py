@@ -1,0 +1,133 @@
+"""Does a generative model hold the closed state of AdK? Its one-step kernel and short rollouts on the slow coordinate.
+
+The ensemble metrics of ``generative_equilibrium.py`` say *that* a model misses a state; this script says *where*.
+On the equilibrium AdK benchmark (``eghn-md bench adk-equilibrium generate``: ``DIR/adk_cg.pdb``, ``DIR/run-2.dcd``)
+it reads the fraction of closed-only contacts Q_closed and of open-only contacts Q_open
+(:mod:`eghn_md.rollout.states`, 1AKE / 4AKE from MDAnalysisTests) and the radius of gyration Rg [Å]:
+
+* **kernel**: from ``--starts`` frames of run 2 drawn in each state (ΔQ < −0.5: closed, > 0.5: open), one and two
+  model steps (one sample each, batched) against the MD's own frames one and two horizons later: quantiles of
+  Q_closed. A model whose one-step quantiles match the MD's but whose two-step ones do not loses the state by
+  compounding, not in one step.
+* **trace**: rollouts of ``--steps`` steps from 4 closed and 4 open frames: Q_closed and Rg every few steps, beside the
+  MD from the same closed frames. A drift of Rg out of the MD's range (swelling or compaction) shows here first.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python examples/benchmarks/state_kernel.py RUN/model.pt --data /work/data/adk-eq \\
+        [--horizon 10] [--starts 32] [--steps 45] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def _reference(data: Path) -> np.ndarray:
+    import MDAnalysis as mda
+
+    u = mda.Universe(str(data / "adk_cg.pdb"), str(data / "run-2.dcd"))
+    return np.stack([u.atoms.positions.astype(np.float64) for _ in u.trajectory])
+
+
+def rg(x: np.ndarray) -> np.ndarray:
+    """(T,) radius of gyration [Å] of (T, N, 3) [Å] frames (equal masses)."""
+    return np.sqrt(((x - x.mean(axis=1, keepdims=True)) ** 2).sum(-1).mean(-1))
+
+
+def _roll(run: Path, data: Path, ref: np.ndarray, starts: np.ndarray, steps: int, seed: int) -> list[np.ndarray]:
+    """One ensemble rollout of ``steps`` steps from the frames ``starts`` of run 2: (steps + 1, N, 3) per replica."""
+    from eghn_md.rollout.ensemble import ensemble_rollout
+    from eghn_md.rollout.start import open_start
+
+    st = open_start(run, data / "adk_cg.pdb", [data / "run-2.dcd"], frame=int(starts[0]), device="cpu")
+    if st.x_prev is not None:
+        raise SystemExit(f"{run}: this script is for Markov (generative) models")
+    x = torch.as_tensor(ref[starts], dtype=st.dtype)
+    res = ensemble_rollout(st.model, starts=x, h=st.system.h, bonds=st.system.bonds, cutoff=st.cutoff, steps=steps,
+                           seed=seed)
+    return [np.asarray(f, dtype=np.float64) for f in res.frames]
+
+
+def kernel(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, *, horizon: int, n: int, seed: int) -> dict:
+    """Quantiles of Q_closed one and two steps after closed and after open frames: model against MD."""
+    from eghn_md.rollout.states import contact_fractions
+
+    dq = q[:, 1] - q[:, 0]
+    rng = np.random.default_rng(seed)
+    out, st = {}, _states()
+    valid = np.arange(len(dq) - 2 * horizon)
+    for name, sel in (("closed", valid[dq[valid] < -0.5]), ("open", valid[dq[valid] > 0.5])):
+        starts = np.sort(rng.choice(sel, min(n, len(sel)), replace=False))
+        frames = _roll(run, data, ref, starts, 2, seed)
+        model = [np.array([contact_fractions(st, f[k])[0, 0] for f in frames]) for k in (1, 2)]
+        md = [q[sel + k * horizon, 0] for k in (1, 2)]
+        out[name] = {f"{who}_{k + 1}": np.quantile(v[k], QUANTILES).round(3).tolist()
+                     for who, v in (("md", md), ("model", model)) for k in (0, 1)}
+        out[name]["n_starts"] = len(starts)
+    return out
+
+
+def _states():
+    from MDAnalysisTests.datafiles import PDB_closed, PDB_small
+
+    from eghn_md.rollout.states import states_from_files
+
+    return states_from_files(PDB_closed, PDB_small, n_nodes=214, names=("closed", "open"))
+
+
+def trace(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, *, horizon: int, steps: int, seed: int) -> dict:
+    """Q_closed and Rg every few steps of rollouts from the first 4 closed and first 4 open frames of run 2."""
+    from eghn_md.rollout.states import contact_fractions
+
+    dq = q[:, 1] - q[:, 0]
+    starts = np.concatenate([np.flatnonzero(dq < -0.5)[:4], np.flatnonzero(dq > 0.5)[:4]])
+    every = max(1, steps // 15)
+    out = {"every_steps": every, "md_rg_quantiles_1_50_99": np.quantile(rg(ref), [0.01, 0.5, 0.99]).round(2).tolist(),
+           "replicas": []}
+    st = _states()
+    for s, f in zip(starts, _roll(run, data, ref, starts, steps, seed), strict=True):
+        qc = contact_fractions(st, f)[::every, 0]
+        out["replicas"].append({"start": int(s), "q_closed": qc.round(2).tolist(),
+                                "rg": rg(f)[::every].round(1).tolist()})
+    out["md_from_closed"] = [q[s:s + horizon * steps + 1:horizon * every, 0].round(2).tolist() for s in starts[:2]]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--data", type=Path, default=Path("/work/data/adk-eq"))
+    ap.add_argument("--horizon", type=int, default=10, help="The model's ΔT in frames of run 2.")
+    ap.add_argument("--starts", type=int, default=32, help="Kernel: start frames per state.")
+    ap.add_argument("--steps", type=int, default=45, help="Trace: rollout steps.")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    from eghn_md.rollout.states import contact_fractions
+
+    ref = _reference(args.data)
+    q = contact_fractions(_states(), ref)
+    res = {"model": str(args.model),
+           "kernel": kernel(args.model, args.data, ref, q, horizon=args.horizon, n=args.starts, seed=args.seed),
+           "trace": trace(args.model, args.data, ref, q, horizon=args.horizon, steps=args.steps, seed=args.seed)}
+    for name, k in res["kernel"].items():
+        for key in ("md_1", "model_1", "md_2", "model_2"):
+            print(f"from {name:6s} Q_closed after {key[-1]} step(s), {key[:-2]:5s}: {k[key]}")
+    for r in res["trace"]["replicas"]:
+        print(f"start {r['start']:5d} Q_closed {' '.join(f'{v:.2f}' for v in r['q_closed'])}")
+        print(f"{'':11s} Rg       {' '.join(f'{v:.1f}' for v in r['rg'])}")
+    print("MD Rg 1/50/99 %:", res["trace"]["md_rg_quantiles_1_50_99"])
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
