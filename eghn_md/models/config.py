@@ -71,6 +71,14 @@ class ModelConfig:
     (:data:`SAMPLERS`) produce one sample (a rollout may override it). Every checkpoint written before these options
     existed loads as deterministic (``generative`` false).
 
+    ``flow_velocity`` (generative models whose network declares ``extra_vectors``: ``eghn``): the denoiser also
+    reads the velocity x(t) − x(t − ΔT) [Å] (divided by ``vel_scale``) as a second free vector channel, so the
+    samples can follow the direction the trajectory is moving in. The model is then not Markov: it reads ``vel`` and
+    a rollout needs the frame one horizon before its start (not one structure). Training's ``time_reversal`` stays
+    exact: a reversed window is (x(t + ΔT), x(t), x(t − ΔT)), its velocity x(t) − x(t + ΔT) and target x(t − ΔT)
+    (:class:`~eghn_md.data.samples.WindowSet`). False (the default, and every checkpoint written before the
+    option): the Markov flow.
+
     Guidance (generative models): in the last ``guide_steps`` sampling steps the denoised frame x̂₁ is moved down
     the gradient of flat-bottom restraints before the step is taken (BioEmu's pattern): bonds of the node graph into
     ``bond_range`` [Å] ``[min, max]`` and pairs at least 3 bonds apart no closer than ``contact_floor`` [Å]. Training
@@ -109,6 +117,7 @@ class ModelConfig:
     guide_steps: int = 0  #: last sampling steps whose denoised frame is guided into bond_range / contact_floor
     bond_range: Optional[list] = None  #: [Å] [min, max] bond length of the training data (guidance)
     contact_floor: Optional[float] = None  #: [Å] closest non-local approach in the training data (guidance)
+    flow_velocity: bool = False  #: the denoiser also reads the velocity x(t) − x(t − ΔT) (not Markov; see above)
     contact_prior: bool = False  #: the denoiser reads the training data's native contacts (generative; see above)
     prior_nodes: int = 0  #: nodes of the graph the contact prior was computed for (set by training)
     prior_pairs: int = 0  #: contact pairs of the prior (set by training)
@@ -157,11 +166,12 @@ class ModelConfig:
         if self.sampler not in SAMPLERS:
             raise UsageError(f"model config: unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         self._check_guidance()
-        if not isinstance(self.contact_prior, bool):
-            raise UsageError(f"model config: contact_prior must be true or false, got {self.contact_prior!r}")
-        if self.contact_prior and not self.generative:
-            raise UsageError("model config: contact_prior needs a generative model (set generative: true, or "
-                             "contact_prior: false)")
+        for key in ("contact_prior", "flow_velocity"):
+            if not isinstance(getattr(self, key), bool):
+                raise UsageError(f"model config: {key} must be true or false, got {getattr(self, key)!r}")
+            if getattr(self, key) and not self.generative:
+                raise UsageError(f"model config: {key} needs a generative model (set generative: true, or "
+                                 f"{key}: false)")
         if self.flow_sigma is None:
             if not self.generative:
                 return

@@ -21,9 +21,13 @@ interpolant whose source is the current frame plus isotropic noise, as EquiJump,
   through :meth:`FlowModel.set_contact_prior`) are added to the edges of every graph the denoiser reads, with three
   edge scalars [is prior pair, mean / 10 Å, std / 1 Å]: constants per pair, so equivariance is kept.
 
-The model is **Markov**: it reads x_t only (``batch.vel`` is ignored), so a rollout starts from one structure. It is
-E(3)-equivariant as a conditional density whenever the inner network is: rotating / reflecting x_t *and* z rotates
-the sample, translating x_t translates it (``tests/test_generative.py`` checks both in float64). Replicas are graphs
+The model is **Markov**: it reads x_t only (``batch.vel`` is ignored), so a rollout starts from one structure.
+With ``config.flow_velocity`` it also reads the velocity v_t = x_t − x_{t−ΔT} [Å] (``batch.vel``, divided by
+``config.vel_scale``) as a second free vector channel of the denoiser (the network's ``extra`` input; ``eghn``
+declares it), beside the flow state x_τ − x_t: it can then follow the direction of motion, but is not Markov (a
+rollout needs the frame one horizon before its start). It is E(3)-equivariant as a conditional density whenever
+the inner network is: rotating / reflecting x_t, v_t *and* z rotates the sample, translating x_t translates it
+(``tests/test_generative.py`` and ``tests/test_generative_velocity.py`` check both in float64). Replicas are graphs
 of one disjoint-union batch: the inner networks are batch independent, so replica r's sample depends on its own
 noise only.
 
@@ -44,6 +48,7 @@ from torch import Tensor, nn
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.graph.separation import nonlocal_mask
+from eghn_md.models.capabilities import flow_capabilities
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.contact_prior import PRIOR_EDGE_FEATURES, add_prior_edges
 from eghn_md.models.output import ModelOutput
@@ -73,14 +78,15 @@ def inner_config(config: ModelConfig) -> ModelConfig:
     """The denoiser's configuration: ``config`` with τ features added to the node scalars and the vector channel
     (x_τ − x_t, of typical size ``disp_scale``) scaled like the displacement; with a contact prior, its
     :data:`~eghn_md.models.contact_prior.PRIOR_EDGE_FEATURES` edge scalars added (``edge_features`` ``"distance"``
-    becomes ``"data+distance"`` whose data scalars are the prior's)."""
+    becomes ``"data+distance"`` whose data scalars are the prior's). ``flow_velocity``'s velocity is no option of
+    the network's: it is built with ``extra_vectors=1`` (:func:`~eghn_md.models.registry.build_model`)."""
     edges = {}
     if config.contact_prior:  # "distance": edge_in 2 ([d, d²]) + the prior's, its data scalars are the prior's
         mode = "data+distance" if config.edge_features == "distance" else config.edge_features
         edges = {"edge_in": config.edge_in + PRIOR_EDGE_FEATURES, "edge_features": mode}
     return dataclasses.replace(config, generative=False, node_in=config.node_in + TIME_FEATURES,
-                               vel_scale=config.disp_scale, contact_prior=False, prior_nodes=0, prior_pairs=0,
-                               **edges)
+                               vel_scale=config.disp_scale, contact_prior=False, flow_velocity=False, prior_nodes=0,
+                               prior_pairs=0, **edges)
 
 
 def centred_noise(z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -101,10 +107,9 @@ class FlowModel(nn.Module):
         self.config = config
         self.net = net
         #: what this model is (read through :func:`~eghn_md.models.registry.capabilities_of`): the network's
-        #: declaration, but it samples and reads x_t only (the network's ``vel`` is x_τ − x_t, not a velocity)
-        self.capabilities = dataclasses.replace(
-            net.capabilities, generative=True, markov=True,
-            reads=tuple(f for f in net.capabilities.reads if f != "vel"))
+        #: declaration, but it samples and reads x_t only (the network's ``vel`` is x_τ − x_t, not a velocity),
+        #: or with ``flow_velocity`` x_t and the velocity
+        self.capabilities = flow_capabilities(net.capabilities, velocity=config.flow_velocity)
         self.sigma = float(config.flow_sigma)
         if config.contact_prior:  # zeros of the configured sizes: set_contact_prior or load_state_dict fills them
             self.register_buffer("prior_index", torch.zeros((2, config.prior_pairs), dtype=torch.long))
@@ -187,10 +192,14 @@ class FlowModel(nn.Module):
         return self._denoise(self.with_prior(batch), x_tau, tau)
 
     def _denoise(self, batch: GraphBatch, x_tau: Tensor, tau: Tensor) -> ModelOutput:
-        """:meth:`denoise` of a ``batch`` that already carries the contact prior's edges (:meth:`with_prior`)."""
+        """:meth:`denoise` of a ``batch`` that already carries the contact prior's edges (:meth:`with_prior`); with
+        ``flow_velocity`` the network reads ``batch.vel / vel_scale`` as its extra vector channel."""
         h = torch.cat([batch.h, time_features(tau).to(batch.h.dtype)], dim=1)
         inner = batch.replace(pos=x_tau, vel=x_tau - batch.pos, h=h, target=None, future=None, flow=None)
-        out = self.net(inner)
+        if self.config.flow_velocity:
+            out = self.net(inner, extra=(batch.vel / self.config.vel_scale).to(x_tau.dtype).unsqueeze(2))
+        else:
+            out = self.net(inner)
         return ModelOutput(pos=out.pos, reg=out.reg, assign=out.assign)
 
     def draw_noise(self, batch: GraphBatch, generator: Optional[torch.Generator] = None) -> Tensor:
