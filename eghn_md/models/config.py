@@ -65,11 +65,11 @@ class ModelConfig:
 
     ``generative`` (any model): the network becomes the denoiser of a conditional flow from the current frame to
     the next (:class:`~eghn_md.models.generative.FlowModel`): the model then *samples* x(t + ΔT) given x(t) only
-    (Markov: no velocity channel, a rollout starts from one structure). ``flow_sigma`` [Å] is the per-coordinate
-    standard deviation of the flow's source noise around x(t) (``None``: ``disp_scale / √3``, the typical
-    per-coordinate displacement over the horizon); ``sample_steps`` integration steps of the ``sampler``
-    (:data:`SAMPLERS`) produce one sample (a rollout may override it). Every checkpoint written before these options
-    existed loads as deterministic (``generative`` false).
+    (Markov: no velocity channel, a rollout starts from one structure; ``flow_velocity`` below adds the velocity).
+    ``flow_sigma`` [Å] is the per-coordinate standard deviation of the flow's source noise around x(t) (``None``:
+    ``disp_scale / √3``, the typical per-coordinate displacement over the horizon); ``sample_steps`` integration
+    steps of the ``sampler`` (:data:`SAMPLERS`) produce one sample (a rollout may override it). Every checkpoint
+    written before these options existed loads as deterministic (``generative`` false).
 
     ``flow_velocity`` (generative models whose network declares ``extra_vectors``: ``eghn``): the denoiser also
     reads the velocity x(t) − x(t − ΔT) [Å] (divided by ``vel_scale``) as a second free vector channel, so the
