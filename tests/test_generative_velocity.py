@@ -14,12 +14,20 @@ import torch
 from _data import run_cli
 from eghn_md.errors import UsageError
 from eghn_md.models import ModelConfig, build_model
-from eghn_md.models.registry import capabilities_of, config_capabilities, is_generative, is_markov, models_with
+from eghn_md.models.registry import (
+    capabilities_of,
+    config_capabilities,
+    is_generative,
+    is_markov,
+    model_names,
+    models_with,
+)
 from eghn_md.testing.equivariance import (
     assert_batch_independent,
     assert_equivariant,
     assert_permutation_equivariant,
 )
+from eghn_md.testing.models import check_extra_vectors
 from eghn_md.testing.synthetic import random_batch, random_graph
 
 SIZES = (6, 9, 4)
@@ -106,6 +114,11 @@ def test_networks_without_a_second_vector_channel_are_refused_by_name():
         ModelConfig(name="eghn", node_in=4, flow_velocity=True)
     with pytest.raises(UsageError, match="flow_velocity must be true or false"):
         _config(flow_velocity="yes")
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_extra_vector_channel_as_declared(name):
+    check_extra_vectors(name)
 
 
 def test_eghn_checks_its_extra_channels():
