@@ -112,12 +112,12 @@ class ModelConfig:
     refine_layers: int = 0  #: EGNN layers over the bond graph refining the predicted structure
     generative: bool = False  #: sample the next frame with a conditional flow (Markov; see above)
     flow_sigma: Optional[float] = None  #: [Å] source noise per coordinate (None: disp_scale / √3)
+    flow_velocity: bool = False  #: the denoiser also reads the velocity x(t) − x(t − ΔT) (not Markov; see above)
     sample_steps: int = 8  #: integration steps per sample
     sampler: str = "euler"  #: one of SAMPLERS
     guide_steps: int = 0  #: last sampling steps whose denoised frame is guided into bond_range / contact_floor
     bond_range: Optional[list] = None  #: [Å] [min, max] bond length of the training data (guidance)
     contact_floor: Optional[float] = None  #: [Å] closest non-local approach in the training data (guidance)
-    flow_velocity: bool = False  #: the denoiser also reads the velocity x(t) − x(t − ΔT) (not Markov; see above)
     contact_prior: bool = False  #: the denoiser reads the training data's native contacts (generative; see above)
     prior_nodes: int = 0  #: nodes of the graph the contact prior was computed for (set by training)
     prior_pairs: int = 0  #: contact pairs of the prior (set by training)
@@ -163,15 +163,19 @@ class ModelConfig:
     def _check_flow(self) -> None:
         if not isinstance(self.generative, bool):
             raise UsageError(f"model config: generative must be true or false, got {self.generative!r}")
+        if not isinstance(self.flow_velocity, bool):
+            raise UsageError(f"model config: flow_velocity must be true or false, got {self.flow_velocity!r}")
+        if self.flow_velocity and not self.generative:
+            raise UsageError("model config: flow_velocity needs a generative model (set generative: true, or "
+                             "flow_velocity: false)")
         if self.sampler not in SAMPLERS:
             raise UsageError(f"model config: unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         self._check_guidance()
-        for key in ("contact_prior", "flow_velocity"):
-            if not isinstance(getattr(self, key), bool):
-                raise UsageError(f"model config: {key} must be true or false, got {getattr(self, key)!r}")
-            if getattr(self, key) and not self.generative:
-                raise UsageError(f"model config: {key} needs a generative model (set generative: true, or "
-                                 f"{key}: false)")
+        if not isinstance(self.contact_prior, bool):
+            raise UsageError(f"model config: contact_prior must be true or false, got {self.contact_prior!r}")
+        if self.contact_prior and not self.generative:
+            raise UsageError("model config: contact_prior needs a generative model (set generative: true, or "
+                             "contact_prior: false)")
         if self.flow_sigma is None:
             if not self.generative:
                 return

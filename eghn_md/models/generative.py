@@ -21,13 +21,9 @@ interpolant whose source is the current frame plus isotropic noise, as EquiJump,
   through :meth:`FlowModel.set_contact_prior`) are added to the edges of every graph the denoiser reads, with three
   edge scalars [is prior pair, mean / 10 Å, std / 1 Å]: constants per pair, so equivariance is kept.
 
-The model is **Markov**: it reads x_t only (``batch.vel`` is ignored), so a rollout starts from one structure.
-With ``config.flow_velocity`` it also reads the velocity v_t = x_t − x_{t−ΔT} [Å] (``batch.vel``, divided by
-``config.vel_scale``) as a second free vector channel of the denoiser (the network's ``extra`` input; ``eghn``
-declares it), beside the flow state x_τ − x_t: it can then follow the direction of motion, but is not Markov (a
-rollout needs the frame one horizon before its start). It is E(3)-equivariant as a conditional density whenever
-the inner network is: rotating / reflecting x_t, v_t *and* z rotates the sample, translating x_t translates it
-(``tests/test_generative.py`` and ``tests/test_generative_velocity.py`` check both in float64). Replicas are graphs
+The model is **Markov**: it reads x_t only (``batch.vel`` is ignored), so a rollout starts from one structure. It is
+E(3)-equivariant as a conditional density whenever the inner network is: rotating / reflecting x_t *and* z rotates
+the sample, translating x_t translates it (``tests/test_generative.py`` checks both in float64). Replicas are graphs
 of one disjoint-union batch: the inner networks are batch independent, so replica r's sample depends on its own
 noise only.
 
@@ -35,6 +31,13 @@ Training (:mod:`eghn_md.train.flow_objective`) calls ``model(batch, flow=batch.f
 sample from a seeded generator; the forward then returns the denoiser's x̂₁ at x_τ built from ``batch.target``.
 Without ``flow`` the forward *samples* (``model(batch).pos`` is one draw of x(t + ΔT)), so ``evaluate`` and
 ``rollout`` use a generative model as a drop-in.
+
+**Velocity conditioning** (``config.flow_velocity``): the denoiser also reads the velocity v_t = x_t − x_{t−ΔT}
+[Å] (``batch.vel``, divided by ``config.vel_scale``) as a second free vector channel beside the flow state
+x_τ − x_t (the network's ``extra`` input, which ``eghn`` declares: ``ModelCapabilities.extra_vectors``). The samples
+can then follow the direction of motion, but the model is **not Markov** (it declares ``reads`` "vel"; a rollout
+needs the frame one horizon before its start). Rotating / reflecting x_t, v_t and z rotates the sample
+(``tests/test_generative_velocity.py``, float64).
 """
 
 from __future__ import annotations
@@ -78,15 +81,14 @@ def inner_config(config: ModelConfig) -> ModelConfig:
     """The denoiser's configuration: ``config`` with τ features added to the node scalars and the vector channel
     (x_τ − x_t, of typical size ``disp_scale``) scaled like the displacement; with a contact prior, its
     :data:`~eghn_md.models.contact_prior.PRIOR_EDGE_FEATURES` edge scalars added (``edge_features`` ``"distance"``
-    becomes ``"data+distance"`` whose data scalars are the prior's). ``flow_velocity``'s velocity is no option of
-    the network's: it is built with ``extra_vectors=1`` (:func:`~eghn_md.models.registry.build_model`)."""
+    becomes ``"data+distance"`` whose data scalars are the prior's)."""
     edges = {}
     if config.contact_prior:  # "distance": edge_in 2 ([d, d²]) + the prior's, its data scalars are the prior's
         mode = "data+distance" if config.edge_features == "distance" else config.edge_features
         edges = {"edge_in": config.edge_in + PRIOR_EDGE_FEATURES, "edge_features": mode}
     return dataclasses.replace(config, generative=False, node_in=config.node_in + TIME_FEATURES,
-                               vel_scale=config.disp_scale, contact_prior=False, flow_velocity=False, prior_nodes=0,
-                               prior_pairs=0, **edges)
+                               vel_scale=config.disp_scale, contact_prior=False, prior_nodes=0, prior_pairs=0,
+                               **edges)
 
 
 def centred_noise(z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -192,11 +194,10 @@ class FlowModel(nn.Module):
         return self._denoise(self.with_prior(batch), x_tau, tau)
 
     def _denoise(self, batch: GraphBatch, x_tau: Tensor, tau: Tensor) -> ModelOutput:
-        """:meth:`denoise` of a ``batch`` that already carries the contact prior's edges (:meth:`with_prior`); with
-        ``flow_velocity`` the network reads ``batch.vel / vel_scale`` as its extra vector channel."""
+        """:meth:`denoise` of a ``batch`` that already carries the contact prior's edges (:meth:`with_prior`)."""
         h = torch.cat([batch.h, time_features(tau).to(batch.h.dtype)], dim=1)
         inner = batch.replace(pos=x_tau, vel=x_tau - batch.pos, h=h, target=None, future=None, flow=None)
-        if self.config.flow_velocity:
+        if self.config.flow_velocity:  # the velocity, in its own scale, as the network's extra vector channel
             out = self.net(inner, extra=(batch.vel / self.config.vel_scale).to(x_tau.dtype).unsqueeze(2))
         else:
             out = self.net(inner)
