@@ -28,8 +28,7 @@ from eghn_md.models.linear import LinearModel
 from eghn_md.models.rf import RF
 
 __all__ = ["MODELS", "MODEL_NAMES", "build_model", "capabilities_of", "check_model_config", "config_capabilities",
-           "has_pooling",
-           "ignored_option_warnings", "is_generative", "is_markov", "model_capabilities", "model_class",
+           "has_pooling", "ignored_option_warnings", "is_generative", "is_markov", "model_capabilities", "model_class",
            "model_names", "models_with"]
 
 #: every model by the name a configuration gives it
