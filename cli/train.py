@@ -18,8 +18,8 @@ from eghn_md.choices import DEVICES, FEATURE_SETS, MODEL_NAMES, OPTIMIZERS, PRES
               help="Built-in configuration (default: 'default'; 'paper': the authors' protocol with eghn-published; "
                    "'paper-eghn': the equations variant at the paper's sizes; 'generative': a model that samples the "
                    "next frame from the current one (rollouts start from one structure, ensembles with --replicas; "
-                   "any model samples with model: {generative: true} in --config)); --config and options override "
-                   "it.")
+                   "any model samples with model: {generative: true} in --config; with flow_velocity: true (eghn) it "
+                   "also reads the velocity and a rollout needs two frames)); --config and options override it.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML file with model:/data:/train: sections.")
 @click.option("--model", type=click.Choice(MODEL_NAMES), default=None, help="Architecture.")

@@ -9,18 +9,19 @@ not change when ``h`` does, one that does not ``smooth`` must ignore ``output_sm
 module whose class sets ``capabilities`` plus one entry in :data:`eghn_md.models.registry.MODELS`.
 
 A model that wraps another (a sampler around a registered network, say) sets ``capabilities`` on the instance,
-derived from the wrapped network's (``dataclasses.replace(net.capabilities, generative=True, ...)``); code holding a
-built model reads it with :func:`eghn_md.models.registry.capabilities_of`.
+derived from the wrapped network's (the conditional flow: :func:`flow_capabilities`); code holding a built model
+reads it with :func:`eghn_md.models.registry.capabilities_of`, code holding a configuration with
+:func:`eghn_md.models.registry.config_capabilities`.
 
 This module is torch-free.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-__all__ = ["ModelCapabilities", "BATCH_FIELDS", "OptionNeed", "OPTION_NEEDS", "ignored_options"]
+__all__ = ["ModelCapabilities", "BATCH_FIELDS", "OptionNeed", "OPTION_NEEDS", "ignored_options", "flow_capabilities"]
 
 #: the :class:`~eghn_md.data.batch.GraphBatch` fields a model may read (``ModelCapabilities.reads``): positions
 #: ``pos`` (N, 3) [Å], velocities ``vel`` (N, 3), node scalars ``h`` (N, F), edges ``edge_index`` (2, E) with their
@@ -46,6 +47,10 @@ class ModelCapabilities:
     * ``generative``: samples a distribution of next frames (a seeded random draw) rather than one prediction.
     * ``closed_form``: the class has ``fit_closed_form(samples)``, a least-squares fit the benchmarks use instead
       of training it.
+    * ``extra_vectors``: the network reads free vector channels besides ``vel``: built with ``extra_vectors=e``
+      (keyword of its constructor), its ``forward(batch, extra=...)`` takes them as ``extra`` (N, 3, e), each
+      channel divided by its own scale (dimensionless, O(1)), rotated but never translated (a velocity-conditioned
+      generative model passes the velocity there while ``vel`` carries its flow state; ``flow_velocity``).
     """
 
     equivariant: bool
@@ -56,12 +61,14 @@ class ModelCapabilities:
     markov: bool = False
     generative: bool = False
     closed_form: bool = False
+    extra_vectors: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.reads) - set(BATCH_FIELDS))
         if unknown:
             raise ValueError(f"ModelCapabilities.reads: unknown field(s) {unknown}; valid: {', '.join(BATCH_FIELDS)}")
-        for key in ("equivariant", "pools", "refines", "smooths", "markov", "generative", "closed_form"):
+        for key in ("equivariant", "pools", "refines", "smooths", "markov", "generative", "closed_form",
+                    "extra_vectors"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"ModelCapabilities.{key} must be True or False, got {getattr(self, key)!r}")
         if self.markov and "vel" in self.reads:
@@ -103,3 +110,14 @@ def ignored_options(name: str, config: Any, capabilities: ModelCapabilities,
             out.append(f"model {name!r} has no {o.what}, so {o.option} {value!r} is ignored (only "
                        f"{', '.join(readers[o.option]) or 'no model'} read it)")
     return out
+
+
+def flow_capabilities(net: ModelCapabilities, *, velocity: bool) -> ModelCapabilities:
+    """What a conditional flow (:class:`~eghn_md.models.generative.FlowModel`) around a network declaring ``net``
+    is: generative; Markov (``vel`` not read: the network's ``vel`` is the flow state, not a velocity) unless
+    ``velocity`` (``flow_velocity``: it reads x_t − x_{t−ΔT} through the network's extra vector channel, so it
+    needs two frames). The flow itself takes no extra vector channels."""
+    reads = net.reads if velocity else tuple(f for f in net.reads if f != "vel")
+    if velocity and "vel" not in reads:
+        reads = (*reads, "vel")
+    return replace(net, generative=True, markov=not velocity, reads=reads, extra_vectors=False)

@@ -65,11 +65,19 @@ class ModelConfig:
 
     ``generative`` (any model): the network becomes the denoiser of a conditional flow from the current frame to
     the next (:class:`~eghn_md.models.generative.FlowModel`): the model then *samples* x(t + ΔT) given x(t) only
-    (Markov: no velocity channel, a rollout starts from one structure). ``flow_sigma`` [Å] is the per-coordinate
-    standard deviation of the flow's source noise around x(t) (``None``: ``disp_scale / √3``, the typical
-    per-coordinate displacement over the horizon); ``sample_steps`` integration steps of the ``sampler``
-    (:data:`SAMPLERS`) produce one sample (a rollout may override it). Every checkpoint written before these options
-    existed loads as deterministic (``generative`` false).
+    (Markov: no velocity channel, a rollout starts from one structure; ``flow_velocity`` below adds the velocity).
+    ``flow_sigma`` [Å] is the per-coordinate standard deviation of the flow's source noise around x(t) (``None``:
+    ``disp_scale / √3``, the typical per-coordinate displacement over the horizon); ``sample_steps`` integration
+    steps of the ``sampler`` (:data:`SAMPLERS`) produce one sample (a rollout may override it). Every checkpoint
+    written before these options existed loads as deterministic (``generative`` false).
+
+    ``flow_velocity`` (generative models whose network declares ``extra_vectors``: ``eghn``): the denoiser also
+    reads the velocity x(t) − x(t − ΔT) [Å] (divided by ``vel_scale``) as a second free vector channel, so the
+    samples can follow the direction the trajectory is moving in. The model is then not Markov: it reads ``vel`` and
+    a rollout needs the frame one horizon before its start (not one structure). Training's ``time_reversal`` stays
+    exact: a reversed window is (x(t + ΔT), x(t), x(t − ΔT)), its velocity x(t) − x(t + ΔT) and target x(t − ΔT)
+    (:class:`~eghn_md.data.samples.WindowSet`). False (the default, and every checkpoint written before the
+    option): the Markov flow.
 
     Guidance (generative models): in the last ``guide_steps`` sampling steps the denoised frame x̂₁ is moved down
     the gradient of flat-bottom restraints before the step is taken (BioEmu's pattern): bonds of the node graph into
@@ -109,6 +117,7 @@ class ModelConfig:
     refine_layers: int = 0  #: EGNN layers over the bond graph refining the predicted structure
     generative: bool = False  #: sample the next frame with a conditional flow (Markov; see above)
     flow_sigma: Optional[float] = None  #: [Å] source noise per coordinate (None: disp_scale / √3)
+    flow_velocity: bool = False  #: the denoiser also reads the velocity x(t) − x(t − ΔT) (not Markov; see above)
     sample_steps: int = 8  #: integration steps per sample
     sampler: str = "euler"  #: one of SAMPLERS
     guide_steps: int = 0  #: last sampling steps whose denoised frame is guided into bond_range / contact_floor
@@ -160,6 +169,11 @@ class ModelConfig:
     def _check_flow(self) -> None:
         if not isinstance(self.generative, bool):
             raise UsageError(f"model config: generative must be true or false, got {self.generative!r}")
+        if not isinstance(self.flow_velocity, bool):
+            raise UsageError(f"model config: flow_velocity must be true or false, got {self.flow_velocity!r}")
+        if self.flow_velocity and not self.generative:
+            raise UsageError("model config: flow_velocity needs a generative model (set generative: true, or "
+                             "flow_velocity: false)")
         if self.sampler not in SAMPLERS:
             raise UsageError(f"model config: unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         self._check_guidance()

@@ -59,7 +59,7 @@ against their code's to ≤ 1e-9 (float64). At the paper's AdK size it has their
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -107,7 +107,7 @@ class EGHN(nn.Module):
     equations variant (:class:`PublishedEGHN` is the authors' code)."""
 
     capabilities: ClassVar[ModelCapabilities] = ModelCapabilities(equivariant=True, pools=True, refines=True,
-                                                                   smooths=True)
+                                                                   smooths=True, extra_vectors=True)
     options: ClassVar[EGHNOptions] = EQUATIONS
 
     @classmethod
@@ -120,11 +120,20 @@ class EGHN(nn.Module):
                 "accepts 1)"
             )
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, *, extra_vectors: int = 0):
+        """``extra_vectors``: free vector channels read besides the velocity (``eghn`` only, which declares
+        ``extra_vectors``; :mod:`eghn_md.models.capabilities`): Z = [x − x̄, v, extra] then has 2 + ``extra_vectors``
+        channels through the EMMP layers, pooling and the decoder (3 (2 + e) vectors)."""
         super().__init__()
         c = config
         self.config = c
         self.n_clusters = c.n_clusters
+        if extra_vectors < 0 or (extra_vectors and not self.capabilities.extra_vectors):
+            raise ValueError(f"{type(self).__name__} reads no extra vector channels, got extra_vectors="
+                             f"{extra_vectors!r}")
+        self.extra_vectors = int(extra_vectors)
+        #: per channel of Z, whether it translates (positions) or is a free vector
+        self.translating = (True, False) + (False,) * self.extra_vectors
         H = c.hidden
         pub = self.options.published
         self.embed = nn.Linear(c.node_in, H)
@@ -133,27 +142,27 @@ class EGHN(nn.Module):
         if pub:
             self._build_published(c, coord_scale)
         else:
-            tr = (True, False)
-            # fixed scales (training statistics) of [x − x̄, v] in internal units, or None: per-graph RMS (v0.1)
-            vs = (c.radius_scale / c.length_scale, 1.0) if c.vector_norm == "fixed" else None
+            tr, m = self.translating, len(self.translating)
+            # fixed scales (training statistics) of [x − x̄, v, extra] in internal units, or None: per-graph RMS
+            # (v0.1); the free vectors arrive divided by their own scales
+            vs = (c.radius_scale / c.length_scale,) + (1.0,) * (m - 1) if c.vector_norm == "fixed" else None
             self.low = nn.ModuleList(
-                EMMP(hidden=H, n_vectors=2, translating=tr, edge_in=c.edge_in, vector_scale=vs)
+                EMMP(hidden=H, n_vectors=m, translating=tr, edge_in=c.edge_in, vector_scale=vs)
                 for _ in range(c.n_layers)
             )
             self.pool_net = nn.ModuleList(
-                EMMP(hidden=H, n_vectors=2, translating=tr, edge_in=c.edge_in, vector_scale=vs)
+                EMMP(hidden=H, n_vectors=m, translating=tr, edge_in=c.edge_in, vector_scale=vs)
                 for _ in range(c.n_pool_layers)
             )
             self.high = nn.ModuleList(
-                EMMP(hidden=H, n_vectors=2, translating=tr, edge_in=2, vector_scale=vs) for _ in range(c.n_layers)
+                EMMP(hidden=H, n_vectors=m, translating=tr, edge_in=2, vector_scale=vs) for _ in range(c.n_layers)
             )
             # the decoder's vectors stay divided by their per-graph RMS in both modes: its basis is bounded, so a
             # step grows at most linearly with the structure (fixed scales there made it grow geometrically); the
             # absolute geometry reaches the decoder through the scalars of the layers above
             self.assign = AssignHead(H, c.n_clusters, init_scale=10.0)
-            self.decoder = VectorDecoder(
-                n_vectors=6, scalar_in=2 * H, hidden=H, n_stack=1, mlp_layers=c.n_decoder_layers, gram_norm="soft"
-            )
+            self.decoder = VectorDecoder(n_vectors=3 * m, scalar_in=2 * H, hidden=H, n_stack=1,
+                                         mlp_layers=c.n_decoder_layers, gram_norm="soft")
             self.refine = BondRefiner(hidden=H, n_layers=c.refine_layers) if c.refine_layers else None
 
     def _build_published(self, c: ModelConfig, coord_scale: float) -> None:
@@ -199,8 +208,11 @@ class EGHN(nn.Module):
         batch_high = torch.arange(G, device=A.device).repeat_interleave(K)
         return Edges(edges, G * K), feat, batch_high
 
-    def forward(self, batch: GraphBatch) -> ModelOutput:
+    def forward(self, batch: GraphBatch, *, extra: Optional[Tensor] = None) -> ModelOutput:
+        """The prediction for ``batch``; ``extra`` (N, 3, ``extra_vectors``) dimensionless free vectors (each
+        divided by its scale), required exactly when the model was built with ``extra_vectors`` > 0."""
         c = self.config
+        self._check_extra(extra, batch.num_nodes)
         batch = with_input_features(batch, c)
         G = batch.num_graphs
         b = batch.batch
@@ -216,7 +228,7 @@ class EGHN(nn.Module):
         if self.options.published:
             out, S, reg, scalars = self._forward_published(batch, edges, xc, v, h, ea, G)
         else:
-            out, S, reg, h_low = self._forward_equations(batch, edges, xc, v, h, ea, G)
+            out, S, reg, h_low = self._forward_equations(batch, edges, xc, v, h, ea, G, extra)
         pos = (xbar_n + out) * c.length_scale
         pos = batch.pos + smooth_along_bonds(pos - batch.pos, batch.bonds, c.output_smoothing)
         if self.refine is not None:
@@ -225,11 +237,22 @@ class EGHN(nn.Module):
             pos = self.refine(pos / c.length_scale, h_low, bonds, noise) * c.length_scale
         return ModelOutput(pos=pos, reg=reg, assign=S, scalars=scalars)
 
+    def _check_extra(self, extra: Optional[Tensor], n: int) -> None:
+        """``extra`` must be (n, 3, ``extra_vectors``), or None for a model built without extra channels."""
+        want = (n, 3, self.extra_vectors)
+        if (None if extra is None else tuple(extra.shape)) != (want if self.extra_vectors else None):
+            got = None if extra is None else tuple(extra.shape)
+            raise ValueError(f"{type(self).__name__} built with extra_vectors={self.extra_vectors} needs extra "
+                             f"of shape {want if self.extra_vectors else None}, got {got}")
+
     # ------------------------------------------------------------------ eghn (equations)
-    def _forward_equations(self, batch, edges, xc, v, h, ea, G):
+    def _forward_equations(self, batch, edges, xc, v, h, ea, G, extra=None):
         c = self.config
         b = batch.batch
         Z0 = torch.stack([xc, v], dim=2)  # (N, 3, 2)
+        if extra is not None:
+            Z0 = torch.cat([Z0, extra.to(Z0.dtype)], dim=2)  # (N, 3, m)
+        m, tr = Z0.shape[2], self.translating
         Z = Z0
         for layer in self.low:
             Z, h = layer(Z, h, edges, ea, b, G)
@@ -237,17 +260,16 @@ class EGHN(nn.Module):
         for layer in self.pool_net:  # eq. 5
             Z, h = layer(Z, h, edges, ea, b, G)
         S = self.assign(h)  # eq. 6
-        Zh = pool_mean(S, Z, b, G).reshape(G * self.n_clusters, 3, 2)  # eq. 7
+        Zh = pool_mean(S, Z, b, G).reshape(G * self.n_clusters, 3, m)  # eq. 7
         hh = pool_mean(S, hl, b, G).reshape(G * self.n_clusters, -1)  # eq. 8
         A = cluster_adjacency(S, edges, b, G)  # eq. 9
         high, feat, bh = self._cluster_graph(A, G)
         for layer in self.high:
             Zh, hh = layer(Zh, hh, high, feat.to(hh.dtype), bh, G)
         K = self.n_clusters
-        Zagg = unpool(S, Zh.reshape(G, K, 3, 2), b)  # eq. 10
+        Zagg = unpool(S, Zh.reshape(G, K, 3, m), b)  # eq. 10
         hagg = unpool(S, hh.reshape(G, K, -1), b)  # eq. 11
-        tr = (True, False)
-        V = torch.cat([centre(Zl, b, G, tr), centre(Zagg, b, G, tr), Zl - Z0], dim=2)  # (N, 3, 6)
+        V = torch.cat([centre(Zl, b, G, tr), centre(Zagg, b, G, tr), Zl - Z0], dim=2)  # (N, 3, 3m)
         V = V / channel_scale(V, b, G)
         d = self.decoder(V, torch.cat([hl, hagg.to(hl.dtype)], dim=1))  # eqs. 12-13
         out = xc + (c.disp_scale / c.length_scale) * d

@@ -37,6 +37,13 @@ Training (:mod:`eghn_md.train.flow_objective`) calls ``model(batch, flow=batch.f
 sample from a seeded generator; the forward then returns the denoiser's x̂₁ at x_τ built from ``batch.target``.
 Without ``flow`` the forward *samples* (``model(batch).pos`` is one draw of x(t + ΔT)), so ``evaluate`` and
 ``rollout`` use a generative model as a drop-in.
+
+**Velocity conditioning** (``config.flow_velocity``): the denoiser also reads the velocity v_t = x_t − x_{t−ΔT}
+[Å] (``batch.vel``, divided by ``config.vel_scale``) as a second free vector channel beside the flow state
+x_τ − x_t (the network's ``extra`` input, which ``eghn`` declares: ``ModelCapabilities.extra_vectors``). The samples
+can then follow the direction of motion, but the model is **not Markov** (it declares ``reads`` "vel"; a rollout
+needs the frame one horizon before its start). Rotating / reflecting x_t, v_t and z rotates the sample
+(``tests/test_generative_velocity.py``, float64).
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from torch import Tensor, nn
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.graph.separation import nonlocal_mask
+from eghn_md.models.capabilities import flow_capabilities
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.contact_prior import PRIOR_EDGE_FEATURES, add_prior_edges
 from eghn_md.models.output import ModelOutput
@@ -124,10 +132,9 @@ class FlowModel(nn.Module):
         self.config = config
         self.net = net
         #: what this model is (read through :func:`~eghn_md.models.registry.capabilities_of`): the network's
-        #: declaration, but it samples and reads x_t only (the network's ``vel`` is x_τ − x_t, not a velocity)
-        self.capabilities = dataclasses.replace(
-            net.capabilities, generative=True, markov=True,
-            reads=tuple(f for f in net.capabilities.reads if f != "vel"))
+        #: declaration, but it samples and reads x_t only (the network's ``vel`` is x_τ − x_t, not a velocity),
+        #: or with ``flow_velocity`` x_t and the velocity
+        self.capabilities = flow_capabilities(net.capabilities, velocity=config.flow_velocity)
         self.sigma = float(config.flow_sigma)
         if config.contact_prior:  # zeros of the configured sizes: set_contact_prior or load_state_dict fills them
             self.register_buffer("prior_index", torch.zeros((2, config.prior_pairs), dtype=torch.long))
@@ -226,7 +233,10 @@ class FlowModel(nn.Module):
         """:meth:`denoise` of a ``batch`` that already carries its conditioning edges (:meth:`conditioned`)."""
         h = torch.cat([batch.h, time_features(tau).to(batch.h.dtype)], dim=1)
         inner = batch.replace(pos=x_tau, vel=x_tau - batch.pos, h=h, target=None, future=None, flow=None)
-        out = self.net(inner)
+        if self.config.flow_velocity:  # the velocity, in its own scale, as the network's extra vector channel
+            out = self.net(inner, extra=(batch.vel / self.config.vel_scale).to(x_tau.dtype).unsqueeze(2))
+        else:
+            out = self.net(inner)
         return ModelOutput(pos=out.pos, reg=out.reg, assign=out.assign)
 
     def draw_noise(self, batch: GraphBatch, generator: Optional[torch.Generator] = None) -> Tensor:

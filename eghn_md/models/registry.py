@@ -13,11 +13,13 @@ declaration (:mod:`eghn_md.testing.models`). A class may also define ``check_con
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import nn
 
 from eghn_md.choices import MODEL_NAMES
 from eghn_md.errors import UsageError
-from eghn_md.models.capabilities import OPTION_NEEDS, ModelCapabilities, ignored_options
+from eghn_md.models.capabilities import OPTION_NEEDS, ModelCapabilities, flow_capabilities, ignored_options
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.eghn import EGHN, PublishedEGHN
 from eghn_md.models.egnn import EGNN
@@ -25,8 +27,8 @@ from eghn_md.models.gnn import GNN
 from eghn_md.models.linear import LinearModel
 from eghn_md.models.rf import RF
 
-__all__ = ["MODELS", "MODEL_NAMES", "build_model", "capabilities_of", "check_model_config", "has_pooling",
-           "ignored_option_warnings", "is_generative", "is_markov", "model_capabilities", "model_class",
+__all__ = ["MODELS", "MODEL_NAMES", "build_model", "capabilities_of", "check_model_config", "config_capabilities",
+           "has_pooling", "ignored_option_warnings", "is_generative", "is_markov", "model_capabilities", "model_class",
            "model_names", "models_with"]
 
 #: every model by the name a configuration gives it
@@ -67,6 +69,14 @@ def capabilities_of(model: nn.Module) -> ModelCapabilities:
     return model.capabilities
 
 
+def config_capabilities(config: ModelConfig) -> ModelCapabilities:
+    """What the model ``config`` describes is, without building it: its class's declaration, or for a
+    ``generative`` configuration that of the conditional flow around it
+    (:func:`~eghn_md.models.capabilities.flow_capabilities`: Markov unless ``flow_velocity``)."""
+    caps = model_capabilities(config.name)
+    return flow_capabilities(caps, velocity=config.flow_velocity) if config.generative else caps
+
+
 def models_with(**wanted) -> tuple[str, ...]:
     """Names of the models whose declaration matches every ``capability=value`` given (``models_with(pools=True)``)."""
     return tuple(n for n, cls in MODELS.items()
@@ -80,11 +90,16 @@ def has_pooling(name: str) -> bool:
 
 
 def check_model_config(config: ModelConfig) -> None:
-    """Refuse a configuration its model cannot use: an unknown name, or what the model's ``check_config`` refuses.
+    """Refuse a configuration its model cannot use: an unknown name, ``flow_velocity`` for a network that declares no
+    ``extra_vectors``, or what the model's ``check_config`` refuses.
 
     (:class:`ModelConfig` checks every field on its own; this adds what depends on the model.)
     """
     cls = model_class(config.name)
+    if config.flow_velocity and not cls.capabilities.extra_vectors:
+        raise UsageError(f"model config: flow_velocity needs a network that reads a second vector channel, and "
+                         f"{config.name!r} does not; use name: {' or '.join(models_with(extra_vectors=True))}, "
+                         "or flow_velocity: false")
     check = getattr(cls, "check_config", None)
     if check is not None:
         check(config)
@@ -111,7 +126,11 @@ def build_model(config: ModelConfig) -> nn.Module:
     if config.generative:
         from eghn_md.models.generative import FlowModel, inner_config
 
-        return FlowModel(config=config, net=model_class(config.name)(inner_config(config)))
+        if not config.flow_velocity:
+            return FlowModel(config=config, net=model_class(config.name)(inner_config(config)))
+        # the velocity is no option of the network: it is one extra vector channel beside the flow state
+        net_config = inner_config(dataclasses.replace(config, flow_velocity=False))
+        return FlowModel(config=config, net=model_class(config.name)(net_config, extra_vectors=1))
     return model_class(config.name)(config)
 
 

@@ -76,23 +76,25 @@ class ModelSystem:
 
 def is_markov_checkpoint(ckpt) -> bool:
     """Whether a checkpoint's model reads the current frame only (its declaration, without building it; a generative
-    model, :mod:`eghn_md.models.generative`, always does):
+    model, :mod:`eghn_md.models.generative`, does unless ``flow_velocity``):
     a rollout of it starts from one structure."""
-    from eghn_md.models.registry import model_capabilities
+    from eghn_md.models import ModelConfig
+    from eghn_md.models.registry import config_capabilities
 
-    cfg = ckpt.model_config
-    return bool(cfg.get("generative", False)) or model_capabilities(cfg["name"]).markov
+    return config_capabilities(ModelConfig.from_dict(ckpt.model_config)).markov
 
 
 def _one_structure(ckpt, n_frames: int, markov: bool, what: str) -> tuple[int, str]:
     """Horizon and note of a rollout from an input of one frame (no frame spacing): the model's own step for a
     Markov model; a model with a velocity channel needs two frames, and the error names what works."""
     if not markov:
+        velocity_flow = bool(ckpt.model_config.get("flow_velocity", False))
         raise UsageError(
-            f"{what} holds {n_frames} frame(s), but model {ckpt.model_config.get('name')!r} reads a velocity channel, "
-            f"so its first step needs the frame one horizon ({int(ckpt.data_config['horizon'])} frames) before the "
-            "start: give a trajectory with `frame` one horizon in, or roll out a model that starts from one "
-            "structure (trained with the generative `preset`)", params=("frame", "preset"))
+            f"{what} holds {n_frames} frame(s), but model {ckpt.model_config.get('name')!r} reads a velocity channel"
+            f"{' (flow_velocity: true)' if velocity_flow else ''}, so its first step needs the frame one horizon "
+            f"({int(ckpt.data_config['horizon'])} frames) before the start: give a trajectory with `frame` one "
+            "horizon in, or roll out a model that starts from one structure (trained with the generative `preset`"
+            f"{', without flow_velocity' if velocity_flow else ''})", params=("frame", "preset"))
     horizon_ps = float(ckpt.stats.get("horizon_ps") or float("nan"))
     note = (f"{what} holds one structure: each step is the model's horizon"
             + (f" ({horizon_ps:.4g} ps)" if horizon_ps == horizon_ps else ""))

@@ -10,7 +10,9 @@ A model is found through :data:`eghn_md.models.registry.MODELS` and checked agai
   trainable parameter, ``assign``/``reg`` exactly when it ``pools``;
 * :func:`check_declared_inputs`: a batch field outside ``reads`` does not change the prediction;
 * :func:`check_declared_options`: an option whose capability it lacks (``refine_layers`` without ``refines``, …)
-  changes nothing, and one it has changes the model.
+  changes nothing, and one it has changes the model;
+* :func:`check_extra_vectors`: a model declaring ``extra_vectors`` reads an extra free vector channel exactly
+  equivariantly (rotated, never translated) and trains every parameter with it; one that does not refuses it.
 
 All in float64 on small random graphs (:mod:`eghn_md.testing.synthetic`); a ``generative`` model is called with the
 same torch seed every time, so its draws are comparable.
@@ -27,12 +29,12 @@ from eghn_md.data.batch import GraphBatch
 from eghn_md.models.capabilities import OPTION_NEEDS
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.output import ModelOutput
-from eghn_md.models.registry import build_model, model_capabilities
+from eghn_md.models.registry import build_model, model_capabilities, model_class
 from eghn_md.testing.equivariance import assert_batch_independent, assert_equivariant, assert_permutation_equivariant
 from eghn_md.testing.synthetic import chain_graph, random_batch, random_graph
 
 __all__ = ["SIZES", "small_config", "small_model", "check_symmetries", "check_interface", "check_declared_inputs",
-           "check_declared_options"]
+           "check_declared_options", "check_extra_vectors"]
 
 #: node counts of the graphs of a test batch (different sizes, so batching mistakes show)
 SIZES = (6, 9, 4)
@@ -164,3 +166,32 @@ def check_declared_options(name: str, *, device: str = "cpu") -> None:
 
 def _n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def check_extra_vectors(name: str, *, device: str = "cpu", atol: float = 1e-10) -> None:
+    """A model declaring ``extra_vectors``, built with one (the velocity of a ``flow_velocity`` flow), depends on it,
+    is E(3)- and permutation-equivariant and batch independent with it rotated as a free vector (here ``target −
+    pos``, moved by the shared helpers like the inputs) and gives every trainable parameter a gradient; a model that
+    does not declare it refuses ``extra_vectors=1``."""
+    if not model_capabilities(name).extra_vectors:
+        try:
+            model_class(name)(small_config(name), extra_vectors=1)
+        except (TypeError, ValueError):
+            return
+        raise AssertionError(f"model {name!r} does not declare extra_vectors but accepts extra_vectors=1")
+    torch.manual_seed(0)
+    model = model_class(name)(small_config(name), extra_vectors=1).double().to(device)
+    fn = lambda b: model(b, extra=(b.target - b.pos).unsqueeze(2))  # noqa: E731
+    batch = random_batch(SIZES, node_in=_NODE_IN, edge_in=_EDGE_IN).to(device)
+    assert_equivariant(fn, batch, atol=atol, reflections=True, n_trials=2)
+    assert_permutation_equivariant(fn, batch, atol=atol)
+    gen = torch.Generator().manual_seed(3)
+    assert_batch_independent(fn, [random_graph(n, node_in=_NODE_IN, edge_in=_EDGE_IN, generator=gen).to(device)
+                                  for n in SIZES], atol=atol)
+    out = fn(batch)
+    other = model(batch, extra=-(batch.target - batch.pos).unsqueeze(2)).pos
+    assert not torch.allclose(other, out.pos), f"model {name!r} declares extra_vectors but ignores them"
+    (((out.pos - batch.target) ** 2).mean() + out.reg).backward()
+    missing = [n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not bool((p.grad != 0).any()))]
+    assert not missing, f"{name} with an extra vector channel: parameters without gradient: {missing}"

@@ -7,12 +7,19 @@
   window), and the table gives the one-step MSE per coordinate [Å²] of the samples' mean, of a single sample, and
   the calibration: the fraction of the coordinates whose true value lies in the samples' central 50 % interval
   (25th–75th percentile; ideal 50 %).
+* **velocity-conditioned variant** (``--velocity``): the generative runs get ``model: {flow_velocity: true}``
+  (the denoiser also reads x_t − x_{t−ΔT}; not Markov), named ``velflow_s{seed}`` unless ``--tag`` says otherwise.
+  ``--time-reversal on|off`` sets ``train: time_reversal`` of the generative *and* the deterministic runs (default:
+  each preset's own, on for ``generative``, off for the ``eghn`` runs); the deterministic runs trained with it are
+  named ``eghn_tr_s{seed}``. The table also gives the samples' spread: the mean per-coordinate variance of the
+  samples [Å²] (calibrated samples have a spread near the MSE of their mean).
 * **sampler cost** (``--speed``): rollout steps per second of an ensemble of R replicas (R = 1, 8, 32) on AdK
   (214 nodes) with the model's ``sample_steps``, one batched forward pass per sampling step, CPU threads as set.
 
 Usage::
 
     OMP_NUM_THREADS=1 python examples/benchmarks/generative.py --seeds 1,2,3 --epochs 30 --workdir runs/generative
+    OMP_NUM_THREADS=1 python examples/benchmarks/generative.py --velocity --time-reversal off --workdir runs/generative
     OMP_NUM_THREADS=1 python examples/benchmarks/generative.py --speed --workdir runs/generative
 """
 
@@ -42,15 +49,19 @@ def _data(work: Path) -> dict:
 
 
 def train(work: Path, data: dict, kind: str, seed: int, epochs: int, extra: dict) -> Path:
-    """Train (or reuse) the run ``{kind}_s{seed}``: ``generative`` preset, or the accuracy table's ``eghn``."""
+    """Train (or reuse) the run ``{kind}_s{seed}``: ``generative`` preset, or (``kind`` ``eghn…``) the accuracy
+    table's ``eghn`` (which takes only ``extra``'s ``train: time_reversal``)."""
     from eghn_md.train.config import resolve_config
     from eghn_md.train.run import train_run
 
     out = work / f"{kind}_s{seed}"
     if (out / "metrics.json").exists():
         return out
-    train = {"epochs": epochs, "seed": seed, "device": "cpu", "patience": 0, **extra.get("train", {})}
-    if kind == "eghn":
+    over = extra.get("train", {})
+    if kind.startswith("eghn"):
+        over = {k: v for k, v in over.items() if k == "time_reversal"}
+    train = {"epochs": epochs, "seed": seed, "device": "cpu", "patience": 0, **over}
+    if kind.startswith("eghn"):
         cfg = resolve_config(preset="tiny", overrides={"model": {**MODEL, "name": "eghn"}, "data": DATA,
                                                        "train": {**train, "reg_weight": 0.1}})
     else:
@@ -62,7 +73,8 @@ def train(work: Path, data: dict, kind: str, seed: int, epochs: int, extra: dict
 
 @torch.no_grad()
 def one_step(run: Path, data: dict, n_samples: int, seed: int = 0, sample_steps=None) -> dict:
-    """Mean-of-samples and single-sample MSE [Å² per coordinate] and the central-50 % coverage on DCD2."""
+    """Mean-of-samples and single-sample MSE [Å² per coordinate], the central-50 % coverage and the samples'
+    spread (mean per-coordinate variance [Å²]) on DCD2."""
     from eghn_md.data.batch import collate
     from eghn_md.data.samples import DataConfig
     from eghn_md.models.registry import is_generative
@@ -72,7 +84,7 @@ def one_step(run: Path, data: dict, n_samples: int, seed: int = 0, sample_steps=
     model, ckpt = load_model(run / "model.pt")
     cfg = DataConfig.from_dict(ckpt.data_config)
     gen = torch.Generator().manual_seed(seed)
-    sq_mean = sq_one = inside = count = 0.0
+    sq_mean = sq_one = inside = count = spread = 0.0
     with build_splits([data["dcd"]], config=cfg, test=[data["dcd2"]], only=["test"],
                       expected_nodes=ckpt.nodes) as splits:
         for s in splits.sets["test"]:
@@ -86,8 +98,10 @@ def one_step(run: Path, data: dict, n_samples: int, seed: int = 0, sample_steps=
             sq_one += float(((x[0] - y) ** 2).sum())
             lo, hi = torch.quantile(x, 0.25, dim=0), torch.quantile(x, 0.75, dim=0)
             inside += float(((y >= lo) & (y <= hi)).double().sum())
+            spread += float(x.var(0, unbiased=True).sum()) if x.shape[0] > 1 else 0.0
             count += y.numel()
-    return {"mse_mean": sq_mean / count, "mse_one": sq_one / count, "coverage50": inside / count}
+    return {"mse_mean": sq_mean / count, "mse_one": sq_one / count, "coverage50": inside / count,
+            "spread": spread / count}
 
 
 @torch.no_grad()
@@ -108,43 +122,67 @@ def sampler_speed(run: Path, data: dict, replicas=(1, 8, 32), steps: int = 5) ->
     return out
 
 
+def _accuracy(work: Path, data: dict, args, extra: dict) -> dict:
+    """One-step table of the generative runs (``args.tag``) and the deterministic ``eghn`` of the same seeds: one row
+    per seed, then mean ± std over the seeds."""
+    seeds = [int(s) for s in args.seeds.split(",")]
+    baseline = "eghn_tr" if args.time_reversal == "on" else "eghn"
+    res = {}
+    print("\n| model | seed | MSE of the mean [Å²] | MSE of one sample [Å²] | truth in central 50 % | spread [Å²] |")
+    print("|---|---|---|---|---|---|")
+    for kind in (args.tag, baseline):
+        rows = []
+        for seed in seeds:
+            run = train(work, data, kind, seed, args.epochs, extra)
+            rows.append(one_step(run, data, args.samples, sample_steps=args.sample_steps))
+            r = rows[-1]
+            print(f"| {kind} | {seed} | {r['mse_mean']:.4f} | {r['mse_one']:.4f} | {100 * r['coverage50']:.1f} % | "
+                  f"{r['spread']:.4f} |", flush=True)
+        res[kind] = {k: [float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows]))]
+                     for k in rows[0]}
+        res[kind]["seeds"] = dict(zip(seeds, rows, strict=True))
+        m = res[kind]
+        print(f"| {kind} | mean ± std | {m['mse_mean'][0]:.4f} ± {m['mse_mean'][1]:.4f} | {m['mse_one'][0]:.4f} ± "
+              f"{m['mse_one'][1]:.4f} | {100 * m['coverage50'][0]:.1f} ± {100 * m['coverage50'][1]:.1f} % | "
+              f"{m['spread'][0]:.4f} |", flush=True)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--workdir", default="runs/generative")
-    ap.add_argument("--tag", default="generative", help="Run name prefix of the generative runs.")
+    ap.add_argument("--tag", default=None, help="Run name prefix of the generative runs (default: generative, or "
+                    "velflow with --velocity).")
     ap.add_argument("--extra", default="{}", help="JSON overrides of the generative runs ({model: …, train: …}).")
+    ap.add_argument("--velocity", action="store_true", help="The velocity-conditioned variant (flow_velocity).")
+    ap.add_argument("--time-reversal", choices=("on", "off"), default=None,
+                    help="train: time_reversal of the generative and the deterministic runs (default: the presets').")
     ap.add_argument("--sample-steps", type=int, default=None)
     ap.add_argument("--speed", action="store_true", help="Measure the sampler's cost instead.")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    if args.speed and args.velocity:
+        ap.error("--speed times replicas started from one frame (a Markov model): drop --velocity")
+    extra = json.loads(args.extra)
+    if args.velocity:
+        extra["model"] = {**extra.get("model", {}), "flow_velocity": True}
+    if args.time_reversal is not None:
+        extra["train"] = {**extra.get("train", {}), "time_reversal": args.time_reversal == "on"}
+    args.tag = args.tag or ("velflow" if args.velocity else "generative")
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     data = _data(work)
-    seeds = [int(s) for s in args.seeds.split(",")]
     if args.speed:
-        res = {"speed": sampler_speed(train(work, data, args.tag, seeds[0], args.epochs, json.loads(args.extra)),
-                                      data)}
+        seed = int(args.seeds.split(",")[0])
+        res = {"speed": sampler_speed(train(work, data, args.tag, seed, args.epochs, extra), data)}
         for r, v in res["speed"].items():
             print(f"R = {r}: {v['steps_per_s']:.3f} steps/s ({v['s_per_step']:.3f} s per step, "
                   f"{v['replica_steps_per_s']:.2f} replica-steps/s)", flush=True)
     else:
-        res = {}
-        for kind in (args.tag, "eghn"):
-            rows = []
-            for seed in seeds:
-                run = train(work, data, kind, seed, args.epochs, json.loads(args.extra))
-                rows.append(one_step(run, data, args.samples, sample_steps=args.sample_steps))
-                print(kind, seed, json.dumps(rows[-1]), flush=True)
-            res[kind] = {k: [float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows]))]
-                         for k in rows[0]}
-        print("\n| model | MSE of the mean of samples [Å²] | MSE of one sample [Å²] | truth in central 50 % |")
-        print("|---|---|---|---|")
-        for kind, r in res.items():
-            print(f"| {kind} | {r['mse_mean'][0]:.4f} ± {r['mse_mean'][1]:.4f} | {r['mse_one'][0]:.4f} ± "
-                  f"{r['mse_one'][1]:.4f} | {100 * r['coverage50'][0]:.1f} ± {100 * r['coverage50'][1]:.1f} % |")
+        res = _accuracy(work, data, args, extra)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
 
