@@ -169,15 +169,10 @@ class ModelConfig:
     def _check_flow(self) -> None:
         if not isinstance(self.generative, bool):
             raise UsageError(f"model config: generative must be true or false, got {self.generative!r}")
-        if not isinstance(self.flow_velocity, bool):
-            raise UsageError(f"model config: flow_velocity must be true or false, got {self.flow_velocity!r}")
-        if self.flow_velocity and not self.generative:
-            raise UsageError("model config: flow_velocity needs a generative model (set generative: true, or "
-                             "flow_velocity: false)")
         if self.sampler not in SAMPLERS:
             raise UsageError(f"model config: unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         self._check_guidance()
-        for key in ("contact_prior", "condition_distances"):
+        for key in ("flow_velocity", "contact_prior", "condition_distances"):
             if not isinstance(getattr(self, key), bool):
                 raise UsageError(f"model config: {key} must be true or false, got {getattr(self, key)!r}")
             if getattr(self, key) and not self.generative:

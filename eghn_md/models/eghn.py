@@ -239,11 +239,11 @@ class EGHN(nn.Module):
 
     def _check_extra(self, extra: Optional[Tensor], n: int) -> None:
         """``extra`` must be (n, 3, ``extra_vectors``), or None for a model built without extra channels."""
-        want = (n, 3, self.extra_vectors)
-        if (None if extra is None else tuple(extra.shape)) != (want if self.extra_vectors else None):
-            got = None if extra is None else tuple(extra.shape)
+        want = (n, 3, self.extra_vectors) if self.extra_vectors else None
+        got = None if extra is None else tuple(extra.shape)
+        if got != want:
             raise ValueError(f"{type(self).__name__} built with extra_vectors={self.extra_vectors} needs extra "
-                             f"of shape {want if self.extra_vectors else None}, got {got}")
+                             f"of shape {want}, got {got}")
 
     # ------------------------------------------------------------------ eghn (equations)
     def _forward_equations(self, batch, edges, xc, v, h, ea, G, extra=None):

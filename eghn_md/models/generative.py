@@ -23,9 +23,9 @@ interpolant whose source is the current frame plus isotropic noise, as EquiJump,
 * **distance conditioning** (``config.condition_distances``): every edge the denoiser reads also carries its length
   in x_t, expanded in :data:`CONDITION_FEATURES` Gaussian radial basis functions (:func:`distance_features`). The
   denoiser's own geometry is x_τ, whose distances carry the source noise (≈ σ√2 per pair at τ = 0); without these
-  scalars it sees x_t's exact contacts only through the vector channel, and loosens what holds a compact state
-  together (measured on equilibrium AdK: ``examples/benchmarks/results/generative_equilibrium.md``). Distances are
-  invariant, so equivariance is kept.
+  scalars it sees x_t's exact contacts only through the vector channel. On equilibrium AdK a short run with them
+  held the closed state no better (``examples/benchmarks/results/generative_equilibrium.md`` §4), so the preset
+  leaves them off. Distances are invariant, so equivariance is kept.
 
 The model is **Markov**: it reads x_t only (``batch.vel`` is ignored), so a rollout starts from one structure. It is
 E(3)-equivariant as a conditional density whenever the inner network is: rotating / reflecting x_t *and* z rotates
@@ -64,8 +64,7 @@ from eghn_md.models.output import ModelOutput
 from eghn_md.nn.edges import graph_gather, graph_mean, scatter_sum
 
 __all__ = ["FlowModel", "TIME_FEATURES", "time_features", "inner_config", "centred_noise", "GUIDE_ITERATIONS",
-           "CONDITION_FEATURES", "distance_features",
-           "GUIDE_RATE"]
+           "GUIDE_RATE", "CONDITION_FEATURES", "distance_features"]
 
 #: frequencies of the τ embedding: node scalars [τ, sin(π k τ), cos(π k τ) for k = 1 … 4]
 _FREQUENCIES = (1, 2, 3, 4)
@@ -99,7 +98,8 @@ def distance_features(pos: Tensor, edge_index: Tensor) -> Tensor:
 
 
 def inner_config(config: ModelConfig) -> ModelConfig:
-    """The denoiser's configuration: ``config`` with τ features added to the node scalars and the vector channel
+    """The denoiser's configuration: ``config`` without the flow's own options (``generative``, ``flow_velocity``,
+    the contact prior, ``condition_distances``), with τ features added to the node scalars and the vector channel
     (x_τ − x_t, of typical size ``disp_scale``) scaled like the displacement; with a contact prior, its
     :data:`~eghn_md.models.contact_prior.PRIOR_EDGE_FEATURES` edge scalars added, with ``condition_distances`` the
     :data:`CONDITION_FEATURES` (``edge_features`` ``"distance"`` becomes ``"data+distance"`` whose data scalars are
@@ -110,8 +110,8 @@ def inner_config(config: ModelConfig) -> ModelConfig:
         mode = "data+distance" if config.edge_features == "distance" else config.edge_features
         edges = {"edge_in": config.edge_in + extra, "edge_features": mode}
     return dataclasses.replace(config, generative=False, node_in=config.node_in + TIME_FEATURES,
-                               vel_scale=config.disp_scale, contact_prior=False, condition_distances=False,
-                               prior_nodes=0, prior_pairs=0, **edges)
+                               vel_scale=config.disp_scale, flow_velocity=False, contact_prior=False,
+                               condition_distances=False, prior_nodes=0, prior_pairs=0, **edges)
 
 
 def centred_noise(z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -175,20 +175,23 @@ class FlowModel(nn.Module):
 
     def conditioned(self, batch: GraphBatch) -> GraphBatch:
         """``batch`` (positions x_t) with what the denoiser reads of x_t on its edges: the contact prior's pairs and
-        scalars (:meth:`with_prior`), then, with ``condition_distances``, every edge's length in x_t
+        scalars (:meth:`_with_prior`), then, with ``condition_distances``, every edge's length in x_t
         (:func:`distance_features`). Computed once per sample: the edges belong to x_t."""
-        batch = self.with_prior(batch)
-        if not self.config.condition_distances:
+        c = self.config
+        if not (c.contact_prior or c.condition_distances):
             return batch
-        attr = batch.edge_attr
-        if self.config.edge_features == "distance" and not self.config.contact_prior:
-            attr = attr[:, :0]
-        feat = distance_features(batch.pos, batch.edge_index).to(attr.dtype)
-        return batch.replace(edge_attr=torch.cat([attr, feat], dim=1))
+        if c.edge_features == "distance":  # the network computes [d, d²] itself: the added scalars are its data
+            batch = batch.replace(edge_attr=batch.edge_attr[:, :0])
+        batch = self._with_prior(batch)
+        if not c.condition_distances:
+            return batch
+        feat = distance_features(batch.pos, batch.edge_index).to(batch.edge_attr.dtype)
+        return batch.replace(edge_attr=torch.cat([batch.edge_attr, feat], dim=1))
 
-    def with_prior(self, batch: GraphBatch) -> GraphBatch:
-        """``batch`` with the contact prior's pairs among its edges and their scalars appended (unchanged without
-        a prior); every graph must have ``config.prior_nodes`` nodes, else ValueError."""
+    def _with_prior(self, batch: GraphBatch) -> GraphBatch:
+        """``batch`` with the contact prior's pairs among its edges and their scalars appended to its edge scalars
+        (unchanged without a prior; :meth:`conditioned` has already dropped the data scalars in ``"distance"``
+        mode); every graph must have ``config.prior_nodes`` nodes, else ValueError."""
         c = self.config
         if not c.contact_prior:
             return batch
@@ -198,8 +201,7 @@ class FlowModel(nn.Module):
             g = int(wrong[0])
             raise ValueError(f"contact prior: graph {g} of the batch has {int(counts[g])} nodes, but the prior was "
                              f"computed for {c.prior_nodes} nodes (the training data's)")
-        attr = batch.edge_attr[:, :0] if c.edge_features == "distance" else batch.edge_attr
-        edge_index, edge_attr = add_prior_edges(batch.edge_index, attr, index=self.prior_index,
+        edge_index, edge_attr = add_prior_edges(batch.edge_index, batch.edge_attr, index=self.prior_index,
                                                 mean=self.prior_mean, std=self.prior_std, ptr=batch.ptr)
         return batch.replace(edge_index=edge_index, edge_attr=edge_attr)
 

@@ -13,8 +13,6 @@ declaration (:mod:`eghn_md.testing.models`). A class may also define ``check_con
 
 from __future__ import annotations
 
-import dataclasses
-
 from torch import nn
 
 from eghn_md.choices import MODEL_NAMES
@@ -126,11 +124,9 @@ def build_model(config: ModelConfig) -> nn.Module:
     if config.generative:
         from eghn_md.models.generative import FlowModel, inner_config
 
-        if not config.flow_velocity:
-            return FlowModel(config=config, net=model_class(config.name)(inner_config(config)))
-        # the velocity is no option of the network: it is one extra vector channel beside the flow state
-        net_config = inner_config(dataclasses.replace(config, flow_velocity=False))
-        return FlowModel(config=config, net=model_class(config.name)(net_config, extra_vectors=1))
+        # the velocity is no option of the network (inner_config drops it) but one extra vector channel of it
+        extra = {"extra_vectors": 1} if config.flow_velocity else {}
+        return FlowModel(config=config, net=model_class(config.name)(inner_config(config), **extra))
     return model_class(config.name)(config)
 
 
