@@ -56,13 +56,14 @@ def _roll(run: Path, data: Path, ref: np.ndarray, starts: np.ndarray, steps: int
     return [np.asarray(f, dtype=np.float64) for f in res.frames]
 
 
-def kernel(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, *, horizon: int, n: int, seed: int) -> dict:
-    """Quantiles of Q_closed one and two steps after closed and after open frames: model against MD."""
+def kernel(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horizon: int, n: int, seed: int) -> dict:
+    """Quantiles of Q_closed one and two steps after closed and after open frames: the model from ``n`` of them
+    drawn at random, the MD over every such frame (``q``: (T, 2) Q_closed, Q_open of run 2; ``st`` the states)."""
     from eghn_md.rollout.states import contact_fractions
 
     dq = q[:, 1] - q[:, 0]
     rng = np.random.default_rng(seed)
-    out, st = {}, _states()
+    out = {}
     valid = np.arange(len(dq) - 2 * horizon)
     for name, sel in (("closed", valid[dq[valid] < -0.5]), ("open", valid[dq[valid] > 0.5])):
         starts = np.sort(rng.choice(sel, min(n, len(sel)), replace=False))
@@ -75,15 +76,16 @@ def kernel(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, *, horizon: in
     return out
 
 
-def _states():
+def _states(n_nodes: int):
+    """The closed / open state definition (:mod:`eghn_md.rollout.states`) from 1AKE / 4AKE for ``n_nodes`` Cα."""
     from MDAnalysisTests.datafiles import PDB_closed, PDB_small
 
     from eghn_md.rollout.states import states_from_files
 
-    return states_from_files(PDB_closed, PDB_small, n_nodes=214, names=("closed", "open"))
+    return states_from_files(PDB_closed, PDB_small, n_nodes=n_nodes, names=("closed", "open"))
 
 
-def trace(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, *, horizon: int, steps: int, seed: int) -> dict:
+def trace(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horizon: int, steps: int, seed: int) -> dict:
     """Q_closed and Rg every few steps of rollouts from the first 4 closed and first 4 open frames of run 2."""
     from eghn_md.rollout.states import contact_fractions
 
@@ -92,7 +94,6 @@ def trace(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, *, horizon: int
     every = max(1, steps // 15)
     out = {"every_steps": every, "md_rg_quantiles_1_50_99": np.quantile(rg(ref), [0.01, 0.5, 0.99]).round(2).tolist(),
            "replicas": []}
-    st = _states()
     for s, f in zip(starts, _roll(run, data, ref, starts, steps, seed), strict=True):
         qc = contact_fractions(st, f)[::every, 0]
         out["replicas"].append({"start": int(s), "q_closed": qc.round(2).tolist(),
@@ -114,10 +115,11 @@ def main() -> None:
     from eghn_md.rollout.states import contact_fractions
 
     ref = _reference(args.data)
-    q = contact_fractions(_states(), ref)
+    st = _states(ref.shape[1])
+    q = contact_fractions(st, ref)
     res = {"model": str(args.model),
-           "kernel": kernel(args.model, args.data, ref, q, horizon=args.horizon, n=args.starts, seed=args.seed),
-           "trace": trace(args.model, args.data, ref, q, horizon=args.horizon, steps=args.steps, seed=args.seed)}
+           "kernel": kernel(args.model, args.data, ref, q, st, horizon=args.horizon, n=args.starts, seed=args.seed),
+           "trace": trace(args.model, args.data, ref, q, st, horizon=args.horizon, steps=args.steps, seed=args.seed)}
     for name, k in res["kernel"].items():
         for key in ("md_1", "model_1", "md_2", "model_2"):
             print(f"from {name:6s} Q_closed after {key[-1]} step(s), {key[:-2]:5s}: {k[key]}")
