@@ -57,12 +57,15 @@ from eghn_md.choices import DEVICES, FEATURE_SETS, MODEL_NAMES, OPTIMIZERS, PRES
 @click.option("--test", "test_files", multiple=True, type=click.Path(dir_okay=False),
               help="Dataset file used whole as test set (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue the run in OUTPUT from its last completed epoch.")
+@click.option("--init", "init", type=click.Path(dir_okay=False), default=None,
+              help="Start from this model (RUN/model.pt): its architecture and weights; the data and train options "
+                   "of this call apply (a fine-tune, e.g. with train: unroll_steps for a generative model).")
 @overwrite_option
 @quiet_option
 @json_option
 def train(data, out_dir, preset, config_file, model, features, horizon, horizon_ps, cutoff, epochs, batch_size, lr,
           weight_decay, hidden, clusters, schedule, optimizer, patience, seed, device, amp, workers, compile_,
-          val_files, test_files, resume, overwrite, quiet, as_json):
+          val_files, test_files, resume, init, overwrite, quiet, as_json):
     """Train a surrogate on DATA.h5 files (made by `eghn-md preprocess`).
 
     \b
@@ -70,6 +73,7 @@ def train(data, out_dir, preset, config_file, model, features, horizon, horizon_
       eghn-md train adk.h5 -o run --preset tiny
       eghn-md train adk.h5 -o run --preset paper --device cuda
       eghn-md train adk.h5 -o run --resume
+      eghn-md train adk.h5 -o tuned --preset generative --init run/model.pt --config pushforward.yaml
       torchrun --nproc_per_node 4 -m cli.main train adk.h5 -o run --preset paper
     """
     from cli._progress import RichProgress
@@ -91,7 +95,7 @@ def train(data, out_dir, preset, config_file, model, features, horizon, horizon_
     console = stderr_console(quiet)
     progress = None if quiet else RichProgress(console=console, description=config.model.get("name", "train"))
     metrics = train_run(list(data), out_dir, config=config, val=list(val_files), test=list(test_files),
-                        resume=resume, resume_epochs=epochs, overwrite=overwrite, progress=progress,
+                        resume=resume, resume_epochs=epochs, init=init, overwrite=overwrite, progress=progress,
                         log=plain_log(console))
     if int(os.environ.get("RANK", "0")) == 0:
         from eghn_md.export.figures import maybe_plot_run  # loss curves → RUN/loss.png; never fails the training

@@ -56,13 +56,18 @@ def test_loss_of_pieces_adds_up_to_the_loss_of_the_batch():
             torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-9)
 
 
-def test_objective_is_chosen_by_the_model_and_multi_step_is_refused():
+def test_objective_is_chosen_by_the_model_and_free_steps_are_refused():
     gen = build_model(ModelConfig(name="egnn", node_in=4, generative=True))
     det = build_model(ModelConfig(name="egnn", node_in=4))
     assert isinstance(objective_for(gen, TrainConfig()), FlowObjective)
     assert isinstance(objective_for(det, TrainConfig()), Objective)
-    with pytest.raises(UsageError, match="unroll_steps: 1.*generative"):
-        objective_for(gen, TrainConfig(unroll_steps=3), cutoff=10.0)
+    assert objective_for(gen, TrainConfig(unroll_steps=3), cutoff=10.0).terms == ("mse", "reg", "mse_unroll")
+    with pytest.raises(UsageError, match="free_steps: 0.*generative"):
+        objective_for(gen, TrainConfig(free_steps=1, bond_weight=1.0), cutoff=10.0)
+    with pytest.raises(UsageError, match="pushforward: true"):
+        objective_for(gen, TrainConfig(unroll_steps=2, pushforward=False), cutoff=10.0)
+    with pytest.raises(UsageError, match="cutoff"):
+        objective_for(gen, TrainConfig(unroll_steps=2))
 
 
 def test_generative_training_resumes_bit_identically(adk_h5, tmp_path):
@@ -92,7 +97,7 @@ def test_default_preset_with_generative_model_names_the_fix(adk_h5, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model: {generative: true}\n")
     res = run_cli("train", adk_h5, "-o", tmp_path / "r", "--config", cfg, "--epochs", "1", "--horizon", "5", "--quiet")
-    assert res.exit_code == 2 and "--preset" in res.output and "unroll_steps: 1" in res.output
+    assert res.exit_code == 2 and "--preset" in res.output and "free_steps: 0" in res.output
     assert "Traceback" not in res.output
 
 

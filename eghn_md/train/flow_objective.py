@@ -13,13 +13,22 @@ resume point. The model builds x_τ = (1 − τ)(x_t + σ z̃) + τ x₁ and its
   (x̂₁ ≈ the conditional mean, which need not be a valid structure) the terms stay out of the way;
 * **reg**: the pooling regulariser of the denoiser at x_τ, times ``reg_weight``.
 
-Every sum is divided by a count over the whole batch (:meth:`FlowObjective.totals`), so processing a batch in
-pieces gives the same gradient as processing it whole. Multi-step training (``unroll_steps``, ``free_steps``) does not
-apply to a sampled model and is refused.
+* **pushforward steps** (``unroll_steps`` K > 1, Brandstetter et al. 2022's pushforward for a sampled model): the
+  model's own sample x̃ from the step before (drawn without gradient, with the draw's sampling noise, edges rebuilt
+  from x̃ as in a rollout) becomes the input of the next step, whose flow-matching target is the true frame
+  x(t + kΔT). A one-step kernel that loosens a state a little (the closed state of AdK) is shown its own loosened
+  frames and the true frames that follow them, so it learns to pull them back. The step terms are averaged over
+  the K steps; ``mse_unroll`` reports the error of steps 2..K. ``pushforward`` must stay on: a sample is not
+  differentiated through.
+
+Every sum is divided by a count over the whole batch (:meth:`FlowObjective.totals`, the counts of
+:meth:`eghn_md.train.objective.Objective.totals`), so processing a batch in pieces gives the same gradient as
+processing it whole. Free steps (``free_steps``) do not apply to a sampled model and are refused.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -28,19 +37,40 @@ from torch import Tensor
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import UsageError
+from eghn_md.train.objective import Objective, regraph
 from eghn_md.train.options import TrainConfig
 
-__all__ = ["FlowObjective", "sample_flow", "objective_for"]
+__all__ = ["FlowObjective", "sample_flow", "flow_columns", "objective_for"]
 
 
-def sample_flow(n_nodes: int, *, seed: int, epoch: int, index: int, dtype, device) -> Tensor:
-    """The flow draw (n_nodes, 4) of training sample ``index`` in ``epoch``: unit Gaussian z (columns 0–2) and one
-    τ ~ U(0, 1) for the whole graph (column 3); a stream of its own (drawn in float64 on the CPU)."""
+def sample_flow(n_nodes: int, *, seed: int, epoch: int, index: int, dtype, device, steps: int = 1) -> Tensor:
+    """The flow draw (n_nodes, :func:`flow_columns` (``steps``)) of training sample ``index`` in ``epoch``, from a
+    stream of its own (drawn in float64 on the CPU): unit Gaussian z (columns 0–2) and one τ ~ U(0, 1) for the whole
+    graph (column 3) of the first step; then, for each later step of a pushforward unroll, the unit Gaussian
+    sampling noise of its input (3 columns) and its own [z, τ] (4 columns). The first step's columns do not depend
+    on ``steps``."""
     g = torch.Generator()
     g.manual_seed(((int(seed) * 1_000_003 + int(epoch)) * 1_000_033 + int(index)) * 7 + 5)
-    z = torch.randn((n_nodes, 3), generator=g, dtype=torch.float64)
-    tau = torch.rand((), generator=g, dtype=torch.float64).expand(n_nodes, 1)
-    return torch.cat([z, tau], dim=1).to(device=device, dtype=dtype)
+    cols = []
+    for k in range(int(steps)):
+        if k:
+            cols.append(torch.randn((n_nodes, 3), generator=g, dtype=torch.float64))
+        cols.append(torch.randn((n_nodes, 3), generator=g, dtype=torch.float64))
+        cols.append(torch.rand((), generator=g, dtype=torch.float64).expand(n_nodes, 1))
+    return torch.cat(cols, dim=1).to(device=device, dtype=dtype)
+
+
+def flow_columns(steps: int) -> int:
+    """Columns of a flow draw for ``steps`` unrolled steps: 4 for the first, 7 for each later one."""
+    return 4 + 7 * (int(steps) - 1)
+
+
+def _step_draw(flow: Tensor, k: int) -> tuple[Optional[Tensor], Tensor]:
+    """``(sampling noise of step k's input (N, 3) or None for k = 0, [z, τ] of step k (N, 4))`` of a flow draw."""
+    if k == 0:
+        return None, flow[:, :4]
+    c = 4 + 7 * (k - 1)
+    return flow[:, c:c + 3], flow[:, c + 3:c + 7]
 
 
 def _full(t: Tensor) -> Tensor:
@@ -51,20 +81,25 @@ def _full(t: Tensor) -> Tensor:
 @dataclass
 class FlowObjective:
     """Flow-matching loss of a generative model on a batch; see the module docstring. Lengths in Å, losses in Å².
-    The weights are those of ``config`` (``bond_weight``, ``clash_weight``, ``clash_distance``, ``reg_weight``)."""
+    The weights are those of ``config`` (``bond_weight``, ``clash_weight``, ``clash_distance``, ``reg_weight``,
+    ``unroll_steps``); ``cutoff`` [Å] rebuilds the contact edges of the pushforward steps' inputs."""
 
     config: TrainConfig
+    cutoff: float = float("nan")
 
     def __post_init__(self) -> None:
         c = self.config
-        if int(c.unroll_steps) > 1 or int(c.free_steps) > 0:
-            raise UsageError(f"a generative model trains one step at a time: set train: {{unroll_steps: 1, "
-                             f"free_steps: 0}} in the `config_file` (got {c.unroll_steps} and {c.free_steps}), or "
-                             "start from the generative `preset`", params=("config_file", "preset"))
+        if int(c.free_steps) > 0 or (int(c.unroll_steps) > 1 and not c.pushforward):
+            raise UsageError(f"a generative model trains its unrolled steps on its own samples, which are not "
+                             f"differentiated through: set train: {{free_steps: 0, pushforward: true}} in the "
+                             f"`config_file` (got {c.free_steps} and {c.pushforward}), or start from the generative "
+                             "`preset`", params=("config_file", "preset"))
+        if int(c.unroll_steps) > 1 and not math.isfinite(self.cutoff):
+            raise UsageError("unroll_steps > 1 needs the contact cutoff of the data to rebuild edges between steps")
 
     @property
     def unroll_steps(self) -> int:
-        return 1
+        return int(self.config.unroll_steps)
 
     @property
     def terms(self) -> tuple[str, ...]:
@@ -80,6 +115,8 @@ class FlowObjective:
         c = self.config
         docs = [("mse", "flow-matching error of the denoised frame x̂₁ against x(t + ΔT) [Å²]"),
                 ("reg", "the pooling regulariser of the denoiser")]
+        if self.unroll_steps > 1:
+            docs.append(("mse_unroll", "flow-matching error of the steps from the model's own samples [Å²]"))
         if c.bond_weight > 0:
             docs.append(("bond", "τ-weighted bond-length error of x̂₁ [Å²]"))
         if c.clash_weight > 0:
@@ -89,42 +126,74 @@ class FlowObjective:
     def draw(self, sample: GraphBatch, *, seed: int, epoch: int, index: int) -> GraphBatch:
         """``sample`` with its flow draw (:func:`sample_flow`) in ``GraphBatch.flow``."""
         return sample.replace(flow=sample_flow(sample.num_nodes, seed=seed, epoch=epoch, index=index,
-                                               dtype=sample.pos.dtype, device=sample.pos.device))
+                                               dtype=sample.pos.dtype, device=sample.pos.device,
+                                               steps=self.unroll_steps))
 
     def totals(self, samples: Sequence[GraphBatch]) -> dict:
-        """Denominators over a whole (global) batch: nodes, bonds and contact pairs (one step), graphs; the same
-        keys as :meth:`eghn_md.train.objective.Objective.totals`, so the loop all-reduces them alike under DDP."""
-        return {"graphs": len(samples), "steps": 1,
-                "nodes": [sum(s.num_nodes for s in samples)],
-                "bonds": [sum(s.bonds.shape[1] for s in samples)],
-                "pairs": [sum(s.edge_index.shape[1] for s in samples)]}
+        """Denominators over a whole (global) batch, per unrolled step: nodes, bonds and contact pairs with a
+        target; graphs; the most steps any sample has (those of :meth:`Objective.totals`, so the loop all-reduces
+        them alike under DDP)."""
+        return Objective(config=self.config).totals(samples)
 
     def __call__(self, net, batch: GraphBatch, totals: dict) -> tuple[Tensor, dict]:
-        """``(loss, parts)`` of a piece of a batch; ``parts`` (detached): ``mse``, ``reg`` and, when weighted,
-        ``bond`` and ``clash``, each already divided by the batch totals."""
+        """``(loss, parts)`` of a piece of a batch; ``parts`` (detached): ``mse``, ``reg`` and, when active,
+        ``mse_unroll``, ``bond`` and ``clash`` (means over the steps), each already divided by the batch totals."""
         if batch.flow is None:
             raise ValueError("a generative model's batch needs its flow draw (FlowObjective.draw, by the feed)")
-        c = self.config
-        out = net(batch, flow=batch.flow)
-        pred, target = _full(out.pos), _full(batch.target).to(_full(out.pos).dtype)
+        c, n_steps = self.config, int(totals["steps"])
+        every = torch.ones(batch.num_nodes, dtype=torch.bool, device=batch.pos.device)
+        out = net(batch, flow=_step_draw(batch.flow, 0)[1])
+        steps = [self._terms(out.pos, batch, every, totals, 0, batch.edge_index)]
+        cur = batch
+        for k in range(1, n_steps):
+            cur, valid = self._pushed(net, batch, cur, k)
+            pred = net(cur, flow=_step_draw(batch.flow, k)[1]).pos
+            steps.append(self._terms(pred, cur, valid, totals, k, batch.edge_index))
         reg = _full(out.reg) * (batch.num_graphs / totals["graphs"])
+        loss, parts = c.reg_weight * reg, {"mse": steps[0]["mse"].detach(), "reg": reg.detach()}
+        if self.unroll_steps > 1:
+            parts["mse_unroll"] = sum((s["mse"].detach() for s in steps[1:]), reg.new_zeros(())) / max(n_steps - 1, 1)
+        for key, weight in (("mse", 1.0), ("bond", c.bond_weight), ("clash", c.clash_weight)):
+            if weight > 0:
+                total = sum(s[key] for s in steps)
+                loss = loss + weight * total / n_steps
+                if key != "mse":
+                    parts[key] = total.detach() / n_steps
+        return loss, parts
+
+    def _pushed(self, net, batch: GraphBatch, cur: GraphBatch, k: int) -> tuple[GraphBatch, Tensor]:
+        """The input of unrolled step ``k`` (≥ 1): the model's sample from ``cur`` (no gradient; the draw's
+        sampling noise), with its own edges and velocity, and as target the true frame x(t + (k+1)ΔT) where the
+        window has one (``valid`` (N,) bool; elsewhere the sample stands in, out of the loss)."""
+        with torch.no_grad():
+            x = _full(net(cur, noise=_step_draw(batch.flow, k)[0]).pos).to(batch.pos.dtype)
+        target = batch.future[:, k - 1].to(x.dtype)
+        valid = torch.isfinite(target).all(dim=1)
+        target = torch.where(valid.unsqueeze(1), target, x)
+        return regraph(batch, x, self.cutoff).replace(vel=x - cur.pos, target=target), valid
+
+    def _terms(self, pred: Tensor, batch: GraphBatch, valid: Tensor, totals: dict, k: int, pairs: Tensor) -> dict:
+        """Step ``k``'s summed error terms of the denoised frame ``pred`` (N, 3) [Å] against ``batch.target``,
+        over the nodes with a target (``valid`` (N,) bool), each divided by the step's batch totals: ``mse``, and
+        the τ-weighted ``bond`` and ``clash`` over the bonds and ``pairs`` (2, E) (the first input frame's contact
+        edges, those the denominators count), against the target's geometry."""
+        c = self.config
+        pred = _full(pred)
+        target = _full(batch.target).to(pred.dtype)
+        keep = valid.to(pred.dtype)
+        tau = _step_draw(batch.flow, k)[1][:, 3].to(pred.dtype) * keep
         diff = pred - target
-        mse = (diff * diff).sum() / (3 * max(totals["nodes"][0], 1))
-        tau = batch.flow[:, 3].to(pred.dtype)
-        loss = mse + c.reg_weight * reg
-        parts = {"mse": mse.detach(), "reg": reg.detach()}
+        out = {"mse": (keep.unsqueeze(1) * diff * diff).sum() / (3 * max(totals["nodes"][k], 1))}
         if c.bond_weight > 0:
             i, j = batch.bonds
             dd = (pred[i] - pred[j]).norm(dim=1) - (target[i] - target[j]).norm(dim=1)
-            bond = (tau[i] * dd * dd).sum() / max(totals["bonds"][0], 1)
-            loss, parts["bond"] = loss + c.bond_weight * bond, bond.detach()
+            out["bond"] = (tau[i] * keep[j] * dd * dd).sum() / max(totals["bonds"][k], 1)
         if c.clash_weight > 0:
-            i, j = batch.edge_index
+            i, j = pairs
             floor = (target[i] - target[j]).norm(dim=1).clamp_max(c.clash_distance)
             short = torch.relu(floor - (pred[i] - pred[j]).norm(dim=1))
-            clash = (tau[i] * short * short).sum() / max(totals["pairs"][0], 1)
-            loss, parts["clash"] = loss + c.clash_weight * clash, clash.detach()
-        return loss, parts
+            out["clash"] = (tau[i] * keep[j] * short * short).sum() / max(totals["pairs"][k], 1)
+        return out
 
 
 def objective_for(model, config: TrainConfig, *, cutoff: Optional[float] = None):
@@ -134,5 +203,5 @@ def objective_for(model, config: TrainConfig, *, cutoff: Optional[float] = None)
     from eghn_md.train.loop import objective_from_config
 
     if is_generative(model):
-        return FlowObjective(config=config)
+        return FlowObjective(config=config, cutoff=float("nan") if cutoff is None else float(cutoff))
     return objective_from_config(config, cutoff=cutoff)

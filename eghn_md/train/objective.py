@@ -49,7 +49,7 @@ from eghn_md.data.samples import build_edges
 from eghn_md.errors import UsageError
 from eghn_md.train.options import TrainConfig
 
-__all__ = ["Objective", "Term", "TERMS", "objective_from_config", "sample_noise", "sample_refine_noise"]
+__all__ = ["Objective", "Term", "TERMS", "objective_from_config", "regraph", "sample_noise", "sample_refine_noise"]
 
 
 def sample_noise(n_nodes: int, std: float, *, seed: int, epoch: int, index: int, dtype, device,
@@ -256,18 +256,28 @@ class Objective:
         """One more autoregressive step from the prediction ``pred``: ``(new prev, new prediction)``."""
         cur = pred.detach() if self.config.pushforward else pred
         cur = torch.where(valid.unsqueeze(1), cur, cur.detach())  # graphs without targets carry no gradient
-        # a non-finite prediction (a diverging model) must reach the loss, where the loop reports it, not crash the
-        # edge search: edges are searched among finite stand-ins (the step's input positions), with no host sync
-        finite = torch.isfinite(cur.detach()).all(dim=1, keepdim=True)
-        search = torch.where(finite, cur.detach(), batch.pos.to(cur.dtype))
-        edge_index, edge_attr = build_edges(search, self.cutoff, batch.bonds, batch=batch.batch)
-        d = batch.edge_attr.shape[1]
-        if d > edge_attr.shape[1]:
-            raise ValueError(f"multi-step training rebuilds edges with the bond flag only, but the data has {d} edge "
-                             "scalars")
-        step = batch.replace(pos=cur, vel=cur - prev, edge_index=edge_index,
-                             edge_attr=edge_attr[:, :d].to(batch.edge_attr.dtype))
+        step = regraph(batch, cur, self.cutoff).replace(vel=cur - prev)
         return cur, _full(net(step).pos)
+
+
+def regraph(batch: GraphBatch, pos: Tensor, cutoff: float) -> GraphBatch:
+    """``batch`` moved to positions ``pos`` (N, 3) [Å] with the edges of ``pos`` (radius graph of ``cutoff`` [Å]
+    united with the bonds, as the data builds them): the input of an unrolled training step, as in a rollout.
+
+    A non-finite position (a diverging model) must reach the loss, where the loop reports it, not crash the edge
+    search: edges are searched among finite stand-ins (``batch.pos``), with no host sync.
+
+    Raises:
+        ValueError: the data's edges carry scalars besides the bond flag (they cannot be rebuilt).
+    """
+    finite = torch.isfinite(pos.detach()).all(dim=1, keepdim=True)
+    search = torch.where(finite, pos.detach(), batch.pos.to(pos.dtype))
+    edge_index, edge_attr = build_edges(search, cutoff, batch.bonds, batch=batch.batch)
+    d = batch.edge_attr.shape[1]
+    if d > edge_attr.shape[1]:
+        raise ValueError(f"multi-step training rebuilds edges with the bond flag only, but the data has {d} edge "
+                         "scalars")
+    return batch.replace(pos=pos, edge_index=edge_index, edge_attr=edge_attr[:, :d].to(batch.edge_attr.dtype))
 
 
 

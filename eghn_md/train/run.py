@@ -96,8 +96,33 @@ def _resumed(out: Path, config: RunConfig, resume_epochs: Optional[int]):
     return stored, TrainState.from_dict(last.train_state), last
 
 
+def _starting_point(out: Path, config: RunConfig, *, resume: bool, resume_epochs: Optional[int], init):
+    """``(config, training state or None, checkpoint or None)`` of a run: the stored ones when resuming, the model
+    of ``init`` for a new run from a model, else ``(config, None, None)``."""
+    if resume and init is not None:
+        raise UsageError("pass either `resume` (continue a run) or `init` (start a new run from a model), not both",
+                         params=("resume", "init"))
+    if resume:
+        return _resumed(out, config, resume_epochs)
+    return config, None, (load_checkpoint(init) if init is not None else None)
+
+
+def _check_init(init: str | Path, model_cfg, config: RunConfig, splits, stats: dict) -> None:
+    """A model a new run starts from (``init``) must read the data's node scalars and, with a contact prior, have
+    its node count; else UsageError naming both."""
+    want = _model_fields({}, config.data.features, int(splits.system.h.shape[1]), stats)["node_in"]
+    if int(model_cfg.node_in) != int(want):
+        raise UsageError(f"`init` {str(init)!r} reads {model_cfg.node_in} node scalars, but this data with features "
+                         f"{config.data.features!r} gives {want}; use the model's features "
+                         f"(data: features in the `config_file`)", params=("init", "config_file"))
+    if model_cfg.generative and model_cfg.contact_prior and int(model_cfg.prior_nodes) != splits.system.n_nodes:
+        raise UsageError(f"`init` {str(init)!r} carries a contact prior of {model_cfg.prior_nodes} nodes, but the "
+                         f"data has {splits.system.n_nodes}: start from a model of this system", params=("init",))
+
+
 def _model_config(config: RunConfig, splits, stats: dict, last):
-    """The model's configuration: the stored one when resuming, else the model section sized by the data."""
+    """The model's configuration: the stored one when resuming or starting from a model (``init``), else the model
+    section sized by the data."""
     from eghn_md.models import ModelConfig
     from eghn_md.models.registry import check_model_config, model_capabilities, models_with
 
@@ -242,15 +267,17 @@ def _contact_prior(model_cfg, splits, last):
     return cfg, prior
 
 
-def _prepare_run(out: Path, config: RunConfig, splits, last, log):
+def _prepare_run(out: Path, config: RunConfig, splits, last, log, init=None):
     """The training statistics, the model configuration and the contact prior (or None) of a run (``last``: the
-    checkpoint resumed, or None); creates the run directory (only now: bad input never leaves an empty one) and
-    writes its ``config.yaml``."""
+    checkpoint resumed or, with ``init``, started from; or None); creates the run directory (only now: bad input
+    never leaves an empty one) and writes its ``config.yaml``."""
     from eghn_md.data.samples import compute_stats
 
     stats = {**compute_stats(splits.sets["train"]), "frame_dt_ps": splits.frame_dt_ps,
              "horizon_ps": splits.horizon_ps}
     model_cfg, prior = _contact_prior(_model_config(config, splits, stats, last), splits, last)
+    if init is not None:
+        _check_init(init, model_cfg, config, splits, stats)
     _check_ignored_options(model_cfg, log)
     out.mkdir(parents=True, exist_ok=True)
     config.data.cutoff = splits.cutoff
@@ -269,6 +296,7 @@ def train_run(
     test: Sequence[str | Path] = (),
     resume: bool = False,
     resume_epochs: Optional[int] = None,
+    init: Optional[str | Path] = None,
     overwrite: bool = False,
     progress: Optional[Progress] = None,
     log=None,
@@ -279,15 +307,17 @@ def train_run(
     ``workers`` and ``compile``;
     ``resume_epochs`` may raise the epoch budget) and training continues from its last completed epoch, following
     the same curve as an uninterrupted run.
+
+    With ``init`` (a checkpoint, ``RUN/model.pt``) training starts from that model: its configuration (architecture,
+    scales, contact prior) and weights; ``config``'s model section is not used, its data and train sections are
+    (a fine-tune: e.g. the generative model trained on with pushforward steps, ``train: unroll_steps``).
     """
     from eghn_md.models import build_model
     from eghn_md.utils import seed_everything
 
     out = Path(out_dir)
     _check_run_dir(out, resume=resume, overwrite=overwrite)
-    resume_state, last = None, None
-    if resume:
-        config, resume_state, last = _resumed(out, config, resume_epochs)
+    config, resume_state, last = _starting_point(out, config, resume=resume, resume_epochs=resume_epochs, init=init)
     t_start = time.perf_counter()
     with build_splits(data, config=config.data, val=val, test=test, expected_nodes=last.nodes if resume else None,
                       future_steps=config.train.unroll_steps, time_reversal=config.train.time_reversal) as splits:
@@ -295,14 +325,17 @@ def train_run(
         config.data.horizon = splits.horizon_frames  # with --horizon-ps: the frames of the first trajectory
         _check_windows(config, sets)
         _check_val_size(config, len(sets["val"]), log)
-        stats, model_cfg, prior = _prepare_run(out, config, splits, last, log)
+        stats, model_cfg, prior = _prepare_run(out, config, splits, last, log, init=init)
         is_main = int(os.environ.get("RANK", "0")) == 0
         seed_everything(config.train.seed)  # weight initialisation is part of the seeded run
         model = build_model(model_cfg)
         if prior is not None:
             model.set_contact_prior(*prior)
+        if init is not None:  # a new run from a model: its weights (prior buffers included)
+            model.load_state_dict(last.state_dict)
         common = dict(model_config=model_cfg.to_dict(), data_config=config.data.to_dict(),
-                      train_config={"train": config.train.to_dict(), "_model_section": dict(config.model)},
+                      train_config={"train": config.train.to_dict(), "_model_section": dict(config.model),
+                                    **({"_init": str(init)} if init is not None else {})},
                       stats=stats, nodes=splits.system.metadata())
         try:
             result: FitResult = fit(model, sets["train"], sets["val"], config=config.train,

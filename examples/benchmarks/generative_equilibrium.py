@@ -47,7 +47,8 @@ def train(work: Path, h5: dict, model: str, seed: int, args) -> Path:
     over = {"data": {"horizon": args.horizon, "split": [0.9, 0.1, 0.0], "window_stride": args.stride},
             "train": {"epochs": args.epochs, "seed": seed, "device": "cpu", **json.loads(args.train)},
             "model": json.loads(args.model_overrides) if model == "generative" else {}}
-    train_run([h5[1]], out, config=resolve_config(preset=preset, overrides=over), overwrite=True)
+    init = args.init.format(seed=seed) if args.init and model == "generative" else None
+    train_run([h5[1]], out, config=resolve_config(preset=preset, overrides=over), init=init, overwrite=True)
     return out
 
 
@@ -138,6 +139,8 @@ def main() -> None:
     ap.add_argument("--train", default="{}", help="JSON overrides of the train section.")
     ap.add_argument("--model-overrides", default="{}", help="JSON overrides of the generative model section.")
     ap.add_argument("--train-only", action="store_true", help="Train the runs and stop.")
+    ap.add_argument("--init", default=None, help="Start the generative runs from this model (a fine-tune, `train "
+                    "--init`); '{seed}' in the path is replaced by the seed.")
     ap.add_argument("--checkpoint", default="model.pt",
                     help="Checkpoint of each run to roll out (last.pt: the last epoch of an unfinished run).")
     ap.add_argument("--floor", action="store_true", help="Also judge run 3 (MD) against run 2: the floor.")
