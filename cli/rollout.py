@@ -39,12 +39,15 @@ from cli._common import (
 @click.option("--sample-steps", type=click.IntRange(min=1), default=None,
               help="Integration steps per sampled frame of a generative model (default: the model's own; fewer is "
                    "faster).")
+@click.option("--source-scale", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="λ on a generative model's source noise when sampling (default: the model's own, 1 as trained; "
+                   "below 1 the samples lie nearer the conditional mean: low-temperature sampling).")
 @device_option
 @overwrite_option
 @quiet_option
 @json_option
 def rollout(model_path, topology, trajectories, frame, steps, output, truth, constrain, strict, compile_, replicas,
-            seed, sample_steps, device, overwrite, quiet, as_json):
+            seed, sample_steps, source_scale, device, overwrite, quiet, as_json):
     """Roll MODEL out from a frame of TOPOLOGY + TRAJECTORY for --steps horizons (TOPOLOGY alone when it holds the
     frames: multi-model PDB, mdtraj .h5). A step is the model's horizon in ps, as frames of this input. A generative
     model (train --preset generative) samples every step and starts from one structure (a single PDB)."""
@@ -59,7 +62,7 @@ def rollout(model_path, topology, trajectories, frame, steps, output, truth, con
         frame = default_start_frame(load_checkpoint(model_path), topology, list(trajectories))
     summary = rollout_run(model_path, topology, list(trajectories), output, frame=frame, steps=steps, truth=truth,
                           constrain=constrain, compile=compile_, device=device, overwrite=overwrite,
-                          replicas=replicas, seed=seed, sample_steps=sample_steps,
+                          replicas=replicas, seed=seed, sample_steps=sample_steps, source_scale=source_scale,
                           progress=None if quiet else RichProgress(console=console, description="rollout",
                                                                    transient=True))
     if "replicas" in summary:

@@ -69,7 +69,12 @@ class ModelConfig:
     ``flow_sigma`` [Å] is the per-coordinate standard deviation of the flow's source noise around x(t) (``None``:
     ``disp_scale / √3``, the typical per-coordinate displacement over the horizon); ``sample_steps`` integration
     steps of the ``sampler`` (:data:`SAMPLERS`) produce one sample (a rollout may override it). Every checkpoint
-    written before these options existed loads as deterministic (``generative`` false).
+    written before these options existed loads as deterministic (``generative`` false). ``source_scale`` λ scales
+    the source noise when *sampling* (x₀ = x(t) + λσz; training always uses σ): below 1 the samples lie nearer the
+    denoiser's conditional mean, the low-temperature sampling of image and protein flows (RFdiffusion's noise scale).
+    An imperfect denoiser adds spread of its own; λ takes it back. On equilibrium AdK λ = 0.8 gives the MD's
+    one-step kernel on the closed state, which λ = 1 loosens (``examples/benchmarks/state_kernel.py``). 1 (the
+    default, and older checkpoints): as trained; a rollout may override it.
 
     ``flow_velocity`` (generative models whose network declares ``extra_vectors``: ``eghn``): the denoiser also
     reads the velocity x(t) − x(t − ΔT) [Å] (divided by ``vel_scale``) as a second free vector channel, so the
@@ -120,6 +125,7 @@ class ModelConfig:
     flow_velocity: bool = False  #: the denoiser also reads the velocity x(t) − x(t − ΔT) (not Markov; see above)
     sample_steps: int = 8  #: integration steps per sample
     sampler: str = "euler"  #: one of SAMPLERS
+    source_scale: float = 1.0  #: λ on the source noise when sampling (x₀ = x(t) + λσz; see above)
     guide_steps: int = 0  #: last sampling steps whose denoised frame is guided into bond_range / contact_floor
     bond_range: Optional[list] = None  #: [Å] [min, max] bond length of the training data (guidance)
     contact_floor: Optional[float] = None  #: [Å] closest non-local approach in the training data (guidance)
@@ -178,6 +184,10 @@ class ModelConfig:
             if getattr(self, key) and not self.generative:
                 raise UsageError(f"model config: {key} needs a generative model (set generative: true, or "
                                  f"{key}: false)")
+        v = self.source_scale
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < float("inf")):
+            raise UsageError(f"model config: source_scale must be a finite number > 0, got {v!r}")
+        self.source_scale = float(v)
         if self.flow_sigma is None:
             if not self.generative:
                 return

@@ -11,7 +11,8 @@ interpolant whose source is the current frame plus isotropic noise, as EquiJump,
   vector channel x_τ − x_t (translation invariant; where the velocity goes in a deterministic model), the edges of
   x_t and node scalars [residue features, τ embedding], and predicts x̂₁ (its ``pos``);
 * **sampler**: ``sample_steps`` K steps of dx/dτ = (x̂₁ − x_τ) / (1 − τ) from τ = 0 (Euler, or Heun with an Euler
-  last step); the last step lands on x̂₁ exactly;
+  last step); the last step lands on x̂₁ exactly. The sampler's source is x_t + λσz with λ = ``source_scale``
+  (low-temperature sampling, 1 as trained);
 * **guidance** (``guide_steps`` > 0, BioEmu's pattern): in the last sampling steps x̂₁ first takes
   :data:`GUIDE_ITERATIONS` gradient steps (rate :data:`GUIDE_RATE`) on flat-bottom restraints, bonds into
   ``bond_range`` and non-local pairs (≥ 3 bonds apart, among the edges of x_t) no closer than ``contact_floor``, both
@@ -206,7 +207,8 @@ class FlowModel(nn.Module):
         return batch.replace(edge_index=edge_index, edge_attr=edge_attr)
 
     def forward(self, batch: GraphBatch, *, flow: Optional[Tensor] = None, noise: Optional[Tensor] = None,
-                generator: Optional[torch.Generator] = None, steps: Optional[int] = None) -> ModelOutput:
+                generator: Optional[torch.Generator] = None, steps: Optional[int] = None,
+                source_scale: Optional[float] = None) -> ModelOutput:
         """Training (``flow`` given): the denoiser's x̂₁ at x_τ; otherwise one sample of x(t + ΔT).
 
         Args:
@@ -216,6 +218,7 @@ class FlowModel(nn.Module):
                 from ``generator``.
             generator: a CPU ``torch.Generator`` the noise is drawn from (None: torch's global generator).
             steps: integration steps (None: ``config.sample_steps``).
+            source_scale: λ on the source noise of the sample (None: ``config.source_scale``).
         """
         if flow is not None:
             if batch.target is None:
@@ -224,7 +227,7 @@ class FlowModel(nn.Module):
             tau = flow[:, 3].to(batch.pos.dtype).unsqueeze(1)
             x_tau = (1.0 - tau) * (batch.pos + self.sigma * z) + tau * batch.target.to(batch.pos.dtype)
             return self._denoise(self.conditioned(batch), x_tau, tau.squeeze(1))
-        return self.sample(batch, noise=noise, generator=generator, steps=steps)
+        return self.sample(batch, noise=noise, generator=generator, steps=steps, source_scale=source_scale)
 
     def denoise(self, batch: GraphBatch, x_tau: Tensor, tau: Tensor) -> ModelOutput:
         """The inner network's prediction x̂₁ (N, 3) [Å] from ``x_tau`` (N, 3) [Å] at flow times ``tau`` (N,)
@@ -248,13 +251,17 @@ class FlowModel(nn.Module):
         return z.to(device=batch.pos.device, dtype=batch.pos.dtype)
 
     def sample(self, batch: GraphBatch, *, noise: Optional[Tensor] = None,
-               generator: Optional[torch.Generator] = None, steps: Optional[int] = None) -> ModelOutput:
+               generator: Optional[torch.Generator] = None, steps: Optional[int] = None,
+               source_scale: Optional[float] = None) -> ModelOutput:
         """One sample of x(t + ΔT) per graph of ``batch`` (see :meth:`forward` for the arguments)."""
         k_steps = int(self.config.sample_steps if steps is None else steps)
         if k_steps < 1:
             raise ValueError(f"sample steps must be >= 1, got {k_steps}")
+        scale = float(self.config.source_scale if source_scale is None else source_scale)
+        if not 0 < scale < float("inf"):
+            raise ValueError(f"source_scale must be a finite number > 0, got {scale}")
         z = self.draw_noise(batch, generator) if noise is None else noise.to(batch.pos.dtype)
-        x = batch.pos + self.sigma * centred_noise(z, batch.batch, batch.num_graphs)
+        x = batch.pos + (self.sigma * scale) * centred_noise(z, batch.batch, batch.num_graphs)
         ones = batch.pos.new_ones(batch.num_nodes)
         out, far = None, None
         graph = self.conditioned(batch)  # once per sample: the edges belong to x_t

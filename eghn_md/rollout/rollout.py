@@ -169,6 +169,7 @@ def rollout_run(
     replicas: Optional[int] = None,
     seed: int = 0,
     sample_steps: Optional[int] = None,
+    source_scale: Optional[float] = None,
     progress: Optional[Progress] = None,
 ) -> dict:
     """``eghn-md rollout`` as a library call: writes ``output`` (DCD) + its ``.pdb`` and the validity report
@@ -180,7 +181,8 @@ def rollout_run(
     summary dict.
 
     A generative model samples every step (from a generator seeded by ``seed``, with ``sample_steps`` integration
-    steps, None: the model's own) and may start from one structure. With ``replicas`` R the rollout is an ensemble
+    steps, None: the model's own; ``source_scale`` λ on its source noise, None: the model's own) and may start from
+    one structure. With ``replicas`` R the rollout is an ensemble
     of R replicas advanced in one batched forward pass per step (:func:`eghn_md.rollout.ensemble.ensemble_run`:
     ``PRED.pdb``, ``PRED_r0.dcd`` … and the validity per replica and over the ensemble); R > 1 needs a generative
     model (a deterministic one would give R identical copies).
@@ -194,6 +196,8 @@ def rollout_run(
     if replicas is None:
         paths = _output_paths(Path(output), truth=truth, overwrite=overwrite)
     start = open_start(model_path, topology, trajectories, frame=frame, steps=steps if truth else 0, device=device)
+    if source_scale is not None:
+        _set_source_scale(start.model, source_scale)
     if replicas is not None or start.x_prev is None:
         if compile and hasattr(start.model, "net"):  # a generative model: its denoiser runs every sampling step
             start.model.net = compile_model(start.model.net)
@@ -213,6 +217,19 @@ def rollout_run(
                          constrain=constrain, compile=compile)
 
 
+def _set_source_scale(model, value: float) -> None:
+    """A generative ``model`` samples with λ = ``value`` on its source noise from now on (UsageError otherwise)."""
+    import dataclasses
+
+    from eghn_md.models.registry import is_generative
+
+    if not is_generative(model):
+        raise UsageError(f"`source_scale` {value} scales a generative model's sampling noise, but this model is "
+                         "deterministic; drop it or train one with the generative `preset`",
+                         params=("source_scale", "preset"))
+    model.config = dataclasses.replace(model.config, source_scale=value)
+
+
 def _sampled_run(start, output: Path, *, replicas: Optional[int], frame: int, model_path, constrain: bool,
                  **kw) -> dict:
     """A rollout through :func:`~eghn_md.rollout.ensemble.ensemble_run` (an ensemble, or a Markov model)."""
@@ -226,8 +243,9 @@ def _sampled_run(start, output: Path, *, replicas: Optional[int], frame: int, mo
         raise UsageError(f"`replicas` {replicas} needs a generative model (a deterministic model gives {replicas} "
                          "identical copies); train one with the generative `preset`", params=("replicas", "preset"))
     summary = ensemble_run(start, output, replicas=replicas or 1, single=replicas is None, **kw)
+    scale = start.model.config.source_scale if is_generative(start.model) else None
     return {"model_file": str(model_path), "start_frame": frame, "steps": kw["steps"], "constrained": False,
-            "horizon_frames": start.horizon, "step_ps": start.step_ps, "notes": start.notes,
+            "source_scale": scale, "horizon_frames": start.horizon, "step_ps": start.step_ps, "notes": start.notes,
             "n_nodes": int(start.frames.shape[1]), **summary}
 
 

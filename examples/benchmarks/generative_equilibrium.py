@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -71,6 +72,8 @@ def roll(run: Path, data: Path, ref: np.ndarray, args, seed: int) -> tuple[list,
     starts = np.linspace(h, len(ref) - 1, args.replicas).round().astype(int)
     st = open_start(run / args.checkpoint, data / "adk_cg.pdb", [data / "run-2.dcd"], frame=int(starts[0]),
                     device="cpu")
+    if args.source_scale is not None and hasattr(st.model, "sample"):  # the generative model's sampler λ
+        st.model.config = dataclasses.replace(st.model.config, source_scale=args.source_scale)
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=st.dtype)  # noqa: E731
     x_prev = None if st.x_prev is None else torch.stack([t(ref[f - h]) for f in starts])
     t0 = time.perf_counter()
@@ -136,6 +139,8 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=8)
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--sample-steps", type=int, default=None)
+    ap.add_argument("--source-scale", type=float, default=None, help="The generative sampler's λ (default: the "
+                    "model's own); choose it on the training run with state_kernel.py --run 1 --scan.")
     ap.add_argument("--train", default="{}", help="JSON overrides of the train section.")
     ap.add_argument("--model-overrides", default="{}", help="JSON overrides of the generative model section.")
     ap.add_argument("--train-only", action="store_true", help="Train the runs and stop.")

@@ -30,10 +30,10 @@ import torch
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
-def _reference(data: Path) -> np.ndarray:
+def _reference(data: Path, run: int) -> np.ndarray:
     import MDAnalysis as mda
 
-    u = mda.Universe(str(data / "adk_cg.pdb"), str(data / "run-2.dcd"))
+    u = mda.Universe(str(data / "adk_cg.pdb"), str(data / f"run-{run}.dcd"))
     return np.stack([u.atoms.positions.astype(np.float64) for _ in u.trajectory])
 
 
@@ -42,23 +42,31 @@ def rg(x: np.ndarray) -> np.ndarray:
     return np.sqrt(((x - x.mean(axis=1, keepdims=True)) ** 2).sum(-1).mean(-1))
 
 
-def _roll(run: Path, data: Path, ref: np.ndarray, starts: np.ndarray, steps: int, seed: int) -> list[np.ndarray]:
-    """One ensemble rollout of ``steps`` steps from the frames ``starts`` of run 2: (steps + 1, N, 3) per replica."""
+def _roll(run: Path, data: Path, ref: np.ndarray, starts: np.ndarray, steps: int, seed: int,
+          scale: float | None = None) -> list[np.ndarray]:
+    """One ensemble rollout of ``steps`` steps from the frames ``starts`` of ``ref`` (the reference run):
+    (steps + 1, N, 3) per replica; ``scale``: the sampler's ``source_scale`` (None: the model's own)."""
+    import dataclasses
+
     from eghn_md.rollout.ensemble import ensemble_rollout
     from eghn_md.rollout.start import open_start
 
     st = open_start(run, data / "adk_cg.pdb", [data / "run-2.dcd"], frame=int(starts[0]), device="cpu")
     if st.x_prev is not None:
         raise SystemExit(f"{run}: this script is for Markov (generative) models")
+    if scale is not None:
+        st.model.config = dataclasses.replace(st.model.config, source_scale=scale)
     x = torch.as_tensor(ref[starts], dtype=st.dtype)
     res = ensemble_rollout(st.model, starts=x, h=st.system.h, bonds=st.system.bonds, cutoff=st.cutoff, steps=steps,
                            seed=seed)
     return [np.asarray(f, dtype=np.float64) for f in res.frames]
 
 
-def kernel(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horizon: int, n: int, seed: int) -> dict:
+def kernel(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horizon: int, n: int, seed: int,
+           scale: float | None = None) -> dict:
     """Quantiles of Q_closed one and two steps after closed and after open frames: the model from ``n`` of them
-    drawn at random, the MD over every such frame (``q``: (T, 2) Q_closed, Q_open of run 2; ``st`` the states)."""
+    drawn at random, the MD over every such frame (``q``: (T, 2) Q_closed, Q_open of the reference run; ``st`` the
+    states); ``distance``: the mean absolute difference of the model's quantiles from the MD's."""
     from eghn_md.rollout.states import contact_fractions
 
     dq = q[:, 1] - q[:, 0]
@@ -67,13 +75,32 @@ def kernel(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horizon
     valid = np.arange(len(dq) - 2 * horizon)
     for name, sel in (("closed", valid[dq[valid] < -0.5]), ("open", valid[dq[valid] > 0.5])):
         starts = np.sort(rng.choice(sel, min(n, len(sel)), replace=False))
-        frames = _roll(run, data, ref, starts, 2, seed)
+        frames = _roll(run, data, ref, starts, 2, seed, scale)
         model = [np.array([contact_fractions(st, f[k])[0, 0] for f in frames]) for k in (1, 2)]
         md = [q[sel + k * horizon, 0] for k in (1, 2)]
         out[name] = {f"{who}_{k + 1}": np.quantile(v[k], QUANTILES).round(3).tolist()
                      for who, v in (("md", md), ("model", model)) for k in (0, 1)}
         out[name]["n_starts"] = len(starts)
+    out["distance"] = round(float(np.mean([np.abs(np.subtract(out[s][f"model_{k}"], out[s][f"md_{k}"])).mean()
+                                           for s in ("closed", "open") for k in (1, 2)])), 4)
     return out
+
+
+def scan(args, ref: np.ndarray, q: np.ndarray, st) -> dict:
+    """The kernel for every ``source_scale`` of ``--scan``: the λ whose kernel is nearest the MD's is the one to
+    sample with (choose it on the training run, ``--run 1``, and judge on another)."""
+    out = {}
+    for scale in (float(v) for v in args.scan.split(",")):
+        k = kernel(args.model, args.data, ref, q, st, horizon=args.horizon, n=args.starts, seed=args.seed,
+                   scale=scale)
+        out[str(scale)] = k
+        print(f"source_scale {scale:4.2f}: distance {k['distance']:.3f} | from closed, median Q_closed after 1 / 2 "
+              f"steps {k['closed']['model_1'][2]:.2f} / {k['closed']['model_2'][2]:.2f} (MD "
+              f"{k['closed']['md_1'][2]:.2f} / {k['closed']['md_2'][2]:.2f}) | from open, 75th pct "
+              f"{k['open']['model_1'][3]:.2f} (MD {k['open']['md_1'][3]:.2f})")
+    best = min(out, key=lambda key: out[key]["distance"])
+    print(f"nearest the MD's kernel: source_scale {best}")
+    return {"model": str(args.model), "run": args.run, "scan": out, "best": float(best)}
 
 
 def _states(n_nodes: int):
@@ -85,7 +112,8 @@ def _states(n_nodes: int):
     return states_from_files(PDB_closed, PDB_small, n_nodes=n_nodes, names=("closed", "open"))
 
 
-def trace(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horizon: int, steps: int, seed: int) -> dict:
+def trace(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horizon: int, steps: int, seed: int,
+          scale: float | None = None) -> dict:
     """Q_closed and Rg every few steps of rollouts from the first 4 closed and first 4 open frames of run 2."""
     from eghn_md.rollout.states import contact_fractions
 
@@ -94,7 +122,7 @@ def trace(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horizon:
     every = max(1, steps // 15)
     out = {"every_steps": every, "md_rg_quantiles_1_50_99": np.quantile(rg(ref), [0.01, 0.5, 0.99]).round(2).tolist(),
            "replicas": []}
-    for s, f in zip(starts, _roll(run, data, ref, starts, steps, seed), strict=True):
+    for s, f in zip(starts, _roll(run, data, ref, starts, steps, seed, scale), strict=True):
         qc = contact_fractions(st, f)[::every, 0]
         out["replicas"].append({"start": int(s), "q_closed": qc.round(2).tolist(),
                                 "rg": rg(f)[::every].round(1).tolist()})
@@ -110,16 +138,27 @@ def main() -> None:
     ap.add_argument("--starts", type=int, default=32, help="Kernel: start frames per state.")
     ap.add_argument("--steps", type=int, default=45, help="Trace: rollout steps.")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--run", type=int, default=2, help="Reference run whose frames start the model (default 2, the "
+                    "test run; 1 is the training run, where --scan chooses λ).")
+    ap.add_argument("--source-scale", type=float, default=None, help="The sampler's λ (default: the model's own).")
+    ap.add_argument("--scan", default=None, help="Comma-separated λ values: the kernel of each, and the nearest.")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     from eghn_md.rollout.states import contact_fractions
 
-    ref = _reference(args.data)
+    ref = _reference(args.data, args.run)
     st = _states(ref.shape[1])
     q = contact_fractions(st, ref)
+    if args.scan:
+        res = scan(args, ref, q, st)
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=2))
+        return
     res = {"model": str(args.model),
-           "kernel": kernel(args.model, args.data, ref, q, st, horizon=args.horizon, n=args.starts, seed=args.seed),
-           "trace": trace(args.model, args.data, ref, q, st, horizon=args.horizon, steps=args.steps, seed=args.seed)}
+           "kernel": kernel(args.model, args.data, ref, q, st, horizon=args.horizon, n=args.starts, seed=args.seed,
+                            scale=args.source_scale),
+           "trace": trace(args.model, args.data, ref, q, st, horizon=args.horizon, steps=args.steps, seed=args.seed,
+                          scale=args.source_scale)}
     for name, k in res["kernel"].items():
         for key in ("md_1", "model_1", "md_2", "model_2"):
             print(f"from {name:6s} Q_closed after {key[-1]} step(s), {key[:-2]:5s}: {k[key]}")
