@@ -53,10 +53,10 @@ def train(work: Path, h5: dict, model: str, seed: int, args) -> Path:
     return out
 
 
-def _reference(data: Path):
+def _reference(data: Path, run: int = 2):
     import MDAnalysis as mda
 
-    u = mda.Universe(str(data / "adk_cg.pdb"), str(data / "run-2.dcd"))
+    u = mda.Universe(str(data / "adk_cg.pdb"), str(data / f"run-{run}.dcd"))
     ca = u.select_atoms("name CA")
     frames = np.stack([ca.positions.astype(np.float64) for _ in u.trajectory])
     return frames, float(u.trajectory.dt)
@@ -149,6 +149,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="model.pt",
                     help="Checkpoint of each run to roll out (last.pt: the last epoch of an unfinished run).")
     ap.add_argument("--floor", action="store_true", help="Also judge run 3 (MD) against run 2: the floor.")
+    ap.add_argument("--judge-run", type=int, default=2, help="The reference run the ensembles start from and are "
+                    "judged against (2, the test run; 1, the training run, to choose a sampler setting on).")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     data, work = Path(args.data), Path(args.workdir)
@@ -158,7 +160,7 @@ def main() -> None:
             for seed in (int(s) for s in args.seeds.split(","))}
     if args.train_only:
         return
-    ref, _ = _reference(data)
+    ref, _ = _reference(data, args.judge_run)
     results = {}
     if args.floor:
         results["floor_md_run3"] = r = floor(data, ref, args.horizon)
