@@ -25,6 +25,7 @@ PARAM_FLAGS = {
     "constrain": "--constrain", "resume": "--resume", "select": "--select", "split": "--split", "states": "--states",
     "seed": "--seed", "start": "--start", "steps": "--steps", "stride": "--stride", "test": "--test",
     "top": "--top", "topology": "--topology", "trajectory": "--trajectory", "truth": "--truth", "val": "--val",
+    "init": "--init", "source_scale": "--source-scale",
 }
 
 
