@@ -19,9 +19,10 @@ from eghn_md.choices import PREDICTORS
 from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.io.writers import write_node_trajectory
+from eghn_md.rollout.ensemble import TRIM_EVERY
 from eghn_md.rollout.guard import STEP_RMS_FACTOR, STEP_RMS_FLOOR, GuardConfig, StepGuard
 from eghn_md.rollout.start import frame_batch, open_start
-from eghn_md.utils import Progress, as_progress, compile_model
+from eghn_md.utils import Progress, as_progress, compile_model, release_heap
 
 __all__ = ["rollout", "rollout_run", "RolloutResult", "GuardConfig", "StepGuard", "STEP_RMS_FACTOR",
            "STEP_RMS_FLOOR", "const_velocity_rollout", "write_rmsd_csv"]
@@ -86,6 +87,8 @@ def _predict(model, x_prev, x0, h, bonds, cutoff, steps, check, constraint, prog
             return RolloutResult(frames=np.stack(out), stopped={"step": k, "reason": reason})
         prev, cur = cur, nxt
         out.append(cur.detach().cpu().numpy().astype(np.float32))
+        if k % TRIM_EVERY == 0:
+            release_heap()  # every step's tensors differ a little in size (eghn_md.utils.release_heap)
         progress.update({"done": k})
     return RolloutResult(frames=np.stack(out))
 
