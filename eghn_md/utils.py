@@ -11,8 +11,8 @@ import torch
 
 from eghn_md.errors import UsageError
 
-__all__ = ["resolve_device", "seed_everything", "release_heap", "reject_unknown_fields", "DEVICE_CHOICES", "Progress",
-           "SILENT", "as_progress"]
+__all__ = ["resolve_device", "seed_everything", "release_heap", "HEAP_TRIM_STEPS", "reject_unknown_fields",
+           "DEVICE_CHOICES", "Progress", "SILENT", "as_progress"]
 
 from eghn_md.choices import DEVICES as DEVICE_CHOICES  # noqa: E402  (one home, torch-free)
 
@@ -139,3 +139,5 @@ def release_heap() -> bool:
 
 
 _MALLOC_TRIM = None  #: glibc's malloc_trim once looked up, False where there is none
+#: rollout steps between two calls of :func:`release_heap` (the single and the ensemble rollout loops)
+HEAP_TRIM_STEPS = 10

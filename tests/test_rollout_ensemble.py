@@ -124,15 +124,14 @@ def test_ensemble_does_not_depend_on_the_chunking(gen_run, open_pdb):
 
 
 def test_rollout_hands_the_heap_back():
-    """release_heap (called every TRIM_EVERY rollout steps) runs glibc's malloc_trim where there is one, and is a
+    """release_heap (called every HEAP_TRIM_STEPS rollout steps) runs glibc's malloc_trim where there is one, and is a
     no-op elsewhere; it can be called any number of times."""
     import ctypes.util
     import sys
 
-    from eghn_md.rollout.ensemble import TRIM_EVERY
-    from eghn_md.utils import release_heap
+    from eghn_md.utils import HEAP_TRIM_STEPS, release_heap
 
     first, second = release_heap(), release_heap()
-    assert first is second and isinstance(first, bool) and TRIM_EVERY >= 1
+    assert first is second and isinstance(first, bool) and HEAP_TRIM_STEPS >= 1
     if sys.platform.startswith("linux") and "musl" not in (ctypes.util.find_library("c") or ""):
         assert first  # glibc Linux, as CI runs

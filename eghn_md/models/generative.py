@@ -147,6 +147,11 @@ class FlowModel(nn.Module):
         prior = f", contact_prior={c.prior_pairs} pairs of {c.prior_nodes} nodes" if c.contact_prior else ""
         return f"sigma={self.sigma:.4g} Å, sample_steps={c.sample_steps}, sampler={c.sampler!r}{prior}"
 
+    def set_source_scale(self, value: float) -> None:
+        """Sample from now on with λ = ``value`` on the source noise (``config.source_scale``, checked by
+        :class:`~eghn_md.models.config.ModelConfig`: UsageError unless a finite number > 0)."""
+        self.config = dataclasses.replace(self.config, source_scale=value)
+
     def set_contact_prior(self, index: Tensor, mean: Tensor, std: Tensor) -> None:
         """Set the contact prior (:func:`~eghn_md.models.contact_prior.pair_statistics`).
 
@@ -207,8 +212,7 @@ class FlowModel(nn.Module):
         return batch.replace(edge_index=edge_index, edge_attr=edge_attr)
 
     def forward(self, batch: GraphBatch, *, flow: Optional[Tensor] = None, noise: Optional[Tensor] = None,
-                generator: Optional[torch.Generator] = None, steps: Optional[int] = None,
-                source_scale: Optional[float] = None) -> ModelOutput:
+                generator: Optional[torch.Generator] = None, steps: Optional[int] = None) -> ModelOutput:
         """Training (``flow`` given): the denoiser's x̂₁ at x_τ; otherwise one sample of x(t + ΔT).
 
         Args:
@@ -218,7 +222,6 @@ class FlowModel(nn.Module):
                 from ``generator``.
             generator: a CPU ``torch.Generator`` the noise is drawn from (None: torch's global generator).
             steps: integration steps (None: ``config.sample_steps``).
-            source_scale: λ on the source noise of the sample (None: ``config.source_scale``).
         """
         if flow is not None:
             if batch.target is None:
@@ -227,7 +230,7 @@ class FlowModel(nn.Module):
             tau = flow[:, 3].to(batch.pos.dtype).unsqueeze(1)
             x_tau = (1.0 - tau) * (batch.pos + self.sigma * z) + tau * batch.target.to(batch.pos.dtype)
             return self._denoise(self.conditioned(batch), x_tau, tau.squeeze(1))
-        return self.sample(batch, noise=noise, generator=generator, steps=steps, source_scale=source_scale)
+        return self.sample(batch, noise=noise, generator=generator, steps=steps)
 
     def denoise(self, batch: GraphBatch, x_tau: Tensor, tau: Tensor) -> ModelOutput:
         """The inner network's prediction x̂₁ (N, 3) [Å] from ``x_tau`` (N, 3) [Å] at flow times ``tau`` (N,)
@@ -251,17 +254,13 @@ class FlowModel(nn.Module):
         return z.to(device=batch.pos.device, dtype=batch.pos.dtype)
 
     def sample(self, batch: GraphBatch, *, noise: Optional[Tensor] = None,
-               generator: Optional[torch.Generator] = None, steps: Optional[int] = None,
-               source_scale: Optional[float] = None) -> ModelOutput:
+               generator: Optional[torch.Generator] = None, steps: Optional[int] = None) -> ModelOutput:
         """One sample of x(t + ΔT) per graph of ``batch`` (see :meth:`forward` for the arguments)."""
         k_steps = int(self.config.sample_steps if steps is None else steps)
         if k_steps < 1:
             raise ValueError(f"sample steps must be >= 1, got {k_steps}")
-        scale = float(self.config.source_scale if source_scale is None else source_scale)
-        if not 0 < scale < float("inf"):
-            raise ValueError(f"source_scale must be a finite number > 0, got {scale}")
         z = self.draw_noise(batch, generator) if noise is None else noise.to(batch.pos.dtype)
-        x = batch.pos + (self.sigma * scale) * centred_noise(z, batch.batch, batch.num_graphs)
+        x = batch.pos + (self.sigma * self.config.source_scale) * centred_noise(z, batch.batch, batch.num_graphs)
         ones = batch.pos.new_ones(batch.num_nodes)
         out, far = None, None
         graph = self.conditioned(batch)  # once per sample: the edges belong to x_t

@@ -28,7 +28,7 @@ import torch
 from eghn_md.data.batch import GraphBatch
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.rollout.guard import GuardConfig, StepGuard
-from eghn_md.utils import Progress, as_progress, release_heap
+from eghn_md.utils import HEAP_TRIM_STEPS, Progress, as_progress, release_heap
 
 __all__ = ["EnsembleResult", "ensemble_rollout", "replica_batch", "ensemble_run", "ensemble_paths",
            "DEFAULT_CHUNK_NODES"]
@@ -36,8 +36,6 @@ __all__ = ["EnsembleResult", "ensemble_rollout", "replica_batch", "ensemble_run"
 #: nodes per batched model pass of an ensemble step: per-edge tensors stay cache-sized, as in training
 #: (``train: max_chunk_nodes``); measured in examples/benchmarks/results/generative.md
 DEFAULT_CHUNK_NODES = 4096
-#: rollout steps between two hand-backs of the C heap's free pages (:func:`eghn_md.utils.release_heap`)
-TRIM_EVERY = 10
 
 
 @dataclass
@@ -148,7 +146,7 @@ def ensemble_rollout(model: torch.nn.Module, *, starts: torch.Tensor, h: torch.T
                 prev[idx] = cur[idx]
             cur[idx] = torch.where(torch.isfinite(nxt), nxt, cur[idx])
             active = still
-            if step % TRIM_EVERY == 0:
+            if step % HEAP_TRIM_STEPS == 0:
                 release_heap()  # the freed pieces of every step's differently sized tensors (see release_heap)
             progress.update({"done": step})
             if not active:

@@ -19,10 +19,9 @@ from eghn_md.choices import PREDICTORS
 from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.io.writers import write_node_trajectory
-from eghn_md.rollout.ensemble import TRIM_EVERY
 from eghn_md.rollout.guard import STEP_RMS_FACTOR, STEP_RMS_FLOOR, GuardConfig, StepGuard
 from eghn_md.rollout.start import frame_batch, open_start
-from eghn_md.utils import Progress, as_progress, compile_model, release_heap
+from eghn_md.utils import HEAP_TRIM_STEPS, Progress, as_progress, compile_model, release_heap
 
 __all__ = ["rollout", "rollout_run", "RolloutResult", "GuardConfig", "StepGuard", "STEP_RMS_FACTOR",
            "STEP_RMS_FLOOR", "const_velocity_rollout", "write_rmsd_csv"]
@@ -87,7 +86,7 @@ def _predict(model, x_prev, x0, h, bonds, cutoff, steps, check, constraint, prog
             return RolloutResult(frames=np.stack(out), stopped={"step": k, "reason": reason})
         prev, cur = cur, nxt
         out.append(cur.detach().cpu().numpy().astype(np.float32))
-        if k % TRIM_EVERY == 0:
+        if k % HEAP_TRIM_STEPS == 0:
             release_heap()  # every step's tensors differ a little in size (eghn_md.utils.release_heap)
         progress.update({"done": k})
     return RolloutResult(frames=np.stack(out))
@@ -222,15 +221,13 @@ def rollout_run(
 
 def _set_source_scale(model, value: float) -> None:
     """A generative ``model`` samples with λ = ``value`` on its source noise from now on (UsageError otherwise)."""
-    import dataclasses
-
     from eghn_md.models.registry import is_generative
 
     if not is_generative(model):
         raise UsageError(f"`source_scale` {value} scales a generative model's sampling noise, but this model is "
                          "deterministic; drop it or train one with the generative `preset`",
                          params=("source_scale", "preset"))
-    model.config = dataclasses.replace(model.config, source_scale=value)
+    model.set_source_scale(value)
 
 
 def _sampled_run(start, output: Path, *, replicas: Optional[int], frame: int, model_path, constrain: bool,

@@ -69,7 +69,7 @@ def _step_draw(flow: Tensor, k: int) -> tuple[Optional[Tensor], Tensor]:
     """``(sampling noise of step k's input (N, 3) or None for k = 0, [z, τ] of step k (N, 4))`` of a flow draw."""
     if k == 0:
         return None, flow[:, :4]
-    c = 4 + 7 * (k - 1)
+    c = flow_columns(k)  # the columns of steps 0 … k − 1 come first
     return flow[:, c:c + 3], flow[:, c + 3:c + 7]
 
 

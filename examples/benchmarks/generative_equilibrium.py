@@ -17,7 +17,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -73,7 +72,7 @@ def roll(run: Path, data: Path, ref: np.ndarray, args, seed: int) -> tuple[list,
     st = open_start(run / args.checkpoint, data / "adk_cg.pdb", [data / "run-2.dcd"], frame=int(starts[0]),
                     device="cpu")
     if args.source_scale is not None and hasattr(st.model, "sample"):  # the generative model's sampler λ
-        st.model.config = dataclasses.replace(st.model.config, source_scale=args.source_scale)
+        st.model.set_source_scale(args.source_scale)
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=st.dtype)  # noqa: E731
     x_prev = None if st.x_prev is None else torch.stack([t(ref[f - h]) for f in starts])
     t0 = time.perf_counter()

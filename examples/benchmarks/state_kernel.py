@@ -46,8 +46,6 @@ def _roll(run: Path, data: Path, ref: np.ndarray, starts: np.ndarray, steps: int
           scale: float | None = None) -> list[np.ndarray]:
     """One ensemble rollout of ``steps`` steps from the frames ``starts`` of ``ref`` (the reference run):
     (steps + 1, N, 3) per replica; ``scale``: the sampler's ``source_scale`` (None: the model's own)."""
-    import dataclasses
-
     from eghn_md.rollout.ensemble import ensemble_rollout
     from eghn_md.rollout.start import open_start
 
@@ -55,7 +53,7 @@ def _roll(run: Path, data: Path, ref: np.ndarray, starts: np.ndarray, steps: int
     if st.x_prev is not None:
         raise SystemExit(f"{run}: this script is for Markov (generative) models")
     if scale is not None:
-        st.model.config = dataclasses.replace(st.model.config, source_scale=scale)
+        st.model.set_source_scale(scale)
     x = torch.as_tensor(ref[starts], dtype=st.dtype)
     res = ensemble_rollout(st.model, starts=x, h=st.system.h, bonds=st.system.bonds, cutoff=st.cutoff, steps=steps,
                            seed=seed)
