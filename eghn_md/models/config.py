@@ -101,6 +101,13 @@ class ModelConfig:
     current frame x_t, in radial basis functions (:func:`eghn_md.models.generative.distance_features`): the
     denoiser's own positions are the noisy x_τ, so this is how it reads x_t's contacts exactly. False (the
     default, and older checkpoints): not read.
+
+    ``spectral_source`` (generative models only): the flow's source noise is shaped like the training data's
+    motion over the horizon instead of isotropic: per Laplacian mode of x_t's contact graph, as much variance as
+    the training displacements have along it (:mod:`eghn_md.models.source_spectrum`), so the soft collective modes
+    (the domain motions) get most of it. Training fits ``source_spectrum`` (one value per knot of
+    :func:`~eghn_md.models.source_spectrum.knots`, mean 1 over the training modes) from its training pairs; a
+    checkpoint carries it. False (the default, and older checkpoints): isotropic noise.
     """
 
     name: str = "eghn"
@@ -131,6 +138,8 @@ class ModelConfig:
     contact_floor: Optional[float] = None  #: [Å] closest non-local approach in the training data (guidance)
     contact_prior: bool = False  #: the denoiser reads the training data's native contacts (generative; see above)
     condition_distances: bool = False  #: the denoiser's edges carry their length in x_t (generative; see above)
+    spectral_source: bool = False  #: the source noise follows the training data's mode spectrum (generative)
+    source_spectrum: Optional[list] = None  #: the fitted spectrum at source_spectrum.knots() (set by training)
     prior_nodes: int = 0  #: nodes of the graph the contact prior was computed for (set by training)
     prior_pairs: int = 0  #: contact pairs of the prior (set by training)
     reg_weight: InitVar[Optional[float]] = None  #: legacy: checked and dropped (λ is TrainConfig.reg_weight)
@@ -178,12 +187,13 @@ class ModelConfig:
         if self.sampler not in SAMPLERS:
             raise UsageError(f"model config: unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         self._check_guidance()
-        for key in ("flow_velocity", "contact_prior", "condition_distances"):
+        for key in ("flow_velocity", "contact_prior", "condition_distances", "spectral_source"):
             if not isinstance(getattr(self, key), bool):
                 raise UsageError(f"model config: {key} must be true or false, got {getattr(self, key)!r}")
             if getattr(self, key) and not self.generative:
                 raise UsageError(f"model config: {key} needs a generative model (set generative: true, or "
                                  f"{key}: false)")
+        self._check_spectrum()
         v = self.source_scale
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < float("inf")):
             raise UsageError(f"model config: source_scale must be a finite number > 0, got {v!r}")
@@ -196,6 +206,21 @@ class ModelConfig:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < float("inf")):
             raise UsageError(f"model config: flow_sigma must be a finite number > 0 [Å] (or null), got {v!r}")
         self.flow_sigma = float(v)
+
+    def _check_spectrum(self) -> None:
+        from eghn_md.models.source_spectrum import N_KNOTS
+
+        v = self.source_spectrum
+        if v is None:
+            return
+        ok = isinstance(v, (list, tuple)) and len(v) == N_KNOTS and all(
+            not isinstance(x, bool) and isinstance(x, (int, float)) and 0 < x < float("inf") for x in v)
+        if not ok:
+            raise UsageError(f"model config: source_spectrum must be null or a list of {N_KNOTS} finite numbers > 0 "
+                             f"(set by training with spectral_source), got {v!r}")
+        if not self.spectral_source:
+            raise UsageError("model config: source_spectrum is only read with spectral_source: true")
+        self.source_spectrum = [float(x) for x in v]
 
     def _check_inputs(self) -> None:
         if not isinstance(self.speed_feature, bool):

@@ -6,6 +6,8 @@ interpolant whose source is the current frame plus isotropic noise, as EquiJump,
 
 * **source** x₀ = x_t + σ·z, z (N, 3) unit Gaussian per coordinate with its per-graph mean removed (so the source
   is centred on x_t: translation equivariance), σ = ``config.flow_sigma`` [Å];
+  With ``config.spectral_source`` z is shaped like the training data's motion over the horizon: most of the noise
+  goes into the soft collective modes of x_t's contact graph (:mod:`eghn_md.models.source_spectrum`);
 * **path** x_τ = (1 − τ)·x₀ + τ·x₁, τ ∈ [0, 1], x₁ = x(t + ΔT);
 * **denoiser**: the inner network (``config.name``: ``eghn``, ``egnn``, …) reads a graph with positions x_τ, the
   vector channel x_τ − x_t (translation invariant; where the velocity goes in a deterministic model), the edges of
@@ -62,6 +64,7 @@ from eghn_md.models.capabilities import flow_capabilities
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.contact_prior import PRIOR_EDGE_FEATURES, add_prior_edges
 from eghn_md.models.output import ModelOutput
+from eghn_md.models.source_spectrum import spectral_noise
 from eghn_md.nn.edges import graph_gather, graph_mean, scatter_sum
 
 __all__ = ["FlowModel", "TIME_FEATURES", "time_features", "inner_config", "centred_noise", "GUIDE_ITERATIONS",
@@ -100,11 +103,11 @@ def distance_features(pos: Tensor, edge_index: Tensor) -> Tensor:
 
 def inner_config(config: ModelConfig) -> ModelConfig:
     """The denoiser's configuration: ``config`` without the flow's own options (``generative``, ``flow_velocity``,
-    the contact prior, ``condition_distances``), with τ features added to the node scalars and the vector channel
-    (x_τ − x_t, of typical size ``disp_scale``) scaled like the displacement; with a contact prior, its
-    :data:`~eghn_md.models.contact_prior.PRIOR_EDGE_FEATURES` edge scalars added, with ``condition_distances`` the
-    :data:`CONDITION_FEATURES` (``edge_features`` ``"distance"`` becomes ``"data+distance"`` whose data scalars are
-    the added ones)."""
+    the contact prior, ``condition_distances``, the spectral source), with τ features added to the node scalars
+    and the vector channel (x_τ − x_t, of typical size ``disp_scale``) scaled like the displacement; with a contact
+    prior, its :data:`~eghn_md.models.contact_prior.PRIOR_EDGE_FEATURES` edge scalars added, with
+    ``condition_distances`` the :data:`CONDITION_FEATURES` (``edge_features`` ``"distance"`` becomes
+    ``"data+distance"`` whose data scalars are the added ones)."""
     edges = {}
     extra = PRIOR_EDGE_FEATURES * config.contact_prior + CONDITION_FEATURES * config.condition_distances
     if extra:  # "distance": edge_in 2 ([d, d²]) + the added scalars, which become its data scalars
@@ -112,7 +115,8 @@ def inner_config(config: ModelConfig) -> ModelConfig:
         edges = {"edge_in": config.edge_in + extra, "edge_features": mode}
     return dataclasses.replace(config, generative=False, node_in=config.node_in + TIME_FEATURES,
                                vel_scale=config.disp_scale, flow_velocity=False, contact_prior=False,
-                               condition_distances=False, prior_nodes=0, prior_pairs=0, **edges)
+                               condition_distances=False, spectral_source=False, source_spectrum=None,
+                               prior_nodes=0, prior_pairs=0, **edges)
 
 
 def centred_noise(z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -226,7 +230,7 @@ class FlowModel(nn.Module):
         if flow is not None:
             if batch.target is None:
                 raise ValueError("training a generative model needs batch.target, the frame x(t + ΔT)")
-            z = centred_noise(flow[:, :3].to(batch.pos.dtype), batch.batch, batch.num_graphs)
+            z = self.source_noise(batch, flow[:, :3].to(batch.pos.dtype))
             tau = flow[:, 3].to(batch.pos.dtype).unsqueeze(1)
             x_tau = (1.0 - tau) * (batch.pos + self.sigma * z) + tau * batch.target.to(batch.pos.dtype)
             return self._denoise(self.conditioned(batch), x_tau, tau.squeeze(1))
@@ -247,6 +251,19 @@ class FlowModel(nn.Module):
             out = self.net(inner)
         return ModelOutput(pos=out.pos, reg=out.reg, assign=out.assign)
 
+    def source_noise(self, batch: GraphBatch, z: Tensor) -> Tensor:
+        """The source's unit noise (N, 3) from unit Gaussian ``z`` (N, 3): ``z`` with each graph's mean removed, or
+        with ``spectral_source`` shaped by the spectrum on the Laplacian modes of x_t (``batch.pos``;
+        :func:`~eghn_md.models.source_spectrum.spectral_noise`)."""
+        c = self.config
+        if not c.spectral_source:
+            return centred_noise(z, batch.batch, batch.num_graphs)
+        if c.source_spectrum is None:
+            raise ValueError("spectral_source: this model has no source_spectrum (training fits it; a model built "
+                             "outside training must be given one)")
+        xi = spectral_noise(z, batch.pos, batch.ptr, c.source_spectrum)
+        return centred_noise(xi, batch.batch, batch.num_graphs)
+
     def draw_noise(self, batch: GraphBatch, generator: Optional[torch.Generator] = None) -> Tensor:
         """Unit Gaussian noise (N, 3) for a sample of ``batch``, drawn on the CPU in float64 (the same numbers on
         every device for a seed), in the batch's dtype and device."""
@@ -260,7 +277,7 @@ class FlowModel(nn.Module):
         if k_steps < 1:
             raise ValueError(f"sample steps must be >= 1, got {k_steps}")
         z = self.draw_noise(batch, generator) if noise is None else noise.to(batch.pos.dtype)
-        x = batch.pos + (self.sigma * self.config.source_scale) * centred_noise(z, batch.batch, batch.num_graphs)
+        x = batch.pos + (self.sigma * self.config.source_scale) * self.source_noise(batch, z)
         ones = batch.pos.new_ones(batch.num_nodes)
         out, far = None, None
         graph = self.conditioned(batch)  # once per sample: the edges belong to x_t

@@ -267,6 +267,37 @@ def _contact_prior(model_cfg, splits, last):
     return cfg, prior
 
 
+def _training_pairs(splits, max_pairs: int):
+    """``(starts, ends)`` (P, N, 3) [Å]: frames of the training split and the frames one horizon later (each part's
+    own horizon), at most ``max_pairs`` evenly spaced, from the parts with the first part's node count."""
+    import numpy as np
+    import torch
+
+    parts = splits.sets["train"].parts
+    n = int(parts[0].h.shape[0])
+    where = [(p, t) for p in parts if int(p.h.shape[0]) == n for t in range(p.block_start, p.block_stop - p.horizon)]
+    if not where:
+        raise UsageError("model: spectral_source needs training frames one horizon apart, and the training split "
+                         "has none", params=("config_file",))
+    pick = np.unique(np.linspace(0, len(where) - 1, min(len(where), int(max_pairs))).round().astype(np.int64))
+    starts = torch.stack([where[k][0].frame(where[k][1]) for k in pick])
+    ends = torch.stack([where[k][0].frame(where[k][1] + where[k][0].horizon) for k in pick])
+    return starts, ends
+
+
+def _source_spectrum(model_cfg, splits, last):
+    """``model_cfg`` of a new generative run with ``spectral_source`` and no ``source_spectrum``: with the
+    spectrum of its training pairs (:func:`~eghn_md.models.source_spectrum.fit_spectrum`); as is otherwise (a
+    resumed or initialised run's checkpoint carries its spectrum)."""
+    import dataclasses
+
+    from eghn_md.models.source_spectrum import fit_spectrum
+
+    if last is not None or not (model_cfg.generative and model_cfg.spectral_source) or model_cfg.source_spectrum:
+        return model_cfg
+    return dataclasses.replace(model_cfg, source_spectrum=fit_spectrum(*_training_pairs(splits, max_pairs=512)))
+
+
 def _prepare_run(out: Path, config: RunConfig, splits, last, log, init=None):
     """The training statistics, the model configuration and the contact prior (or None) of a run (``last``: the
     checkpoint resumed or, with ``init``, started from; or None); creates the run directory (only now: bad input
@@ -276,6 +307,7 @@ def _prepare_run(out: Path, config: RunConfig, splits, last, log, init=None):
     stats = {**compute_stats(splits.sets["train"]), "frame_dt_ps": splits.frame_dt_ps,
              "horizon_ps": splits.horizon_ps}
     model_cfg, prior = _contact_prior(_model_config(config, splits, stats, last), splits, last)
+    model_cfg = _source_spectrum(model_cfg, splits, last)
     if init is not None:
         _check_init(init, model_cfg, config, splits, stats)
     _check_ignored_options(model_cfg, log)
