@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eghn_md.rollout.distribution import radius_of_gyration
+
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
@@ -32,10 +34,6 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 def _centred(x: np.ndarray) -> np.ndarray:
     return x - x.mean(axis=0)
-
-
-def _rg(x: np.ndarray) -> float:
-    return float(np.sqrt((_centred(x) ** 2).sum(axis=1).mean()))
 
 
 def motion_stats(frames: np.ndarray) -> dict:
@@ -52,8 +50,8 @@ def motion_stats(frames: np.ndarray) -> dict:
         "step_rms_A": float(np.sqrt((d**2).sum(axis=2).mean())),
         "step_superposed_A": float(np.mean(sup)),
         "drift_superposed_A": float(rmsd(frames[-1], frames[0], center=True, superposition=True)),
-        "rg_start_A": _rg(frames[0]),
-        "rg_end_A": _rg(frames[-1]),
+        "rg_start_A": float(radius_of_gyration(frames[:1])[0]),
+        "rg_end_A": float(radius_of_gyration(frames[-1:])[0]),
     }
 
 
@@ -96,11 +94,13 @@ def main() -> None:
     results = {f"{Path(m).parent.name}/{Path(m).name}": _model(m, a.steps) for m in a.models}
     horizon = next(iter(results.values()))["horizon_frames"]
     results.update({f"truth {k}": v for k, v in _truth(horizon).items()})
-    print("| trajectory | steps | cos(successive steps) | step RMS centred / superposed [Å] | drift [Å] | Rg start → end [Å] |")
+    print("| trajectory | steps | cos(successive steps) | step RMS centred / superposed [Å] | drift [Å] "
+          "| Rg start → end [Å] |")
     print("|---|---:|---:|---|---:|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['n_steps']:.0f} | {r['cos_mean']:.2f} | {r['step_rms_A']:.2f} / {r['step_superposed_A']:.2f} "
-              f"| {r['drift_superposed_A']:.1f} | {r['rg_start_A']:.1f} → {r['rg_end_A']:.1f} |")
+        print(f"| {name} | {r['n_steps']:.0f} | {r['cos_mean']:.2f} | {r['step_rms_A']:.2f} / "
+              f"{r['step_superposed_A']:.2f} | {r['drift_superposed_A']:.1f} | "
+              f"{r['rg_start_A']:.1f} → {r['rg_end_A']:.1f} |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)

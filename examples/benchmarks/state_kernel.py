@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eghn_md.rollout.distribution import radius_of_gyration
+
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
@@ -35,11 +37,6 @@ def _reference(data: Path, run: int) -> np.ndarray:
 
     u = mda.Universe(str(data / "adk_cg.pdb"), str(data / f"run-{run}.dcd"))
     return np.stack([u.atoms.positions.astype(np.float64) for _ in u.trajectory])
-
-
-def rg(x: np.ndarray) -> np.ndarray:
-    """(T,) radius of gyration [Å] of (T, N, 3) [Å] frames (equal masses)."""
-    return np.sqrt(((x - x.mean(axis=1, keepdims=True)) ** 2).sum(-1).mean(-1))
 
 
 def _roll(run: Path, data: Path, ref: np.ndarray, starts: np.ndarray, steps: int, seed: int,
@@ -118,12 +115,12 @@ def trace(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horizon:
     dq = q[:, 1] - q[:, 0]
     starts = np.concatenate([np.flatnonzero(dq < -0.5)[:4], np.flatnonzero(dq > 0.5)[:4]])
     every = max(1, steps // 15)
-    out = {"every_steps": every, "md_rg_quantiles_1_50_99": np.quantile(rg(ref), [0.01, 0.5, 0.99]).round(2).tolist(),
-           "replicas": []}
+    md_rg = np.quantile(radius_of_gyration(ref), [0.01, 0.5, 0.99]).round(2).tolist()
+    out = {"every_steps": every, "md_rg_quantiles_1_50_99": md_rg, "replicas": []}
     for s, f in zip(starts, _roll(run, data, ref, starts, steps, seed, scale), strict=True):
         qc = contact_fractions(st, f)[::every, 0]
         out["replicas"].append({"start": int(s), "q_closed": qc.round(2).tolist(),
-                                "rg": rg(f)[::every].round(1).tolist()})
+                                "rg": radius_of_gyration(f)[::every].round(1).tolist()})
     out["md_from_closed"] = [q[s:s + horizon * steps + 1:horizon * every, 0].round(2).tolist() for s in starts[:2]]
     return out
 
