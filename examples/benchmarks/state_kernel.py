@@ -154,9 +154,10 @@ def main() -> None:
                             scale=args.source_scale),
            "trace": trace(args.model, args.data, ref, q, st, horizon=args.horizon, steps=args.steps, seed=args.seed,
                           scale=args.source_scale)}
-    for name, k in res["kernel"].items():
+    for name in ("closed", "open"):
         for key in ("md_1", "model_1", "md_2", "model_2"):
-            print(f"from {name:6s} Q_closed after {key[-1]} step(s), {key[:-2]:5s}: {k[key]}")
+            print(f"from {name:6s} Q_closed after {key[-1]} step(s), {key[:-2]:5s}: {res['kernel'][name][key]}")
+    print(f"kernel distance to the MD (mean |Δ quantile|): {res['kernel']['distance']:.3f}")
     for r in res["trace"]["replicas"]:
         print(f"start {r['start']:5d} Q_closed {' '.join(f'{v:.2f}' for v in r['q_closed'])}")
         print(f"{'':11s} Rg       {' '.join(f'{v:.1f}' for v in r['rg'])}")
