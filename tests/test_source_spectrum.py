@@ -85,6 +85,17 @@ def test_equal_and_mixed_graph_sizes_agree():
     torch.testing.assert_close(both, alone, atol=1e-10, rtol=0)
 
 
+def test_autocast_does_not_lower_the_precision():
+    pos = _chain(10).float()
+    z = torch.randn(10, 3, generator=torch.Generator().manual_seed(4))
+    ptr = torch.tensor([0, 10])
+    plain = spectral_noise(z, pos, ptr, SPECTRUM)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast = spectral_noise(z, pos, ptr, SPECTRUM)
+    assert cast.dtype == torch.float32
+    torch.testing.assert_close(cast, plain, atol=1e-5, rtol=0)
+
+
 def test_fit_recovers_a_known_spectrum():
     """Displacements drawn with the spectrum's covariance: the fitted f matches it on the modes (to sampling
     error), scaled to mean 1."""

@@ -92,12 +92,15 @@ def spectral_noise(z: Tensor, pos: Tensor, ptr: Tensor, values: Sequence[float] 
     """
     values = torch.as_tensor(values, dtype=torch.float64)
     counts = (ptr[1:] - ptr[:-1]).tolist()
+    dtype = torch.promote_types(z.dtype, torch.float32)  # no eigendecomposition in half precision
+    z, pos = z.to(dtype), pos.to(dtype)
     out = torch.empty_like(z)
-    if len(set(counts)) == 1:
-        n = counts[0]
-        return _graph_noise(z.reshape(-1, n, 3), pos.reshape(-1, n, 3).to(z.dtype), values).reshape(-1, 3)
-    for a, b in zip(ptr[:-1].tolist(), ptr[1:].tolist(), strict=True):
-        out[a:b] = _graph_noise(z[None, a:b], pos[None, a:b].to(z.dtype), values)[0]
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        if len(set(counts)) == 1:
+            n = counts[0]
+            return _graph_noise(z.reshape(-1, n, 3), pos.reshape(-1, n, 3), values).reshape(-1, 3)
+        for a, b in zip(ptr[:-1].tolist(), ptr[1:].tolist(), strict=True):
+            out[a:b] = _graph_noise(z[None, a:b], pos[None, a:b], values)[0]
     return out
 
 
