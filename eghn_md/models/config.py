@@ -72,9 +72,10 @@ class ModelConfig:
     written before these options existed loads as deterministic (``generative`` false). ``source_scale`` λ scales
     the source noise when *sampling* (x₀ = x(t) + λσz; training always uses σ): below 1 the samples lie nearer the
     denoiser's conditional mean, the low-temperature sampling of image and protein flows (RFdiffusion's noise scale).
-    An imperfect denoiser adds spread of its own; λ takes it back. On equilibrium AdK λ = 0.8 gives the MD's
-    one-step kernel on the closed state, which λ = 1 loosens (``examples/benchmarks/state_kernel.py``). 1 (the
-    default, and older checkpoints): as trained; a rollout may override it.
+    An imperfect denoiser adds spread of its own; λ takes it back. On equilibrium AdK with the isotropic source
+    λ = 0.8 gives the MD's one-step kernel on the closed state, which λ = 1 loosens; with ``spectral_source`` λ
+    barely changes it (``examples/benchmarks/state_kernel.py``). 1 (the default, and older checkpoints): as
+    trained; a rollout may override it.
 
     ``flow_velocity`` (generative models whose network declares ``extra_vectors``: ``eghn``): the denoiser also
     reads the velocity x(t) − x(t − ΔT) [Å] (divided by ``vel_scale``) as a second free vector channel, so the
