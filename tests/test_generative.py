@@ -76,6 +76,27 @@ def test_guidance_puts_bonds_into_range_and_separates_non_local_pairs():
     assert hi0 > 4.5
 
 
+def test_guidance_also_separates_a_close_pair_that_was_not_an_edge_of_x_t():
+    """A large step can bring together two residues that were farther apart than the cutoff in x_t: guidance
+    restrains the denoised frame's own close pairs too."""
+    from eghn_md.graph.separation import nonlocal_mask
+
+    model = _model(**GUIDED)
+    b = random_batch(SIZES, node_in=4, edge_in=2)
+    far = b.edge_index[:, nonlocal_mask(b.edge_index, b.bonds, b.num_nodes)]
+    x = b.pos.clone()
+    i, j = 0, 4  # nodes of graph 0, ≥ 3 bonds apart on its chain; put j 1.5 Å from i
+    assert bool(nonlocal_mask(torch.tensor([[i], [j]]), b.bonds, b.num_nodes))
+    x[j] = x[i] + torch.tensor([1.5, 0.0, 0.0], dtype=x.dtype)
+    no_edge = far[:, ~(((far[0] == i) & (far[1] == j)) | ((far[0] == j) & (far[1] == i)))]
+    pairs = model._guided_pairs(x, b, no_edge)
+    have = set(map(tuple, pairs.t().tolist()))
+    assert (i, j) in have and (j, i) in have and set(map(tuple, no_edge.t().tolist())) <= have
+    assert len(have) == pairs.shape[1]  # each pair once
+    y = model.guide(x, b.bonds, pairs)
+    assert float((y[i] - y[j]).norm()) > float((x[i] - x[j]).norm()) + 0.5
+
+
 def test_nonlocal_pairs_match_the_validity_report():
     """The torch mask agrees with the validity report's definition (min_separation 3) on a chain with branches."""
     from eghn_md.graph.separation import nonlocal_mask

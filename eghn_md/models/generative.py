@@ -17,8 +17,9 @@ interpolant whose source is the current frame plus isotropic noise, as EquiJump,
   (low-temperature sampling, 1 as trained);
 * **guidance** (``guide_steps`` > 0, BioEmu's pattern): in the last sampling steps x̂₁ first takes
   :data:`GUIDE_ITERATIONS` gradient steps (rate :data:`GUIDE_RATE`) on flat-bottom restraints, bonds into
-  ``bond_range`` and non-local pairs (≥ 3 bonds apart, among the edges of x_t) no closer than ``contact_floor``, both
-  taken from the training data. The restraints depend on distances only, so sampling stays E(3)-equivariant;
+  ``bond_range`` and non-local pairs (≥ 3 bonds apart, among the edges of x_t or already near in x̂₁) no closer
+  than ``contact_floor``, both taken from the training data. The restraints depend on distances only, so
+  sampling stays E(3)-equivariant;
 * **contact prior** (``config.contact_prior``): the native contacts of the training trajectory
   (:mod:`eghn_md.models.contact_prior`, buffers ``prior_index`` / ``prior_mean`` / ``prior_std`` set by training
   through :meth:`FlowModel.set_contact_prior`) are added to the edges of every graph the denoiser reads, with three
@@ -59,6 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from eghn_md.data.batch import GraphBatch
+from eghn_md.graph.edges import radius_graph
 from eghn_md.graph.separation import nonlocal_mask
 from eghn_md.models.capabilities import flow_capabilities
 from eghn_md.models.config import ModelConfig
@@ -78,6 +80,9 @@ TIME_FEATURES = 1 + 2 * len(_FREQUENCIES)
 #: of its restraints [Å] (0.4: one bond alone is put back into range within 20 % in one step; chains need a few)
 GUIDE_ITERATIONS = 20
 GUIDE_RATE = 0.4
+#: [Å] pairs of the denoised frame closer than contact_floor + this are guided too, whether or not they are edges
+#: of x_t (a pair this much farther cannot reach the floor in the guidance's iterations)
+GUIDE_MARGIN = 2.0
 #: centres [Å] and width [Å] of the Gaussian radial basis of the conditioning distances (``condition_distances``):
 #: 3 to 14.25 Å covers the Cα contacts and the radius graph; one width apart, so a 1 Å change moves every feature
 _RBF_CENTRES = tuple(3.0 + 1.25 * k for k in range(10))
@@ -287,7 +292,8 @@ class FlowModel(nn.Module):
             if k >= k_steps - self.config.guide_steps:
                 if far is None:
                     far = batch.edge_index[:, nonlocal_mask(batch.edge_index, batch.bonds, batch.num_nodes)]
-                out = dataclasses.replace(out, pos=self.guide(out.pos, batch.bonds, far))
+                out = dataclasses.replace(out, pos=self.guide(out.pos, batch.bonds, self._guided_pairs(out.pos,
+                                                                                                     batch, far)))
             drift = (out.pos - x) / (1.0 - tau)
             if self.config.sampler == "heun" and k < k_steps - 1:
                 x_next = x + dt * drift
@@ -295,6 +301,19 @@ class FlowModel(nn.Module):
                 drift = 0.5 * (drift + (ahead.pos - x_next) / (1.0 - tau - dt))
             x = x + dt * drift
         return ModelOutput(pos=x, reg=out.reg, assign=out.assign)
+
+    def _guided_pairs(self, x: Tensor, batch: GraphBatch, far: Tensor) -> Tensor:
+        """The non-local pairs (2, P) the guidance keeps apart: ``far`` (those among the edges of x_t) and those of
+        the denoised ``x`` (N, 3) [Å] closer than ``contact_floor`` + :data:`GUIDE_MARGIN`, each once. A large
+        collective step can bring together a pair that was not an edge of x_t."""
+        floor = self.config.contact_floor
+        if floor is None:
+            return far
+        close = radius_graph(x.detach(), floor + GUIDE_MARGIN, batch.batch)
+        close = close[:, nonlocal_mask(close, batch.bonds, batch.num_nodes)]
+        n = batch.num_nodes
+        key = torch.unique(torch.cat([far[0] * n + far[1], close[0] * n + close[1]]))
+        return torch.stack([key // n, key % n])
 
     def guide(self, x: Tensor, bonds: Tensor, far: Tensor) -> Tensor:
         """``x`` (N, 3) [Å] after :data:`GUIDE_ITERATIONS` gradient steps on the flat-bottom restraints: ``bonds``
