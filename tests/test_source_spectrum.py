@@ -27,6 +27,7 @@ from eghn_md.testing.equivariance import (
     assert_permutation_equivariant,
 )
 from eghn_md.testing.synthetic import random_batch, random_graph
+from test_generative import _denoise, _sample
 
 SIZES = (6, 9, 4)
 #: a spectrum that falls with λ like the AdK data's (soft modes 10–30× the stiff ones)
@@ -128,18 +129,6 @@ def _model(sizes_prior=None, *, steps=3, seed=0):
                       length_scale=3.0, vel_scale=1.0, disp_scale=1.5, generative=True, sample_steps=steps,
                       spectral_source=True, source_spectrum=SPECTRUM)
     return build_model(cfg).double().eval()
-
-
-def _sample(model):
-    """One sample whose source noise rides in the velocity channel (rotated and permuted with the inputs)."""
-    return lambda b: model(b, noise=b.vel).pos
-
-
-def _denoise(model, tau=0.37):
-    def fn(b):
-        flow = torch.cat([b.vel, torch.full((b.num_nodes, 1), tau, dtype=b.pos.dtype)], dim=1)
-        return model(b, flow=flow).pos
-    return fn
 
 
 @pytest.mark.parametrize("fn", [_sample, _denoise])

@@ -94,11 +94,11 @@ def spectral_noise(z: Tensor, pos: Tensor, ptr: Tensor, values: Sequence[float] 
     counts = (ptr[1:] - ptr[:-1]).tolist()
     dtype = torch.promote_types(z.dtype, torch.float32)  # no eigendecomposition in half precision
     z, pos = z.to(dtype), pos.to(dtype)
-    out = torch.empty_like(z)
     with torch.autocast(device_type=z.device.type, enabled=False):
         if len(set(counts)) == 1:
             n = counts[0]
             return _graph_noise(z.reshape(-1, n, 3), pos.reshape(-1, n, 3), values).reshape(-1, 3)
+        out = torch.empty_like(z)
         for a, b in zip(ptr[:-1].tolist(), ptr[1:].tolist(), strict=True):
             out[a:b] = _graph_noise(z[None, a:b], pos[None, a:b], values)[0]
     return out
