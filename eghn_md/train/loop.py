@@ -28,6 +28,7 @@ from torch import nn
 
 from eghn_md.data.batch import GraphBatch, collate
 from eghn_md.errors import DivergenceError, ResourceError, UsageError
+from eghn_md.train.ema import WeightAverage
 from eghn_md.train.feed import BatchFeed, Prepared, resolve_workers
 from eghn_md.train.objective import Objective, objective_from_config
 from eghn_md.train.options import MIN_VAL_WINDOWS, OPTIMIZERS, SCHEDULES, SELECTIONS, TrainConfig
@@ -51,6 +52,8 @@ class TrainState:
     best_state: dict
     bad_evals: int
     stopped: bool = False
+    ema_state: Optional[dict] = None  #: the weight average (``train: ema_decay``), None when off
+    ema_updates: int = 0
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -195,6 +198,17 @@ class _Run:
     best_state: dict = field(default_factory=dict)
     stopped: bool = False
     feed: Optional[BatchFeed] = None
+    ema: Optional[WeightAverage] = None
+
+
+def _inference_state(run: _Run) -> dict:
+    """The weights validation sees and ``model.pt`` keeps: the average when ``ema_decay`` is on."""
+    return run.ema.state_dict() if run.ema is not None else _state_copy(run.net)
+
+
+def _inference_weights(run: _Run):
+    """A context in which ``run.net`` holds the weights of :func:`_inference_state`."""
+    return run.ema.swapped_in() if run.ema is not None else nullcontext()
 
 
 def _state_copy(net: nn.Module) -> dict:
@@ -228,6 +242,9 @@ def _start(model: nn.Module, config: TrainConfig, objective: Objective, resume: 
                 f"{', stopped early' if resume.stopped else ''}); pass a larger `epochs` to continue it",
                 params=("epochs",),
             )
+    if config.ema_decay > 0:
+        state, updates = (resume.ema_state, resume.ema_updates) if resume is not None else (None, 0)
+        run.ema = WeightAverage(model, decay=config.ema_decay, state=state, updates=updates)
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         run.net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -280,6 +297,8 @@ def _take_step(run: _Run, prepared: Prepared, epoch: int) -> dict:
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(run.net.parameters(), cfg.grad_clip)
     run.optimizer.step()
+    if run.ema is not None:
+        run.ema.update()
     return sums
 
 
@@ -336,14 +355,15 @@ def _validate(run: _Run, val_set: Sequence[GraphBatch], epoch: int, row: dict) -
     cfg = run.config
     is_best = False
     if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-        val = evaluate_mse(run.net, val_set, batch_size=cfg.batch_size, device=run.device, amp=cfg.amp)
+        with _inference_weights(run):
+            val = evaluate_mse(run.net, val_set, batch_size=cfg.batch_size, device=run.device, amp=cfg.amp)
         row["val_mse"] = val
         if cfg.select == "last":
             run.best_val, run.best_epoch, is_best = val, epoch, True
-            run.best_state = _state_copy(run.net)
+            run.best_state = _inference_state(run)
         elif val < run.best_val:
             run.best_val, run.best_epoch, run.bad_evals, is_best = val, epoch, 0, True
-            run.best_state = _state_copy(run.net)
+            run.best_state = _inference_state(run)
         else:
             run.bad_evals += 1
         if cfg.schedule == "plateau":
@@ -359,7 +379,8 @@ def _snapshot(run: _Run, epoch: int) -> TrainState:
     return TrainState(epoch=epoch, model_state=_state_copy(run.net), optimizer_state=run.optimizer.state_dict(),
                       scheduler_state=run.scheduler.state_dict(), history=list(run.history), best_val=run.best_val,
                       best_epoch=run.best_epoch, best_state=run.best_state, bad_evals=run.bad_evals,
-                      stopped=run.stopped)
+                      stopped=run.stopped, ema_state=None if run.ema is None else run.ema.state_dict(),
+                      ema_updates=0 if run.ema is None else run.ema.updates)
 
 
 def fit(

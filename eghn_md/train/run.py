@@ -3,7 +3,8 @@
 Output directory layout::
 
     RUN/model.pt       best-on-validation weights + config + stats + node metadata (what other commands load)
-    RUN/last.pt        last completed epoch, with optimizer/scheduler state (what --resume continues from)
+    RUN/last.pt        last completed epoch, with optimizer/scheduler state (what --resume continues from); its
+                       weights are the average when ``train: ema_decay`` is on
     RUN/config.yaml    the resolved configuration
     RUN/history.csv    one row per epoch (losses, validation MSE, learning rate, samples/s)
     RUN/metrics.json   final summary (best epoch, validation/test MSE beside the static and constant-velocity
@@ -180,7 +181,9 @@ def _checkpoint_writer(out: Path, common: dict):
             save_checkpoint(out / "model.pt", state_dict=state.best_state,
                             metrics={"best_epoch": state.best_epoch, "best_val_mse": state.best_val,
                                      "epochs": state.epoch}, **common)
-        save_checkpoint(out / "last.pt", state_dict=state.model_state, train_state=state.to_dict(),
+        # a rollout of last.pt uses the averaged weights when ema_decay is on; resume reads train_state's own
+        weights = state.ema_state if state.ema_state is not None else state.model_state
+        save_checkpoint(out / "last.pt", state_dict=weights, train_state=state.to_dict(),
                         metrics={"epochs": state.epoch, "best_epoch": state.best_epoch,
                                  "best_val_mse": state.best_val}, **common)
         write_text_atomic(out / "history.csv", _history_csv(state.history))
