@@ -20,8 +20,8 @@ interpolant whose source is the current frame plus isotropic noise, as EquiJump,
   training data: bonds into ``bond_range``, and every non-local pair (≥ 3 bonds apart) no closer than
   ``contact_floor``. The clash term acts on a Verlet list (:func:`clash_candidates`: the non-local pairs closer than
   ``contact_floor`` + :data:`GUIDE_MARGIN`, rebuilt once a node has moved by half the margin), so it is exact for
-  every non-local pair at every iteration and costs O(pairs in contact). The restraints depend on distances only,
-  so sampling stays E(3)-equivariant;
+  every non-local pair at every iteration while an iteration visits only the pairs near contact. The restraints
+  depend on distances only, so sampling stays E(3)-equivariant;
 * **contact prior** (``config.contact_prior``): the native contacts of the training trajectory
   (:mod:`eghn_md.models.contact_prior`, buffers ``prior_index`` / ``prior_mean`` / ``prior_std`` set by training
   through :meth:`FlowModel.set_contact_prior`) are added to the edges of every graph the denoiser reads, with three
