@@ -152,13 +152,14 @@ def test_guidance_keeps_apart_a_pair_that_it_pushes_into_contact(monkeypatch):
 
 
 def test_guidance_equals_the_all_pairs_reference(monkeypatch):
-    """On a crumpled random chain (stretched and compressed bonds, many clashes) and an overlapping copy of it in a
-    second graph, the neighbour-list guidance is the dense all-pairs computation to 1e-12 Å (float64), with the
-    list rebuilt exactly when a node has moved by half the margin since the last build."""
+    """On a crumpled random chain (bonds of 1.6–4.8 Å, 17 of 39 too short and 12 too long; 36 non-local pairs
+    closer than the floor) and an overlapping copy of it in a second graph, the neighbour-list guidance is the dense
+    all-pairs computation to 1e-12 Å (float64), with the list rebuilt exactly when a node has moved by half the
+    margin since the last build."""
     gen = torch.Generator().manual_seed(11)
     n = 40
     steps = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen, dtype=torch.float64), dim=1)
-    one = torch.cumsum(steps * (2.0 + 4.0 * torch.rand(n, 1, generator=gen, dtype=torch.float64)), 0) * 0.5
+    one = torch.cumsum(steps * (2.0 + 4.0 * torch.rand(n, 1, generator=gen, dtype=torch.float64)), 0) * 0.8
     x = torch.cat([one, one + torch.randn(n, 3, generator=gen, dtype=torch.float64)])
     chain = torch.arange(n - 1)
     bonds = torch.cat([torch.stack([chain, chain + 1]), torch.stack([chain + 1, chain])], dim=1)
