@@ -57,14 +57,22 @@ def test_guided_sampling_is_equivariant(check):
     check(_sample(_model(**GUIDED)), random_batch(SIZES, node_in=4, edge_in=2), atol=1e-10)
 
 
-def test_guidance_puts_bonds_into_range_and_separates_non_local_pairs():
-    """Random graphs have bonds of ~7 Å and close pairs; guided samples have them within the restraints' ranges,
-    unguided ones not."""
+def _nonlocal_pairs(batch, bonds):
+    """All non-local pairs (2, P) of the graphs of ``batch`` (N,) graph ids, dense (both directions)."""
     from eghn_md.graph.separation import nonlocal_mask
 
+    n = batch.shape[0]
+    ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    pairs = torch.stack([ii.reshape(-1), jj.reshape(-1)])
+    return pairs[:, (batch[pairs[0]] == batch[pairs[1]]) & nonlocal_mask(pairs, bonds, n)]
+
+
+def test_guidance_puts_bonds_into_range_and_separates_non_local_pairs():
+    """Random graphs have bonds of ~7 Å and close pairs; guided samples have them within the restraints' ranges
+    (every non-local pair of a graph no closer than the floor), unguided ones not."""
     b = random_batch(SIZES, node_in=4, edge_in=2)
     z = torch.randn(b.num_nodes, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    far = b.edge_index[:, nonlocal_mask(b.edge_index, b.bonds, b.num_nodes)]
+    far = _nonlocal_pairs(b.batch, b.bonds)
 
     def worst(x):
         bond = (x[b.bonds[0]] - x[b.bonds[1]]).norm(dim=1)
@@ -78,23 +86,103 @@ def test_guidance_puts_bonds_into_range_and_separates_non_local_pairs():
 
 def test_guidance_also_separates_a_close_pair_that_was_not_an_edge_of_x_t():
     """A large step can bring together two residues that were farther apart than the cutoff in x_t: guidance
-    restrains the denoised frame's own close pairs too."""
+    restrains every non-local pair of the denoised frame, not only the edges of x_t."""
     from eghn_md.graph.separation import nonlocal_mask
 
     model = _model(**GUIDED)
     b = random_batch(SIZES, node_in=4, edge_in=2)
-    far = b.edge_index[:, nonlocal_mask(b.edge_index, b.bonds, b.num_nodes)]
     x = b.pos.clone()
     i, j = 0, 4  # nodes of graph 0, ≥ 3 bonds apart on its chain; put j 1.5 Å from i
     assert bool(nonlocal_mask(torch.tensor([[i], [j]]), b.bonds, b.num_nodes))
     x[j] = x[i] + torch.tensor([1.5, 0.0, 0.0], dtype=x.dtype)
-    no_edge = far[:, ~(((far[0] == i) & (far[1] == j)) | ((far[0] == j) & (far[1] == i)))]
-    pairs = model._guided_pairs(x, b, no_edge)
-    have = set(map(tuple, pairs.t().tolist()))
-    assert (i, j) in have and (j, i) in have and set(map(tuple, no_edge.t().tolist())) <= have
-    assert len(have) == pairs.shape[1]  # each pair once
-    y = model.guide(x, b.bonds, pairs)
+    y = model.guide(x, b.bonds, b.batch)
     assert float((y[i] - y[j]).norm()) > float((x[i] - x[j]).norm()) + 0.5
+
+
+def _guide_all_pairs(x, bonds, batch, *, bond_range, floor):
+    """Reference guidance, float64: the same :data:`GUIDE_ITERATIONS` gradient steps, the clash term summed over
+    ALL non-local pairs of each graph (dense O(N²) pair list, no neighbour list). Returns the guided frame and the
+    number of neighbour lists the guidance should build: one at the start, one more at each iteration whose frame
+    has a node moved by ≥ GUIDE_MARGIN / 2 from the frame of the last build."""
+    from eghn_md.models.generative import GUIDE_ITERATIONS, GUIDE_MARGIN, GUIDE_RATE
+
+    pairs = _nonlocal_pairs(batch, bonds)
+    built, builds = x, 1
+    for _ in range(GUIDE_ITERATIONS):
+        if float((x - built).norm(dim=1).max()) >= GUIDE_MARGIN / 2:
+            built, builds = x, builds + 1
+        d = x[bonds[0]] - x[bonds[1]]
+        r = d.norm(dim=1, keepdim=True)
+        f = torch.relu(r - bond_range[1]) - torch.relu(bond_range[0] - r)
+        push = torch.zeros_like(x).index_add_(0, bonds[0], f * d / r)
+        d = x[pairs[0]] - x[pairs[1]]
+        r = d.norm(dim=1, keepdim=True)
+        push = push - torch.zeros_like(x).index_add_(0, pairs[0], torch.relu(floor - r) * d / r)
+        x = x - GUIDE_RATE * push
+    return x, builds
+
+
+def _count_list_builds(monkeypatch):
+    """Replace :func:`~eghn_md.models.generative.clash_candidates` by a wrapper counting its calls (a list)."""
+    import eghn_md.models.generative as generative
+
+    calls, build = [], generative.clash_candidates
+    monkeypatch.setattr(generative, "clash_candidates", lambda *a: calls.append(1) or build(*a))
+    return calls
+
+
+def test_guidance_keeps_apart_a_pair_that_it_pushes_into_contact(monkeypatch):
+    """A stretched bond A–B pulls A past C (another chain): A–C is 6.8 Å at the start, outside the first neighbour
+    list (floor + margin = 5 Å), and the bond alone would leave it at 2.5 Å. The list is rebuilt as A moves, so
+    A–C ends at the floor, as the all-pairs reference has it."""
+    from eghn_md.models.generative import GUIDE_MARGIN
+
+    x = torch.tensor([[0.0, 0.0, 0.0], [14.0, 0.0, 0.0], [6.5, 2.0, 0.0]], dtype=torch.float64)  # A, B, C
+    bonds, batch = torch.tensor([[0, 1], [1, 0]]), torch.zeros(3, dtype=torch.long)
+    assert float((x[0] - x[2]).norm()) > GUIDED["contact_floor"] + GUIDE_MARGIN
+    bond_only = _model(**{**GUIDED, "contact_floor": None}).guide(x, bonds, batch)
+    assert float((bond_only[0] - bond_only[2]).norm()) < 2.6
+    builds = _count_list_builds(monkeypatch)
+    y = _model(**GUIDED).guide(x, bonds, batch)
+    assert abs(float((y[0] - y[2]).norm()) - 3.0) < 1e-3 and abs(float((y[0] - y[1]).norm()) - 4.0) < 1e-3
+    ref, want_builds = _guide_all_pairs(x, bonds, batch, bond_range=GUIDED["bond_range"],
+                                        floor=GUIDED["contact_floor"])
+    torch.testing.assert_close(y, ref, atol=1e-12, rtol=0)
+    assert len(builds) == want_builds >= 2
+
+
+def test_guidance_equals_the_all_pairs_reference(monkeypatch):
+    """On a crumpled random chain (bonds of 1.6–4.8 Å, 17 of 39 too short and 12 too long; 36 non-local pairs
+    closer than the floor) and an overlapping copy of it in a second graph, the neighbour-list guidance is the dense
+    all-pairs computation to 1e-12 Å (float64), with the list rebuilt exactly when a node has moved by half the
+    margin since the last build."""
+    gen = torch.Generator().manual_seed(11)
+    n = 40
+    steps = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen, dtype=torch.float64), dim=1)
+    one = torch.cumsum(steps * (2.0 + 4.0 * torch.rand(n, 1, generator=gen, dtype=torch.float64)), 0) * 0.8
+    x = torch.cat([one, one + torch.randn(n, 3, generator=gen, dtype=torch.float64)])
+    chain = torch.arange(n - 1)
+    bonds = torch.cat([torch.stack([chain, chain + 1]), torch.stack([chain + 1, chain])], dim=1)
+    bonds = torch.cat([bonds, bonds + n], dim=1)
+    batch = torch.arange(2).repeat_interleave(n)
+    builds = _count_list_builds(monkeypatch)
+    y = _model(**GUIDED).guide(x, bonds, batch)
+    ref, want_builds = _guide_all_pairs(x, bonds, batch, bond_range=GUIDED["bond_range"],
+                                        floor=GUIDED["contact_floor"])
+    assert float((y - x).abs().max()) > 1.0  # guidance did move the chain
+    torch.testing.assert_close(y, ref, atol=1e-12, rtol=0)
+    assert len(builds) == want_builds >= 2
+
+
+def test_guidance_builds_its_neighbour_list_once_for_a_valid_frame(monkeypatch):
+    """A frame that already satisfies the restraints does not move: one list, built from the denoised frame."""
+    x = torch.tensor([[0.0, 0.0, 0.0], [3.5, 0.0, 0.0], [7.0, 0.0, 0.0], [10.5, 0.0, 0.0], [7.0, 3.5, 0.0]],
+                     dtype=torch.float64)
+    bonds = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
+    builds = _count_list_builds(monkeypatch)
+    y = _model(**GUIDED).guide(x, bonds, torch.zeros(5, dtype=torch.long))
+    assert len(builds) == 1
+    torch.testing.assert_close(y, x, atol=0, rtol=0)
 
 
 def test_nonlocal_pairs_match_the_validity_report():

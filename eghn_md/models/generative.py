@@ -16,10 +16,12 @@ interpolant whose source is the current frame plus isotropic noise, as EquiJump,
   last step); the last step lands on x̂₁ exactly. The sampler's source is x_t + λσz with λ = ``source_scale``
   (low-temperature sampling, 1 as trained);
 * **guidance** (``guide_steps`` > 0, BioEmu's pattern): in the last sampling steps x̂₁ first takes
-  :data:`GUIDE_ITERATIONS` gradient steps (rate :data:`GUIDE_RATE`) on flat-bottom restraints, bonds into
-  ``bond_range`` and non-local pairs (≥ 3 bonds apart, among the edges of x_t or already near in x̂₁) no closer
-  than ``contact_floor``, both taken from the training data. The restraints depend on distances only, so
-  sampling stays E(3)-equivariant;
+  :data:`GUIDE_ITERATIONS` gradient steps (rate :data:`GUIDE_RATE`) on flat-bottom restraints, both taken from the
+  training data: bonds into ``bond_range``, and every non-local pair (≥ 3 bonds apart) no closer than
+  ``contact_floor``. The clash term acts on a Verlet list (:func:`clash_candidates`: the non-local pairs closer than
+  ``contact_floor`` + :data:`GUIDE_MARGIN`, rebuilt once a node has moved by half the margin), so it is exact for
+  every non-local pair at every iteration while an iteration visits only the pairs near contact. The restraints
+  depend on distances only, so sampling stays E(3)-equivariant;
 * **contact prior** (``config.contact_prior``): the native contacts of the training trajectory
   (:mod:`eghn_md.models.contact_prior`, buffers ``prior_index`` / ``prior_mean`` / ``prior_std`` set by training
   through :meth:`FlowModel.set_contact_prior`) are added to the edges of every graph the denoiser reads, with three
@@ -70,7 +72,7 @@ from eghn_md.models.source_spectrum import spectral_noise
 from eghn_md.nn.edges import graph_gather, graph_mean, scatter_sum
 
 __all__ = ["FlowModel", "TIME_FEATURES", "time_features", "inner_config", "centred_noise", "GUIDE_ITERATIONS",
-           "GUIDE_RATE", "CONDITION_FEATURES", "distance_features"]
+           "GUIDE_RATE", "GUIDE_MARGIN", "CONDITION_FEATURES", "distance_features", "clash_candidates"]
 
 #: frequencies of the τ embedding: node scalars [τ, sin(π k τ), cos(π k τ) for k = 1 … 4]
 _FREQUENCIES = (1, 2, 3, 4)
@@ -80,8 +82,9 @@ TIME_FEATURES = 1 + 2 * len(_FREQUENCIES)
 #: of its restraints [Å] (0.4: one bond alone is put back into range within 20 % in one step; chains need a few)
 GUIDE_ITERATIONS = 20
 GUIDE_RATE = 0.4
-#: [Å] pairs of the denoised frame closer than contact_floor + this are guided too, whether or not they are edges
-#: of x_t (a pair this much farther cannot reach the floor in the guidance's iterations)
+#: [Å] skin of the guidance's Verlet list: it holds the non-local pairs closer than contact_floor + this, and is
+#: rebuilt once a node has moved by half of it since it was built (until then no pair outside the list can be
+#: closer than the floor: each of its nodes has moved less than margin / 2)
 GUIDE_MARGIN = 2.0
 #: centres [Å] and width [Å] of the Gaussian radial basis of the conditioning distances (``condition_distances``):
 #: 3 to 14.25 Å covers the Cα contacts and the radius graph; one width apart, so a 1 Å change moves every feature
@@ -127,6 +130,20 @@ def inner_config(config: ModelConfig) -> ModelConfig:
 def centred_noise(z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
     """``z`` (N, 3) with its mean over each graph removed (``batch`` (N,) graph ids)."""
     return z - graph_gather(graph_mean(z, batch, num_graphs), batch, num_graphs)
+
+
+def clash_candidates(x: Tensor, floor: float, batch: Tensor, bonds: Tensor) -> Tensor:
+    """The guidance's Verlet list (2, P) long: the non-local pairs (≥ 3 bonds apart in ``bonds`` (2, B), both
+    directions of each; :func:`~eghn_md.graph.separation.nonlocal_mask`) of one graph (``batch`` (N,) graph ids)
+    closer than ``floor`` + :data:`GUIDE_MARGIN` [Å] in ``x`` (N, 3) [Å]; both directions of each pair, sorted by
+    (receiver, sender)."""
+    pairs = radius_graph(x.detach(), floor + GUIDE_MARGIN, batch)
+    return pairs[:, nonlocal_mask(pairs, bonds, x.shape[0])]
+
+
+def _max_shift(x: Tensor, ref: Tensor) -> float:
+    """[Å] the largest displacement of any node between ``ref`` and ``x`` (N, 3) [Å], N ≥ 1."""
+    return float((x.detach() - ref).norm(dim=1).max())
 
 
 class FlowModel(nn.Module):
@@ -284,16 +301,13 @@ class FlowModel(nn.Module):
         z = self.draw_noise(batch, generator) if noise is None else noise.to(batch.pos.dtype)
         x = batch.pos + (self.sigma * self.config.source_scale) * self.source_noise(batch, z)
         ones = batch.pos.new_ones(batch.num_nodes)
-        out, far = None, None
+        out = None
         graph = self.conditioned(batch)  # once per sample: the edges belong to x_t
         for k in range(k_steps):
             tau, dt = k / k_steps, 1.0 / k_steps
             out = self._denoise(graph, x, ones * tau)
             if k >= k_steps - self.config.guide_steps:
-                if far is None:
-                    far = batch.edge_index[:, nonlocal_mask(batch.edge_index, batch.bonds, batch.num_nodes)]
-                out = dataclasses.replace(out, pos=self.guide(out.pos, batch.bonds, self._guided_pairs(out.pos,
-                                                                                                     batch, far)))
+                out = dataclasses.replace(out, pos=self.guide(out.pos, batch.bonds, batch.batch))
             drift = (out.pos - x) / (1.0 - tau)
             if self.config.sampler == "heun" and k < k_steps - 1:
                 x_next = x + dt * drift
@@ -302,35 +316,36 @@ class FlowModel(nn.Module):
             x = x + dt * drift
         return ModelOutput(pos=x, reg=out.reg, assign=out.assign)
 
-    def _guided_pairs(self, x: Tensor, batch: GraphBatch, far: Tensor) -> Tensor:
-        """The non-local pairs (2, P) the guidance keeps apart: ``far`` (those among the edges of x_t) and those of
-        the denoised ``x`` (N, 3) [Å] closer than ``contact_floor`` + :data:`GUIDE_MARGIN`, each once. A large
-        collective step can bring together a pair that was not an edge of x_t."""
-        floor = self.config.contact_floor
-        if floor is None:
-            return far
-        close = radius_graph(x.detach(), floor + GUIDE_MARGIN, batch.batch)
-        close = close[:, nonlocal_mask(close, batch.bonds, batch.num_nodes)]
-        n = batch.num_nodes
-        key = torch.unique(torch.cat([far[0] * n + far[1], close[0] * n + close[1]]))
-        return torch.stack([key // n, key % n])
+    def guide(self, x: Tensor, bonds: Tensor, batch: Tensor) -> Tensor:
+        """``x`` after :data:`GUIDE_ITERATIONS` gradient steps (rate :data:`GUIDE_RATE`) on the flat-bottom
+        restraints: ``bonds`` into ``config.bond_range``, every non-local pair of a graph no closer than
+        ``config.contact_floor``; a term whose range is None is left out.
 
-    def guide(self, x: Tensor, bonds: Tensor, far: Tensor) -> Tensor:
-        """``x`` (N, 3) [Å] after :data:`GUIDE_ITERATIONS` gradient steps on the flat-bottom restraints: ``bonds``
-        (2, B) (both directions) into ``config.bond_range``, the non-local pairs ``far`` (2, P) (both directions)
-        no closer than ``config.contact_floor``; a term whose range is None is left out."""
+        The clash term sums over a Verlet list (:func:`clash_candidates`), built from the first ``x`` and rebuilt
+        from the current one once twice the largest displacement of a node since it was built reaches
+        :data:`GUIDE_MARGIN`: a pair outside it is then farther than the floor, so its force is zero and the sum is
+        that over all non-local pairs.
+
+        Args:
+            x: (N, 3) [Å] the denoised frame x̂₁ (the batch's graphs side by side).
+            bonds: (2, B) long, both directions of every bond.
+            batch: (N,) long graph id of each node (pairs of different graphs are never restrained).
+        """
         lo_hi, floor = self.config.bond_range, self.config.contact_floor
         n = x.shape[0]
-        for _ in range(GUIDE_ITERATIONS):
+        pairs, ref = None, None
+        for _ in range(GUIDE_ITERATIONS if n else 0):
             push = torch.zeros_like(x)
             if lo_hi is not None and bonds.numel():
                 d = x[bonds[0]] - x[bonds[1]]
                 r = d.norm(dim=1, keepdim=True).clamp_min(1e-6)
                 f = torch.relu(r - lo_hi[1]) - torch.relu(lo_hi[0] - r)  # > 0: too long, pull together
                 push = push + scatter_sum(f * d / r, bonds[0], n)
-            if floor is not None and far.numel():
-                d = x[far[0]] - x[far[1]]
+            if floor is not None:
+                if pairs is None or 2.0 * _max_shift(x, ref) >= GUIDE_MARGIN:
+                    pairs, ref = clash_candidates(x, floor, batch, bonds), x.detach()
+                d = x[pairs[0]] - x[pairs[1]]
                 r = d.norm(dim=1, keepdim=True).clamp_min(1e-6)
-                push = push - scatter_sum(torch.relu(floor - r) * d / r, far[0], n)
+                push = push - scatter_sum(torch.relu(floor - r) * d / r, pairs[0], n)
             x = x - GUIDE_RATE * push
         return x
