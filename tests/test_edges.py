@@ -92,3 +92,23 @@ def test_radius_graph_decides_pairs_at_the_cutoff_in_float64(method):
     pos = base + offsets
     ei = radius_graph(pos, 4.0, method=method)
     assert _set(ei) == _set(_float64_pairs(pos, 4.0)) == {(0, 1), (1, 0)}
+
+
+@pytest.mark.parametrize("replicas", [1, 3, 12])
+def test_equal_sized_graphs_take_one_dense_block_each_with_the_same_pairs(replicas):
+    """An ensemble's replicas (graphs one after another, equal sizes): the per-graph dense blocks give exactly the
+    pairs of the cell list and of brute force, in the same (i, j) order, also above 2048 nodes in all and with
+    pairs 1e-6 Å either side of the cutoff far from the origin."""
+    gen = torch.Generator().manual_seed(replicas)
+    m = 200
+    pos = torch.rand(replicas * m, 3, generator=gen, dtype=torch.float64) * 20 + 3000.0
+    pos[1] = pos[0] + torch.tensor([4.0 - 1e-6, 0.0, 0.0], dtype=torch.float64)
+    pos[m - 1] = pos[0] + torch.tensor([0.0, 4.0 + 1e-6, 0.0], dtype=torch.float64)
+    batch = torch.arange(replicas).repeat_interleave(m)
+    cells = radius_graph(pos, 4.0, batch, method="cells")
+    for method in ("dense", "auto"):
+        assert torch.equal(radius_graph(pos, 4.0, batch, method=method), cells)
+    first = _set(cells[:, cells[0] < m])
+    assert first == _brute(pos[:m], 4.0, batch[:m]) and (0, 1) in first and (0, m - 1) not in first
+    shifted = radius_graph(pos[:m] + 0.5, 4.0, None, method="dense")  # one graph alone: the same pairs
+    assert _set(shifted) == first

@@ -41,8 +41,10 @@ def radius_graph(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, *, 
     """Pairs of nodes of the same graph closer than ``cutoff`` (strictly) [Å].
 
     A cell list (cells of edge ``cutoff``; each node looks at the 27 cells around its own) makes it
-    O(N · neighbours) in time and memory. ``method``: ``"cells"``, ``"dense"`` (cdist, O(N²)) or ``"auto"`` (dense
-    up to 2048 nodes). Shapes: pos (N, 3), batch (N,) or None -> (2, E).
+    O(N · neighbours) in time and memory. ``method``: ``"cells"``, ``"dense"`` (Gram matrices, O(N²); one block per
+    graph when the graphs follow one another with equal sizes, O(N · nodes per graph)) or ``"auto"`` (dense up to
+    2048 nodes, or up to 2048 nodes per graph for graphs of equal size, an ensemble's replicas).
+    Shapes: pos (N, 3), batch (N,) or None -> (2, E).
     """
     if not cutoff > 0:
         raise ValueError(f"cutoff must be > 0, got {cutoff!r}")
@@ -61,6 +63,8 @@ def radius_graph(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, *, 
     p = pos.detach().double()
     if method == "dense" or (method == "auto" and n <= _DENSE_MAX):
         return _dense(p, cutoff, None if single else batch)
+    if method == "auto" and 0 < _equal_blocks(batch, n) <= _DENSE_MAX:  # replicas: one dense block per graph
+        return _dense(p, cutoff, batch)
     # integer cell coordinates, shifted by one so that neighbour offsets stay >= 0
     lo = p.min(0).values
     cell = torch.floor((p - lo) / cutoff).long() + 1  # (N, 3)
@@ -88,22 +92,40 @@ def radius_graph(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, *, 
     return _sort_unique(torch.cat(out, dim=1), n)
 
 
+def _equal_blocks(batch: Tensor, n: int) -> int:
+    """The size m of the graphs when ``batch`` (N,) holds them one after another, all of m nodes (an ensemble's
+    replicas); 0 otherwise."""
+    g = int(batch[-1]) + 1
+    if n % g:
+        return 0
+    m = n // g
+    same = torch.equal(batch, torch.arange(g, device=batch.device).repeat_interleave(m))
+    return m if same else 0
+
+
 def _dense(p: Tensor, cutoff: float, batch: Optional[Tensor]) -> Tensor:
     """All-pairs radius graph from float32 Gram matrices of the centred coordinates (|x_i|² + |x_j|² − 2 x_i·x_j,
-    the fast matrix-product form). Its rounding error is at most ~9 float32 units times the largest |x|², so pairs
-    within 32 units of it (plus ``_RECHECK``) of the cutoff are decided again from float64 differences."""
-    centred = p - p.mean(0)
+    the fast matrix-product form), one block per graph when the graphs follow one another with equal sizes (else
+    one block masked by ``batch``). Its rounding error is at most ~9 float32 units times the largest |x|², so pairs
+    within 32 units of it (plus ``_RECHECK``) of the cutoff are decided again from float64 differences.
+    Shapes: p (N, 3) float64, batch (N,) or None -> (2, E), sorted by (i, j)."""
+    n = p.shape[0]
+    m = n if batch is None else _equal_blocks(batch, n)
+    blocks = p.view(n // m, m, 3) if m else p.unsqueeze(0)
+    centred = blocks - blocks.mean(1, keepdim=True)
     x = centred.float()
-    sq = (x * x).sum(1)
-    d2 = (sq.view(-1, 1) + sq.view(1, -1) - 2.0 * (x @ x.t())).clamp_min_(0.0)
+    sq = (x * x).sum(2)  # (G, m)
+    d2 = (sq.unsqueeze(2) + sq.unsqueeze(1) - 2.0 * torch.bmm(x, x.transpose(1, 2))).clamp_min_(0.0)
     c2 = cutoff * cutoff
     tol = 32 * torch.finfo(torch.float32).eps * float(sq.max()) + 2 * _RECHECK * c2
     adj = d2 < c2 + tol
-    if batch is not None:
-        adj &= batch.view(-1, 1) == batch.view(1, -1)
-    adj.fill_diagonal_(False)
-    i, j = adj.nonzero().unbind(1)
-    dij = d2[i, j]
+    if not m:
+        adj[0] &= batch.view(-1, 1) == batch.view(1, -1)
+    adj.diagonal(dim1=1, dim2=2).fill_(False)
+    g, i, j = adj.nonzero().unbind(1)
+    dij = d2[g, i, j]
+    if m:
+        i, j = i + g * m, j + g * m
     keep = dij < c2
     near = (dij - c2).abs() <= tol
     if bool(near.any()):
