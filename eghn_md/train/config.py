@@ -101,6 +101,8 @@ PRESETS: dict[str, dict] = {
     # crossings) in its section 6. It keeps the last epoch's
     # weights (the cosine schedule anneals into them): the validation MSE of one sample ranks a sampler that
     # spreads less as better (a perfect sampler's is twice the conditional variance), so "best" picks collapse.
+    # Those weights are the moving average of the optimiser's (ema_decay 0.999, section 7: W2 1.41 -> 0.90 Å and
+    # Rg JS 0.49 -> 0.29 on seed 1, 2.5x the crossings).
     "generative": {
         "model": {"name": "eghn", "generative": True, "hidden": 32, "n_layers": 2, "n_pool_layers": 1,
                   "n_decoder_layers": 1, "n_clusters": 6, "sample_steps": 4, "guide_steps": 2, "contact_prior": True,
@@ -108,7 +110,7 @@ PRESETS: dict[str, dict] = {
         "data": {"horizon": 15, "features": "sequence"},
         "train": {"epochs": 60, "batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "schedule": "cosine",
                   "reg_weight": 0.1, "patience": 20, "eval_every": 1, "bond_weight": 20.0, "clash_weight": 5.0,
-                  "time_reversal": True, "noise_std": 0.3, "noise_scale": 0.1, "select": "last"},
+                  "time_reversal": True, "noise_std": 0.3, "noise_scale": 0.1, "select": "last", "ema_decay": 0.999},
     },
 }
 
