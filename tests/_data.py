@@ -105,3 +105,21 @@ class StopAfter:
 
     def stop(self):
         pass
+
+
+def full_and_resumed_runs(data: Path, cfg_file: Path, out: Path, *, seed: int) -> tuple[Path, Path]:
+    """Train ``data`` with the ``cfg_file`` config twice on CPU: ``out/full`` in one go through the CLI, and
+    ``out/part`` interrupted after epoch 1 (:class:`StopAfter`) and continued with ``train --resume``; returns
+    ``(full, part)`` for a test to compare (a resumed run must follow the uninterrupted one bit-identically)."""
+    import pytest
+
+    from eghn_md.train.config import resolve_config
+    from eghn_md.train.run import train_run
+
+    full, part = Path(out) / "full", Path(out) / "part"
+    run_cli("train", data, "-o", full, "--config", cfg_file, "--seed", seed, "--quiet", "--device", "cpu", expect=0)
+    config = resolve_config(preset=None, config_file=cfg_file, overrides={"train": {"seed": seed, "device": "cpu"}})
+    with pytest.raises(KeyboardInterrupt):
+        train_run([data], part, config=config, progress=StopAfter(1))
+    run_cli("train", data, "-o", part, "--resume", "--quiet", "--device", "cpu", expect=0)
+    return full, part

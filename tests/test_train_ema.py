@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from _data import StopAfter, history_rows, run_cli
+from _data import full_and_resumed_runs, history_rows
 from eghn_md.errors import UsageError
 from eghn_md.train.checkpoint import load_checkpoint
 from eghn_md.train.ema import WeightAverage, ema_weight
@@ -69,19 +69,9 @@ def test_a_decay_outside_0_1_is_refused_naming_the_choices(bad):
 
 
 def test_training_keeps_the_average_and_resumes_it_bit_identically(adk_h5, tmp_path):
-    from eghn_md.train.config import resolve_config
-    from eghn_md.train.run import train_run
-
     cfg_file = tmp_path / "ema.yaml"
     cfg_file.write_text(EMA_CONFIG)
-    full, part = tmp_path / "full", tmp_path / "part"
-    res = run_cli("train", adk_h5, "-o", full, "--config", cfg_file, "--seed", "2", "--quiet", "--device", "cpu")
-    assert res.exit_code == 0, res.output
-    config = resolve_config(preset=None, config_file=cfg_file, overrides={"train": {"seed": 2, "device": "cpu"}})
-    with pytest.raises(KeyboardInterrupt):
-        train_run([adk_h5], part, config=config, progress=StopAfter(1))
-    res = run_cli("train", adk_h5, "-o", part, "--resume", "--quiet", "--device", "cpu")
-    assert res.exit_code == 0, res.output
+    full, part = full_and_resumed_runs(adk_h5, cfg_file, tmp_path, seed=2)
     for ra, rb in zip(history_rows(full), history_rows(part), strict=True):
         assert rb["val_mse"] == ra["val_mse"] and rb["train_loss"] == ra["train_loss"]
     last, model = load_checkpoint(full / "last.pt"), load_checkpoint(full / "model.pt")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _data import StopAfter, history_rows, run_cli
+from _data import full_and_resumed_runs, history_rows, run_cli
 from eghn_md.data.batch import collate
 from eghn_md.errors import UsageError
 from eghn_md.models import ModelConfig, build_model
@@ -71,20 +71,9 @@ def test_objective_is_chosen_by_the_model_and_free_steps_are_refused():
 
 
 def test_generative_training_resumes_bit_identically(adk_h5, tmp_path):
-    from eghn_md.train.config import resolve_config
-    from eghn_md.train.run import train_run
-
     cfg_file = tmp_path / "flow.yaml"
     cfg_file.write_text(FLOW_CONFIG)
-    args = ["--config", str(cfg_file), "--seed", "3", "--quiet", "--device", "cpu"]
-    full, part = tmp_path / "full", tmp_path / "part"
-    res = run_cli("train", adk_h5, "-o", full, *args)
-    assert res.exit_code == 0, res.output
-    config = resolve_config(preset=None, config_file=cfg_file, overrides={"train": {"seed": 3, "device": "cpu"}})
-    with pytest.raises(KeyboardInterrupt):
-        train_run([adk_h5], part, config=config, progress=StopAfter(1))
-    res = run_cli("train", adk_h5, "-o", part, "--resume", "--quiet", "--device", "cpu")
-    assert res.exit_code == 0, res.output
+    full, part = full_and_resumed_runs(adk_h5, cfg_file, tmp_path, seed=3)
     a, b = history_rows(full), history_rows(part)
     assert len(a) == len(b) == 3
     for ra, rb in zip(a, b, strict=True):

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from _data import StopAfter, history_rows, run_cli
+from _data import full_and_resumed_runs, history_rows, run_cli
 from eghn_md.data.batch import collate
 from eghn_md.data.samples import WindowSet, build_edges
 from eghn_md.models import ModelConfig, build_model
@@ -188,20 +188,9 @@ train: {epochs: 3, batch_size: 4, lr: 0.002, schedule: cosine, patience: 0, nois
 
 
 def test_unrolled_noisy_training_resumes_bit_identically(adk_h5, tmp_path):
-    from eghn_md.train.config import resolve_config
-    from eghn_md.train.run import train_run
-
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(UNROLL_CONFIG)
-    full, part = tmp_path / "full", tmp_path / "part"
-    res = run_cli("train", adk_h5, "-o", str(full), "--config", str(cfg_file), "--seed", "2",
-                  "--quiet", "--device", "cpu")
-    assert res.exit_code == 0, res.output
-    config = resolve_config(preset=None, config_file=cfg_file, overrides={"train": {"seed": 2, "device": "cpu"}})
-    with pytest.raises(KeyboardInterrupt):
-        train_run([adk_h5], part, config=config, progress=StopAfter(1))
-    res = run_cli("train", adk_h5, "-o", str(part), "--resume", "--quiet", "--device", "cpu")
-    assert res.exit_code == 0, res.output
+    full, part = full_and_resumed_runs(adk_h5, cfg_file, tmp_path, seed=2)
     a, b = history_rows(full), history_rows(part)
     assert len(a) == len(b) == 3
     for ra, rb in zip(a, b, strict=True):
