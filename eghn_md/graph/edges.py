@@ -61,10 +61,9 @@ def radius_graph(pos: Tensor, cutoff: float, batch: Optional[Tensor] = None, *, 
     if not bool(torch.isfinite(p32).all()):
         raise ValueError("radius_graph: positions contain NaN or inf")
     p = pos.detach().double()
-    if method == "dense" or (method == "auto" and n <= _DENSE_MAX):
-        return _dense(p, cutoff, None if single else batch)
-    if method == "auto" and 0 < _equal_blocks(batch, n) <= _DENSE_MAX:  # replicas: one dense block per graph
-        return _dense(p, cutoff, batch)
+    m = n if single else 0 if method == "cells" else _equal_blocks(batch, n)  # replicas: a dense block per graph
+    if method == "dense" or (method == "auto" and (n <= _DENSE_MAX or 0 < m <= _DENSE_MAX)):
+        return _dense(p, cutoff, None if single else batch, m)
     # integer cell coordinates, shifted by one so that neighbour offsets stay >= 0
     lo = p.min(0).values
     cell = torch.floor((p - lo) / cutoff).long() + 1  # (N, 3)
@@ -103,14 +102,14 @@ def _equal_blocks(batch: Tensor, n: int) -> int:
     return m if same else 0
 
 
-def _dense(p: Tensor, cutoff: float, batch: Optional[Tensor]) -> Tensor:
+def _dense(p: Tensor, cutoff: float, batch: Optional[Tensor], m: int) -> Tensor:
     """All-pairs radius graph from float32 Gram matrices of the centred coordinates (|x_i|² + |x_j|² − 2 x_i·x_j,
     the fast matrix-product form), one block per graph when the graphs follow one another with equal sizes (else
     one block masked by ``batch``). Its rounding error is at most ~9 float32 units times the largest |x|², so pairs
     within 32 units of it (plus ``_RECHECK``) of the cutoff are decided again from float64 differences.
-    Shapes: p (N, 3) float64, batch (N,) or None -> (2, E), sorted by (i, j)."""
+    ``m``: the size of every graph when they follow one another with equal sizes (:func:`_equal_blocks`; N for one
+    graph), else 0. Shapes: p (N, 3) float64, batch (N,) or None -> (2, E), sorted by (i, j)."""
     n = p.shape[0]
-    m = n if batch is None else _equal_blocks(batch, n)
     blocks = p.view(n // m, m, 3) if m else p.unsqueeze(0)
     centred = blocks - blocks.mean(1, keepdim=True)
     x = centred.float()
