@@ -101,3 +101,30 @@ def test_training_statistics_carry_the_geometry_the_guidance_keeps():
     assert 0 < stats["contact_floor"] < 8.0
     bare = s.replace(local_edge_index=s.edge_index[:, :0])
     assert compute_stats([bare])["bond_range"] is None
+
+
+def test_flow_weight_moves_the_loss_over_tau_not_its_scale():
+    """``flow_weight`` p: w(τ) = max(1 − τ, 0.1)^(−p), mean 1 over τ ~ U(0, 1); the loss sums each sample's error
+    times its w(τ) while ``mse`` stays the unweighted error."""
+    from eghn_md.train.flow_objective import TAU_CLIP, flow_time_weight
+
+    tau = torch.linspace(0, 1, 2_000_001, dtype=torch.float64)
+    for p in (0.0, 0.5, 1.0, 2.0, 3.0):
+        w = flow_time_weight(tau, p)
+        assert abs(float(torch.trapezoid(w, tau)) - 1.0) < 1e-6
+        torch.testing.assert_close(w[-1] / w[0], torch.tensor((1 - TAU_CLIP) ** -p, dtype=torch.float64))
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(name="eghn", node_in=4, edge_in=0, hidden=8, n_layers=1, n_pool_layers=1,
+                                  n_clusters=3, length_scale=4.0, disp_scale=1.0, generative=True)).double()
+    flat = FlowObjective(config=TrainConfig(reg_weight=0.0))
+    samples = [flat.draw(s, seed=0, epoch=1, index=i) for i, s in enumerate(_samples())]
+    totals = flat.totals(samples)
+    per_sample = [flat(net, collate([s]), totals)[0] for s in samples]
+    taus = torch.stack([s.flow[0, 3] for s in samples])
+    weighted = FlowObjective(config=TrainConfig(reg_weight=0.0, flow_weight=2.0))
+    loss, parts = weighted(net, collate(samples), totals)
+    expected = sum(v * w for v, w in zip(per_sample, flow_time_weight(taus, 2.0), strict=True))
+    torch.testing.assert_close(loss, expected, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(parts["mse"], sum(per_sample).detach(), atol=1e-12, rtol=1e-10)
+    with pytest.raises(UsageError, match="flow_weight must be >= 0"):
+        TrainConfig(flow_weight=-1.0)

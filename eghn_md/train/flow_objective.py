@@ -7,6 +7,8 @@ resume point. The model builds x_τ = (1 − τ)(x_t + σ z̃) + τ x₁ and its
 
 * **mse**: the per-coordinate squared error of x̂₁ against x₁ [Å²] (the x-prediction form of conditional flow
   matching; its minimiser at each (x_τ, τ) is E[x₁ | x_τ], which the sampler's dx/dτ = (x̂₁ − x_τ)/(1 − τ) needs);
+  in the loss each sample's error is weighted by :func:`flow_time_weight` (τ) (``flow_weight`` p: 0 uniform, 2
+  velocity matching's 1/(1 − τ)², clipped at τ = 0.9 and normalised to mean 1); ``mse`` reports it unweighted;
 * **bond** (``bond_weight``) and **clash** (``clash_weight``, ``clash_distance``): the structure terms of
   :mod:`eghn_md.train.objective` on x̂₁ against x₁'s geometry, each pair weighted by its graph's τ: late in the flow
   x̂₁ is nearly the sample the sampler returns, so a valid structure is learnt where it matters, while at τ ≈ 0
@@ -40,7 +42,10 @@ from eghn_md.errors import UsageError
 from eghn_md.train.objective import Objective, regraph
 from eghn_md.train.options import TrainConfig
 
-__all__ = ["FlowObjective", "sample_flow", "flow_columns", "objective_for"]
+__all__ = ["FlowObjective", "sample_flow", "flow_columns", "objective_for", "flow_time_weight", "TAU_CLIP"]
+
+#: the flow time past which :func:`flow_time_weight` stops growing (its weight at τ = 1 is finite)
+TAU_CLIP = 0.9
 
 
 def sample_flow(n_nodes: int, *, seed: int, epoch: int, index: int, dtype, device, steps: int = 1) -> Tensor:
@@ -58,6 +63,18 @@ def sample_flow(n_nodes: int, *, seed: int, epoch: int, index: int, dtype, devic
         cols.append(torch.randn((n_nodes, 3), generator=g, dtype=torch.float64))
         cols.append(torch.rand((), generator=g, dtype=torch.float64).expand(n_nodes, 1))
     return torch.cat(cols, dim=1).to(device=device, dtype=dtype)
+
+
+def flow_time_weight(tau: Tensor, power: float) -> Tensor:
+    """The loss weight max(1 − τ, 1 − :data:`TAU_CLIP`)^(−p) / E_{τ ~ U(0, 1)}[same] of flow times ``tau`` (any
+    shape, in [0, 1]) for ``power`` p ≥ 0: mean 1 over uniform τ, so p changes where the weight goes, not the
+    loss's scale; p = 0 gives ones."""
+    p, floor = float(power), 1.0 - TAU_CLIP
+    if p == 0:
+        return torch.ones_like(tau)
+    body = math.log(1.0 / floor) if p == 1 else (1.0 - floor ** (1.0 - p)) / (1.0 - p)
+    mean = body + floor * floor ** (-p)  # ∫₀^TAU_CLIP (1 − τ)^(−p) dτ + (1 − TAU_CLIP)·floor^(−p)
+    return (1.0 - tau).clamp_min(floor).pow(-p) / mean
 
 
 def flow_columns(steps: int) -> int:
@@ -153,11 +170,11 @@ class FlowObjective:
         loss, parts = c.reg_weight * reg, {"mse": steps[0]["mse"].detach(), "reg": reg.detach()}
         if self.unroll_steps > 1:
             parts["mse_unroll"] = sum((s["mse"].detach() for s in steps[1:]), reg.new_zeros(())) / max(n_steps - 1, 1)
-        for key, weight in (("mse", 1.0), ("bond", c.bond_weight), ("clash", c.clash_weight)):
+        for key, weight in (("weighted", 1.0), ("bond", c.bond_weight), ("clash", c.clash_weight)):
             if weight > 0:
                 total = sum(s[key] for s in steps)
                 loss = loss + weight * total / n_steps
-                if key != "mse":
+                if key != "weighted":
                     parts[key] = total.detach() / n_steps
         return loss, parts
 
@@ -183,7 +200,9 @@ class FlowObjective:
         keep = valid.to(pred.dtype)
         tau = _step_draw(batch.flow, k)[1][:, 3].to(pred.dtype) * keep
         diff = pred - target
-        out = {"mse": (keep.unsqueeze(1) * diff * diff).sum() / (3 * max(totals["nodes"][k], 1))}
+        err = keep * (diff * diff).sum(dim=1) / (3 * max(totals["nodes"][k], 1))
+        out = {"mse": err.sum()}
+        out["weighted"] = (err * flow_time_weight(tau, c.flow_weight)).sum() if c.flow_weight else out["mse"]
         if c.bond_weight > 0:
             i, j = batch.bonds
             dd = (pred[i] - pred[j]).norm(dim=1) - (target[i] - target[j]).norm(dim=1)

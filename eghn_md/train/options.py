@@ -55,6 +55,11 @@ class TrainConfig:
     noise, which a sampler (``model: generative``) shows in its samples (the flow-matching literature samples from
     such averages: EquiJump, AlphaFlow, MDGen); 0.999 averages over ~1,000 steps.
 
+    ``flow_weight``: p ≥ 0, how a generative model's flow-matching error is weighted over the flow time τ
+    (:mod:`eghn_md.train.flow_objective`): w(τ) = max(1 − τ, 0.1)^(−p), normalised to mean 1 over τ ~ U(0, 1).
+    0 is the x-prediction's uniform weight; 2 is velocity matching's (the error of dx/dτ = (x̂₁ − x_τ) / (1 − τ)),
+    which puts the weight where the sampler's last steps set the sample's fine structure.
+
     Speed (neither changes the results): ``workers`` processes build the training samples ahead of the model
     (:mod:`eghn_md.train.feed`; ``None``: min(4, CPUs − 1) on CUDA, 0 on CPU); ``compile`` runs the model through
     ``torch.compile`` (dynamic shapes; the first steps of a run pay the compilation).
@@ -86,6 +91,7 @@ class TrainConfig:
     clash_distance: float = 3.0
     select: str = "best"
     ema_decay: float = 0.0
+    flow_weight: float = 0.0
     optimizer: str = "adamw"  #: one of OPTIMIZERS
     workers: Optional[int] = None
     compile: bool = False
@@ -108,7 +114,8 @@ class TrainConfig:
             if not number(name, float) > 0:
                 raise UsageError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("weight_decay", "grad_clip", "reg_weight", "patience", "max_chunk_nodes", "noise_std",
-                     "noise_scale", "bond_weight", "clash_weight", "clash_distance", "free_steps", "refine_noise"):
+                     "noise_scale", "bond_weight", "clash_weight", "clash_distance", "free_steps", "refine_noise",
+                     "flow_weight"):
             if number(name, float) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.workers is not None and (isinstance(self.workers, bool) or number("workers", int) < 0

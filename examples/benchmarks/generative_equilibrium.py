@@ -1,9 +1,9 @@
 """Ensemble rollouts on equilibrium AdK: the generative model against the reference run and the deterministic eghn.
 
 Data: a dual-basin Cα simulation of AdK (``eghn-md bench adk-equilibrium generate``: ``DIR/adk_cg.pdb``,
-``DIR/run-1.dcd``, ``DIR/run-2.dcd``). Both models are trained on run 1 (its last 10 % validates) with ΔT =
-``--horizon`` frames; from ``--replicas`` evenly spaced frames of run 2, ``--replicas`` rollouts of ``--steps`` steps
-are run as one batched ensemble (no ``--constrain``); the table gives, per model and seed, the validity over every
+``DIR/run-1.dcd``, ``DIR/run-2.dcd``). Both models are trained on run 1 (or ``--train-dcd``, another run of the
+same model; its last 10 % validates) with ΔT = ``--horizon`` frames; from ``--replicas`` evenly spaced frames of
+run 2, ``--replicas`` rollouts of ``--steps`` steps are run as one batched ensemble (no ``--constrain``); the table gives, per model and seed, the validity over every
 frame of every replica (frames with a Cα–Cα break > 4.19 Å or a clash < 3 Å), and, when the distributional metrics
 of :mod:`eghn_md.rollout.distribution` are available, RMSF Pearson r and ratio against run 2, PC1–PC2 W2, the Rg
 Jensen–Shannon distance, the open population and the transitions each way.
@@ -25,13 +25,15 @@ import numpy as np
 import torch
 
 
-def _h5(data: Path, work: Path) -> dict:
-    """The training run preprocessed (the test run is read as the reference trajectory itself)."""
+def _h5(data: Path, work: Path, train_dcd: Path | None = None) -> dict:
+    """The training run (``train_dcd``, default ``data/run-1.dcd``) preprocessed (the test run is read as the
+    reference trajectory itself)."""
     from eghn_md.data.preprocess import preprocess
 
     out = {1: work / "run1.h5"}
     if not out[1].exists():
-        preprocess(data / "adk_cg.pdb", [data / "run-1.dcd"], out[1], select="name CA", overwrite=True)
+        dcd = train_dcd or data / "run-1.dcd"
+        preprocess(data / "adk_cg.pdb", [dcd], out[1], select="name CA", overwrite=True)
     return out
 
 
@@ -142,6 +144,8 @@ def main() -> None:
                     "model's own); choose it on the training run with state_kernel.py --run 1 --scan.")
     ap.add_argument("--train", default="{}", help="JSON overrides of the train section.")
     ap.add_argument("--model-overrides", default="{}", help="JSON overrides of the generative model section.")
+    ap.add_argument("--train-dcd", type=Path, default=None, help="The training run (default DATA/run-1.dcd): another "
+                    "run of the same model, e.g. a longer one (`generate --seed 11 --frames 25000`).")
     ap.add_argument("--train-only", action="store_true", help="Train the runs and stop.")
     ap.add_argument("--init", default=None, help="Start the generative runs from this model (a fine-tune, `train "
                     "--init`); '{seed}' in the path is replaced by the seed.")
@@ -154,7 +158,7 @@ def main() -> None:
     args = ap.parse_args()
     data, work = Path(args.data), Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    h5 = _h5(data, work)
+    h5 = _h5(data, work, args.train_dcd)
     runs = {(model, seed): train(work, h5, model, seed, args) for model in args.models.split(",") if model
             for seed in (int(s) for s in args.seeds.split(","))}
     if args.train_only:
