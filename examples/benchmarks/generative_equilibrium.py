@@ -1,12 +1,12 @@
 """Ensemble rollouts on equilibrium AdK: the generative model against the reference run and the deterministic eghn.
 
 Data: a dual-basin Cα simulation of AdK (``eghn-md bench adk-equilibrium generate``: ``DIR/adk_cg.pdb``,
-``DIR/run-1.dcd``, ``DIR/run-2.dcd``). Both models are trained on run 1 (or ``--train-dcd``, another run of the
-same model; its last 10 % validates) with ΔT = ``--horizon`` frames; from ``--replicas`` evenly spaced frames of
-run 2, ``--replicas`` rollouts of ``--steps`` steps are run as one batched ensemble (no ``--constrain``); the
-table gives, per model and seed, the validity over every frame of every replica (frames with a Cα–Cα break > 4.19 Å or a clash < 3 Å), and, when the distributional metrics
-of :mod:`eghn_md.rollout.distribution` are available, RMSF Pearson r and ratio against run 2, PC1–PC2 W2, the Rg
-Jensen–Shannon distance, the open population and the transitions each way.
+``DIR/run-1.dcd``, ``DIR/run-2.dcd``). Both models are trained on run 1 (or ``--train-dcd``, another run of the same
+model; its last 10 % validates) with ΔT = ``--horizon`` frames; from ``--replicas`` evenly spaced frames of run 2,
+``--replicas`` rollouts of ``--steps`` steps are run as one batched ensemble (no ``--constrain``); the table gives, per
+model and seed, the validity over every frame of every replica (frames with a Cα–Cα break > 4.19 Å or a clash < 3 Å),
+and, when the distributional metrics of :mod:`eghn_md.rollout.distribution` are available, RMSF Pearson r and ratio
+against run 2, PC1–PC2 W2, the Rg Jensen–Shannon distance, the open population and the transitions each way.
 
 Usage::
 
