@@ -11,11 +11,15 @@ it reads the fraction of closed-only contacts Q_closed and of open-only contacts
   compounding, not in one step.
 * **trace**: rollouts of ``--steps`` steps from 4 closed and 4 open frames: Q_closed and Rg every few steps, beside the
   MD from the same closed frames. A drift of Rg out of the MD's range (swelling or compaction) shows here first.
+* **exposure** (``--exposure``): from ``--starts`` closed frames, the second model step taken from the model's own
+  sample against one taken from the MD's own next frame (quartiles of Q_closed), and the local geometry (Cα–Cα bond
+  and i, i+2 distances, mean ± std) of the samples against the MD's frames. A model that loses more from its own
+  frames than from the MD's has an exposure bias: its samples differ from MD frames in a way its next step reads.
 
 Usage::
 
     OMP_NUM_THREADS=1 python examples/benchmarks/state_kernel.py RUN/model.pt --data /work/data/adk-eq \\
-        [--horizon 10] [--starts 32] [--steps 45] [--json out.json]
+        [--horizon 10] [--starts 32] [--steps 45] [--run 1] [--scan 0.8,0.9,1 | --exposure] [--json out.json]
 """
 
 from __future__ import annotations
@@ -125,6 +129,38 @@ def trace(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horizon:
     return out
 
 
+def _local_geometry(frames: np.ndarray) -> dict:
+    """Mean and standard deviation [Å] of the Cα–Cα bond and the i, i+2 distances over ``frames`` (F, N, 3) [Å]."""
+    bond = np.linalg.norm(frames[:, 1:] - frames[:, :-1], axis=-1)
+    skip = np.linalg.norm(frames[:, 2:] - frames[:, :-2], axis=-1)
+    return {"bond": [round(float(bond.mean()), 3), round(float(bond.std()), 3)],
+            "i_i2": [round(float(skip.mean()), 3), round(float(skip.std()), 3)]}
+
+
+def exposure(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horizon: int, n: int, seed: int,
+             scale: float | None = None) -> dict:
+    """From ``n`` closed frames (ΔQ < −0.5) drawn at random: quartiles of Q_closed one and two horizons on in the MD,
+    after one and two model steps, and after one model step from the MD's frame one horizon on; the local geometry
+    of the MD's frames one horizon on and of the model's samples."""
+    from eghn_md.rollout.states import contact_fractions
+
+    dq = q[:, 1] - q[:, 0]
+    valid = np.arange(len(dq) - 2 * horizon)
+    sel = valid[dq[valid] < -0.5]
+    starts = np.sort(np.random.default_rng(seed).choice(sel, min(n, len(sel)), replace=False))
+    own = _roll(run, data, ref, starts, 2, seed, scale)
+    from_md = _roll(run, data, ref, starts + horizon, 1, seed + 1, scale)
+    qc = lambda frames: np.array([contact_fractions(st, f)[0, 0] for f in frames])  # noqa: E731
+    quart = lambda v: np.quantile(v, (0.25, 0.5, 0.75)).round(3).tolist()  # noqa: E731
+    return {"n_starts": len(starts),
+            "md_1": quart(q[starts + horizon, 0]), "md_2": quart(q[starts + 2 * horizon, 0]),
+            "model_1": quart(qc([f[1] for f in own])), "model_2_from_own": quart(qc([f[2] for f in own])),
+            "model_1_from_md_next": quart(qc([f[1] for f in from_md])),
+            "geometry": {"md": _local_geometry(ref[starts + horizon]),
+                         "model_1": _local_geometry(np.stack([f[1] for f in own])),
+                         "model_2": _local_geometry(np.stack([f[2] for f in own]))}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path)
@@ -137,6 +173,8 @@ def main() -> None:
                     "test run; 1 is the training run, where --scan chooses λ).")
     ap.add_argument("--source-scale", type=float, default=None, help="The sampler's λ (default: the model's own).")
     ap.add_argument("--scan", default=None, help="Comma-separated λ values: the kernel of each, and the nearest.")
+    ap.add_argument("--exposure", action="store_true", help="Only the exposure test: the second step from the "
+                    "model's own sample against one from the MD's next frame, from --starts closed frames.")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     from eghn_md.rollout.states import contact_fractions
@@ -144,6 +182,17 @@ def main() -> None:
     ref = _reference(args.data, args.run)
     st = _states(ref.shape[1])
     q = contact_fractions(st, ref)
+    if args.exposure:
+        res = exposure(args.model, args.data, ref, q, st, horizon=args.horizon, n=args.starts, seed=args.seed,
+                       scale=args.source_scale)
+        for key in ("md_1", "md_2", "model_1", "model_1_from_md_next", "model_2_from_own"):
+            print(f"Q_closed quartiles, {key:22s}: {res[key]}")
+        for who, g in res["geometry"].items():
+            print(f"{who:8s} bond {g['bond'][0]:.3f} ± {g['bond'][1]:.3f} Å, "
+                  f"i,i+2 {g['i_i2'][0]:.2f} ± {g['i_i2'][1]:.2f} Å")
+        if args.json:
+            args.json.write_text(json.dumps({"model": str(args.model), "run": args.run, "exposure": res}, indent=2))
+        return
     if args.scan:
         res = scan(args, ref, q, st)
         if args.json:
