@@ -128,3 +128,5 @@ def test_flow_weight_moves_the_loss_over_tau_not_its_scale():
     torch.testing.assert_close(parts["mse"], sum(per_sample).detach(), atol=1e-12, rtol=1e-10)
     with pytest.raises(UsageError, match="flow_weight must be >= 0"):
         TrainConfig(flow_weight=-1.0)
+    with pytest.raises(UsageError, match="flow_weight.*deterministic"):
+        objective_for(build_model(ModelConfig(name="egnn", node_in=4)), TrainConfig(flow_weight=2.0))
