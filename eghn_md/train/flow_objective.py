@@ -223,8 +223,4 @@ def objective_for(model, config: TrainConfig, *, cutoff: Optional[float] = None)
 
     if is_generative(model):
         return FlowObjective(config=config, cutoff=float("nan") if cutoff is None else float(cutoff))
-    if config.flow_weight:
-        raise UsageError(f"train: flow_weight ({config.flow_weight}) weights a generative model's flow-matching loss; "
-                         "this model is deterministic: set model: {generative: true} or leave flow_weight at 0",
-                         params=("config_file",))
     return objective_from_config(config, cutoff=cutoff)

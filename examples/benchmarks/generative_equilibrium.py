@@ -30,9 +30,9 @@ def _h5(data: Path, work: Path, train_dcd: Path | None = None) -> dict:
     reference trajectory itself)."""
     from eghn_md.data.preprocess import preprocess
 
-    out = {1: work / "run1.h5"}
+    dcd = Path(train_dcd) if train_dcd else data / "run-1.dcd"
+    out = {1: work / ("run1.h5" if train_dcd is None else f"{dcd.stem}.h5")}  # one cache per training run
     if not out[1].exists():
-        dcd = train_dcd or data / "run-1.dcd"
         preprocess(data / "adk_cg.pdb", [dcd], out[1], select="name CA", overwrite=True)
     return out
 
