@@ -61,21 +61,38 @@ def _roll(run: Path, data: Path, ref: np.ndarray, starts: np.ndarray, steps: int
     return [np.asarray(f, dtype=np.float64) for f in res.frames]
 
 
+def _state_frames(q: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of the reference run (``q``: (T, 2) Q_closed, Q_open) with two horizons after them that are closed
+    (ΔQ < −0.5) and open (ΔQ > 0.5)."""
+    dq = q[:, 1] - q[:, 0]
+    valid = np.arange(len(dq) - 2 * horizon)
+    return valid[dq[valid] < -0.5], valid[dq[valid] > 0.5]
+
+
+def _draw(sel: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``n`` of the frames ``sel``, drawn without replacement from ``rng``, sorted."""
+    return np.sort(rng.choice(sel, min(n, len(sel)), replace=False))
+
+
+def _q_closed(st, frames) -> np.ndarray:
+    """Q_closed of each of ``frames`` (a list of (N, 3) [Å]) under the states ``st``."""
+    from eghn_md.rollout.states import contact_fractions
+
+    return np.array([contact_fractions(st, f)[0, 0] for f in frames])
+
+
 def kernel(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horizon: int, n: int, seed: int,
            scale: float | None = None) -> dict:
     """Quantiles of Q_closed one and two steps after closed and after open frames: the model from ``n`` of them
     drawn at random, the MD over every such frame (``q``: (T, 2) Q_closed, Q_open of the reference run; ``st`` the
     states); ``distance``: the mean absolute difference of the model's quantiles from the MD's."""
-    from eghn_md.rollout.states import contact_fractions
 
-    dq = q[:, 1] - q[:, 0]
     rng = np.random.default_rng(seed)
     out = {}
-    valid = np.arange(len(dq) - 2 * horizon)
-    for name, sel in (("closed", valid[dq[valid] < -0.5]), ("open", valid[dq[valid] > 0.5])):
-        starts = np.sort(rng.choice(sel, min(n, len(sel)), replace=False))
+    for name, sel in zip(("closed", "open"), _state_frames(q, horizon), strict=True):
+        starts = _draw(sel, n, rng)
         frames = _roll(run, data, ref, starts, 2, seed, scale)
-        model = [np.array([contact_fractions(st, f[k])[0, 0] for f in frames]) for k in (1, 2)]
+        model = [_q_closed(st, [f[k] for f in frames]) for k in (1, 2)]
         md = [q[sel + k * horizon, 0] for k in (1, 2)]
         out[name] = {f"{who}_{k + 1}": np.quantile(v[k], QUANTILES).round(3).tolist()
                      for who, v in (("md", md), ("model", model)) for k in (0, 1)}
@@ -142,20 +159,15 @@ def exposure(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horiz
     """From ``n`` closed frames (ΔQ < −0.5) drawn at random: quartiles of Q_closed one and two horizons on in the MD,
     after one and two model steps, and after one model step from the MD's frame one horizon on; the local geometry
     of the MD's frames one horizon on and of the model's samples."""
-    from eghn_md.rollout.states import contact_fractions
-
-    dq = q[:, 1] - q[:, 0]
-    valid = np.arange(len(dq) - 2 * horizon)
-    sel = valid[dq[valid] < -0.5]
-    starts = np.sort(np.random.default_rng(seed).choice(sel, min(n, len(sel)), replace=False))
+    starts = _draw(_state_frames(q, horizon)[0], n, np.random.default_rng(seed))  # kernel()'s closed starts
     own = _roll(run, data, ref, starts, 2, seed, scale)
     from_md = _roll(run, data, ref, starts + horizon, 1, seed + 1, scale)
-    qc = lambda frames: np.array([contact_fractions(st, f)[0, 0] for f in frames])  # noqa: E731
     quart = lambda v: np.quantile(v, (0.25, 0.5, 0.75)).round(3).tolist()  # noqa: E731
     return {"n_starts": len(starts),
             "md_1": quart(q[starts + horizon, 0]), "md_2": quart(q[starts + 2 * horizon, 0]),
-            "model_1": quart(qc([f[1] for f in own])), "model_2_from_own": quart(qc([f[2] for f in own])),
-            "model_1_from_md_next": quart(qc([f[1] for f in from_md])),
+            "model_1": quart(_q_closed(st, [f[1] for f in own])),
+            "model_2_from_own": quart(_q_closed(st, [f[2] for f in own])),
+            "model_1_from_md_next": quart(_q_closed(st, [f[1] for f in from_md])),
             "geometry": {"md": _local_geometry(ref[starts + horizon]),
                          "model_1": _local_geometry(np.stack([f[1] for f in own])),
                          "model_2": _local_geometry(np.stack([f[2] for f in own]))}}
