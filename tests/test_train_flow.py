@@ -130,3 +130,69 @@ def test_flow_weight_moves_the_loss_over_tau_not_its_scale():
         TrainConfig(flow_weight=-1.0)
     with pytest.raises(UsageError, match="flow_weight.*deterministic"):
         objective_for(build_model(ModelConfig(name="egnn", node_in=4)), TrainConfig(flow_weight=2.0))
+
+
+def test_contact_weight_is_the_tau_weighted_distance_error_over_the_input_contacts():
+    """``contact_weight``: Σ τ (|x̂₁ᵢ − x̂₁ⱼ| − |x₁ᵢ − x₁ⱼ|)² over the input frame's contact edges / their count, by
+    hand from the denoiser's own x̂₁; it adds to the loss with its weight and is refused for a deterministic model."""
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(name="eghn", node_in=4, edge_in=0, hidden=8, n_layers=1, n_pool_layers=1,
+                                  n_clusters=3, length_scale=4.0, disp_scale=1.0, generative=True)).double()
+    plain = FlowObjective(config=TrainConfig(reg_weight=0.0))
+    obj = FlowObjective(config=TrainConfig(reg_weight=0.0, contact_weight=3.0))
+    assert obj.terms == ("mse", "reg", "contact")
+    samples = [obj.draw(s, seed=0, epoch=1, index=i) for i, s in enumerate(_samples())]
+    batch, totals = collate(samples), obj.totals(samples)
+    loss, parts = obj(net, batch, totals)
+    base, _ = plain(net, batch, totals)
+    pred = net(batch, flow=batch.flow[:, :4]).pos
+    i, j = batch.edge_index
+    d_pred, d_true = (pred[i] - pred[j]).norm(dim=1), (batch.target[i] - batch.target[j]).norm(dim=1)
+    expected = (batch.flow[i, 3] * (d_pred - d_true) ** 2).sum() / batch.edge_index.shape[1]
+    assert totals["pairs"][0] == batch.edge_index.shape[1] and float(expected.detach()) > 0
+    torch.testing.assert_close(parts["contact"], expected.detach(), atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(loss, base + 3.0 * expected, atol=1e-12, rtol=1e-10)
+    with pytest.raises(UsageError, match="contact_weight must be >= 0"):
+        TrainConfig(contact_weight=-1.0)
+    with pytest.raises(UsageError, match="contact_weight.*deterministic"):
+        objective_for(build_model(ModelConfig(name="egnn", node_in=4)), TrainConfig(contact_weight=1.0))
+
+
+def test_marginal_score_by_hand_and_its_term_adds_up_over_pieces():
+    """:func:`marginal_score` on one graph against the arithmetic by hand; ``score_weight``: two samples by the
+    model's own sampler from the draw's noise, differentiated through, the batch in pieces giving the whole's loss."""
+    from eghn_md.train.flow_objective import SCORE_SAMPLES, flow_columns, marginal_score
+
+    s = chain_graph(6, node_in=4, dtype=torch.float64, seed=1)
+    g = torch.Generator().manual_seed(0)
+    a, b = (s.target + torch.randn(s.target.shape, generator=g, dtype=torch.float64) for _ in range(2))
+    i, j = s.edge_index
+    y = s.target
+    by_node = [0.5 * (float((a[k] - y[k]).norm()) + float((b[k] - y[k]).norm())) - 0.5 * float((a[k] - b[k]).norm())
+               for k in range(6)]
+    dist = [[float((x[p] - x[q]).norm()) for p, q in zip(i.tolist(), j.tolist(), strict=True)] for x in (a, b, y)]
+    by_pair = [0.5 * (abs(u - w) + abs(v - w)) - 0.5 * abs(u - v) for u, v, w in zip(*dist, strict=True)]
+    expected = sum(by_node) / len(by_node) + sum(by_pair) / len(by_pair)
+    batch = collate([s])
+    got = marginal_score(a, b, y, batch, s.edge_index)
+    torch.testing.assert_close(got, torch.tensor([expected], dtype=torch.float64), atol=1e-12, rtol=1e-10)
+    assert float(marginal_score(y, y, y, batch, s.edge_index)) == 0.0
+
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(name="eghn", node_in=4, edge_in=0, hidden=8, n_layers=1, n_pool_layers=1,
+                                  n_clusters=3, length_scale=4.0, disp_scale=1.0, generative=True,
+                                  sample_steps=2)).double()
+    obj = FlowObjective(config=TrainConfig(reg_weight=0.0, score_weight=0.5))
+    assert obj.terms == ("mse", "reg", "score") and obj.score_samples == SCORE_SAMPLES
+    samples = [obj.draw(x, seed=0, epoch=1, index=k) for k, x in enumerate(_samples())]
+    assert samples[0].flow.shape[1] == flow_columns(1, SCORE_SAMPLES)
+    totals = obj.totals(samples)
+    whole, parts = obj(net, collate(samples), totals)
+    assert float(parts["score"]) > 0
+    split = [obj(net, collate(p), totals)[0] for p in (samples[:1], samples[1:])]
+    torch.testing.assert_close(split[0] + split[1], whole, atol=1e-12, rtol=1e-10)
+    flat = FlowObjective(config=TrainConfig(reg_weight=0.0))
+    base = flat(net, collate([x.replace(flow=x.flow[:, :4]) for x in samples]), totals)[0]
+    torch.testing.assert_close(whole, base + 0.5 * parts["score"], atol=1e-12, rtol=1e-10)
+    grads = torch.autograd.grad(whole - base, [p for p in net.parameters() if p.requires_grad], allow_unused=True)
+    assert any(gr is not None and float(gr.abs().sum()) > 0 for gr in grads)  # the samples are differentiated

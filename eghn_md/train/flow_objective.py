@@ -13,6 +13,15 @@ resume point. The model builds x_τ = (1 − τ)(x_t + σ z̃) + τ x₁ and its
   :mod:`eghn_md.train.objective` on x̂₁ against x₁'s geometry, each pair weighted by its graph's τ: late in the flow
   x̂₁ is nearly the sample the sampler returns, so a valid structure is learnt where it matters, while at τ ≈ 0
   (x̂₁ ≈ the conditional mean, which need not be a valid structure) the terms stay out of the way;
+* **contact** (``contact_weight``): the τ-weighted squared error of x̂₁'s distances against x₁'s over the contact
+  edges of the input frame (the clash term's pairs) [Å²]: the relative positions that hold a state together, which
+  the per-coordinate error does not single out;
+* **score** (``score_weight``): the :func:`marginal_score` of :data:`SCORE_SAMPLES` frames sampled from x_t by the
+  model's own sampler (its steps, guidance and source scale; the noise from the draw) and differentiated through,
+  against x₁: the energy score of each node's position and of each contact length of the input frame [Å]. Flow
+  matching fits the denoiser at every τ; the samples' spread and their contacts follow only as well as the denoiser
+  is accurate. A proper scoring rule trains the sampled kernel itself (the way ensemble weather models are trained
+  on the CRPS). Each sample costs the sampler's denoiser passes, forward and backward;
 * **reg**: the pooling regulariser of the denoiser at x_τ, times ``reg_weight``.
 
 * **pushforward steps** (``unroll_steps`` K > 1, Brandstetter et al. 2022's pushforward for a sampled model): the
@@ -39,21 +48,27 @@ from torch import Tensor
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import UsageError
+from eghn_md.nn.edges import scatter_sum
 from eghn_md.train.objective import Objective, regraph
 from eghn_md.train.options import TrainConfig
 
-__all__ = ["FlowObjective", "sample_flow", "flow_columns", "objective_for", "flow_time_weight", "TAU_CLIP"]
+__all__ = ["FlowObjective", "sample_flow", "flow_columns", "objective_for", "flow_time_weight", "TAU_CLIP",
+           "SCORE_SAMPLES", "marginal_score"]
 
 #: the flow time past which :func:`flow_time_weight` stops growing (its weight at τ = 1 is finite)
 TAU_CLIP = 0.9
+#: samples per training sample drawn for the sample score (``score_weight``): the fewest an energy score needs
+SCORE_SAMPLES = 2
 
 
-def sample_flow(n_nodes: int, *, seed: int, epoch: int, index: int, dtype, device, steps: int = 1) -> Tensor:
-    """The flow draw (n_nodes, :func:`flow_columns` (``steps``)) of training sample ``index`` in ``epoch``, from a
-    stream of its own (drawn in float64 on the CPU): unit Gaussian z (columns 0–2) and one τ ~ U(0, 1) for the whole
-    graph (column 3) of the first step; then, for each later step of a pushforward unroll, the unit Gaussian
-    sampling noise of its input (3 columns) and its own [z, τ] (4 columns). The first step's columns do not depend
-    on ``steps``."""
+def sample_flow(n_nodes: int, *, seed: int, epoch: int, index: int, dtype, device, steps: int = 1,
+                samples: int = 0) -> Tensor:
+    """The flow draw (n_nodes, :func:`flow_columns` (``steps``, ``samples``)) of training sample ``index`` in
+    ``epoch``, from a stream of its own (drawn in float64 on the CPU): unit Gaussian z (columns 0–2) and one
+    τ ~ U(0, 1) for the whole graph (column 3) of the first step; then, for each later step of a pushforward unroll,
+    the unit Gaussian sampling noise of its input (3 columns) and its own [z, τ] (4 columns); last, the unit Gaussian
+    source noise of each of ``samples`` scored samples (3 columns each). Earlier columns do not depend on later
+    counts."""
     g = torch.Generator()
     g.manual_seed(((int(seed) * 1_000_003 + int(epoch)) * 1_000_033 + int(index)) * 7 + 5)
     cols = []
@@ -62,6 +77,8 @@ def sample_flow(n_nodes: int, *, seed: int, epoch: int, index: int, dtype, devic
             cols.append(torch.randn((n_nodes, 3), generator=g, dtype=torch.float64))
         cols.append(torch.randn((n_nodes, 3), generator=g, dtype=torch.float64))
         cols.append(torch.rand((), generator=g, dtype=torch.float64).expand(n_nodes, 1))
+    for _ in range(int(samples)):
+        cols.append(torch.randn((n_nodes, 3), generator=g, dtype=torch.float64))
     return torch.cat(cols, dim=1).to(device=device, dtype=dtype)
 
 
@@ -77,9 +94,10 @@ def flow_time_weight(tau: Tensor, power: float) -> Tensor:
     return (1.0 - tau).clamp_min(floor).pow(-p) / mean
 
 
-def flow_columns(steps: int) -> int:
-    """Columns of a flow draw for ``steps`` unrolled steps: 4 for the first, 7 for each later one."""
-    return 4 + 7 * (int(steps) - 1)
+def flow_columns(steps: int, samples: int = 0) -> int:
+    """Columns of a flow draw for ``steps`` unrolled steps (4 for the first, 7 for each later one) and ``samples``
+    scored samples (3 each)."""
+    return 4 + 7 * (int(steps) - 1) + 3 * int(samples)
 
 
 def _step_draw(flow: Tensor, k: int) -> tuple[Optional[Tensor], Tensor]:
@@ -88,6 +106,31 @@ def _step_draw(flow: Tensor, k: int) -> tuple[Optional[Tensor], Tensor]:
         return None, flow[:, :4]
     c = flow_columns(k)  # the columns of steps 0 … k − 1 come first
     return flow[:, c:c + 3], flow[:, c + 3:c + 7]
+
+
+def marginal_score(a: Tensor, b: Tensor, y: Tensor, batch: GraphBatch, pairs: Tensor) -> Tensor:
+    """The energy score (Gneiting & Raftery 2007) of two samples against the truth, marginal by marginal, per graph
+    (G,) [Å]: the mean over a graph's nodes of ½(‖aᵢ − yᵢ‖ + ‖bᵢ − yᵢ‖) − ½‖aᵢ − bᵢ‖ (each node's position) plus
+    the mean over its ``pairs`` of the same for the pair distances (each contact's length: the CRPS). Each term is a
+    proper scoring rule for its marginal, least in expectation only for samples whose node positions and contact
+    lengths are distributed as the truth's; one energy score over a whole frame would weigh the dependence between
+    far-apart residues, where a sampler's error on each contact hides, too lightly.
+
+    Args:
+        a, b: (N, 3) [Å] two samples of the batch's graphs; y: (N, 3) [Å] the true frame.
+        batch: the graphs (``batch.batch`` (N,) graph ids); pairs: (2, E) long node pairs (contact edges).
+    """
+    g, n = batch.batch, batch.num_graphs
+    i, j = pairs
+
+    def node_es(u: Tensor, v: Tensor, w: Tensor) -> Tensor:
+        return 0.5 * ((u - w).norm(dim=1) + (v - w).norm(dim=1)) - 0.5 * (u - v).norm(dim=1)
+
+    da, db, dy = ((x[i] - x[j]).norm(dim=1) for x in (a, b, y))
+    per_pair = 0.5 * ((da - dy).abs() + (db - dy).abs()) - 0.5 * (da - db).abs()
+    nodes = scatter_sum(torch.ones_like(a[:, 0]), g, n)
+    counts = scatter_sum(torch.ones_like(da), g[i], n).clamp_min(1)
+    return scatter_sum(node_es(a, b, y), g, n) / nodes + scatter_sum(per_pair, g[i], n) / counts
 
 
 def _full(t: Tensor) -> Tensor:
@@ -119,6 +162,11 @@ class FlowObjective:
         return int(self.config.unroll_steps)
 
     @property
+    def score_samples(self) -> int:
+        """Samples per training sample drawn for the energy score: :data:`SCORE_SAMPLES`, or 0 without it."""
+        return SCORE_SAMPLES if self.config.score_weight > 0 else 0
+
+    @property
     def terms(self) -> tuple[str, ...]:
         """The names of the terms this objective computes and reports (the loop logs each to ``history.csv``)."""
         return tuple(name for name, _ in self._docs())
@@ -138,13 +186,17 @@ class FlowObjective:
             docs.append(("bond", "τ-weighted bond-length error of x̂₁ [Å²]"))
         if c.clash_weight > 0:
             docs.append(("clash", "τ-weighted clash penalty of x̂₁ [Å²]"))
+        if c.contact_weight > 0:
+            docs.append(("contact", "τ-weighted contact-distance error of x̂₁ [Å²]"))
+        if c.score_weight > 0:
+            docs.append(("score", "marginal energy score of two sampled frames against x(t + ΔT) [Å]"))
         return docs
 
     def draw(self, sample: GraphBatch, *, seed: int, epoch: int, index: int) -> GraphBatch:
         """``sample`` with its flow draw (:func:`sample_flow`) in ``GraphBatch.flow``."""
         return sample.replace(flow=sample_flow(sample.num_nodes, seed=seed, epoch=epoch, index=index,
                                                dtype=sample.pos.dtype, device=sample.pos.device,
-                                               steps=self.unroll_steps))
+                                               steps=self.unroll_steps, samples=self.score_samples))
 
     def totals(self, samples: Sequence[GraphBatch]) -> dict:
         """Denominators over a whole (global) batch, per unrolled step: nodes, bonds and contact pairs with a
@@ -154,7 +206,8 @@ class FlowObjective:
 
     def __call__(self, net, batch: GraphBatch, totals: dict) -> tuple[Tensor, dict]:
         """``(loss, parts)`` of a piece of a batch; ``parts`` (detached): ``mse``, ``reg`` and, when active,
-        ``mse_unroll``, ``bond`` and ``clash`` (means over the steps), each already divided by the batch totals."""
+        ``mse_unroll``, ``bond``, ``clash`` and ``contact`` (means over the steps), each already divided by the
+        batch totals."""
         if batch.flow is None:
             raise ValueError("a generative model's batch needs its flow draw (FlowObjective.draw, by the feed)")
         c, n_steps = self.config, int(totals["steps"])
@@ -168,15 +221,27 @@ class FlowObjective:
             steps.append(self._terms(pred, cur, valid, totals, k, batch.edge_index))
         reg = _full(out.reg) * (batch.num_graphs / totals["graphs"])
         loss, parts = c.reg_weight * reg, {"mse": steps[0]["mse"].detach(), "reg": reg.detach()}
+        if self.score_samples:
+            score = self._score(net, batch).sum() / totals["graphs"]
+            loss, parts["score"] = loss + c.score_weight * score, score.detach()
         if self.unroll_steps > 1:
             parts["mse_unroll"] = sum((s["mse"].detach() for s in steps[1:]), reg.new_zeros(())) / max(n_steps - 1, 1)
-        for key, weight in (("weighted", 1.0), ("bond", c.bond_weight), ("clash", c.clash_weight)):
+        for key, weight in (("weighted", 1.0), ("bond", c.bond_weight), ("clash", c.clash_weight),
+                            ("contact", c.contact_weight)):
             if weight > 0:
                 total = sum(s[key] for s in steps)
                 loss = loss + weight * total / n_steps
                 if key != "weighted":
                     parts[key] = total.detach() / n_steps
         return loss, parts
+
+    def _score(self, net, batch: GraphBatch) -> Tensor:
+        """:func:`marginal_score` (G,) [Å] of :data:`SCORE_SAMPLES` samples of x(t + ΔT) drawn by the model's own
+        sampler from the draw's noise columns and differentiated through, over the input frame's contact edges."""
+        first = flow_columns(self.unroll_steps)
+        x = [_full(net(batch, noise=batch.flow[:, first + 3 * k:first + 3 * k + 3]).pos)
+             for k in range(self.score_samples)]
+        return marginal_score(x[0], x[1], _full(batch.target).to(x[0].dtype), batch, batch.edge_index)
 
     def _pushed(self, net, batch: GraphBatch, cur: GraphBatch, k: int) -> tuple[GraphBatch, Tensor]:
         """The input of unrolled step ``k`` (≥ 1): the model's sample from ``cur`` (no gradient; the draw's
@@ -207,11 +272,15 @@ class FlowObjective:
             i, j = batch.bonds
             dd = (pred[i] - pred[j]).norm(dim=1) - (target[i] - target[j]).norm(dim=1)
             out["bond"] = (tau[i] * keep[j] * dd * dd).sum() / max(totals["bonds"][k], 1)
+        i, j = pairs
+        if c.clash_weight > 0 or c.contact_weight > 0:
+            d_true, d_pred = (target[i] - target[j]).norm(dim=1), (pred[i] - pred[j]).norm(dim=1)
+            w = tau[i] * keep[j] / max(totals["pairs"][k], 1)
         if c.clash_weight > 0:
-            i, j = pairs
-            floor = (target[i] - target[j]).norm(dim=1).clamp_max(c.clash_distance)
-            short = torch.relu(floor - (pred[i] - pred[j]).norm(dim=1))
-            out["clash"] = (tau[i] * keep[j] * short * short).sum() / max(totals["pairs"][k], 1)
+            short = torch.relu(d_true.clamp_max(c.clash_distance) - d_pred)
+            out["clash"] = (w * short * short).sum()
+        if c.contact_weight > 0:
+            out["contact"] = (w * (d_pred - d_true) ** 2).sum()
         return out
 
 

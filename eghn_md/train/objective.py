@@ -287,8 +287,9 @@ def objective_from_config(config: TrainConfig, *, cutoff: Optional[float] = None
     generative one, gets its own; any objective with ``terms``, ``totals`` and ``__call__`` plugs into the loop.)"""
     if int(config.unroll_steps) > 1 and cutoff is None:
         raise UsageError("unroll_steps > 1 needs the contact cutoff of the data to rebuild edges between steps")
-    if config.flow_weight:
-        raise UsageError(f"train: flow_weight ({config.flow_weight}) weights a generative model's flow-matching loss; "
-                         "this model is deterministic: set model: {generative: true} or leave flow_weight at 0",
-                         params=("config_file",))
+    for name in ("flow_weight", "contact_weight", "score_weight"):
+        if getattr(config, name):
+            raise UsageError(f"train: {name} ({getattr(config, name)}) weights a term of a generative model's "
+                             f"flow-matching loss; this model is deterministic: set model: {{generative: true}} or "
+                             f"leave {name} at 0", params=("config_file",))
     return Objective(config=config, cutoff=float(cutoff) if cutoff is not None else float("nan"))

@@ -60,6 +60,16 @@ class TrainConfig:
     0 is the x-prediction's uniform weight; 2 is velocity matching's (the error of dx/dτ = (x̂₁ − x_τ) / (1 − τ)),
     which puts the weight where the sampler's last steps set the sample's fine structure.
 
+    ``contact_weight``: a generative model's τ-weighted error of the distances between the residues in contact in
+    the input frame (its contact edges, the clash term's pairs), x̂₁'s against x(t + ΔT)'s [Å²]: the coordinate error
+    does not single out the relative positions that hold a state together (AdK's closed-state contacts).
+
+    ``score_weight``: a generative model's energy score of two frames sampled by its own sampler, differentiated
+    through, against x(t + ΔT), marginal by marginal: each node's position and each of the input frame's contact
+    lengths [Å] (:func:`~eghn_md.train.flow_objective.marginal_score`): a proper scoring rule on the sampled
+    one-step kernel (its spread and its contacts), which flow matching reaches only through the denoiser's accuracy.
+    Each training sample then costs the sampler's passes twice over (a fine-tune's term).
+
     Speed (neither changes the results): ``workers`` processes build the training samples ahead of the model
     (:mod:`eghn_md.train.feed`; ``None``: min(4, CPUs − 1) on CUDA, 0 on CPU); ``compile`` runs the model through
     ``torch.compile`` (dynamic shapes; the first steps of a run pay the compilation).
@@ -92,6 +102,8 @@ class TrainConfig:
     select: str = "best"
     ema_decay: float = 0.0
     flow_weight: float = 0.0
+    contact_weight: float = 0.0
+    score_weight: float = 0.0
     optimizer: str = "adamw"  #: one of OPTIMIZERS
     workers: Optional[int] = None
     compile: bool = False
@@ -115,7 +127,7 @@ class TrainConfig:
                 raise UsageError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("weight_decay", "grad_clip", "reg_weight", "patience", "max_chunk_nodes", "noise_std",
                      "noise_scale", "bond_weight", "clash_weight", "clash_distance", "free_steps", "refine_noise",
-                     "flow_weight"):
+                     "flow_weight", "contact_weight", "score_weight"):
             if number(name, float) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.workers is not None and (isinstance(self.workers, bool) or number("workers", int) < 0
