@@ -70,14 +70,19 @@ def test_objective_is_chosen_by_the_model_and_free_steps_are_refused():
         objective_for(gen, TrainConfig(unroll_steps=2))
 
 
-def test_generative_training_resumes_bit_identically(adk_h5, tmp_path):
+@pytest.mark.parametrize("extra", ["", "contact_weight: 1.0, score_weight: 0.5"])
+def test_generative_training_resumes_bit_identically(adk_h5, tmp_path, extra):
+    """Also with the sampled score: its samples' noise comes from each sample's seeded draw, like the flow's."""
     cfg_file = tmp_path / "flow.yaml"
-    cfg_file.write_text(FLOW_CONFIG)
+    cfg_file.write_text(FLOW_CONFIG.replace("clash_weight: 1.0}", "clash_weight: 1.0" + (", " + extra if extra else "")
+                                            + "}"))
     full, part = full_and_resumed_runs(adk_h5, cfg_file, tmp_path, seed=3)
     a, b = history_rows(full), history_rows(part)
     assert len(a) == len(b) == 3
+    keys = ("train_loss", "train_mse", "train_bond", "train_clash", "val_mse") + \
+        (("train_contact", "train_score") if extra else ())
     for ra, rb in zip(a, b, strict=True):
-        for key in ("train_loss", "train_mse", "train_bond", "train_clash", "val_mse"):
+        for key in keys:
             assert rb[key] == ra[key], (ra["epoch"], key)
     assert float(a[-1]["train_mse"]) < float(a[0]["train_mse"])  # it learns
 
@@ -196,3 +201,24 @@ def test_marginal_score_by_hand_and_its_term_adds_up_over_pieces():
     torch.testing.assert_close(whole, base + 0.5 * parts["score"], atol=1e-12, rtol=1e-10)
     grads = torch.autograd.grad(whole - base, [p for p in net.parameters() if p.requires_grad], allow_unused=True)
     assert any(gr is not None and float(gr.abs().sum()) > 0 for gr in grads)  # the samples are differentiated
+
+
+def test_validation_of_a_generative_model_draws_seeded_per_window():
+    """``evaluate_mse`` samples window k from noise seeded by k alone: the same number whatever the batch size (so
+    whatever the ranks' split) and torch's global generator, and the sum of each window's error by hand."""
+    from eghn_md.train.loop import evaluate_mse, validation_noise
+
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(name="eghn", node_in=4, edge_in=0, hidden=8, n_layers=1, n_pool_layers=1,
+                                  n_clusters=3, length_scale=4.0, disp_scale=1.0, generative=True,
+                                  sample_steps=2)).double()
+    data = _samples(5)
+    values = []
+    for size, seed in ((1, 1), (2, 2), (5, 3)):
+        torch.manual_seed(seed)
+        values.append(evaluate_mse(net, data, batch_size=size))
+    assert values[0] == pytest.approx(values[1], rel=1e-12) == pytest.approx(values[2], rel=1e-12)
+    sq = sum(float(((net(collate([s]), noise=validation_noise([s], [k])).pos - s.target) ** 2).sum())
+             for k, s in enumerate(data))
+    assert values[0] == pytest.approx(sq / sum(s.target.numel() for s in data), rel=1e-12)
+    assert not torch.equal(validation_noise(data[:1], [0]), validation_noise(data[:1], [1]))

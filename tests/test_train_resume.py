@@ -55,11 +55,23 @@ train: {epochs: 2, batch_size: 6, lr: 0.002, schedule: none, patience: 0, device
 """
 
 
-def test_torchrun_two_gloo_processes_match_one_process(adk_h5, tmp_path):
+GENERATIVE_DDP_CONFIG = """\
+model: {name: eghn, generative: true, hidden: 16, n_layers: 1, n_pool_layers: 1, n_decoder_layers: 1,
+        n_clusters: 4, sample_steps: 2}
+data: {horizon: 5, split: [0.65, 0.2, 0.15], window_stride: 3}
+train: {epochs: 2, batch_size: 6, lr: 0.002, schedule: none, patience: 0, device: cpu, unroll_steps: 1,
+        free_steps: 0, score_weight: 0.5}
+"""
+
+
+@pytest.mark.parametrize("config", [DDP_CONFIG, GENERATIVE_DDP_CONFIG], ids=["deterministic", "generative"])
+def test_torchrun_two_gloo_processes_match_one_process(adk_h5, tmp_path, config):
     """Each global batch of 6 windows is split 3 + 3 across ranks; with equal graph sizes the averaged gradient
-    equals the single-process one, so the loss curves agree to float precision."""
+    equals the single-process one, so the loss curves agree to float precision. A generative model's draws
+    (training and its score's samples, and validation's) are seeded per window, so they do not depend on the
+    split either."""
     cfg = tmp_path / "ddp.yaml"
-    cfg.write_text(DDP_CONFIG)
+    cfg.write_text(config)
     single, multi = tmp_path / "single", tmp_path / "multi"
     res = run_cli("train", adk_h5, "-o", str(single), "--config", str(cfg), "--quiet")
     assert res.exit_code == 0, res.output

@@ -28,6 +28,7 @@ from torch import nn
 
 from eghn_md.data.batch import GraphBatch, collate
 from eghn_md.errors import DivergenceError, ResourceError, UsageError
+from eghn_md.models.registry import capabilities_of
 from eghn_md.train.ema import WeightAverage
 from eghn_md.train.feed import BatchFeed, Prepared, resolve_workers
 from eghn_md.train.objective import Objective, objective_from_config
@@ -35,8 +36,11 @@ from eghn_md.train.options import MIN_VAL_WINDOWS, OPTIMIZERS, SCHEDULES, SELECT
 from eghn_md.utils import SILENT, Progress, as_progress, compile_model, resolve_device
 
 __all__ = ["TrainConfig", "FitResult", "TrainState", "fit", "evaluate_mse", "iterate_batches", "objective_from_config",
-           "OPTIMIZERS",
-           "SCHEDULES", "SELECTIONS", "MIN_VAL_WINDOWS"]
+           "OPTIMIZERS", "SCHEDULES", "SELECTIONS", "MIN_VAL_WINDOWS", "validation_noise", "VALIDATION_SEED"]
+
+#: the seed stream of a generative model's validation samples (window k's noise: seed VALIDATION_SEED + k)
+VALIDATION_SEED = 2_000_003
+
 
 @dataclass
 class TrainState:
@@ -101,6 +105,16 @@ def iterate_batches(dataset: Sequence[GraphBatch], indices: Sequence[int], batch
         yield [dataset[int(i)] for i in indices[start : start + batch_size]]
 
 
+def validation_noise(samples: Sequence[GraphBatch], indices: Sequence[int]) -> torch.Tensor:
+    """Unit Gaussian source noise (N, 3) for one sample of each of ``samples`` (collated in this order), window
+    ``indices[k]``'s drawn in float64 on the CPU from a generator seeded by that index alone."""
+    parts = []
+    for sample, index in zip(samples, indices, strict=True):
+        g = torch.Generator().manual_seed(VALIDATION_SEED + int(index))
+        parts.append(torch.randn((sample.num_nodes, 3), generator=g, dtype=torch.float64))
+    return torch.cat(parts) if parts else torch.zeros((0, 3), dtype=torch.float64)
+
+
 def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     """Half-precision losses (autocast) are summed in float32; float32/float64 stay as they are."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
@@ -138,7 +152,10 @@ def evaluate_mse(
 ) -> float:
     """Mean squared error per coordinate [Å²] of ``model`` on ``dataset`` (nodes and coordinates pooled).
 
-    Under ``torchrun`` every rank evaluates its share and the sums are all-reduced.
+    Under ``torchrun`` every rank evaluates its share and the sums are all-reduced. A generative model's one sample
+    per window is drawn from noise seeded by the window's index (:func:`validation_noise`), so the number is the
+    same for any number of ranks, any batch size and any epoch's state of torch's global generator, and epochs
+    are compared on the same draws.
     """
     device = resolve_device(device)
     rank, world = _dist_info()
@@ -147,10 +164,15 @@ def evaluate_mse(
     model.eval()
     sq = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
-    for samples in iterate_batches(dataset, indices, batch_size):
+    sampled = capabilities_of(model).generative
+    for start, samples in zip(range(0, len(indices), batch_size), iterate_batches(dataset, indices, batch_size),
+                              strict=True):
         batch = collate(samples).to(device)
+        kwargs = {}
+        if sampled:
+            kwargs["noise"] = validation_noise(samples, indices[start:start + batch_size]).to(batch.pos)
         with _autocast(device, amp):
-            out = model(batch)
+            out = model(batch, **kwargs)
         sq += ((out.pos.double() - batch.target.double()) ** 2).sum()
         count += batch.target.numel()
     if world > 1:
