@@ -157,10 +157,14 @@ def test_contact_weight_is_the_tau_weighted_distance_error_over_the_input_contac
     assert totals["pairs"][0] == batch.edge_index.shape[1] and float(expected.detach()) > 0
     torch.testing.assert_close(parts["contact"], expected.detach(), atol=1e-12, rtol=1e-10)
     torch.testing.assert_close(loss, base + 3.0 * expected, atol=1e-12, rtol=1e-10)
-    with pytest.raises(UsageError, match="contact_weight must be >= 0"):
-        TrainConfig(contact_weight=-1.0)
-    with pytest.raises(UsageError, match="contact_weight.*deterministic"):
-        objective_for(build_model(ModelConfig(name="egnn", node_in=4)), TrainConfig(contact_weight=1.0))
+
+
+@pytest.mark.parametrize("name", ["contact_weight", "score_weight"])
+def test_generative_terms_are_checked_and_refused_for_a_deterministic_model(name):
+    with pytest.raises(UsageError, match=f"{name} must be >= 0"):
+        TrainConfig(**{name: -1.0})
+    with pytest.raises(UsageError, match=f"{name}.*deterministic"):
+        objective_for(build_model(ModelConfig(name="egnn", node_in=4)), TrainConfig(**{name: 1.0}))
 
 
 def test_marginal_score_by_hand_and_its_term_adds_up_over_pieces():
@@ -203,9 +207,10 @@ def test_marginal_score_by_hand_and_its_term_adds_up_over_pieces():
     assert any(gr is not None and float(gr.abs().sum()) > 0 for gr in grads)  # the samples are differentiated
 
 
-def test_validation_of_a_generative_model_draws_seeded_per_window():
-    """``evaluate_mse`` samples window k from noise seeded by k alone: the same number whatever the batch size (so
-    whatever the ranks' split) and torch's global generator, and the sum of each window's error by hand."""
+def test_validation_of_a_generative_model_draws_seeded_per_window(monkeypatch):
+    """``evaluate_mse`` samples window k from noise seeded by k alone: the same number whatever the batch size,
+    the rank's share and torch's global generator, and the sum of each window's error by hand."""
+    import eghn_md.train.loop as loop
     from eghn_md.train.loop import evaluate_mse, validation_noise
 
     torch.manual_seed(0)
@@ -217,8 +222,32 @@ def test_validation_of_a_generative_model_draws_seeded_per_window():
     for size, seed in ((1, 1), (2, 2), (5, 3)):
         torch.manual_seed(seed)
         values.append(evaluate_mse(net, data, batch_size=size))
-    assert values[0] == pytest.approx(values[1], rel=1e-12) == pytest.approx(values[2], rel=1e-12)
-    sq = sum(float(((net(collate([s]), noise=validation_noise([s], [k])).pos - s.target) ** 2).sum())
-             for k, s in enumerate(data))
-    assert values[0] == pytest.approx(sq / sum(s.target.numel() for s in data), rel=1e-12)
+    assert values[1] == pytest.approx(values[0], rel=1e-12)
+    assert values[2] == pytest.approx(values[0], rel=1e-12)
+
+    def by_hand(windows):
+        sq = sum(float(((net(collate([data[k]]), noise=validation_noise([data[k]], [k])).pos - data[k].target)
+                        ** 2).sum()) for k in windows)
+        return sq / sum(data[k].target.numel() for k in windows)
+
+    assert values[0] == pytest.approx(by_hand(range(5)), rel=1e-12)
     assert not torch.equal(validation_noise(data[:1], [0]), validation_noise(data[:1], [1]))
+    # rank 1 of 2 evaluates windows 1 and 3, each with its own index's noise (the all-reduce is skipped here)
+    monkeypatch.setattr(loop, "_dist_info", lambda: (1, 2))
+    monkeypatch.setattr(loop.dist, "all_reduce", lambda t: None)
+    assert evaluate_mse(net, data, batch_size=2) == pytest.approx(by_hand([1, 3]), rel=1e-12)
+
+
+def test_validation_takes_any_module_that_maps_a_batch():
+    """``fit`` trains any GraphBatch → ModelOutput module: one without declared capabilities is validated as a
+    deterministic model."""
+    from eghn_md.models.output import ModelOutput
+    from eghn_md.train.loop import evaluate_mse
+
+    class Shift(torch.nn.Module):
+        def forward(self, batch):
+            return ModelOutput(pos=batch.pos + 1.0, reg=batch.pos.new_zeros(()))
+
+    data = _samples(2)
+    expected = sum(float(((s.pos + 1.0 - s.target) ** 2).sum()) for s in data) / sum(s.target.numel() for s in data)
+    assert evaluate_mse(Shift(), data, batch_size=1) == pytest.approx(expected, rel=1e-12)

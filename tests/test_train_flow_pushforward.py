@@ -119,3 +119,23 @@ def test_fine_tune_from_a_model_with_pushforward_steps(adk_h5, tmp_path):
     res = run_cli("train", adk_h5, "-o", tmp_path / "c", "--config", tmp_path / "b.yaml", "--init",
                   tmp_path / "a" / "model.pt", *common, "--features", "residue")
     assert res.exit_code == 2 and "node scalars" in res.output and "Traceback" not in res.output
+
+
+def test_score_with_pushforward_steps_reads_the_last_columns():
+    """``score_weight`` with ``unroll_steps`` 2: the draw keeps the steps' 11 columns and appends 2 × 3; the score's
+    two samples are drawn from exactly those last six columns, from the first input frame."""
+    from eghn_md.train.flow_objective import marginal_score
+
+    steps = sample_flow(6, seed=1, epoch=2, index=3, dtype=torch.float64, device="cpu", steps=2)
+    both = sample_flow(6, seed=1, epoch=2, index=3, dtype=torch.float64, device="cpu", steps=2, samples=2)
+    assert both.shape == (6, flow_columns(2, 2)) == (6, 17)
+    torch.testing.assert_close(both[:, :11], steps, rtol=0, atol=0)
+    net = _net()
+    obj = FlowObjective(config=TrainConfig(reg_weight=0.0, unroll_steps=2, score_weight=1.0), cutoff=CUTOFF)
+    samples = [obj.draw(s, seed=0, epoch=1, index=i) for i, s in enumerate(_samples())]
+    batch, totals = collate(samples), obj.totals(samples)
+    _, parts = obj(net, batch, totals)
+    c = flow_columns(2)
+    a, b = (net(batch, noise=batch.flow[:, c + 3 * k:c + 3 * k + 3]).pos for k in range(2))
+    expected = marginal_score(a, b, batch.target, batch, batch.edge_index).sum() / batch.num_graphs
+    torch.testing.assert_close(parts["score"], expected.detach(), atol=1e-12, rtol=1e-10)

@@ -43,9 +43,10 @@ class GraphBatch:
     * ``refine_noise``: (N, 3) [Å] or None, training only: noise a model in training mode adds to its raw prediction
       before its bond-graph refinement (``train: refine_noise``; :mod:`eghn_md.nn.refine`); an unrolled training
       step built with :meth:`replace` keeps it, so every step of a sample sees the same noise.
-    * ``flow``: (N, 4) or None, training a generative model only (:mod:`eghn_md.models.generative`): columns 0–2
+    * ``flow``: (N, C) or None, training a generative model only (:mod:`eghn_md.models.generative`): columns 0–2
       the unit Gaussian source noise z of the node (dimensionless; the model scales it by its σ and removes its
-      per-graph mean), column 3 the flow time τ ∈ [0, 1) of the node's graph.
+      per-graph mean), column 3 the flow time τ ∈ [0, 1) of the node's graph; then the columns of later unrolled
+      steps and of scored samples (C = :func:`eghn_md.train.flow_objective.flow_columns`, which says which).
     """
 
     pos: Tensor

@@ -57,7 +57,8 @@ __all__ = ["FlowObjective", "sample_flow", "flow_columns", "objective_for", "flo
 
 #: the flow time past which :func:`flow_time_weight` stops growing (its weight at τ = 1 is finite)
 TAU_CLIP = 0.9
-#: samples per training sample drawn for the sample score (``score_weight``): the fewest an energy score needs
+#: samples per training sample drawn for the sample score (``score_weight``): the two an energy score needs, fixed
+#: (:func:`marginal_score` takes two)
 SCORE_SAMPLES = 2
 
 
@@ -140,9 +141,10 @@ def _full(t: Tensor) -> Tensor:
 
 @dataclass
 class FlowObjective:
-    """Flow-matching loss of a generative model on a batch; see the module docstring. Lengths in Å, losses in Å².
-    The weights are those of ``config`` (``bond_weight``, ``clash_weight``, ``clash_distance``, ``reg_weight``,
-    ``unroll_steps``); ``cutoff`` [Å] rebuilds the contact edges of the pushforward steps' inputs."""
+    """Flow-matching loss of a generative model on a batch; see the module docstring. Lengths in Å, the error terms
+    in Å², the score in Å. The weights are those of ``config`` (``flow_weight``, ``bond_weight``, ``clash_weight``,
+    ``clash_distance``, ``contact_weight``, ``score_weight``, ``reg_weight``, ``unroll_steps``); ``cutoff`` [Å]
+    rebuilds the contact edges of the pushforward steps' inputs."""
 
     config: TrainConfig
     cutoff: float = float("nan")
@@ -206,8 +208,8 @@ class FlowObjective:
 
     def __call__(self, net, batch: GraphBatch, totals: dict) -> tuple[Tensor, dict]:
         """``(loss, parts)`` of a piece of a batch; ``parts`` (detached): ``mse``, ``reg`` and, when active,
-        ``mse_unroll``, ``bond``, ``clash`` and ``contact`` (means over the steps), each already divided by the
-        batch totals."""
+        ``mse_unroll``, ``bond``, ``clash`` and ``contact`` (means over the steps) and ``score`` (first step only),
+        each already divided by the batch totals."""
         if batch.flow is None:
             raise ValueError("a generative model's batch needs its flow draw (FlowObjective.draw, by the feed)")
         c, n_steps = self.config, int(totals["steps"])
@@ -236,12 +238,12 @@ class FlowObjective:
         return loss, parts
 
     def _score(self, net, batch: GraphBatch) -> Tensor:
-        """:func:`marginal_score` (G,) [Å] of :data:`SCORE_SAMPLES` samples of x(t + ΔT) drawn by the model's own
-        sampler from the draw's noise columns and differentiated through, over the input frame's contact edges."""
+        """:func:`marginal_score` (G,) [Å] of the two (:data:`SCORE_SAMPLES`) samples of x(t + ΔT) drawn by the
+        model's own sampler from the draw's last six columns and differentiated through, over the input frame's
+        contact edges."""
         first = flow_columns(self.unroll_steps)
-        x = [_full(net(batch, noise=batch.flow[:, first + 3 * k:first + 3 * k + 3]).pos)
-             for k in range(self.score_samples)]
-        return marginal_score(x[0], x[1], _full(batch.target).to(x[0].dtype), batch, batch.edge_index)
+        a, b = (_full(net(batch, noise=batch.flow[:, first + 3 * k:first + 3 * k + 3]).pos) for k in range(2))
+        return marginal_score(a, b, _full(batch.target).to(a.dtype), batch, batch.edge_index)
 
     def _pushed(self, net, batch: GraphBatch, cur: GraphBatch, k: int) -> tuple[GraphBatch, Tensor]:
         """The input of unrolled step ``k`` (≥ 1): the model's sample from ``cur`` (no gradient; the draw's
@@ -256,9 +258,10 @@ class FlowObjective:
 
     def _terms(self, pred: Tensor, batch: GraphBatch, valid: Tensor, totals: dict, k: int, pairs: Tensor) -> dict:
         """Step ``k``'s summed error terms of the denoised frame ``pred`` (N, 3) [Å] against ``batch.target``,
-        over the nodes with a target (``valid`` (N,) bool), each divided by the step's batch totals: ``mse``, and
-        the τ-weighted ``bond`` and ``clash`` over the bonds and ``pairs`` (2, E) (the first input frame's contact
-        edges, those the denominators count), against the target's geometry."""
+        over the nodes with a target (``valid`` (N,) bool), each divided by the step's batch totals: ``mse`` (and
+        its τ-weighted form ``weighted``), the τ-weighted ``bond`` over the bonds, and ``clash`` and ``contact``
+        over ``pairs`` (2, E) (the first input frame's contact edges, those the denominators count), against the
+        target's geometry."""
         c = self.config
         pred = _full(pred)
         target = _full(batch.target).to(pred.dtype)

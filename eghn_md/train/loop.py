@@ -28,7 +28,6 @@ from torch import nn
 
 from eghn_md.data.batch import GraphBatch, collate
 from eghn_md.errors import DivergenceError, ResourceError, UsageError
-from eghn_md.models.registry import capabilities_of
 from eghn_md.train.ema import WeightAverage
 from eghn_md.train.feed import BatchFeed, Prepared, resolve_workers
 from eghn_md.train.objective import Objective, objective_from_config
@@ -153,9 +152,10 @@ def evaluate_mse(
     """Mean squared error per coordinate [Å²] of ``model`` on ``dataset`` (nodes and coordinates pooled).
 
     Under ``torchrun`` every rank evaluates its share and the sums are all-reduced. A generative model's one sample
-    per window is drawn from noise seeded by the window's index (:func:`validation_noise`), so the number is the
-    same for any number of ranks, any batch size and any epoch's state of torch's global generator, and epochs
-    are compared on the same draws.
+    per window is drawn from noise seeded by the window's index in ``dataset`` (:func:`validation_noise`), so the
+    number is the same, up to floating-point rounding, for any number of ranks, any batch size and any state of
+    torch's global generator, and epochs are compared on the same draws. (The seed does not depend on the run's
+    ``seed``: window k of any set and any run gets the same noise.)
     """
     device = resolve_device(device)
     rank, world = _dist_info()
@@ -164,13 +164,15 @@ def evaluate_mse(
     model.eval()
     sq = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
-    sampled = capabilities_of(model).generative
-    for start, samples in zip(range(0, len(indices), batch_size), iterate_batches(dataset, indices, batch_size),
-                              strict=True):
+    caps = getattr(_unwrap(model), "capabilities", None)  # fit trains any GraphBatch → ModelOutput module
+    sampled = bool(caps is not None and caps.generative)
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start:start + batch_size]
+        samples = [dataset[int(i)] for i in chunk]
         batch = collate(samples).to(device)
         kwargs = {}
         if sampled:
-            kwargs["noise"] = validation_noise(samples, indices[start:start + batch_size]).to(batch.pos)
+            kwargs["noise"] = validation_noise(samples, chunk).to(batch.pos)
         with _autocast(device, amp):
             out = model(batch, **kwargs)
         sq += ((out.pos.double() - batch.target.double()) ** 2).sum()
