@@ -47,7 +47,7 @@ from torch import Tensor
 from eghn_md.data.batch import GraphBatch
 from eghn_md.data.samples import build_edges
 from eghn_md.errors import UsageError
-from eghn_md.train.options import TrainConfig
+from eghn_md.train.options import GENERATIVE_ONLY, TrainConfig
 
 __all__ = ["Objective", "Term", "TERMS", "objective_from_config", "regraph", "sample_noise", "sample_refine_noise"]
 
@@ -287,7 +287,7 @@ def objective_from_config(config: TrainConfig, *, cutoff: Optional[float] = None
     generative one, gets its own; any objective with ``terms``, ``totals`` and ``__call__`` plugs into the loop.)"""
     if int(config.unroll_steps) > 1 and cutoff is None:
         raise UsageError("unroll_steps > 1 needs the contact cutoff of the data to rebuild edges between steps")
-    for name in ("flow_weight", "contact_weight", "score_weight"):
+    for name in GENERATIVE_ONLY:
         if getattr(config, name):
             raise UsageError(f"train: {name} ({getattr(config, name)}) weights a term of a generative model's "
                              f"flow-matching loss; this model is deterministic: set model: {{generative: true}} or "

@@ -11,13 +11,15 @@ from eghn_md.choices import OPTIMIZERS, SCHEDULES  # one home, torch-free; re-ex
 from eghn_md.errors import UsageError
 from eghn_md.utils import reject_unknown_fields
 
-__all__ = ["TrainConfig", "SCHEDULES", "SELECTIONS", "MIN_VAL_WINDOWS", "OPTIMIZERS"]
+__all__ = ["TrainConfig", "SCHEDULES", "SELECTIONS", "MIN_VAL_WINDOWS", "OPTIMIZERS", "GENERATIVE_ONLY"]
 
 #: which weights a run keeps: the best on validation (early stopping after ``patience`` bad evaluations) or the last
 SELECTIONS = ("best", "last")
 #: fewer validation windows than this cannot rank epochs (3 windows of one trajectory's end move like none of the
 #: training windows): ``train`` then keeps the last epoch and says so
 MIN_VAL_WINDOWS = 8
+#: the options that weight terms of a generative model's flow-matching loss only (a deterministic model refuses them)
+GENERATIVE_ONLY = ("flow_weight", "contact_weight", "score_weight")
 
 
 @dataclass(kw_only=True)

@@ -86,7 +86,6 @@ def kernel(run: Path, data: Path, ref: np.ndarray, q: np.ndarray, st, *, horizon
     """Quantiles of Q_closed one and two steps after closed and after open frames: the model from ``n`` of them
     drawn at random, the MD over every such frame (``q``: (T, 2) Q_closed, Q_open of the reference run; ``st`` the
     states); ``distance``: the mean absolute difference of the model's quantiles from the MD's."""
-
     rng = np.random.default_rng(seed)
     out = {}
     for name, sel in zip(("closed", "open"), _state_frames(q, horizon), strict=True):
