@@ -110,16 +110,28 @@ class StopAfter:
 def full_and_resumed_runs(data: Path, cfg_file: Path, out: Path, *, seed: int) -> tuple[Path, Path]:
     """Train ``data`` with the ``cfg_file`` config twice on CPU: ``out/full`` in one go through the CLI, and
     ``out/part`` interrupted after epoch 1 (:class:`StopAfter`) and continued with ``train --resume``; returns
-    ``(full, part)`` for a test to compare (a resumed run must follow the uninterrupted one bit-identically)."""
+    ``(full, part)`` for a test to compare (a resumed run must follow the uninterrupted one bit-identically).
+
+    All three runs use one CPU thread: with two, a machine busy with other processes changes how torch splits some
+    sums between its threads, and so their last digits (seen on the 2-core CI machine beside two busy processes),
+    which is not what these tests are about."""
     import pytest
+    import torch
 
     from eghn_md.train.config import resolve_config
     from eghn_md.train.run import train_run
 
     full, part = Path(out) / "full", Path(out) / "part"
-    run_cli("train", data, "-o", full, "--config", cfg_file, "--seed", seed, "--quiet", "--device", "cpu", expect=0)
-    config = resolve_config(preset=None, config_file=cfg_file, overrides={"train": {"seed": seed, "device": "cpu"}})
-    with pytest.raises(KeyboardInterrupt):
-        train_run([data], part, config=config, progress=StopAfter(1))
-    run_cli("train", data, "-o", part, "--resume", "--quiet", "--device", "cpu", expect=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_cli("train", data, "-o", full, "--config", cfg_file, "--seed", seed, "--quiet", "--device", "cpu",
+                expect=0)
+        config = resolve_config(preset=None, config_file=cfg_file,
+                                overrides={"train": {"seed": seed, "device": "cpu"}})
+        with pytest.raises(KeyboardInterrupt):
+            train_run([data], part, config=config, progress=StopAfter(1))
+        run_cli("train", data, "-o", part, "--resume", "--quiet", "--device", "cpu", expect=0)
+    finally:
+        torch.set_num_threads(threads)
     return full, part

@@ -70,9 +70,11 @@ def test_objective_is_chosen_by_the_model_and_free_steps_are_refused():
         objective_for(gen, TrainConfig(unroll_steps=2))
 
 
-@pytest.mark.parametrize("extra", ["", "contact_weight: 1.0, score_weight: 0.5"])
+@pytest.mark.parametrize("extra", ["", "contact_weight: 1.0, score_weight: 0.5",
+                                   "score_weight: 0.5, score_steps: 2"])
 def test_generative_training_resumes_bit_identically(adk_h5, tmp_path, extra):
-    """Also with the sampled score: its samples' noise comes from each sample's seeded draw, like the flow's."""
+    """Also with the sampled score (its samples' noise comes from each sample's seeded draw, like the flow's) and
+    with the score over a two-step rollout (the data then carry the frame 2ΔT ahead)."""
     cfg_file = tmp_path / "flow.yaml"
     cfg_file.write_text(FLOW_CONFIG.replace("clash_weight: 1.0}", "clash_weight: 1.0" + (", " + extra if extra else "")
                                             + "}"))
@@ -80,7 +82,7 @@ def test_generative_training_resumes_bit_identically(adk_h5, tmp_path, extra):
     a, b = history_rows(full), history_rows(part)
     assert len(a) == len(b) == 3
     keys = ("train_loss", "train_mse", "train_bond", "train_clash", "val_mse") + \
-        (("train_contact", "train_score") if extra else ())
+        tuple(f"train_{k}" for k in ("contact", "score") if f"{k}_weight" in extra)
     for ra, rb in zip(a, b, strict=True):
         for key in keys:
             assert rb[key] == ra[key], (ra["epoch"], key)

@@ -139,3 +139,64 @@ def test_score_with_pushforward_steps_reads_the_last_columns():
     a, b = (net(batch, noise=batch.flow[:, c + 3 * k:c + 3 * k + 3]).pos for k in range(2))
     expected = marginal_score(a, b, batch.target, batch, batch.edge_index).sum() / batch.num_graphs
     torch.testing.assert_close(parts["score"], expected.detach(), atol=1e-12, rtol=1e-10)
+
+
+def test_score_over_a_rollout_by_hand_and_windows_without_a_future():
+    """``score_steps`` 2: each of the two samples is rolled on one more step by the sampler (edges rebuilt from it,
+    still differentiated) from the draw's next 2 × 3 columns, and the score is the mean of the two steps' scores
+    (step 2 against x(t + 2ΔT)); a graph without that frame keeps its first step's score alone. Recomputed here by
+    hand; the batch in pieces gives the whole's loss."""
+    from eghn_md.train.flow_objective import marginal_score
+
+    net = _net()
+    obj = FlowObjective(config=TrainConfig(reg_weight=0.0, score_weight=1.0, score_steps=2), cutoff=CUTOFF)
+    assert obj.score_samples == 4 and "x(t + 2ΔT)" in obj.term_docs["score"]
+    samples = [obj.draw(s, seed=0, epoch=1, index=i) for i, s in enumerate(_samples((True, False, True)))]
+    assert samples[0].flow.shape[1] == flow_columns(1, 4) == 16
+    batch, totals = collate(samples), obj.totals(samples)
+    loss, parts = obj(net, batch, totals)
+
+    def step_score(graph, k, inputs):
+        noise = [graph.flow[:, 4 + 6 * k + 3 * s:4 + 6 * k + 3 * s + 3] for s in range(2)]
+        a, b = (net(x, noise=z).pos for x, z in zip(inputs, noise, strict=True))
+        target = graph.target if k == 0 else graph.future[:, 0]
+        return marginal_score(a, b, target, graph, graph.edge_index), (a, b)
+
+    expected = []
+    for g in samples:
+        g = collate([g])
+        first, (a, b) = step_score(g, 0, [g, g])
+        if not torch.isfinite(g.future).all():
+            expected.append(first)
+            continue
+        moved = []
+        for x in (a, b):
+            edge_index, edge_attr = build_edges(x, CUTOFF, g.bonds)
+            moved.append(g.replace(pos=x, vel=x - g.pos, edge_index=edge_index, edge_attr=edge_attr[:, :0]))
+        second, _ = step_score(g, 1, moved)
+        expected.append(0.5 * (first + second))
+    expected = torch.cat(expected).sum() / len(samples)
+    torch.testing.assert_close(parts["score"], expected.detach(), atol=1e-12, rtol=1e-10)
+    split = [obj(net, collate(p), totals)[0] for p in (samples[:1], samples[1:])]
+    torch.testing.assert_close(split[0] + split[1], loss, atol=1e-12, rtol=1e-10)
+    grads = torch.autograd.grad(obj._score(net, batch).sum(), [p for p in net.parameters() if p.requires_grad],
+                                allow_unused=True)
+    assert any(gr is not None and float(gr.abs().sum()) > 0 for gr in grads)
+
+
+def test_score_steps_needs_the_score_the_cutoff_and_the_future_frames():
+    import pytest
+
+    from eghn_md.errors import UsageError
+
+    with pytest.raises(UsageError, match="score_steps = 2 scores nothing without score_weight"):
+        TrainConfig(score_steps=2)
+    for bad in (0, 1.5, True):
+        with pytest.raises(UsageError, match="score_steps must be"):
+            TrainConfig(score_weight=1.0, score_steps=bad)
+    with pytest.raises(UsageError, match="cutoff"):
+        FlowObjective(config=TrainConfig(score_weight=1.0, score_steps=2))
+    obj = FlowObjective(config=TrainConfig(score_weight=1.0, score_steps=3), cutoff=CUTOFF)
+    sample = obj.draw(_samples((True,))[0], seed=0, epoch=1, index=0)  # one future frame, two needed
+    with pytest.raises(ValueError, match="score_steps = 3 needs 2 future frames"):
+        obj(_net(), sample, obj.totals([sample]))

@@ -21,7 +21,10 @@ resume point. The model builds x_τ = (1 − τ)(x_t + σ z̃) + τ x₁ and its
   against x₁: the energy score of each node's position and of each contact length of the input frame [Å]. Flow
   matching fits the denoiser at every τ; the samples' spread and their contacts follow only as well as the denoiser
   is accurate. A proper scoring rule trains the sampled kernel itself (the way ensemble weather models are trained
-  on the CRPS). Each sample costs the sampler's denoiser passes, forward and backward;
+  on the CRPS). Each sample costs the sampler's denoiser passes, forward and backward. With ``score_steps`` S > 1
+  each sample is rolled on by the sampler (edges rebuilt from it, as in a rollout, still differentiated through)
+  and the score is the mean over the S steps, step k's against x(t + kΔT) (a graph whose true frame lies past the
+  data's end leaves that step out): the kernel is trained as the chain a rollout runs;
 * **reg**: the pooling regulariser of the denoiser at x_τ, times ``reg_weight``.
 
 * **pushforward steps** (``unroll_steps`` K > 1, Brandstetter et al. 2022's pushforward for a sampled model): the
@@ -58,7 +61,7 @@ __all__ = ["FlowObjective", "sample_flow", "flow_columns", "objective_for", "flo
 #: the flow time past which :func:`flow_time_weight` stops growing (its weight at τ = 1 is finite)
 TAU_CLIP = 0.9
 #: samples per training sample drawn for the sample score (``score_weight``): the two an energy score needs, fixed
-#: (:func:`marginal_score` takes two)
+#: (:func:`marginal_score` takes two); each rolled-on step (``score_steps``) draws two more
 SCORE_SAMPLES = 2
 
 
@@ -143,8 +146,8 @@ def _full(t: Tensor) -> Tensor:
 class FlowObjective:
     """Flow-matching loss of a generative model on a batch; see the module docstring. Lengths in Å, the error terms
     in Å², the score in Å. The weights are those of ``config`` (``flow_weight``, ``bond_weight``, ``clash_weight``,
-    ``clash_distance``, ``contact_weight``, ``score_weight``, ``reg_weight``, ``unroll_steps``); ``cutoff`` [Å]
-    rebuilds the contact edges of the pushforward steps' inputs."""
+    ``clash_distance``, ``contact_weight``, ``score_weight``, ``score_steps``, ``reg_weight``, ``unroll_steps``);
+    ``cutoff`` [Å] rebuilds the contact edges of the pushforward steps' and the rolled-on score's inputs."""
 
     config: TrainConfig
     cutoff: float = float("nan")
@@ -156,17 +159,24 @@ class FlowObjective:
                              f"differentiated through: set train: {{free_steps: 0, pushforward: true}} in the "
                              f"`config_file` (got {c.free_steps} and {c.pushforward}), or start from the generative "
                              "`preset`", params=("config_file", "preset"))
-        if int(c.unroll_steps) > 1 and not math.isfinite(self.cutoff):
-            raise UsageError("unroll_steps > 1 needs the contact cutoff of the data to rebuild edges between steps")
+        if (int(c.unroll_steps) > 1 or self.score_steps > 1) and not math.isfinite(self.cutoff):
+            raise UsageError("unroll_steps > 1 and score_steps > 1 need the contact cutoff of the data to rebuild "
+                             "edges between steps")
 
     @property
     def unroll_steps(self) -> int:
         return int(self.config.unroll_steps)
 
     @property
+    def score_steps(self) -> int:
+        """Steps of the sampled score's rollout (``score_steps``; 0 without the score)."""
+        return int(self.config.score_steps) if self.config.score_weight > 0 else 0
+
+    @property
     def score_samples(self) -> int:
-        """Samples per training sample drawn for the energy score: :data:`SCORE_SAMPLES`, or 0 without it."""
-        return SCORE_SAMPLES if self.config.score_weight > 0 else 0
+        """Sampling-noise draws per training sample for the energy score: :data:`SCORE_SAMPLES` per scored step, or
+        0 without it."""
+        return SCORE_SAMPLES * self.score_steps
 
     @property
     def terms(self) -> tuple[str, ...]:
@@ -191,7 +201,9 @@ class FlowObjective:
         if c.contact_weight > 0:
             docs.append(("contact", "τ-weighted contact-distance error of x̂₁ [Å²]"))
         if c.score_weight > 0:
-            docs.append(("score", "marginal energy score of two sampled frames against x(t + ΔT) [Å]"))
+            what = "x(t + ΔT)" if self.score_steps == 1 else \
+                f"x(t + ΔT) … x(t + {self.score_steps}ΔT), mean over the steps"
+            docs.append(("score", f"marginal energy score of two sampled frames against {what} [Å]"))
         return docs
 
     def draw(self, sample: GraphBatch, *, seed: int, epoch: int, index: int) -> GraphBatch:
@@ -238,12 +250,31 @@ class FlowObjective:
         return loss, parts
 
     def _score(self, net, batch: GraphBatch) -> Tensor:
-        """:func:`marginal_score` (G,) [Å] of the two (:data:`SCORE_SAMPLES`) samples of x(t + ΔT) drawn by the
-        model's own sampler from the draw's last six columns and differentiated through, over the input frame's
-        contact edges."""
+        """:func:`marginal_score` (G,) [Å] of the two (:data:`SCORE_SAMPLES`) samples drawn by the model's own
+        sampler and differentiated through, over the input frame's contact edges: of x(t + ΔT) from the draw's
+        last six columns or, with ``score_steps`` S > 1, the mean over the S steps of two rollouts (step k from
+        the columns 6(k − 1) … 6k − 1 of the draw's last 6S, against x(t + kΔT); a graph leaves out the steps whose
+        true frame it lacks)."""
         first = flow_columns(self.unroll_steps)
-        a, b = (_full(net(batch, noise=batch.flow[:, first + 3 * k:first + 3 * k + 3]).pos) for k in range(2))
-        return marginal_score(a, b, _full(batch.target).to(a.dtype), batch, batch.edge_index)
+        g, n = batch.batch, batch.num_graphs
+        if self.score_steps > 1 and (batch.future is None or batch.future.shape[1] < self.score_steps - 1):
+            raise ValueError(f"score_steps = {self.score_steps} needs {self.score_steps - 1} future frames per "
+                             "window (build the data with future_steps >= score_steps)")
+        cur, total, count = [batch, batch], None, None
+        for k in range(self.score_steps):
+            cols = [first + 3 * (SCORE_SAMPLES * k + s) for s in range(SCORE_SAMPLES)]
+            a, b = (_full(net(x, noise=batch.flow[:, c:c + 3]).pos) for x, c in zip(cur, cols, strict=True))
+            target = _full(batch.target if k == 0 else batch.future[:, k - 1]).to(a.dtype)
+            known = torch.isfinite(target).all(dim=1)
+            whole = scatter_sum((~known).to(a.dtype), g, n) == 0  # (G,) graphs with the step's true frame
+            score = marginal_score(a, b, torch.where(known.unsqueeze(1), target, a.detach()), batch,
+                                   batch.edge_index)
+            score, whole = torch.where(whole, score, torch.zeros_like(score)), whole.to(a.dtype)
+            total, count = (score, whole) if total is None else (total + score, count + whole)
+            if k + 1 < self.score_steps:
+                moved = (x.to(batch.pos.dtype) for x in (a, b))
+                cur = [regraph(batch, x, self.cutoff).replace(vel=x - c.pos) for x, c in zip(moved, cur, strict=True)]
+        return total / count.clamp_min(1.0)
 
     def _pushed(self, net, batch: GraphBatch, cur: GraphBatch, k: int) -> tuple[GraphBatch, Tensor]:
         """The input of unrolled step ``k`` (≥ 1): the model's sample from ``cur`` (no gradient; the draw's

@@ -70,7 +70,13 @@ class TrainConfig:
     through, against x(t + ΔT), marginal by marginal: each node's position and each of the input frame's contact
     lengths [Å] (:func:`~eghn_md.train.flow_objective.marginal_score`): a proper scoring rule on the sampled
     one-step kernel (its spread and its contacts), which flow matching reaches only through the denoiser's accuracy.
-    Each training sample then costs the sampler's passes twice over (a fine-tune's term).
+    Each training sample then costs the sampler's passes twice over (a fine-tune's term). ``score_steps`` S ≥ 1:
+    with S > 1 each of the two samples is rolled on S − 1 more steps by the same sampler (edges rebuilt from the
+    sample, as in a rollout; differentiated through) and the score is the mean over the S steps, step k's against
+    x(t + kΔT) (a step whose true frame lies past the end of the data is left out): the chain of kernels a rollout
+    runs is trained as a chain, so a state that one step loosens a little and the next step from that sample
+    loosens more (the compounding one-step training cannot see) is scored where it happens. Needs
+    ``score_weight`` > 0; costs S times the one-step score.
 
     Speed (neither changes the results): ``workers`` processes build the training samples ahead of the model
     (:mod:`eghn_md.train.feed`; ``None``: min(4, CPUs − 1) on CUDA, 0 on CPU); ``compile`` runs the model through
@@ -106,6 +112,7 @@ class TrainConfig:
     flow_weight: float = 0.0
     contact_weight: float = 0.0
     score_weight: float = 0.0
+    score_steps: int = 1
     optimizer: str = "adamw"  #: one of OPTIMIZERS
     workers: Optional[int] = None
     compile: bool = False
@@ -121,7 +128,7 @@ class TrainConfig:
                 raise UsageError(f"{name} must be a finite number, got {value!r}")
             return x
 
-        for name in ("epochs", "batch_size", "eval_every", "unroll_steps"):
+        for name in ("epochs", "batch_size", "eval_every", "unroll_steps", "score_steps"):
             if number(name, int) < 1:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("lr",):
@@ -142,6 +149,11 @@ class TrainConfig:
         if self.free_steps and not (self.bond_weight > 0 or self.clash_weight > 0):
             raise UsageError(f"free_steps = {self.free_steps} trains nothing without bond_weight or clash_weight > 0")
         self.free_steps = int(self.free_steps)
+        if isinstance(self.score_steps, bool) or int(self.score_steps) != float(self.score_steps):
+            raise UsageError(f"score_steps must be a whole number >= 1, got {self.score_steps!r}")
+        self.score_steps = int(self.score_steps)
+        if self.score_steps > 1 and not self.score_weight > 0:
+            raise UsageError(f"score_steps = {self.score_steps} scores nothing without score_weight > 0")
         if not 0 <= number("ema_decay", float) < 1:
             raise UsageError(f"ema_decay must be 0 (off) or in (0, 1), e.g. 0.999; got {self.ema_decay!r}")
         if not isinstance(self.time_reversal, bool):

@@ -48,9 +48,10 @@ def _data(work: Path) -> dict:
     return data
 
 
-def train(work: Path, data: dict, kind: str, seed: int, epochs: int, extra: dict) -> Path:
+def train(work: Path, data: dict, kind: str, seed: int, epochs: int, extra: dict, init: str | None = None) -> Path:
     """Train (or reuse) the run ``{kind}_s{seed}``: ``generative`` preset, or (``kind`` ``eghn…``) the accuracy
-    table's ``eghn`` (which takes only ``extra``'s ``train: time_reversal``)."""
+    table's ``eghn`` (which takes only ``extra``'s ``train: time_reversal``). ``init`` (generative runs only; a
+    ``model.pt``, ``{seed}`` replaced by the seed) makes the generative run a fine-tune of that model."""
     from eghn_md.train.config import resolve_config
     from eghn_md.train.run import train_run
 
@@ -67,7 +68,8 @@ def train(work: Path, data: dict, kind: str, seed: int, epochs: int, extra: dict
     else:
         cfg = resolve_config(preset="generative", overrides={"model": extra.get("model", {}), "data": DATA,
                                                              "train": train})
-    train_run([data["dcd"]], out, config=cfg, test=[data["dcd2"]], overwrite=True)
+    init = init.format(seed=seed) if init and not kind.startswith("eghn") else None
+    train_run([data["dcd"]], out, config=cfg, test=[data["dcd2"]], init=init, overwrite=True)
     return out
 
 
@@ -133,7 +135,7 @@ def _accuracy(work: Path, data: dict, args, extra: dict) -> dict:
     for kind in (args.tag, baseline):
         rows = []
         for seed in seeds:
-            run = train(work, data, kind, seed, args.epochs, extra)
+            run = train(work, data, kind, seed, args.epochs, extra, init=args.init)
             rows.append(one_step(run, data, args.samples, sample_steps=args.sample_steps))
             r = rows[-1]
             print(f"| {kind} | {seed} | {r['mse_mean']:.4f} | {r['mse_one']:.4f} | {100 * r['coverage50']:.1f} % | "
@@ -161,6 +163,8 @@ def main() -> None:
     ap.add_argument("--time-reversal", choices=("on", "off"), default=None,
                     help="train: time_reversal of the generative and the deterministic runs (default: the presets').")
     ap.add_argument("--sample-steps", type=int, default=None)
+    ap.add_argument("--init", default=None, help="Start the generative runs from this model (a fine-tune, `train "
+                    "--init`; the model section of --extra is then not used); '{seed}' is replaced by the seed.")
     ap.add_argument("--speed", action="store_true", help="Measure the sampler's cost instead.")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

@@ -1,0 +1,201 @@
+"""Where a generative ensemble's state populations go wrong: the global motion or the closed state's contacts.
+
+The two-state populations of the equilibrium benchmark are read from the basin-specific native contacts
+(ΔQ = Q_open − Q_closed, :mod:`eghn_md.rollout.states`). A model can miss them in two ways: its ensemble spends
+too little time in globally closed conformations, or it reaches them with the closed-state contacts a little too
+long, so ΔQ reads them as open. This script separates the two. Every frame of the reference run and of the model
+ensemble is projected on the reference's first principal component (PC1, the closing motion: :func:`pca_basis`
+of the reference superposed on its mean, in Å per node as in the PC1–PC2 W2), and the frames are binned on PC1;
+per bin it prints the fraction of frames of each ensemble and their mean Q_closed and ΔQ. Equal fractions with a
+lower Q_closed mean the contacts; unequal fractions mean the global motion. A second table lists the closed-state
+contacts one by one (residue numbers from 1, AdK's domains: CORE, NMP 30–59, LID 122–159): their mean length in
+the globally closed frames (PC1 beyond half of 1AKE's) of each ensemble, and the fraction formed.
+
+The model ensemble is the acceptance setting of ``generative_equilibrium.py`` (``--replicas`` replicas ×
+``--steps`` steps from evenly spaced frames of ``--run``, no ``--constrain``), kept in ``--frames`` (an ``.npz``)
+and read back from there when it exists. ``--other-run`` adds an independent MD run in the same bins (the floor:
+two MD runs should agree within their own noise).
+
+Usage::
+
+    OMP_NUM_THREADS=1 python examples/benchmarks/state_geometry.py --data /work/data/adk-eq \\
+        --model RUN/last.pt --steps 1000 --frames ens.npz [--other-run 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+BINS = 12  #: PC1 bins over the range of all frames
+
+
+def ensemble(model: Path, data: Path, ref: np.ndarray, *, replicas: int, steps: int, horizon: int, seed: int,
+             frames: Path | None) -> np.ndarray:
+    """(R, steps + 1, N, 3) [Å] the model's ensemble from evenly spaced frames of ``ref`` (generative_equilibrium's
+    ``roll``); read from / written to ``frames`` (``.npz``) when given."""
+    import generative_equilibrium as ge
+
+    if frames is not None and frames.exists():
+        return np.load(frames)["frames"]
+    args = SimpleNamespace(horizon=horizon, replicas=replicas, checkpoint=model.name, source_scale=None,
+                           steps=steps, sample_steps=None)
+    out, _ = ge.roll(model.parent, data, ref, args, seed)
+    x = np.stack([np.asarray(f, dtype=np.float32) for f in out])
+    if frames is not None:
+        np.savez_compressed(frames, frames=x)
+    return x
+
+
+def _bin_means(values: np.ndarray, idx: np.ndarray, bins: int) -> list[float]:
+    """Mean of ``values`` (T,) in each of ``bins`` bins given by ``idx`` (T,) int (NaN for an empty bin)."""
+    return [float(values[idx == b].mean()) if (idx == b).any() else float("nan") for b in range(bins)]
+
+
+def state_geometry(ensembles: dict[str, np.ndarray], *, reference: str, bins: int = BINS) -> dict:
+    """Per PC1 bin: the fraction of each ensemble's frames, their mean Q_closed and mean ΔQ.
+
+    Args:
+        ensembles: name → (T, N, 3) [Å] frames (AdK Cα); ``reference`` names the one whose PC1 is used.
+        reference: the key of ``ensembles`` that defines the mean structure and PC1.
+        bins: number of equal-width PC1 bins spanning all frames.
+
+    Returns:
+        JSON-able dict: ``edges`` (bins + 1,) [Å per node], ``pc1_crystal`` (1AKE, 4AKE), and per ensemble
+        ``fraction`` / ``q_closed`` / ``dq`` (bins,) (NaN for empty bins), ``pc1_mean`` / ``pc1_sd`` [Å] and the
+        fraction of frames with ΔQ > 0.
+    """
+    from MDAnalysisTests.datafiles import PDB_closed, PDB_small
+
+    from eghn_md.rollout.distribution import mean_structure, pca_basis, project, superpose
+    from eghn_md.rollout.states import contact_fractions, read_nodes, states_from_files
+
+    n = ensembles[reference].shape[1]
+    states = states_from_files(PDB_closed, PDB_small, n_nodes=n, names=("closed", "open"))
+    target = mean_structure(ensembles[reference])
+    basis = pca_basis(superpose(ensembles[reference], target))
+    pc1 = {k: project(superpose(x, target), basis)[:, 0] for k, x in ensembles.items()}
+    q = {k: contact_fractions(states, x) for k, x in ensembles.items()}
+    lo, hi = min(v.min() for v in pc1.values()), max(v.max() for v in pc1.values())
+    edges = np.linspace(lo, hi, bins + 1)
+    out = {"edges": edges.tolist(), "pc1_crystal": [float(project(superpose(read_nodes(p)[None], target), basis)[0, 0])
+                                                    for p in (PDB_closed, PDB_small)]}
+    for k in ensembles:
+        idx = np.clip(np.searchsorted(edges, pc1[k], side="right") - 1, 0, bins - 1)
+        dq = q[k][:, 1] - q[k][:, 0]
+        out[k] = {"fraction": (np.bincount(idx, minlength=bins) / len(idx)).tolist(),
+                  "q_closed": _bin_means(q[k][:, 0], idx, bins), "dq": _bin_means(dq, idx, bins),
+                  "pc1_mean": float(pc1[k].mean()),
+                  "pc1_sd": float(pc1[k].std()), "open_by_dq": float((dq > 0).mean())}
+    return out
+
+
+def _domain(i: int) -> str:
+    """AdK domain of residue ``i`` (0-based node index): NMP 30–59, LID 122–159 (1-based), else CORE."""
+    r = i + 1
+    return "NMP" if 30 <= r <= 59 else "LID" if 122 <= r <= 159 else "CORE"
+
+
+def contact_lengths(ensembles: dict[str, np.ndarray], *, reference: str) -> dict:
+    """Each closed-only contact's mean length [Å] and mean formed fraction (the switching function of Q) in the
+    globally closed frames (PC1 beyond half of 1AKE's, PC1 of ``reference``) of every ensemble.
+
+    Args:
+        ensembles: name → (T, N, 3) [Å] frames (AdK Cα).
+        reference: the key whose mean structure and PC1 are used.
+
+    Returns:
+        JSON-able dict: ``pairs`` (P, 2) residue numbers (1-based), ``domains``, ``r0`` (P,) [Å] the length in 1AKE,
+        ``threshold`` [Å] on PC1, and per ensemble ``length`` / ``formed`` (P,) and ``frames`` (how many).
+    """
+    from MDAnalysisTests.datafiles import PDB_closed, PDB_small
+
+    from eghn_md.rollout.distribution import mean_structure, pca_basis, project, superpose
+    from eghn_md.rollout.states import read_nodes, states_from_files
+
+    n = ensembles[reference].shape[1]
+    st = states_from_files(PDB_closed, PDB_small, n_nodes=n, names=("closed", "open"))
+    target = mean_structure(ensembles[reference])
+    basis = pca_basis(superpose(ensembles[reference], target))
+    cut = 0.5 * float(project(superpose(read_nodes(PDB_closed)[None], target), basis)[0, 0])
+    i, j = st.pairs_a[:, 0], st.pairs_a[:, 1]
+    domains = [f"{_domain(a)}–{_domain(b)}" for a, b in zip(i, j, strict=True)]
+    out = {"pairs": (st.pairs_a + 1).tolist(), "domains": domains, "r0": st.r0_a.tolist(), "threshold": cut}
+    for k, x in ensembles.items():
+        sign = np.sign(cut) if cut != 0 else 1.0
+        closed = x[sign * project(superpose(x, target), basis)[:, 0] >= abs(cut)]
+        d = np.linalg.norm(closed[:, i] - closed[:, j], axis=-1)
+        formed = 1.0 / (1.0 + np.exp(np.clip(st.beta * (d - st.tolerance * st.r0_a), -50, 50)))
+        out[k] = {"length": d.mean(axis=0).tolist(), "formed": formed.mean(axis=0).tolist(), "frames": len(closed)}
+    return out
+
+
+def pair_table(res: dict, names: list[str]) -> str:
+    """The markdown table of :func:`contact_lengths`' result."""
+    rows = ["| contact | domains | 1AKE [Å] | " + " | ".join(f"{k}: length [Å]" for k in names) + " | " +
+            " | ".join(f"{k}: formed" for k in names) + " |", "|" + "---|" * (3 + 2 * len(names))]
+    for p, (a, b) in enumerate(res["pairs"]):
+        cells = [f"{res[k]['length'][p]:.2f}" for k in names] + [f"{res[k]['formed'][p]:.2f}" for k in names]
+        rows.append(f"| {a}–{b} | {res['domains'][p]} | {res['r0'][p]:.1f} | " + " | ".join(cells) + " |")
+    rows.append("| frames | | | " + " | ".join(str(res[k]["frames"]) for k in names) + " |" + " |" * len(names))
+    return "\n".join(rows)
+
+
+def table(res: dict, names: list[str]) -> str:
+    """The markdown table of :func:`state_geometry`'s result."""
+    head = "| PC1 [Å] | " + " | ".join(f"{k}: frames" for k in names) + " | " + \
+        " | ".join(f"{k}: Q_closed" for k in names) + " | " + " | ".join(f"{k}: ΔQ" for k in names) + " |"
+    rows = [head, "|" + "---|" * (1 + 3 * len(names))]
+    e = res["edges"]
+    for b in range(len(e) - 1):
+        cells = [f"{res[k]['fraction'][b]:.3f}" for k in names] + [f"{res[k]['q_closed'][b]:.2f}" for k in names] + \
+            [f"{res[k]['dq'][b]:+.2f}" for k in names]
+        rows.append(f"| {e[b]:.2f} – {e[b + 1]:.2f} | " + " | ".join(cells) + " |")
+    rows.append("| ΔQ > 0 (open) | " + " | ".join(f"{res[k]['open_by_dq']:.3f}" for k in names) + " |" +
+                " |" * (2 * len(names)))
+    rows.append("| PC1 mean ± sd | " + " | ".join(f"{res[k]['pc1_mean']:.2f} ± {res[k]['pc1_sd']:.2f}"
+                                             for k in names) + " |" + " |" * (2 * len(names)))
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("/work/data/adk-eq"))
+    ap.add_argument("--model", type=Path, required=True, help="a generative checkpoint (RUN/last.pt or model.pt)")
+    ap.add_argument("--run", type=int, default=2, help="the reference run the replicas start from")
+    ap.add_argument("--other-run", type=int, default=None, help="an independent MD run shown beside (the floor)")
+    ap.add_argument("--horizon", type=int, default=10, help="frames per rollout step (the model's ΔT)")
+    ap.add_argument("--replicas", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--frames", type=Path, default=None, help=".npz that keeps the ensemble (reused if present)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    import generative_equilibrium as ge
+
+    ref, _ = ge._reference(args.data, args.run)
+    ens = {"MD": ref[::args.horizon]}
+    if args.other_run is not None:
+        ens["MD (other run)"] = ge._reference(args.data, args.other_run)[0][::args.horizon]
+    x = ensemble(args.model, args.data, ref, replicas=args.replicas, steps=args.steps, horizon=args.horizon,
+                 seed=args.seed, frames=args.frames)
+    ens["model"] = x.reshape(-1, *x.shape[2:]).astype(np.float64)
+    res = state_geometry(ens, reference="MD")
+    print(f"PC1 of 1AKE (closed) {res['pc1_crystal'][0]:.2f} Å, of 4AKE (open) {res['pc1_crystal'][1]:.2f} Å")
+    print(table(res, list(ens)))
+    pairs = contact_lengths(ens, reference="MD")
+    print(f"\nClosed-only contacts in the frames with PC1 beyond {pairs['threshold']:.2f} Å (half of 1AKE's):")
+    print(pair_table(pairs, list(ens)))
+    if args.json:
+        args.json.write_text(json.dumps({"bins": res, "contacts": pairs}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
