@@ -54,6 +54,33 @@ def test_pair_statistics_match_a_direct_computation():
         pair_statistics(frames, bonds=bonds, cutoff=cutoff, min_separation=4)
 
 
+def test_prior_fraction_takes_in_the_contacts_of_a_state_visited_part_of_the_time():
+    """``min_fraction`` f: a pair within the cutoff in 40 % of the frames (mean distance beyond it) joins the prior
+    for f ≤ 0.4 and not for f = 0 (mean criterion) or 0.5; the statistics stay those over all frames."""
+    frames, bonds, cutoff = _frames(t=10), _chain_bonds(), 7.0
+    frames[6:, N - 1] += np.array([30.0, 0.0, 0.0])  # the last node leaves in frames 6–9: near only in 0–5
+    frames[:2, N - 1] += np.array([30.0, 0.0, 0.0])  # … and in 0–1: near in frames 2–5, 40 %
+    d = np.linalg.norm(frames[:, :, None] - frames[:, None, :], axis=3)
+    near = [i for i in range(N - 3) if (d[2:6, i, N - 1] < cutoff).all()]
+    assert near and all(d[:, i, N - 1].mean() > cutoff for i in near)
+    by_mean, _, _ = pair_statistics(frames, bonds=bonds, cutoff=cutoff)
+    assert not any(int(b) == N - 1 for b in by_mean[1])
+    for f, wanted in ((0.3, True), (0.4, True), (0.5, False)):
+        pairs, mean, _ = pair_statistics(frames, bonds=bonds, cutoff=cutoff, min_fraction=f)
+        got = [(int(a), int(b)) for a, b in pairs.t()]
+        assert all(((i, N - 1) in got) == wanted for i in near), f
+        if wanted:
+            k = got.index((near[0], N - 1))
+            assert float(mean[k]) == pytest.approx(d[:, near[0], N - 1].mean(), rel=1e-12)
+    with pytest.raises(ValueError, match="min_fraction must be in"):
+        pair_statistics(frames, bonds=bonds, cutoff=cutoff, min_fraction=1.5)
+    with pytest.raises(UsageError, match="prior_fraction chooses the pairs of the contact prior"):
+        ModelConfig(name="eghn", node_in=4, generative=True, prior_fraction=0.3)
+    for bad in (-0.1, 1.2, True, "0.3"):
+        with pytest.raises(UsageError, match="prior_fraction must be"):
+            ModelConfig(name="eghn", node_in=4, generative=True, contact_prior=True, prior_fraction=bad)
+
+
 def test_prior_edges_are_added_once_with_their_scalars():
     """Two graphs of 4 nodes: edge (0, 1) already there keeps its scalar and gets the prior's; (0, 3) is new."""
     ei = torch.tensor([[0, 1, 4, 5], [1, 0, 5, 4]])
@@ -159,6 +186,13 @@ def test_train_then_roll_out_from_one_structure(adk_h5, tmp_path):
                   "-o", tmp_path / "o.dcd", "--quiet", expect=0)
     assert "Traceback" not in res.output
     assert sorted(p.name for p in tmp_path.glob("o_r*.dcd")) == ["o_r0.dcd", "o_r1.dcd"]
+    # prior_fraction 0.3 takes in more pairs (those within the cutoff in ≥ 30 % of the frames) and is saved
+    (tmp_path / "f.yaml").write_text(PRIOR_CONFIG.replace("contact_prior: true", "contact_prior: true, "
+                                                          "prior_fraction: 0.3"))
+    run_cli("train", adk_h5, "-o", tmp_path / "frac", "--preset", "generative", "--config", tmp_path / "f.yaml",
+            "--quiet", "--device", "cpu", expect=0)
+    frac = torch.load(tmp_path / "frac" / "model.pt", weights_only=True)["model_config"]
+    assert frac["prior_fraction"] == 0.3 and frac["prior_pairs"] > cfg["prior_pairs"]
     # a resumed run rebuilds the prior's buffers from its checkpoint and keeps them
     run_cli("train", adk_h5, "-o", tmp_path / "run", "--resume", "--epochs", "2", "--quiet", expect=0)
     resumed = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["state_dict"]

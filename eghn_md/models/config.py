@@ -97,6 +97,10 @@ class ModelConfig:
     frames and fills in ``prior_nodes`` (nodes of the graph the prior was computed for; every graph the model reads
     must have that many) and ``prior_pairs`` (number of contact pairs), so a checkpoint rebuilds the model's prior
     buffers before loading them. False (the default, and every checkpoint written before the option): no prior.
+    ``prior_fraction`` f: which pairs join the prior. 0 (the default): those whose *mean* distance over the training
+    frames is below the data's cutoff; f in (0, 1]: those within the cutoff in at least a fraction f of the frames,
+    which also takes in the contacts of a state the trajectory leaves part of the time (AdK's closed-state
+    interface, whose mean distance over a run that is open 60 % of the time lies beyond the cutoff).
 
     ``condition_distances`` (generative models only): every edge the denoiser reads also carries its length in the
     current frame x_t, in radial basis functions (:func:`eghn_md.models.generative.distance_features`): the
@@ -138,6 +142,7 @@ class ModelConfig:
     bond_range: Optional[list] = None  #: [Å] [min, max] bond length of the training data (guidance)
     contact_floor: Optional[float] = None  #: [Å] closest non-local approach in the training data (guidance)
     contact_prior: bool = False  #: the denoiser reads the training data's native contacts (generative; see above)
+    prior_fraction: float = 0.0  #: the prior's pairs: mean distance below the cutoff (0) or within it in ≥ f of frames
     condition_distances: bool = False  #: the denoiser's edges carry their length in x_t (generative; see above)
     spectral_source: bool = False  #: the source noise follows the training data's mode spectrum (generative)
     source_spectrum: Optional[list] = None  #: the fitted spectrum at source_spectrum.knots() (set by training)
@@ -195,6 +200,14 @@ class ModelConfig:
                 raise UsageError(f"model config: {key} needs a generative model (set generative: true, or "
                                  f"{key}: false)")
         self._check_spectrum()
+        v = self.prior_fraction
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            raise UsageError(f"model config: prior_fraction must be 0 (pairs by their mean distance) or a fraction "
+                             f"of the training frames in (0, 1], got {v!r}")
+        self.prior_fraction = float(v)
+        if self.prior_fraction and not self.contact_prior:
+            raise UsageError("model config: prior_fraction chooses the pairs of the contact prior; set contact_prior: "
+                             "true, or prior_fraction: 0")
         v = self.source_scale
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < float("inf")):
             raise UsageError(f"model config: source_scale must be a finite number > 0, got {v!r}")

@@ -45,8 +45,8 @@ def _separated(pairs: Tensor, bonds: Tensor, n: int, min_separation: int) -> Ten
     return keep
 
 
-def pair_statistics(frames, *, bonds, cutoff: float, min_separation: int = 3,
-                    max_frames: int = 2000) -> tuple[Tensor, Tensor, Tensor]:
+def pair_statistics(frames, *, bonds, cutoff: float, min_separation: int = 3, max_frames: int = 2000,
+                    min_fraction: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
     """The contact pairs of a trajectory and the mean and standard deviation of their distance.
 
     Args:
@@ -56,13 +56,17 @@ def pair_statistics(frames, *, bonds, cutoff: float, min_separation: int = 3,
         cutoff: [Å] a pair is a contact when its mean distance over the frames is below it.
         min_separation: a contact's nodes are at least this many bonds apart (:data:`SEPARATIONS`).
         max_frames: at most this many frames are read.
+        min_fraction: 0: a pair is a contact when its mean distance is below ``cutoff``; f in (0, 1]: when it is
+            below ``cutoff`` in at least a fraction f of the frames (the contacts of a state the trajectory visits
+            part of the time, whose mean distance may lie beyond the cutoff).
 
     Returns:
         ``pairs`` (2, P) long with ``pairs[0] < pairs[1]`` (sorted), ``mean`` (P,) [Å] and ``std`` (P,) [Å] (the
         population standard deviation over the frames) of their distance, float64.
 
     Raises:
-        ValueError: frames of the wrong shape or none, a non-positive cutoff, an unknown ``min_separation``.
+        ValueError: frames of the wrong shape or none, a non-positive cutoff, an unknown ``min_separation``, a
+            ``min_fraction`` outside [0, 1].
     """
     x = torch.as_tensor(np.asarray(frames), dtype=torch.float64)
     if x.ndim != 3 or x.shape[2] != 3 or x.shape[0] == 0:
@@ -71,21 +75,24 @@ def pair_statistics(frames, *, bonds, cutoff: float, min_separation: int = 3,
         raise ValueError(f"min_separation must be one of {', '.join(map(str, SEPARATIONS))}, got {min_separation!r}")
     if not float(cutoff) > 0:
         raise ValueError(f"cutoff must be a distance > 0 [Å], got {cutoff!r}")
+    if not 0 <= float(min_fraction) <= 1:
+        raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction!r}")
     if x.shape[0] > int(max_frames):
         x = x[torch.from_numpy(np.unique(np.linspace(0, x.shape[0] - 1, int(max_frames)).round().astype(np.int64)))]
     n = x.shape[1]
     pairs = torch.triu_indices(n, n, offset=1)
     pairs = pairs[:, _separated(pairs, torch.as_tensor(bonds).long(), n, int(min_separation))]
     total = torch.zeros(pairs.shape[1], dtype=torch.float64)
-    square = torch.zeros_like(total)
+    square, inside = torch.zeros_like(total), torch.zeros_like(total)
     step = max(1, _CHUNK // max(1, pairs.shape[1]))
     for a in range(0, x.shape[0], step):
         d = (x[a:a + step, pairs[0]] - x[a:a + step, pairs[1]]).norm(dim=2)
         total += d.sum(dim=0)
         square += (d * d).sum(dim=0)
+        inside += (d < float(cutoff)).sum(dim=0)
     mean = total / x.shape[0]
     std = (square / x.shape[0] - mean * mean).clamp_min(0.0).sqrt()
-    keep = mean < float(cutoff)
+    keep = mean < float(cutoff) if min_fraction == 0 else inside / x.shape[0] >= float(min_fraction)
     return pairs[:, keep], mean[keep], std[keep]
 
 

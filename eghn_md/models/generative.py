@@ -123,7 +123,8 @@ def inner_config(config: ModelConfig) -> ModelConfig:
         edges = {"edge_in": config.edge_in + extra, "edge_features": mode}
     return dataclasses.replace(config, generative=False, node_in=config.node_in + TIME_FEATURES,
                                vel_scale=config.disp_scale, flow_velocity=False, contact_prior=False,
-                               condition_distances=False, spectral_source=False, source_spectrum=None,
+                               prior_fraction=0.0, condition_distances=False, spectral_source=False,
+                               source_spectrum=None,
                                prior_nodes=0, prior_pairs=0, **edges)
 
 

@@ -256,7 +256,8 @@ def _training_frames(splits, max_frames: int):
 
 def _contact_prior(model_cfg, splits, last):
     """``(model config with the prior's sizes, (index, mean, std))`` of a new generative run with
-    ``contact_prior``: the contacts of its training frames within the data cutoff; ``(model_cfg, None)``
+    ``contact_prior``: the contacts of its training frames within the data cutoff (``prior_fraction``: by their
+    mean distance, or by how often they are within it); ``(model_cfg, None)``
     otherwise (a resumed run's checkpoint carries its prior)."""
     import dataclasses
 
@@ -265,7 +266,8 @@ def _contact_prior(model_cfg, splits, last):
     if last is not None or not (model_cfg.generative and model_cfg.contact_prior):
         return model_cfg, None
     frames = _training_frames(splits, max_frames=2000)
-    prior = pair_statistics(frames, bonds=splits.system.bonds, cutoff=splits.cutoff)
+    prior = pair_statistics(frames, bonds=splits.system.bonds, cutoff=splits.cutoff,
+                            min_fraction=model_cfg.prior_fraction)
     cfg = dataclasses.replace(model_cfg, prior_nodes=int(frames.shape[1]), prior_pairs=int(prior[0].shape[1]))
     return cfg, prior
 

@@ -50,8 +50,34 @@ def train(work: Path, h5: dict, model: str, seed: int, args) -> Path:
             "train": {"epochs": args.epochs, "seed": seed, "device": "cpu", **json.loads(args.train)},
             "model": json.loads(args.model_overrides) if model == "generative" else {}}
     init = args.init.format(seed=seed) if args.init and model == "generative" else None
+    if init and args.reprior is not None:
+        init = reprior(Path(init), out.parent / f"{model}_s{seed}_init.pt", Path(args.data), args.reprior)
     train_run([h5[1]], out, config=resolve_config(preset=preset, overrides=over), init=init, overwrite=True)
     return out
+
+
+def reprior(init: Path, out: Path, data: Path, fraction: float) -> Path:
+    """``init`` (a generative checkpoint with ``contact_prior``) with its prior recomputed from the first 90 % of
+    run 1 (the training split) with ``prior_fraction`` ``fraction``, written to ``out`` (the start of a fine-tune;
+    the network's weights read any prior pair the same way)."""
+    import dataclasses
+
+    from eghn_md.models import ModelConfig
+    from eghn_md.models.contact_prior import pair_statistics
+    from eghn_md.rollout.start import open_start
+    from eghn_md.train.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(init)
+    frames, _ = _reference(data, 1)
+    bonds = open_start(init, data / "adk_cg.pdb", [], frame=0, device="cpu").system.bonds
+    index, mean, std = pair_statistics(frames[: int(0.9 * len(frames))], bonds=bonds,
+                                       cutoff=float(ck.data_config["cutoff"]), min_fraction=fraction)
+    cfg = dataclasses.replace(ModelConfig.from_dict(ck.model_config), prior_fraction=fraction,
+                              prior_pairs=int(index.shape[1]))
+    state = {**ck.state_dict, "prior_index": index, "prior_mean": mean.float(), "prior_std": std.float()}
+    return save_checkpoint(out, model_config=cfg.to_dict(), data_config=ck.data_config,
+                           train_config=ck.train_config, stats=ck.stats, nodes=ck.nodes, state_dict=state,
+                           metrics=ck.metrics)
 
 
 def _reference(data: Path, run: int = 2):
@@ -149,6 +175,9 @@ def main() -> None:
     ap.add_argument("--train-only", action="store_true", help="Train the runs and stop.")
     ap.add_argument("--init", default=None, help="Start the generative runs from this model (a fine-tune, `train "
                     "--init`); '{seed}' in the path is replaced by the seed.")
+    ap.add_argument("--reprior", type=float, default=None, help="With --init: recompute the init model's contact "
+                    "prior with this prior_fraction first (pairs within the cutoff in at least this fraction of "
+                    "run 1's frames).")
     ap.add_argument("--checkpoint", default="model.pt",
                     help="Checkpoint of each run to roll out (last.pt: the last epoch of an unfinished run).")
     ap.add_argument("--floor", action="store_true", help="Also judge run 3 (MD) against run 2: the floor.")
