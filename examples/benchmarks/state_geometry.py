@@ -11,6 +11,11 @@ lower Q_closed mean the contacts; unequal fractions mean the global motion. A se
 contacts one by one (residue numbers from 1, AdK's domains: CORE, NMP 30–59, LID 122–159): their mean length in
 the globally closed frames (PC1 beyond half of 1AKE's) of each ensemble, and the fraction formed.
 
+``--drift K`` instead follows the closed state step by step: from ``--starts`` closed frames of ``--run`` (ΔQ <
+−0.5, at least K horizons before the run's end), K model steps (one sample each, one batched ensemble) against the
+MD's own frames k horizons later: per step the mean length [Å] of the closed-only contacts that involve a residue
+of ``--segment`` (default 53–58, the end of the NMP domain), of the other closed-only contacts, and mean Q_closed.
+
 The model ensemble is the acceptance setting of ``generative_equilibrium.py`` (``--replicas`` replicas ×
 ``--steps`` steps from evenly spaced frames of ``--run``, no ``--constrain``), kept in ``--frames`` (an ``.npz``)
 and read back from there when it exists. ``--other-run`` adds an independent MD run in the same bins (the floor:
@@ -20,6 +25,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python examples/benchmarks/state_geometry.py --data /work/data/adk-eq \\
         --model RUN/last.pt --steps 1000 --frames ens.npz [--other-run 3] [--json out.json]
+    OMP_NUM_THREADS=1 python examples/benchmarks/state_geometry.py --model RUN/last.pt --run 1 --drift 6
 """
 
 from __future__ import annotations
@@ -148,6 +154,59 @@ def pair_table(res: dict, names: list[str]) -> str:
     return "\n".join(rows)
 
 
+def drift(model: Path, data: Path, *, run: int, horizon: int, steps: int, starts: int, segment: tuple[int, int],
+          seed: int) -> dict:
+    """Closed-only contact lengths [Å] and Q_closed step by step from closed frames, MD against the model.
+
+    Returns:
+        JSON-able dict: ``starts`` (frame indices), ``segment`` (first, last residue, 1-based), and for ``md`` and
+        ``model`` the lists over steps 0 … ``steps`` of ``segment_A``, ``other_A`` (mean lengths of the closed-only
+        contacts with / without a residue of the segment) and ``q_closed``.
+    """
+    import generative_equilibrium as ge
+    import torch
+    from MDAnalysisTests.datafiles import PDB_closed, PDB_small
+
+    from eghn_md.rollout.ensemble import ensemble_rollout
+    from eghn_md.rollout.start import open_start
+    from eghn_md.rollout.states import contact_fractions, order_parameter, states_from_files
+
+    ref, _ = ge._reference(data, run)
+    st = states_from_files(PDB_closed, PDB_small, n_nodes=ref.shape[1], names=("closed", "open"))
+    dq = order_parameter(st, ref[: len(ref) - steps * horizon])
+    pick = np.random.default_rng(seed).choice(np.flatnonzero(dq < -0.5), starts, replace=False)
+    s = open_start(model, data / "adk_cg.pdb", [data / f"run-{run}.dcd"], frame=int(pick[0]), device="cpu")
+    res = ensemble_rollout(s.model, starts=torch.as_tensor(ref[pick], dtype=s.dtype), h=s.system.h,
+                           bonds=s.system.bonds, cutoff=s.cutoff, steps=steps, seed=seed)
+    sim = np.stack([np.asarray(f, dtype=np.float64) for f in res.frames])  # (starts, steps + 1, N, 3)
+    p = st.pairs_a
+    inside = ((p + 1 >= segment[0]) & (p + 1 <= segment[1])).any(axis=1)
+    out = {"starts": pick.tolist(), "segment": list(segment)}
+    for name, at in (("md", lambda k: ref[pick + k * horizon]), ("model", lambda k: sim[:, k])):
+        rows = {"segment_A": [], "other_A": [], "q_closed": []}
+        for k in range(steps + 1):
+            x = at(k)
+            d = np.linalg.norm(x[:, p[:, 0]] - x[:, p[:, 1]], axis=-1)
+            rows["segment_A"].append(float(d[:, inside].mean()))
+            rows["other_A"].append(float(d[:, ~inside].mean()))
+            rows["q_closed"].append(float(contact_fractions(st, x)[:, 0].mean()))
+        out[name] = rows
+    return out
+
+
+def drift_table(res: dict) -> str:
+    """The markdown table of :func:`drift`'s result."""
+    a, b = res["segment"]
+    rows = [f"| step | MD: {a}–{b} contacts [Å] | model | MD: other closed contacts [Å] | model | MD: Q_closed "
+            "| model |",
+            "|---|---|---|---|---|---|---|"]
+    md, mo = res["md"], res["model"]
+    for k in range(len(md["q_closed"])):
+        rows.append(f"| {k} | {md['segment_A'][k]:.2f} | {mo['segment_A'][k]:.2f} | {md['other_A'][k]:.2f} | "
+                    f"{mo['other_A'][k]:.2f} | {md['q_closed'][k]:.2f} | {mo['q_closed'][k]:.2f} |")
+    return "\n".join(rows)
+
+
 def table(res: dict, names: list[str]) -> str:
     """The markdown table of :func:`state_geometry`'s result."""
     head = "| PC1 [Å] | " + " | ".join(f"{k}: frames" for k in names) + " | " + \
@@ -176,9 +235,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--frames", type=Path, default=None, help=".npz that keeps the ensemble (reused if present)")
+    ap.add_argument("--drift", type=int, default=None, metavar="K", help="follow the closed state K steps instead")
+    ap.add_argument("--starts", type=int, default=64, help="closed starting frames of --drift")
+    ap.add_argument("--segment", default="53-58", help="residues (first-last, from 1) whose contacts --drift follows")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     import generative_equilibrium as ge
+
+    if args.drift is not None:
+        seg = tuple(int(v) for v in args.segment.split("-"))
+        res = drift(args.model, args.data, run=args.run, horizon=args.horizon, steps=args.drift,
+                    starts=args.starts, segment=seg, seed=args.seed)
+        print(drift_table(res))
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=2))
+        return
 
     ref, _ = ge._reference(args.data, args.run)
     ens = {"MD": ref[::args.horizon]}
