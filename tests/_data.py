@@ -11,6 +11,17 @@ import numpy as np
 __all__ = ["datafile", "mda_positions", "write_mdtraj_h5", "write_nan_dcd", "leftovers", "run_cli"]
 
 
+def load_benchmark(name: str):
+    """The script ``examples/benchmarks/{name}.py`` imported as a module (its functions, without running ``main``)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def datafile(name: str) -> str:
     """Path of an MDAnalysisTests data file by its ``MDAnalysisTests.datafiles`` name (PSF, DCD, GRO, …)."""
     from MDAnalysisTests import datafiles

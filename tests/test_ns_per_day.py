@@ -3,23 +3,18 @@ OBC2, its minimisation lowers the production energy, and a few steps stay finite
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
+
+from _data import load_benchmark
 
 pytest.importorskip("openmm")
 pytest.importorskip("pdbfixer")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "benchmarks" / "ns_per_day.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("ns_per_day", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ns_per_day")
 
 
 def test_heavy_atom_pdb_builds_amber14_obc2_and_relaxes(tmp_path):

@@ -3,22 +3,16 @@ crystal structures (closed 1AKE ↔ open 4AKE interpolations), against the arith
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-pytest.importorskip("MDAnalysisTests")
+from _data import load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "benchmarks" / "state_geometry.py"
+pytest.importorskip("MDAnalysisTests")
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("state_geometry", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("state_geometry")
 
 
 def _frames(n=240, seed=0):
