@@ -14,10 +14,12 @@ __all__ = ["datafile", "mda_positions", "write_mdtraj_h5", "write_nan_dcd", "lef
 def load_benchmark(name: str):
     """The script ``examples/benchmarks/{name}.py`` imported as a module (its functions, without running ``main``)."""
     import importlib.util
+    import sys
 
     path = Path(__file__).resolve().parents[1] / "examples" / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # registered before it runs, as an import does (dataclasses look themselves up)
     spec.loader.exec_module(module)
     return module
 

@@ -34,14 +34,16 @@ def test_bins_and_contacts_find_a_displaced_segment(tmp_path):
     md = _frames()
     model = md.copy()
     model[:, 52:58] += np.array([2.0, 0.0, 0.0])  # residues 53–58 moved by 2 Å
-    res = sg.state_geometry({"MD": md, "same": md.copy(), "model": model}, reference="MD", bins=6)
+    ens = {"MD": md, "same": md.copy(), "model": model}
+    res = sg.state_geometry(ens, sg.closing_axis(ens, reference="MD"), bins=6)
     assert res["same"]["fraction"] == res["MD"]["fraction"] and res["same"]["q_closed"] == res["MD"]["q_closed"]
     assert sum(res["MD"]["fraction"]) == pytest.approx(1.0)
     pc_closed, pc_open = res["pc1_crystal"]
     assert pc_closed * pc_open < 0  # the crystal structures lie on opposite sides of the mean
     closed_bin = int(np.argmax(res["MD"]["q_closed"]))
     assert res["model"]["q_closed"][closed_bin] < res["MD"]["q_closed"][closed_bin]
-    pairs = sg.contact_lengths({"MD": md, "model": model}, reference="MD")
+    pair_ens = {"MD": md, "model": model}
+    pairs = sg.contact_lengths(pair_ens, sg.closing_axis(pair_ens, reference="MD"))
     moved = np.array([any(53 <= r <= 58 for r in p) for p in pairs["pairs"]])
     assert moved.any() and (~moved).any()
     diff = np.array(pairs["model"]["length"]) - np.array(pairs["MD"]["length"])

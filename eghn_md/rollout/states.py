@@ -33,8 +33,8 @@ import numpy as np
 
 from eghn_md.errors import DataError, UsageError
 
-__all__ = ["TwoStates", "two_states", "states_from_files", "read_nodes", "contact_fractions", "order_parameter",
-           "state_series", "state_summary", "BETA_PER_A", "UNCOMMITTED"]
+__all__ = ["TwoStates", "two_states", "states_from_files", "read_nodes", "contact_fractions", "contact_formed",
+           "order_parameter", "state_series", "state_summary", "BETA_PER_A", "UNCOMMITTED"]
 
 BETA_PER_A = 5.0  #: steepness β of the contact switching function [1/Å] (Best, Hummer & Eaton 2013)
 UNCOMMITTED = -1  #: state code of frames before the first threshold crossing
@@ -136,10 +136,23 @@ def _frames(states: TwoStates, pos) -> np.ndarray:
     return x
 
 
+def contact_formed(states: TwoStates, r: np.ndarray, r0: np.ndarray) -> np.ndarray:
+    """How formed each contact is, the switching function of Q: ``1 / (1 + exp(β (r − λ r0)))`` in [0, 1].
+
+    Args:
+        states: the state definition (β, λ).
+        r: (..., P) [Å] contact lengths; r0: (P,) [Å] their lengths in the reference structure.
+
+    Returns:
+        (..., P) formed fractions.
+    """
+    z = np.clip(states.beta * (r - states.tolerance * r0), -50.0, 50.0)
+    return 1.0 / (1.0 + np.exp(z))
+
+
 def _q(x: np.ndarray, pairs: np.ndarray, r0: np.ndarray, states: TwoStates) -> np.ndarray:
     r = np.linalg.norm(x[:, pairs[:, 0]] - x[:, pairs[:, 1]], axis=-1)
-    z = np.clip(states.beta * (r - states.tolerance * r0), -50.0, 50.0)
-    return (1.0 / (1.0 + np.exp(z))).mean(axis=1)
+    return contact_formed(states, r, r0).mean(axis=1)
 
 
 def contact_fractions(states: TwoStates, pos: np.ndarray) -> np.ndarray:

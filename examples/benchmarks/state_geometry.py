@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -65,12 +66,45 @@ def _bin_means(values: np.ndarray, idx: np.ndarray, bins: int) -> list[float]:
     return [float(values[idx == b].mean()) if (idx == b).any() else float("nan") for b in range(bins)]
 
 
-def state_geometry(ensembles: dict[str, np.ndarray], *, reference: str, bins: int = BINS) -> dict:
+@dataclass(frozen=True)
+class ClosingAxis:
+    """The two-state definition (1AKE / 4AKE) and every ensemble's frames on the reference's PC1 (the closing
+    motion), computed once for :func:`state_geometry` and :func:`contact_lengths`.
+
+    Attributes:
+        states: the two-state definition (closed-only / open-only contacts).
+        pc1: name → (T,) [Å per node] each ensemble's frames on PC1.
+        crystal: [Å per node] PC1 of 1AKE (closed) and of 4AKE (open).
+    """
+
+    states: object
+    pc1: dict
+    crystal: tuple[float, float]
+
+
+def closing_axis(ensembles: dict[str, np.ndarray], *, reference: str) -> ClosingAxis:
+    """:class:`ClosingAxis` of ``ensembles`` (name → (T, N, 3) [Å] frames, AdK Cα): PC1 of ``reference``'s frames
+    superposed on their mean structure, every ensemble superposed on that mean and projected."""
+    from MDAnalysisTests.datafiles import PDB_closed, PDB_small
+
+    from eghn_md.rollout.distribution import mean_structure, pca_basis, project, superpose
+    from eghn_md.rollout.states import read_nodes, states_from_files
+
+    n = ensembles[reference].shape[1]
+    states = states_from_files(PDB_closed, PDB_small, n_nodes=n, names=("closed", "open"))
+    target = mean_structure(ensembles[reference])
+    basis = pca_basis(superpose(ensembles[reference], target))
+    on_pc1 = lambda x: project(superpose(x, target), basis)[:, 0]  # noqa: E731
+    crystal = tuple(float(on_pc1(read_nodes(p)[None])[0]) for p in (PDB_closed, PDB_small))
+    return ClosingAxis(states=states, pc1={k: on_pc1(x) for k, x in ensembles.items()}, crystal=crystal)
+
+
+def state_geometry(ensembles: dict[str, np.ndarray], axis: ClosingAxis, *, bins: int = BINS) -> dict:
     """Per PC1 bin: the fraction of each ensemble's frames, their mean Q_closed and mean ΔQ.
 
     Args:
-        ensembles: name → (T, N, 3) [Å] frames (AdK Cα); ``reference`` names the one whose PC1 is used.
-        reference: the key of ``ensembles`` that defines the mean structure and PC1.
+        ensembles: name → (T, N, 3) [Å] frames (AdK Cα).
+        axis: :func:`closing_axis` of ``ensembles``.
         bins: number of equal-width PC1 bins spanning all frames.
 
     Returns:
@@ -78,26 +112,18 @@ def state_geometry(ensembles: dict[str, np.ndarray], *, reference: str, bins: in
         ``fraction`` / ``q_closed`` / ``dq`` (bins,) (NaN for empty bins), ``pc1_mean`` / ``pc1_sd`` [Å] and the
         fraction of frames with ΔQ > 0.
     """
-    from MDAnalysisTests.datafiles import PDB_closed, PDB_small
+    from eghn_md.rollout.states import contact_fractions
 
-    from eghn_md.rollout.distribution import mean_structure, pca_basis, project, superpose
-    from eghn_md.rollout.states import contact_fractions, read_nodes, states_from_files
-
-    n = ensembles[reference].shape[1]
-    states = states_from_files(PDB_closed, PDB_small, n_nodes=n, names=("closed", "open"))
-    target = mean_structure(ensembles[reference])
-    basis = pca_basis(superpose(ensembles[reference], target))
-    pc1 = {k: project(superpose(x, target), basis)[:, 0] for k, x in ensembles.items()}
-    q = {k: contact_fractions(states, x) for k, x in ensembles.items()}
+    pc1 = axis.pc1
     lo, hi = min(v.min() for v in pc1.values()), max(v.max() for v in pc1.values())
     edges = np.linspace(lo, hi, bins + 1)
-    out = {"edges": edges.tolist(), "pc1_crystal": [float(project(superpose(read_nodes(p)[None], target), basis)[0, 0])
-                                                    for p in (PDB_closed, PDB_small)]}
-    for k in ensembles:
+    out = {"edges": edges.tolist(), "pc1_crystal": list(axis.crystal)}
+    for k, x in ensembles.items():
+        q = contact_fractions(axis.states, x)
         idx = np.clip(np.searchsorted(edges, pc1[k], side="right") - 1, 0, bins - 1)
-        dq = q[k][:, 1] - q[k][:, 0]
+        dq = q[:, 1] - q[:, 0]
         out[k] = {"fraction": (np.bincount(idx, minlength=bins) / len(idx)).tolist(),
-                  "q_closed": _bin_means(q[k][:, 0], idx, bins), "dq": _bin_means(dq, idx, bins),
+                  "q_closed": _bin_means(q[:, 0], idx, bins), "dq": _bin_means(dq, idx, bins),
                   "pc1_mean": float(pc1[k].mean()),
                   "pc1_sd": float(pc1[k].std()), "open_by_dq": float((dq > 0).mean())}
     return out
@@ -109,37 +135,34 @@ def _domain(i: int) -> str:
     return "NMP" if 30 <= r <= 59 else "LID" if 122 <= r <= 159 else "CORE"
 
 
-def contact_lengths(ensembles: dict[str, np.ndarray], *, reference: str) -> dict:
+def _lengths(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """(T, P) [Å] distances of the node ``pairs`` (P, 2) in frames ``x`` (T, N, 3) [Å]."""
+    return np.linalg.norm(x[:, pairs[:, 0]] - x[:, pairs[:, 1]], axis=-1)
+
+
+def contact_lengths(ensembles: dict[str, np.ndarray], axis: ClosingAxis) -> dict:
     """Each closed-only contact's mean length [Å] and mean formed fraction (the switching function of Q) in the
-    globally closed frames (PC1 beyond half of 1AKE's, PC1 of ``reference``) of every ensemble.
+    globally closed frames (PC1 beyond half of 1AKE's) of every ensemble.
 
     Args:
         ensembles: name → (T, N, 3) [Å] frames (AdK Cα).
-        reference: the key whose mean structure and PC1 are used.
+        axis: :func:`closing_axis` of ``ensembles``.
 
     Returns:
         JSON-able dict: ``pairs`` (P, 2) residue numbers (1-based), ``domains``, ``r0`` (P,) [Å] the length in 1AKE,
         ``threshold`` [Å] on PC1, and per ensemble ``length`` / ``formed`` (P,) and ``frames`` (how many).
     """
-    from MDAnalysisTests.datafiles import PDB_closed, PDB_small
+    from eghn_md.rollout.states import contact_formed
 
-    from eghn_md.rollout.distribution import mean_structure, pca_basis, project, superpose
-    from eghn_md.rollout.states import read_nodes, states_from_files
-
-    n = ensembles[reference].shape[1]
-    st = states_from_files(PDB_closed, PDB_small, n_nodes=n, names=("closed", "open"))
-    target = mean_structure(ensembles[reference])
-    basis = pca_basis(superpose(ensembles[reference], target))
-    cut = 0.5 * float(project(superpose(read_nodes(PDB_closed)[None], target), basis)[0, 0])
-    i, j = st.pairs_a[:, 0], st.pairs_a[:, 1]
-    domains = [f"{_domain(a)}–{_domain(b)}" for a, b in zip(i, j, strict=True)]
+    st, cut = axis.states, 0.5 * axis.crystal[0]
+    domains = [f"{_domain(a)}–{_domain(b)}" for a, b in st.pairs_a]
     out = {"pairs": (st.pairs_a + 1).tolist(), "domains": domains, "r0": st.r0_a.tolist(), "threshold": cut}
+    sign = np.sign(cut) if cut != 0 else 1.0
     for k, x in ensembles.items():
-        sign = np.sign(cut) if cut != 0 else 1.0
-        closed = x[sign * project(superpose(x, target), basis)[:, 0] >= abs(cut)]
-        d = np.linalg.norm(closed[:, i] - closed[:, j], axis=-1)
-        formed = 1.0 / (1.0 + np.exp(np.clip(st.beta * (d - st.tolerance * st.r0_a), -50, 50)))
-        out[k] = {"length": d.mean(axis=0).tolist(), "formed": formed.mean(axis=0).tolist(), "frames": len(closed)}
+        closed = x[sign * axis.pc1[k] >= abs(cut)]
+        d = _lengths(closed, st.pairs_a)
+        out[k] = {"length": d.mean(axis=0).tolist(), "formed": contact_formed(st, d, st.r0_a).mean(axis=0).tolist(),
+                  "frames": len(closed)}
     return out
 
 
@@ -186,7 +209,7 @@ def drift(model: Path, data: Path, *, run: int, horizon: int, steps: int, starts
         rows = {"segment_A": [], "other_A": [], "q_closed": []}
         for k in range(steps + 1):
             x = at(k)
-            d = np.linalg.norm(x[:, p[:, 0]] - x[:, p[:, 1]], axis=-1)
+            d = _lengths(x, p)
             rows["segment_A"].append(float(d[:, inside].mean()))
             rows["other_A"].append(float(d[:, ~inside].mean()))
             rows["q_closed"].append(float(contact_fractions(st, x)[:, 0].mean()))
@@ -258,10 +281,11 @@ def main() -> None:
     x = ensemble(args.model, args.data, ref, replicas=args.replicas, steps=args.steps, horizon=args.horizon,
                  seed=args.seed, frames=args.frames)
     ens["model"] = x.reshape(-1, *x.shape[2:]).astype(np.float64)
-    res = state_geometry(ens, reference="MD")
+    axis = closing_axis(ens, reference="MD")
+    res = state_geometry(ens, axis)
     print(f"PC1 of 1AKE (closed) {res['pc1_crystal'][0]:.2f} Å, of 4AKE (open) {res['pc1_crystal'][1]:.2f} Å")
     print(table(res, list(ens)))
-    pairs = contact_lengths(ens, reference="MD")
+    pairs = contact_lengths(ens, axis)
     print(f"\nClosed-only contacts in the frames with PC1 beyond {pairs['threshold']:.2f} Å (half of 1AKE's):")
     print(pair_table(pairs, list(ens)))
     if args.json:
