@@ -98,10 +98,16 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
+def _index_chunks(indices: Sequence[int], batch_size: int):
+    """Yield runs of ``batch_size`` consecutive ``indices`` (the last one shorter)."""
+    for start in range(0, len(indices), batch_size):
+        yield indices[start : start + batch_size]
+
+
 def iterate_batches(dataset: Sequence[GraphBatch], indices: Sequence[int], batch_size: int):
     """Yield lists of samples (not yet collated) of ``batch_size`` consecutive ``indices``."""
-    for start in range(0, len(indices), batch_size):
-        yield [dataset[int(i)] for i in indices[start : start + batch_size]]
+    for chunk in _index_chunks(indices, batch_size):
+        yield [dataset[int(i)] for i in chunk]
 
 
 def validation_noise(samples: Sequence[GraphBatch], indices: Sequence[int]) -> torch.Tensor:
@@ -166,8 +172,7 @@ def evaluate_mse(
     count = torch.zeros((), dtype=torch.float64, device=device)
     caps = getattr(_unwrap(model), "capabilities", None)  # fit trains any GraphBatch → ModelOutput module
     sampled = bool(caps is not None and caps.generative)
-    for start in range(0, len(indices), batch_size):
-        chunk = indices[start:start + batch_size]
+    for chunk in _index_chunks(indices, batch_size):  # the indices too: they seed a generative model's noise
         samples = [dataset[int(i)] for i in chunk]
         batch = collate(samples).to(device)
         kwargs = {}
