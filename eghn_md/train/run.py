@@ -324,12 +324,6 @@ def _prepare_run(out: Path, config: RunConfig, splits, last, log, init=None):
     return stats, model_cfg, prior
 
 
-def _future_steps(train) -> int:
-    """True frames per training window: those the pushforward steps (``unroll_steps``) and the rolled-on score
-    (``score_steps``) are trained against."""
-    return max(int(train.unroll_steps), int(train.score_steps) if train.score_weight > 0 else 1)
-
-
 def train_run(
     data: Sequence[str | Path],
     out_dir: str | Path,
@@ -363,7 +357,8 @@ def train_run(
     config, resume_state, last = _starting_point(out, config, resume=resume, resume_epochs=resume_epochs, init=init)
     t_start = time.perf_counter()
     with build_splits(data, config=config.data, val=val, test=test, expected_nodes=last.nodes if resume else None,
-                      future_steps=_future_steps(config.train), time_reversal=config.train.time_reversal) as splits:
+                      future_steps=max(config.train.unroll_steps, config.train.score_steps),  # both train on x(t + kΔT)
+                      time_reversal=config.train.time_reversal) as splits:
         sets = splits.sets
         config.data.horizon = splits.horizon_frames  # with --horizon-ps: the frames of the first trajectory
         _check_windows(config, sets)

@@ -187,21 +187,16 @@ def drift(model: Path, data: Path, *, run: int, horizon: int, steps: int, starts
         contacts with / without a residue of the segment) and ``q_closed``.
     """
     import generative_equilibrium as ge
-    import torch
+    import state_kernel as sk
     from MDAnalysisTests.datafiles import PDB_closed, PDB_small
 
-    from eghn_md.rollout.ensemble import ensemble_rollout
-    from eghn_md.rollout.start import open_start
     from eghn_md.rollout.states import contact_fractions, order_parameter, states_from_files
 
     ref, _ = ge._reference(data, run)
     st = states_from_files(PDB_closed, PDB_small, n_nodes=ref.shape[1], names=("closed", "open"))
     dq = order_parameter(st, ref[: len(ref) - steps * horizon])
     pick = np.random.default_rng(seed).choice(np.flatnonzero(dq < -0.5), starts, replace=False)
-    s = open_start(model, data / "adk_cg.pdb", [data / f"run-{run}.dcd"], frame=int(pick[0]), device="cpu")
-    res = ensemble_rollout(s.model, starts=torch.as_tensor(ref[pick], dtype=s.dtype), h=s.system.h,
-                           bonds=s.system.bonds, cutoff=s.cutoff, steps=steps, seed=seed)
-    sim = np.stack([np.asarray(f, dtype=np.float64) for f in res.frames])  # (starts, steps + 1, N, 3)
+    sim = np.stack(sk._roll(model, data, ref, pick, steps, seed))  # (starts, steps + 1, N, 3)
     p = st.pairs_a
     inside = ((p + 1 >= segment[0]) & (p + 1 <= segment[1])).any(axis=1)
     out = {"starts": pick.tolist(), "segment": list(segment)}
