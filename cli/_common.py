@@ -25,7 +25,8 @@ PARAM_FLAGS = {
     "constrain": "--constrain", "resume": "--resume", "select": "--select", "split": "--split", "states": "--states",
     "seed": "--seed", "start": "--start", "steps": "--steps", "stride": "--stride", "test": "--test",
     "top": "--top", "topology": "--topology", "trajectory": "--trajectory", "truth": "--truth", "val": "--val",
-    "init": "--init", "source_scale": "--source-scale",
+    "init": "--init", "source_scale": "--source-scale", "cutoff": "--cutoff", "min_fraction": "--min-fraction",
+    "rounds": "--rounds", "weight": "--weight",
 }
 
 

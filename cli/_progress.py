@@ -44,7 +44,7 @@ class RichProgress:
 
     def _info(self, status: Mapping[str, Any]) -> str:
         if "train_loss" not in status:
-            return str(status.get("trajectory", ""))
+            return str(status.get("info", status.get("trajectory", "")))
         val = status.get("val_mse", float("nan"))
         if val == val and val < self._best:
             self._best = val

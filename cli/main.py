@@ -21,6 +21,7 @@ _COMMANDS = {
     "train": ("cli.train:train", "Train a surrogate model on one or more datasets."),
     "evaluate": ("cli.evaluate:evaluate", "MSE at the horizon of a model on a dataset split, with baselines."),
     "rollout": ("cli.rollout:rollout", "Autoregressive prediction from a frame, written as DCD + PDB."),
+    "fit-bias": ("cli.fit_bias:fit_bias", "Fit a generative model's pair bias to the training run's pair distances."),
     "export": ("cli.export:export", "Export pooling clusters (PDB/PyMOL/VMD) or convert predicted trajectories."),
     "plot": ("cli.plot:plot", "Figures of a training run or rollout (loss curves, RMSD vs time, errors)."),
     "bench": ("cli.bench:bench", "The paper's benchmarks: M-complex, motion capture, AdK equilibrium."),

@@ -113,6 +113,12 @@ class ModelConfig:
     (the domain motions) get most of it. Training fits ``source_spectrum`` (one value per knot of
     :func:`~eghn_md.models.source_spectrum.knots`, mean 1 over the training modes) from its training pairs; a
     checkpoint carries it. False (the default, and older checkpoints): isotropic noise.
+
+    A pair bias (generative models only; :mod:`eghn_md.models.pair_bias`): tabulated potentials on ``bias_pairs``
+    node pairs that the sampler's last step descends, fitted by ``eghn-md fit-bias`` so that the model's ensembles
+    keep the training run's pair-distance distributions; the fit sets ``bias_pairs`` and ``bias_nodes`` (the nodes
+    of the graph it was fitted on; every graph the model samples must have that many), so a checkpoint rebuilds the
+    tables' buffers before loading them. 0 (the default, and older checkpoints): no bias.
     """
 
     name: str = "eghn"
@@ -148,6 +154,8 @@ class ModelConfig:
     source_spectrum: Optional[list] = None  #: the fitted spectrum at source_spectrum.knots() (set by training)
     prior_nodes: int = 0  #: nodes of the graph the contact prior was computed for (set by training)
     prior_pairs: int = 0  #: contact pairs of the prior (set by training)
+    bias_nodes: int = 0  #: nodes of the graph the pair bias was fitted for (set by fitting it)
+    bias_pairs: int = 0  #: node pairs of the pair bias; 0: none (set by fitting it; generative; see above)
     reg_weight: InitVar[Optional[float]] = None  #: legacy: checked and dropped (λ is TrainConfig.reg_weight)
 
     def __post_init__(self, reg_weight: Optional[float]) -> None:
@@ -167,6 +175,8 @@ class ModelConfig:
             ("guide_steps", 0),
             ("prior_nodes", 0),
             ("prior_pairs", 0),
+            ("bias_nodes", 0),
+            ("bias_pairs", 0),
         ):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -200,6 +210,9 @@ class ModelConfig:
                 raise UsageError(f"model config: {key} needs a generative model (set generative: true, or "
                                  f"{key}: false)")
         self._check_spectrum()
+        if self.bias_pairs and not (self.generative and self.bias_nodes):
+            raise UsageError("model config: a pair bias (bias_pairs > 0) belongs to a generative model and needs "
+                             "bias_nodes > 0 (both are set by fitting it: eghn-md fit-bias)")
         v = self.prior_fraction
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
             raise UsageError(f"model config: prior_fraction must be 0 (pairs by their mean distance) or a fraction "

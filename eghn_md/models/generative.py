@@ -68,6 +68,7 @@ from eghn_md.models.capabilities import flow_capabilities
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.contact_prior import PRIOR_EDGE_FEATURES, add_prior_edges
 from eghn_md.models.output import ModelOutput
+from eghn_md.models.pair_bias import KNOTS, bias_shift
 from eghn_md.models.source_spectrum import spectral_noise
 from eghn_md.nn.edges import graph_gather, graph_mean, scatter_sum
 
@@ -125,7 +126,7 @@ def inner_config(config: ModelConfig) -> ModelConfig:
                                vel_scale=config.disp_scale, flow_velocity=False, contact_prior=False,
                                prior_fraction=0.0, condition_distances=False, spectral_source=False,
                                source_spectrum=None,
-                               prior_nodes=0, prior_pairs=0, **edges)
+                               prior_nodes=0, prior_pairs=0, bias_nodes=0, bias_pairs=0, **edges)
 
 
 def centred_noise(z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -168,11 +169,60 @@ class FlowModel(nn.Module):
             self.register_buffer("prior_index", torch.zeros((2, config.prior_pairs), dtype=torch.long))
             self.register_buffer("prior_mean", torch.zeros(config.prior_pairs))
             self.register_buffer("prior_std", torch.zeros(config.prior_pairs))
+        if config.bias_pairs:  # zeros of the configured sizes: set_pair_bias or load_state_dict fills them
+            self.register_buffer("bias_index", torch.zeros((2, config.bias_pairs), dtype=torch.long))
+            self.register_buffer("bias_table", torch.zeros((config.bias_pairs, KNOTS)))
 
     def extra_repr(self) -> str:
         c = self.config
         prior = f", contact_prior={c.prior_pairs} pairs of {c.prior_nodes} nodes" if c.contact_prior else ""
-        return f"sigma={self.sigma:.4g} Å, sample_steps={c.sample_steps}, sampler={c.sampler!r}{prior}"
+        bias = f", pair_bias={c.bias_pairs} pairs of {c.bias_nodes} nodes" if c.bias_pairs else ""
+        return f"sigma={self.sigma:.4g} Å, sample_steps={c.sample_steps}, sampler={c.sampler!r}{prior}{bias}"
+
+    @property
+    def bias_rate(self) -> float:
+        """[Å²] how far the pair bias moves a node per unit gradient [kT / Å]: σ² / 2, D·ΔT of a step whose
+        per-coordinate variance is the flow source's σ² (:mod:`~eghn_md.models.pair_bias`)."""
+        return 0.5 * self.sigma**2
+
+    def set_pair_bias(self, index: Tensor, table: Tensor, *, nodes: int) -> None:
+        """Give the model a pair bias (:mod:`eghn_md.models.pair_bias`), replacing any it has: ``config.bias_pairs``
+        and ``config.bias_nodes`` follow, so a checkpoint of the model rebuilds its buffers.
+
+        Args:
+            index: (2, P) long node pairs, P ≥ 1, numbers in [0, ``nodes``).
+            table: (P, :data:`~eghn_md.models.pair_bias.KNOTS`) [kT] the pairs' potentials on the knots.
+            nodes: the nodes of every graph the model will sample (the system the bias was fitted on).
+
+        Raises:
+            ValueError: shapes that do not fit, or node numbers outside [0, ``nodes``).
+        """
+        index = torch.as_tensor(index).long()
+        table = torch.as_tensor(table)
+        p = int(index.shape[1]) if index.ndim == 2 else 0
+        if index.ndim != 2 or index.shape[0] != 2 or p == 0 or tuple(table.shape) != (p, KNOTS):
+            raise ValueError(f"set_pair_bias: expected index (2, P) with P >= 1 and table (P, {KNOTS}), got "
+                             f"{tuple(index.shape)}, {tuple(table.shape)}")
+        if not (0 <= int(index.min()) and int(index.max()) < int(nodes)):
+            raise ValueError(f"set_pair_bias: node numbers must lie in [0, {int(nodes)}), got "
+                             f"{int(index.min())}..{int(index.max())}")
+        dev = next(self.parameters()).device
+        self.config = dataclasses.replace(self.config, bias_pairs=p, bias_nodes=int(nodes))
+        self.register_buffer("bias_index", index.clone().to(dev))
+        self.register_buffer("bias_table", table.detach().to(device=dev, dtype=next(self.parameters()).dtype).clone())
+
+    def _biased(self, x: Tensor, batch: GraphBatch) -> Tensor:
+        """``x`` (N, 3) [Å] moved by the pair bias (unchanged without one); every graph of ``batch`` must have
+        ``config.bias_nodes`` nodes, else ValueError."""
+        c = self.config
+        if not c.bias_pairs:
+            return x
+        counts = batch.ptr[1:] - batch.ptr[:-1]
+        if bool((counts != c.bias_nodes).any()):
+            g = int((counts != c.bias_nodes).nonzero()[0])
+            raise ValueError(f"pair bias: graph {g} of the batch has {int(counts[g])} nodes, but the bias was fitted "
+                             f"for {c.bias_nodes} nodes")
+        return x + bias_shift(x, index=self.bias_index, table=self.bias_table, ptr=batch.ptr, rate=self.bias_rate)
 
     def set_source_scale(self, value: float) -> None:
         """Sample from now on with λ = ``value`` on the source noise (``config.source_scale``, checked by
@@ -307,6 +357,8 @@ class FlowModel(nn.Module):
         for k in range(k_steps):
             tau, dt = k / k_steps, 1.0 / k_steps
             out = self._denoise(graph, x, ones * tau)
+            if k == k_steps - 1 and self.config.bias_pairs:
+                out = dataclasses.replace(out, pos=self._biased(out.pos, batch))
             if k >= k_steps - self.config.guide_steps:
                 out = dataclasses.replace(out, pos=self.guide(out.pos, batch.bonds, batch.batch))
             drift = (out.pos - x) / (1.0 - tau)

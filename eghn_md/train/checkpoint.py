@@ -244,5 +244,6 @@ def describe(path: str | Path) -> dict:
         "trained_epochs": (ckpt.train_state or {}).get("epoch", ckpt.metrics.get("epochs")),
         "best_epoch": ckpt.metrics.get("best_epoch"),
         "best_val_mse_A2": ckpt.metrics.get("best_val_mse"),
+        "pair_bias_pairs": mc.get("bias_pairs") or None,
     }
     return out

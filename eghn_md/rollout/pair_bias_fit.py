@@ -1,0 +1,176 @@
+"""Fitting a generative model's pair bias (:mod:`eghn_md.models.pair_bias`) by iterative Boltzmann inversion, so
+that its ensembles keep the pair-distance distributions of the training trajectory: ``eghn-md fit-bias`` as
+library calls.
+
+Each round rolls out an ensemble (:func:`~eghn_md.rollout.ensemble.ensemble_rollout`: ``replicas`` replicas from
+evenly spaced frames of the training split, ``steps`` steps, a seed per round), estimates every bias pair's distance
+density over its frames and raises the pair's table where the ensemble goes more often than the reference, lowers
+it where less (:func:`~eghn_md.models.pair_bias.boltzmann_correction`, step ``weight``). The pairs are those closer
+than ``cutoff`` in at least ``min_fraction`` of the reference frames and at least 3 bonds apart: the contacts of
+every state the trajectory visits. A last ensemble measures the fitted bias. Only the training split is read: the
+bias is fitted on what the model was trained on, and judged like the model on an independent run.
+
+The mismatch reported per round is each pair's total-variation distance between the ensemble's and the reference's
+densities (0: the same, 1: disjoint), averaged over the pairs, and its largest value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from eghn_md.errors import UsageError
+from eghn_md.models.pair_bias import KNOTS, boltzmann_correction, pair_densities
+from eghn_md.rollout.ensemble import ensemble_rollout
+from eghn_md.rollout.guard import GuardConfig
+from eghn_md.utils import Progress, as_progress
+
+__all__ = ["FitBiasConfig", "bias_pair_index", "fit_pair_bias", "fit_bias_run", "MAX_REFERENCE_FRAMES"]
+
+#: the reference's densities are computed from at most this many of its frames, evenly spaced
+MAX_REFERENCE_FRAMES = 5000
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitBiasConfig:
+    """How a pair bias is fitted (module docstring): ``rounds`` corrections, each from an ensemble of ``replicas``
+    × ``steps`` steps seeded ``seed`` + round; ``weight`` the step of each correction; the pairs within
+    ``cutoff`` [Å] in at least ``min_fraction`` of the reference frames."""
+
+    rounds: int = 6
+    replicas: int = 8
+    steps: int = 500
+    weight: float = 0.7
+    seed: int = 0
+    cutoff: float = 12.0
+    min_fraction: float = 0.01
+
+    def __post_init__(self) -> None:
+        for key, low in (("rounds", 1), ("replicas", 1), ("steps", 1)):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise UsageError(f"fit-bias: {key} must be an integer >= {low}, got {v!r}", params=(key,))
+        for key, lo, hi in (("weight", 0.0, 10.0), ("cutoff", 3.0, 100.0), ("min_fraction", 0.0, 1.0)):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo < v <= hi:
+                raise UsageError(f"fit-bias: {key} must be a number in ({lo:g}, {hi:g}], got {v!r}", params=(key,))
+
+
+def bias_pair_index(reference: np.ndarray, bonds: torch.Tensor, *, cutoff: float, min_fraction: float
+                    ) -> torch.Tensor:
+    """The bias pairs (2, P) long, i < j: at least 3 bonds apart in ``bonds`` (2, B) and closer than ``cutoff``
+    [Å] in at least ``min_fraction`` of the ``reference`` frames (T, N, 3) [Å]."""
+    from eghn_md.models.contact_prior import pair_statistics
+
+    pairs, _, _ = pair_statistics(reference, bonds=bonds, cutoff=cutoff, min_separation=3,
+                                  max_frames=MAX_REFERENCE_FRAMES, min_fraction=min_fraction)
+    return pairs
+
+
+def _mismatch(model_density: torch.Tensor, reference_density: torch.Tensor) -> dict:
+    tv = 0.5 * (model_density - reference_density).abs().sum(dim=1)
+    return {"mismatch_mean": float(tv.mean()), "mismatch_max": float(tv.max())}
+
+
+def _start_table(model: torch.nn.Module, index: torch.Tensor) -> torch.Tensor:
+    """The tables (P, KNOTS) [kT] a fit starts from: the model's own on the same pairs, else zeros."""
+    if model.config.bias_pairs and torch.equal(model.bias_index.cpu(), index):
+        return model.bias_table.detach().cpu().double().clone()
+    return torch.zeros(index.shape[1], KNOTS, dtype=torch.float64)
+
+
+def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torch.Tensor, h: torch.Tensor,
+                  bonds: torch.Tensor, cutoff: float, config: FitBiasConfig,
+                  progress: Optional[Progress] = None) -> list[dict]:
+    """Fit ``model``'s pair bias in place (a generative :class:`~eghn_md.models.generative.FlowModel`; a bias it
+    already has on the same pairs is refined, one on other pairs replaced); returns one record per round (the
+    mismatch of that round's ensemble and the largest |U| [kT] it sampled with), the last one measuring the fitted
+    bias.
+
+    Args:
+        reference: (T, N, 3) [Å] frames of the training trajectory.
+        starts: (R, N, 3) [Å] the replicas' start frames (R = ``config.replicas``), on the model's device / dtype.
+        h: (N, F) node scalars; ``bonds``: (2, B) long, both directions; ``cutoff``: [Å] the data's edge cutoff.
+    """
+    index = bias_pair_index(reference, bonds.cpu(), cutoff=config.cutoff, min_fraction=config.min_fraction)
+    if index.shape[1] == 0:
+        raise UsageError(f"fit-bias: no node pair is closer than {config.cutoff:g} Å in {config.min_fraction:g} of "
+                         "the training frames", params=("cutoff", "min_fraction"))
+    table = _start_table(model, index)
+    model.set_pair_bias(index, table, nodes=int(reference.shape[1]))
+    p_ref = pair_densities(reference, index)
+    history: list[dict] = []
+    progress = as_progress(progress)
+    progress.start(config.rounds + 1)
+    try:
+        for r in range(config.rounds + 1):
+            res = ensemble_rollout(model, starts=starts, h=h, bonds=bonds, cutoff=cutoff, steps=config.steps,
+                                   seed=config.seed + r, guard=GuardConfig(max_step_rms=10.0))
+            frames = np.concatenate([f[1:] for f in res.frames if len(f) > 1])
+            p_model = pair_densities(frames, index)
+            rec = {"round": r, "frames": int(len(frames)), **_mismatch(p_model, p_ref),
+                   "stopped": sum(s is not None for s in res.stopped), "table_max_kT": float(table.abs().max())}
+            if r < config.rounds:
+                step = boltzmann_correction(p_model, p_ref, weight=config.weight)
+                table = table + step
+                model.set_pair_bias(index, table, nodes=int(reference.shape[1]))
+            history.append(rec)
+            progress.update({"done": r + 1, "info": f"mismatch {rec['mismatch_mean']:.4f} (round {r})"})
+    finally:
+        progress.stop()
+    return history
+
+
+def _reference_and_starts(sets: Sequence, replicas: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Every frame of the training blocks (evenly thinned to :data:`MAX_REFERENCE_FRAMES`) and ``replicas`` start
+    frames evenly spaced over the blocks' windows."""
+    from eghn_md.rollout.assess import rollout_starts
+
+    frames = [ws.frame(f).numpy() for ws in sets for f in range(ws.block_start, ws.block_stop)]
+    keep = np.unique(np.linspace(0, len(frames) - 1, num=min(len(frames), MAX_REFERENCE_FRAMES)).round().astype(int))
+    reference = np.stack([frames[int(k)] for k in keep])
+    pairs = rollout_starts(sets, replicas)
+    starts = [ws.frame(t).numpy() for ws, t in pairs]
+    return reference, [starts[k % len(starts)] for k in range(replicas)]
+
+
+def fit_bias_run(model_path: str | Path, data: Sequence[str | Path], output: str | Path, *, config: FitBiasConfig,
+                 overwrite: bool = False, device: str = "auto", progress: Optional[Progress] = None) -> dict:
+    """Fit the pair bias of the generative checkpoint ``model_path`` on the training split of ``data`` (the
+    model's own split fractions) and write the checkpoint with it to ``output``; returns the summary."""
+    from eghn_md.io.atomic import check_output_path
+    from eghn_md.models.registry import is_generative
+    from eghn_md.rollout.start import model_dtype
+    from eghn_md.train.checkpoint import load_model, save_checkpoint
+    from eghn_md.train.evaluate import physical_data_config
+    from eghn_md.train.sources import build_splits
+    from eghn_md.utils import resolve_device
+
+    output = Path(output)
+    check_output_path(output, overwrite=overwrite)
+    dev = resolve_device(device)
+    model, ckpt = load_model(model_path, device=dev)
+    if not is_generative(model):
+        raise UsageError(f"fit-bias: {str(model_path)!r} is a deterministic model; a pair bias is descended by a "
+                         "generative model's sampler (train with the generative preset)")
+    with build_splits(list(data), config=physical_data_config(ckpt), only=["train"],
+                      expected_nodes=ckpt.nodes) as splits:
+        sets = splits.sets["train"].parts
+        if not sets:
+            raise UsageError("fit-bias: the data have no training frames for the model's split", params=("split",))
+        reference, starts = _reference_and_starts(sets, config.replicas)
+        dtype = model_dtype(model)
+        history = fit_pair_bias(model, reference=reference, starts=torch.as_tensor(np.stack(starts), dtype=dtype,
+                                                                                   device=dev),
+                                h=sets[0].h.to(dev, dtype), bonds=sets[0].bonds.to(dev), cutoff=sets[0].cutoff,
+                                config=config, progress=progress)
+    summary = {"model": str(model_path), "output": str(output), "pairs": int(model.config.bias_pairs),
+               "reference_frames": int(len(reference)), "config": asdict(config), "rounds": history}
+    save_checkpoint(output, model_config=model.config.to_dict(), data_config=ckpt.data_config,
+                    train_config=ckpt.train_config, stats=ckpt.stats, nodes=ckpt.nodes,
+                    state_dict=model.state_dict(), metrics={**ckpt.metrics, "pair_bias": summary})
+    return summary
