@@ -22,6 +22,10 @@ interpolant whose source is the current frame plus isotropic noise, as EquiJump,
   ``contact_floor`` + :data:`GUIDE_MARGIN`, rebuilt once a node has moved by half the margin), so it is exact for
   every non-local pair at every iteration while an iteration visits only the pairs near contact. The restraints
   depend on distances only, so sampling stays E(3)-equivariant;
+* **pair bias** (``config.bias_pairs`` > 0, fitted by ``eghn-md fit-bias``): in the last sampling step x̂₁ is first
+  moved down the gradient of tabulated potentials on node-pair distances (:mod:`eghn_md.models.pair_bias`,
+  buffers ``bias_index`` / ``bias_table``), fitted so that the model's ensembles keep the training run's
+  pair-distance distributions; distances only, so equivariance is kept;
 * **contact prior** (``config.contact_prior``): the native contacts of the training trajectory
   (:mod:`eghn_md.models.contact_prior`, buffers ``prior_index`` / ``prior_mean`` / ``prior_std`` set by training
   through :meth:`FlowModel.set_contact_prior`) are added to the edges of every graph the denoiser reads, with three
