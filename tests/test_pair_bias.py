@@ -182,3 +182,15 @@ def _shipped_reference(shipped, tmp_path):
 def test_fit_bias_refuses_a_deterministic_model(tiny_run, adk_h5, tmp_path):
     res = run_cli("fit-bias", tiny_run / "model.pt", adk_h5, "-o", tmp_path / "b.pt")
     assert res.exit_code == 2 and "deterministic" in res.output and "Traceback" not in res.output
+
+
+def test_each_round_continues_the_chains_of_the_last():
+    """A replica goes on from its last frame; one the guard stopped starts again from its first start."""
+    from eghn_md.rollout.ensemble import EnsembleResult
+    from eghn_md.rollout.pair_bias_fit import _chain_ends
+
+    starts = torch.zeros(2, 3, 3, dtype=torch.float64)
+    frames = [np.full((4, 3, 3), 1.0, dtype=np.float32), np.full((2, 3, 3), 2.0, dtype=np.float32)]
+    frames[0][-1] = 7.0
+    ends = _chain_ends(EnsembleResult(frames=frames, stopped=[None, {"step": 2, "reason": "x"}]), starts)
+    assert ends.dtype == torch.float64 and float(ends[0].max()) == 7.0 and float(ends[1].abs().max()) == 0.0

@@ -2,8 +2,11 @@
 that its ensembles keep the pair-distance distributions of the training trajectory: ``eghn-md fit-bias`` as
 library calls.
 
-Each round rolls out an ensemble (:func:`~eghn_md.rollout.ensemble.ensemble_rollout`: ``replicas`` replicas from
-evenly spaced frames of the training split, ``steps`` steps, a seed per round), estimates every bias pair's distance
+Each round rolls out an ensemble (:func:`~eghn_md.rollout.ensemble.ensemble_rollout`: ``replicas`` replicas,
+``steps`` steps, a seed per round; the first round starts them from evenly spaced frames of the training split,
+every later round continues each replica from where the last one left it, so the chains run on towards the biased
+model's own equilibrium instead of restarting from the reference's, whose slow states a short round would never
+leave), estimates every bias pair's distance
 density over its frames and raises the pair's table where the ensemble goes more often than the reference, lowers
 it where less (:func:`~eghn_md.models.pair_bias.boltzmann_correction`, step ``weight``). The pairs are those closer
 than ``cutoff`` in at least ``min_fraction`` of the reference frames and at least 3 bonds apart: the contacts of
@@ -83,6 +86,14 @@ def _start_table(model: torch.nn.Module, index: torch.Tensor) -> torch.Tensor:
     return torch.zeros(index.shape[1], KNOTS, dtype=torch.float64)
 
 
+def _chain_ends(result, starts: torch.Tensor) -> torch.Tensor:
+    """The frames (R, N, 3) the next round continues from: each replica's last frame, or its first start where the
+    guard stopped it."""
+    ends = [torch.as_tensor(f[-1]) if stop is None else starts[k].cpu()
+            for k, (f, stop) in enumerate(zip(result.frames, result.stopped, strict=True))]
+    return torch.stack(ends).to(device=starts.device, dtype=starts.dtype)
+
+
 def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torch.Tensor, h: torch.Tensor,
                   bonds: torch.Tensor, cutoff: float, config: FitBiasConfig,
                   progress: Optional[Progress] = None) -> list[dict]:
@@ -93,7 +104,8 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
 
     Args:
         reference: (T, N, 3) [Å] frames of the training trajectory.
-        starts: (R, N, 3) [Å] the replicas' start frames (R = ``config.replicas``), on the model's device / dtype.
+        starts: (R, N, 3) [Å] the replicas' start frames (R = ``config.replicas``), on the model's device / dtype;
+            each later round continues every replica from where the previous round left it.
         h: (N, F) node scalars; ``bonds``: (2, B) long, both directions; ``cutoff``: [Å] the data's edge cutoff.
     """
     index = bias_pair_index(reference, bonds.cpu(), cutoff=config.cutoff, min_fraction=config.min_fraction)
@@ -104,13 +116,15 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
     model.set_pair_bias(index, table, nodes=int(reference.shape[1]))
     p_ref = pair_densities(reference, index)
     history: list[dict] = []
+    chains = starts
     progress = as_progress(progress)
     progress.start(config.rounds + 1)
     try:
         for r in range(config.rounds + 1):
-            res = ensemble_rollout(model, starts=starts, h=h, bonds=bonds, cutoff=cutoff, steps=config.steps,
+            res = ensemble_rollout(model, starts=chains, h=h, bonds=bonds, cutoff=cutoff, steps=config.steps,
                                    seed=config.seed + r, guard=GuardConfig(max_step_rms=10.0))
             frames = np.concatenate([f[1:] for f in res.frames if len(f) > 1])
+            chains = _chain_ends(res, starts)
             p_model = pair_densities(frames, index)
             rec = {"round": r, "frames": int(len(frames)), **_mismatch(p_model, p_ref),
                    "stopped": sum(s is not None for s in res.stopped), "table_max_kT": float(table.abs().max())}
