@@ -10,24 +10,29 @@ from __future__ import annotations
 import click
 
 from cli._common import device_option, emit_json, json_option, lit, overwrite_option, quiet_option, stderr_console
+from eghn_md.rollout.pair_bias_fit import FitBiasConfig
+
+_D = FitBiasConfig()  # the defaults' one home
 
 
 @click.command("fit-bias")
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.argument("data", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The checkpoint with the bias.")
-@click.option("--rounds", type=click.IntRange(min=1), default=6, show_default=True,
+@click.option("--rounds", type=click.IntRange(min=1), default=_D.rounds, show_default=True,
               help="Corrections, each from one ensemble (one more ensemble measures the result).")
-@click.option("--replicas", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Replicas of each round's ensemble (started from evenly spaced training frames).")
-@click.option("--steps", type=click.IntRange(min=1), default=500, show_default=True,
+@click.option("--replicas", type=click.IntRange(min=1), default=_D.replicas, show_default=True,
+              help="Replicas of each round's ensemble (round 0 starts them from evenly spaced training frames, "
+                   "every later round continues them).")
+@click.option("--steps", type=click.IntRange(min=1), default=_D.steps, show_default=True,
               help="Steps of each replica per round.")
-@click.option("--weight", type=float, default=0.7, show_default=True,
+@click.option("--weight", type=float, default=_D.weight, show_default=True,
               help="Step of each correction (1: a full Boltzmann inversion of each pair on its own).")
-@click.option("--cutoff", type=float, default=12.0, show_default=True,
+@click.option("--cutoff", type=float, default=_D.cutoff, show_default=True,
               help="[Å] Bias pairs: closer than this in at least --min-fraction of the training frames.")
-@click.option("--min-fraction", type=float, default=0.01, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of round 0's ensemble (round k: +k).")
+@click.option("--min-fraction", type=float, default=_D.min_fraction, show_default=True,
+              help="Bias pairs: the fraction of the training frames in which they are closer than --cutoff.")
+@click.option("--seed", type=int, default=_D.seed, show_default=True, help="Seed of round 0's ensemble (round k: +k).")
 @overwrite_option
 @device_option
 @quiet_option
@@ -36,7 +41,7 @@ def fit_bias(model_path, data, output, rounds, replicas, steps, weight, cutoff, 
              device, quiet, as_json):
     """Fit the pair bias of a generative MODEL on the training split of DATA.h5 (its own split fractions) and write
     MODEL with the bias to --output: the sampler then keeps the training run's pair-distance distributions."""
-    from eghn_md.rollout.pair_bias_fit import FitBiasConfig, fit_bias_run
+    from eghn_md.rollout.pair_bias_fit import fit_bias_run
 
     config = FitBiasConfig(rounds=rounds, replicas=replicas, steps=steps, weight=weight, seed=seed, cutoff=cutoff,
                            min_fraction=min_fraction)

@@ -44,9 +44,9 @@ class FitBiasConfig:
     × ``steps`` steps seeded ``seed`` + round; ``weight`` the step of each correction; the pairs within
     ``cutoff`` [Å] in at least ``min_fraction`` of the reference frames."""
 
-    rounds: int = 6
+    rounds: int = 16
     replicas: int = 8
-    steps: int = 500
+    steps: int = 300
     weight: float = 0.7
     seed: int = 0
     cutoff: float = 12.0
