@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from eghn_md.errors import UsageError
+from eghn_md.errors import DataError, UsageError
 from eghn_md.models.pair_bias import KNOTS, boltzmann_correction, pair_densities
 from eghn_md.rollout.ensemble import ensemble_rollout
 from eghn_md.rollout.guard import GuardConfig
@@ -123,6 +123,9 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
         for r in range(config.rounds + 1):
             res = ensemble_rollout(model, starts=chains, h=h, bonds=bonds, cutoff=cutoff, steps=config.steps,
                                    seed=config.seed + r, guard=GuardConfig(max_step_rms=10.0))
+            if not any(len(f) > 1 for f in res.frames):
+                raise DataError(f"fit-bias: every replica of round {r} left the guard's bounds at its first step; "
+                                "the model does not roll out on these data")
             frames = np.concatenate([f[1:] for f in res.frames if len(f) > 1])
             chains = _chain_ends(res, starts)
             p_model = pair_densities(frames, index)
