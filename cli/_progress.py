@@ -14,7 +14,7 @@ __all__ = ["RichProgress"]
 class RichProgress:
     """A bar with done/total, elapsed and remaining time, and what the status says: training epochs show the loss
     and each of its terms (every ``train_*`` entry of the history row), the validation MSE, the best one so far and
-    samples/s; preprocessing the trajectory being read."""
+    samples/s; preprocessing the trajectory being read; other steps their ``info`` (fit-bias: each round's mismatch)."""
 
     def __init__(self, *, console: Console | None = None, description: str = "", transient: bool = False) -> None:
         self.console = console or Console(stderr=True, emoji=False)
