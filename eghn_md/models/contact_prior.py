@@ -18,8 +18,8 @@ from torch import Tensor
 
 from eghn_md.graph.separation import nonlocal_mask
 
-__all__ = ["pair_statistics", "add_prior_edges", "PRIOR_EDGE_FEATURES", "PRIOR_MEAN_UNIT", "PRIOR_STD_UNIT",
-           "SEPARATIONS"]
+__all__ = ["pair_statistics", "pair_distances", "pairs_in_graphs", "add_prior_edges", "PRIOR_EDGE_FEATURES",
+           "PRIOR_MEAN_UNIT", "PRIOR_STD_UNIT", "SEPARATIONS"]
 
 #: edge scalars a contact prior appends to every edge
 PRIOR_EDGE_FEATURES = 3
@@ -43,6 +43,21 @@ def _separated(pairs: Tensor, bonds: Tensor, n: int, min_separation: int) -> Ten
     if min_separation == 2:
         keep &= ~torch.isin(pairs[0] * n + pairs[1], bonds[0].long() * n + bonds[1].long())
     return keep
+
+
+def pair_distances(x: Tensor, pairs: Tensor):
+    """Yield the distances (t, P) [Å] of ``pairs`` (2, P) long in consecutive runs of the frames ``x`` (T, N, 3)
+    [Å], at most :data:`_CHUNK` distances at a time."""
+    step = max(1, _CHUNK // max(1, pairs.shape[1]))
+    for a in range(0, x.shape[0], step):
+        yield (x[a:a + step, pairs[0]] - x[a:a + step, pairs[1]]).norm(dim=2)
+
+
+def pairs_in_graphs(index: Tensor, ptr: Tensor) -> Tensor:
+    """The pairs ``index`` (2, P) long of one graph (node numbers within it) in every graph of a batch whose graphs
+    start at ``ptr`` (G + 1,) long: (2, G·P) long batch node numbers, graph by graph."""
+    offsets = ptr[:-1].to(index.device).view(1, -1, 1)
+    return (index.long().unsqueeze(1) + offsets).reshape(2, -1)
 
 
 def pair_statistics(frames, *, bonds, cutoff: float, min_separation: int = 3, max_frames: int = 2000,
@@ -84,9 +99,7 @@ def pair_statistics(frames, *, bonds, cutoff: float, min_separation: int = 3, ma
     pairs = pairs[:, _separated(pairs, torch.as_tensor(bonds).long(), n, int(min_separation))]
     total = torch.zeros(pairs.shape[1], dtype=torch.float64)
     square, inside = torch.zeros_like(total), torch.zeros_like(total)
-    step = max(1, _CHUNK // max(1, pairs.shape[1]))
-    for a in range(0, x.shape[0], step):
-        d = (x[a:a + step, pairs[0]] - x[a:a + step, pairs[1]]).norm(dim=2)
+    for d in pair_distances(x, pairs):
         total += d.sum(dim=0)
         square += (d * d).sum(dim=0)
         inside += (d < float(cutoff)).sum(dim=0)
@@ -114,9 +127,7 @@ def add_prior_edges(edge_index: Tensor, edge_attr: Tensor, *, index: Tensor, mea
     """
     dev, dtype = edge_index.device, edge_attr.dtype
     n = int(ptr[-1])
-    offsets = ptr[:-1].to(dev).view(1, -1, 1)
-    one = index.to(dev).long().unsqueeze(1) + offsets  # (2, G, P)
-    one = one.reshape(2, -1)
+    one = pairs_in_graphs(index.to(dev), ptr)
     both = torch.cat([one, one.flip(0)], dim=1)
     g = ptr.numel() - 1
     vals = torch.stack([torch.ones_like(mean), mean / PRIOR_MEAN_UNIT, std / PRIOR_STD_UNIT], dim=1)

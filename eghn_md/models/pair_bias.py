@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from eghn_md.models.contact_prior import pair_distances, pairs_in_graphs
 from eghn_md.nn.edges import scatter_sum
 
 __all__ = ["R_MIN", "SPACING", "KNOTS", "knots", "pair_energy", "bias_shift", "pair_densities",
@@ -77,9 +78,7 @@ def bias_shift(x: Tensor, *, index: Tensor, table: Tensor, ptr: Tensor, rate: fl
         rate: [Å²] how far a unit gradient [kT / Å] moves a node (D·ΔT).
     """
     g = ptr.shape[0] - 1
-    offsets = ptr[:-1].repeat_interleave(index.shape[1])
-    i = index[0].repeat(g) + offsets
-    j = index[1].repeat(g) + offsets
+    i, j = pairs_in_graphs(index, ptr)
     d = x[i] - x[j]
     r = d.norm(dim=1).clamp_min(1e-6)
     k, _ = _segment(r)
@@ -104,13 +103,9 @@ def pair_densities(frames, index: Tensor) -> Tensor:
     x = torch.as_tensor(np.asarray(frames), dtype=torch.float64)
     counts = torch.zeros(index.shape[1], KNOTS, dtype=torch.float64)
     rows = torch.arange(index.shape[1])
-    step = max(1, 2_000_000 // max(1, index.shape[1]))
-    for a in range(0, x.shape[0], step):
-        xs = x[a:a + step]
-        r = (xs[:, index[0]] - xs[:, index[1]]).norm(dim=2)  # (t, P)
-        s = ((r - R_MIN) / SPACING).clamp(0, KNOTS - 1)
-        k = s.floor().clamp(max=KNOTS - 2).long()
-        u = s - k
+    for r in pair_distances(x, index):  # (t, P)
+        k, u = _segment(r)
+        u = u.clamp(0.0, 1.0)  # beyond the knots: all on the end knot
         for kk, w in ((k, 1 - u), (k + 1, u)):
             counts.index_put_((rows.expand_as(kk).reshape(-1), kk.reshape(-1)), w.reshape(-1), accumulate=True)
     grid = torch.arange(KNOTS, dtype=torch.float64) * SPACING
