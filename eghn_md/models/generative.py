@@ -147,6 +147,16 @@ def clash_candidates(x: Tensor, floor: float, batch: Tensor, bonds: Tensor) -> T
     return pairs[:, nonlocal_mask(pairs, bonds, x.shape[0])]
 
 
+def _check_graph_nodes(batch: GraphBatch, n: int, message: str) -> None:
+    """ValueError ``message`` (formatted with the first wrong graph ``g``, its node count ``k`` and ``n``) unless every
+    graph of ``batch`` has ``n`` nodes: the contact prior and the pair bias name the nodes of one system."""
+    counts = batch.ptr[1:] - batch.ptr[:-1]
+    wrong = (counts != n).nonzero()
+    if wrong.numel():
+        g = int(wrong[0])
+        raise ValueError(message.format(g=g, k=int(counts[g]), n=n))
+
+
 def _max_shift(x: Tensor, ref: Tensor) -> float:
     """[Å] the largest displacement of any node between ``ref`` and ``x`` (N, 3) [Å], N ≥ 1."""
     return float((x.detach() - ref).norm(dim=1).max())
@@ -210,10 +220,10 @@ class FlowModel(nn.Module):
         if not (0 <= int(index.min()) and int(index.max()) < int(nodes)):
             raise ValueError(f"set_pair_bias: node numbers must lie in [0, {int(nodes)}), got "
                              f"{int(index.min())}..{int(index.max())}")
-        dev = next(self.parameters()).device
+        like = next(self.parameters())  # the model's device and dtype
         self.config = dataclasses.replace(self.config, bias_pairs=p, bias_nodes=int(nodes))
-        self.register_buffer("bias_index", index.clone().to(dev))
-        self.register_buffer("bias_table", table.detach().to(device=dev, dtype=next(self.parameters()).dtype).clone())
+        self.register_buffer("bias_index", index.clone().to(like.device))
+        self.register_buffer("bias_table", table.detach().to(device=like.device, dtype=like.dtype).clone())
 
     def _biased(self, x: Tensor, batch: GraphBatch) -> Tensor:
         """``x`` (N, 3) [Å] moved by the pair bias (unchanged without one); every graph of ``batch`` must have
@@ -221,11 +231,8 @@ class FlowModel(nn.Module):
         c = self.config
         if not c.bias_pairs:
             return x
-        counts = batch.ptr[1:] - batch.ptr[:-1]
-        if bool((counts != c.bias_nodes).any()):
-            g = int((counts != c.bias_nodes).nonzero()[0])
-            raise ValueError(f"pair bias: graph {g} of the batch has {int(counts[g])} nodes, but the bias was fitted "
-                             f"for {c.bias_nodes} nodes")
+        _check_graph_nodes(batch, c.bias_nodes, "pair bias: graph {g} of the batch has {k} nodes, but the bias was "
+                           "fitted for {n} nodes")
         return x + bias_shift(x, index=self.bias_index, table=self.bias_table, ptr=batch.ptr, rate=self.bias_rate)
 
     def set_source_scale(self, value: float) -> None:
@@ -282,12 +289,8 @@ class FlowModel(nn.Module):
         c = self.config
         if not c.contact_prior:
             return batch
-        counts = batch.ptr[1:] - batch.ptr[:-1]
-        wrong = (counts != c.prior_nodes).nonzero()
-        if wrong.numel():
-            g = int(wrong[0])
-            raise ValueError(f"contact prior: graph {g} of the batch has {int(counts[g])} nodes, but the prior was "
-                             f"computed for {c.prior_nodes} nodes (the training data's)")
+        _check_graph_nodes(batch, c.prior_nodes, "contact prior: graph {g} of the batch has {k} nodes, but the prior "
+                           "was computed for {n} nodes (the training data's)")
         edge_index, edge_attr = add_prior_edges(batch.edge_index, batch.edge_attr, index=self.prior_index,
                                                 mean=self.prior_mean, std=self.prior_std, ptr=batch.ptr)
         return batch.replace(edge_index=edge_index, edge_attr=edge_attr)
@@ -361,7 +364,7 @@ class FlowModel(nn.Module):
         for k in range(k_steps):
             tau, dt = k / k_steps, 1.0 / k_steps
             out = self._denoise(graph, x, ones * tau)
-            if k == k_steps - 1 and self.config.bias_pairs:
+            if k == k_steps - 1:
                 out = dataclasses.replace(out, pos=self._biased(out.pos, batch))
             if k >= k_steps - self.config.guide_steps:
                 out = dataclasses.replace(out, pos=self.guide(out.pos, batch.bonds, batch.batch))
