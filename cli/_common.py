@@ -26,6 +26,7 @@ PARAM_FLAGS = {
     "seed": "--seed", "start": "--start", "steps": "--steps", "stride": "--stride", "test": "--test",
     "top": "--top", "topology": "--topology", "trajectory": "--trajectory", "truth": "--truth", "val": "--val",
     "init": "--init", "source_scale": "--source-scale", "cutoff": "--cutoff", "min_fraction": "--min-fraction",
+    "collective": "--collective",
     "rounds": "--rounds", "weight": "--weight",
 }
 

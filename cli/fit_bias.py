@@ -33,18 +33,20 @@ _D = FitBiasConfig()  # the defaults' one home
 @click.option("--min-fraction", type=float, default=_D.min_fraction, show_default=True,
               help="Bias pairs: the fraction of the training frames in which they are closer than --cutoff.")
 @click.option("--seed", type=int, default=_D.seed, show_default=True, help="Seed of round 0's ensemble (round k: +k).")
+@click.option("--collective/--no-collective", default=_D.collective, show_default=True,
+              help="Also fit a table on the pairs' leading contact component (the slow states' populations).")
 @overwrite_option
 @device_option
 @quiet_option
 @json_option
-def fit_bias(model_path, data, output, rounds, replicas, steps, weight, cutoff, min_fraction, seed, overwrite,
-             device, quiet, as_json):
+def fit_bias(model_path, data, output, rounds, replicas, steps, weight, cutoff, min_fraction, seed, collective,
+             overwrite, device, quiet, as_json):
     """Fit the pair bias of a generative MODEL on the training split of DATA.h5 (its own split fractions) and write
     MODEL with the bias to --output: the sampler then keeps the training run's pair-distance distributions."""
     from eghn_md.rollout.pair_bias_fit import fit_bias_run
 
     config = FitBiasConfig(rounds=rounds, replicas=replicas, steps=steps, weight=weight, seed=seed, cutoff=cutoff,
-                           min_fraction=min_fraction)
+                           min_fraction=min_fraction, collective=collective)
     console = stderr_console(quiet)
     progress = None
     if not quiet:
@@ -61,10 +63,11 @@ def fit_bias(model_path, data, output, rounds, replicas, steps, weight, cutoff, 
     from rich.table import Table
 
     t = Table(title=lit(f"pair bias of {summary['pairs']} pairs, fitted on {summary['reference_frames']} frames"))
-    for col in ("round", "mismatch (mean TV)", "largest", "|U| max [kT]", "stopped replicas"):
+    for col in ("round", "mismatch (mean TV)", "largest", "collective", "|U| max [kT]", "stopped replicas"):
         t.add_column(col, justify="right")
     for r in summary["rounds"]:
-        t.add_row(str(r["round"]), f"{r['mismatch_mean']:.4f}", f"{r['mismatch_max']:.3f}",
+        cv = f"{r['collective_mismatch']:.4f}" if "collective_mismatch" in r else "-"
+        t.add_row(str(r["round"]), f"{r['mismatch_mean']:.4f}", f"{r['mismatch_max']:.3f}", cv,
                   f"{r['table_max_kT']:.2f}", str(r["stopped"]))
     console.print(t)
     console.print(f"wrote {lit(summary['output'])}")

@@ -157,6 +157,8 @@ def test_fit_bias_through_the_command_line(tmp_path):
     model, ckpt = load_model(out)
     assert model.config.bias_pairs == summary["pairs"] and ckpt.metrics["pair_bias"]["rounds"]
     assert float(model.bias_table.abs().max()) > 0
+    assert model.config.bias_collective and float(model.bias_cv_table.abs().max()) > 0  # on by default
+    assert all(0 <= r["collective_mismatch"] <= 1 for r in summary["rounds"])
     again = run_cli("fit-bias", shipped, data, "-o", out, "--rounds", "1")
     assert again.exit_code == 2 and "exists" in again.output and "Traceback" not in again.output
     refined = run_cli("fit-bias", out, data, "-o", tmp_path / "refined.pt", "--rounds", "1", "--replicas", "2",
@@ -164,6 +166,12 @@ def test_fit_bias_through_the_command_line(tmp_path):
     assert refined.exit_code == 0, refined.output  # a biased model's fit starts from its own tables
     first = json.loads(refined.stdout)["rounds"][0]
     assert first["table_max_kT"] == pytest.approx(float(model.bias_table.abs().max()), rel=1e-6)
+    again, _ = load_model(tmp_path / "refined.pt")
+    torch.testing.assert_close(again.bias_cv_weight, model.bias_cv_weight)  # the same ξ, its table refined
+    plain = run_cli("fit-bias", shipped, data, "-o", tmp_path / "plain.pt", "--rounds", "1", "--replicas", "2",
+                    "--steps", "3", "--no-collective", "--quiet", "--device", "cpu")
+    assert plain.exit_code == 0, plain.output
+    assert not load_model(tmp_path / "plain.pt")[0].config.bias_collective
 
 
 def _shipped_reference(shipped, tmp_path):

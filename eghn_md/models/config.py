@@ -118,7 +118,8 @@ class ModelConfig:
     node pairs that the sampler's last step descends, fitted by ``eghn-md fit-bias`` so that the model's ensembles
     keep the training run's pair-distance distributions; the fit sets ``bias_pairs`` and ``bias_nodes`` (the nodes
     of the graph it was fitted on; every graph the model samples must have that many), so a checkpoint rebuilds the
-    tables' buffers before loading them. 0 (the default, and older checkpoints): no bias.
+    tables' buffers before loading them. 0 (the default, and older checkpoints): no bias. ``bias_collective``: the
+    bias also has a table on one collective variable of its pairs' contacts (:mod:`eghn_md.models.collective_bias`).
     """
 
     name: str = "eghn"
@@ -156,6 +157,7 @@ class ModelConfig:
     prior_pairs: int = 0  #: contact pairs of the prior (set by training)
     bias_nodes: int = 0  #: nodes of the graph the pair bias was fitted for (set by fitting it)
     bias_pairs: int = 0  #: node pairs of the pair bias; 0: none (set by fitting it; generative; see above)
+    bias_collective: bool = False  #: the pair bias has a collective term U(ξ) too (set by fitting it; see above)
     reg_weight: InitVar[Optional[float]] = None  #: legacy: checked and dropped (λ is TrainConfig.reg_weight)
 
     def __post_init__(self, reg_weight: Optional[float]) -> None:
@@ -213,6 +215,9 @@ class ModelConfig:
         if self.bias_pairs and not (self.generative and self.bias_nodes):
             raise UsageError("model config: a pair bias (bias_pairs > 0) belongs to a generative model and needs "
                              "bias_nodes > 0 (both are set by fitting it: eghn-md fit-bias)")
+        if not isinstance(self.bias_collective, bool) or (self.bias_collective and not self.bias_pairs):
+            raise UsageError(f"model config: bias_collective must be true or false and needs a pair bias "
+                             f"(bias_pairs > 0), got {self.bias_collective!r} with bias_pairs={self.bias_pairs}")
         v = self.prior_fraction
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
             raise UsageError(f"model config: prior_fraction must be 0 (pairs by their mean distance) or a fraction "

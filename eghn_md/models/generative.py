@@ -25,7 +25,9 @@ interpolant whose source is the current frame plus isotropic noise, as EquiJump,
 * **pair bias** (``config.bias_pairs`` > 0, fitted by ``eghn-md fit-bias``): in the last sampling step x̂₁ is first
   moved down the gradient of tabulated potentials on node-pair distances (:mod:`eghn_md.models.pair_bias`,
   buffers ``bias_index`` / ``bias_table``), fitted so that the model's ensembles keep the training run's
-  pair-distance distributions; distances only, so equivariance is kept;
+  pair-distance distributions; with ``config.bias_collective`` also a table on one collective variable of those
+  pairs' contacts (:mod:`eghn_md.models.collective_bias`, buffers ``bias_cv_*``); distances only, so equivariance
+  is kept;
 * **contact prior** (``config.contact_prior``): the native contacts of the training trajectory
   (:mod:`eghn_md.models.contact_prior`, buffers ``prior_index`` / ``prior_mean`` / ``prior_std`` set by training
   through :meth:`FlowModel.set_contact_prior`) are added to the edges of every graph the denoiser reads, with three
@@ -69,6 +71,7 @@ from eghn_md.data.batch import GraphBatch
 from eghn_md.graph.edges import radius_graph
 from eghn_md.graph.separation import nonlocal_mask
 from eghn_md.models.capabilities import flow_capabilities
+from eghn_md.models.collective_bias import CV_KNOTS, Collective
 from eghn_md.models.config import ModelConfig
 from eghn_md.models.contact_prior import PRIOR_EDGE_FEATURES, add_prior_edges
 from eghn_md.models.output import ModelOutput
@@ -130,7 +133,8 @@ def inner_config(config: ModelConfig) -> ModelConfig:
                                vel_scale=config.disp_scale, flow_velocity=False, contact_prior=False,
                                prior_fraction=0.0, condition_distances=False, spectral_source=False,
                                source_spectrum=None,
-                               prior_nodes=0, prior_pairs=0, bias_nodes=0, bias_pairs=0, **edges)
+                               prior_nodes=0, prior_pairs=0, bias_nodes=0, bias_pairs=0,
+                               bias_collective=False, **edges)
 
 
 def centred_noise(z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -186,11 +190,15 @@ class FlowModel(nn.Module):
         if config.bias_pairs:  # zeros of the configured sizes: set_pair_bias or load_state_dict fills them
             self.register_buffer("bias_index", torch.zeros((2, config.bias_pairs), dtype=torch.long))
             self.register_buffer("bias_table", torch.zeros((config.bias_pairs, KNOTS)))
+        if config.bias_collective:
+            self._collective_buffers(torch.zeros(config.bias_pairs), torch.zeros(config.bias_pairs),
+                                     torch.zeros(2), torch.zeros(CV_KNOTS))
 
     def extra_repr(self) -> str:
         c = self.config
         prior = f", contact_prior={c.prior_pairs} pairs of {c.prior_nodes} nodes" if c.contact_prior else ""
         bias = f", pair_bias={c.bias_pairs} pairs of {c.bias_nodes} nodes" if c.bias_pairs else ""
+        bias += " + collective" if c.bias_collective else ""
         return f"sigma={self.sigma:.4g} Å, sample_steps={c.sample_steps}, sampler={c.sampler!r}{prior}{bias}"
 
     @property
@@ -199,14 +207,17 @@ class FlowModel(nn.Module):
         per-coordinate variance is the flow source's σ² (:mod:`~eghn_md.models.pair_bias`)."""
         return 0.5 * self.sigma**2
 
-    def set_pair_bias(self, index: Tensor, table: Tensor, *, nodes: int) -> None:
-        """Give the model a pair bias (:mod:`eghn_md.models.pair_bias`), replacing any it has: ``config.bias_pairs``
-        and ``config.bias_nodes`` follow, so a checkpoint of the model rebuilds its buffers.
+    def set_pair_bias(self, index: Tensor, table: Tensor, *, nodes: int, collective: Optional[Collective] = None
+                      ) -> None:
+        """Give the model a pair bias (:mod:`eghn_md.models.pair_bias`), replacing any it has: ``config.bias_pairs``,
+        ``config.bias_nodes`` and ``config.bias_collective`` follow, so a checkpoint of the model rebuilds its
+        buffers.
 
         Args:
             index: (2, P) long node pairs, P ≥ 1, numbers in [0, ``nodes``).
             table: (P, :data:`~eghn_md.models.pair_bias.KNOTS`) [kT] the pairs' potentials on the knots.
             nodes: the nodes of every graph the model will sample (the system the bias was fitted on).
+            collective: a collective term over the same P pairs (:mod:`eghn_md.models.collective_bias`), or None.
 
         Raises:
             ValueError: shapes that do not fit, or node numbers outside [0, ``nodes``).
@@ -220,10 +231,31 @@ class FlowModel(nn.Module):
         if not (0 <= int(index.min()) and int(index.max()) < int(nodes)):
             raise ValueError(f"set_pair_bias: node numbers must lie in [0, {int(nodes)}), got "
                              f"{int(index.min())}..{int(index.max())}")
+        if collective is not None and (tuple(collective.weight.shape) != (p,) or tuple(collective.mean.shape) != (p,)
+                                       or tuple(collective.table.shape) != (CV_KNOTS,)):
+            raise ValueError(f"set_pair_bias: the collective term needs weight and mean ({p},) and table "
+                             f"({CV_KNOTS},), got {tuple(collective.weight.shape)}, {tuple(collective.mean.shape)}, "
+                             f"{tuple(collective.table.shape)}")
         like = next(self.parameters())  # the model's device and dtype
-        self.config = dataclasses.replace(self.config, bias_pairs=p, bias_nodes=int(nodes))
+        self.config = dataclasses.replace(self.config, bias_pairs=p, bias_nodes=int(nodes),
+                                          bias_collective=collective is not None)
         self.register_buffer("bias_index", index.clone().to(like.device))
         self.register_buffer("bias_table", table.detach().to(device=like.device, dtype=like.dtype).clone())
+        if collective is not None:
+            self._collective_buffers(collective.weight, collective.mean, collective.grid, collective.table)
+
+    def _collective_buffers(self, weight: Tensor, mean: Tensor, grid: Tensor, table: Tensor) -> None:
+        like = next(self.parameters())
+        for name, value in (("weight", weight), ("mean", mean), ("grid", grid), ("table", table)):
+            self.register_buffer(f"bias_cv_{name}", value.detach().to(device=like.device, dtype=like.dtype).clone())
+
+    @property
+    def collective_bias(self) -> Optional[Collective]:
+        """The pair bias's collective term (:mod:`eghn_md.models.collective_bias`), or None."""
+        if not self.config.bias_collective:
+            return None
+        return Collective(weight=self.bias_cv_weight, mean=self.bias_cv_mean, grid=self.bias_cv_grid,
+                          table=self.bias_cv_table)
 
     def _biased(self, x: Tensor, batch: GraphBatch) -> Tensor:
         """``x`` (N, 3) [Å] moved by the pair bias (unchanged without one); every graph of ``batch`` must have
@@ -233,7 +265,8 @@ class FlowModel(nn.Module):
             return x
         _check_graph_nodes(batch, c.bias_nodes, "pair bias: graph {g} of the batch has {k} nodes, but the bias was "
                            "fitted for {n} nodes")
-        return x + bias_shift(x, index=self.bias_index, table=self.bias_table, ptr=batch.ptr, rate=self.bias_rate)
+        return x + bias_shift(x, index=self.bias_index, table=self.bias_table, ptr=batch.ptr, rate=self.bias_rate,
+                              collective=self.collective_bias)
 
     def set_source_scale(self, value: float) -> None:
         """Sample from now on with λ = ``value`` on the source noise (``config.source_scale``, checked by

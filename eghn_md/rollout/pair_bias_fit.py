@@ -13,13 +13,18 @@ than ``cutoff`` in at least ``min_fraction`` of the reference frames and at leas
 every state the trajectory visits. A last ensemble measures the fitted bias. Only the training split is read: the
 bias is fitted on what the model was trained on, and judged like the model on an independent run.
 
+With ``collective`` (the default) a collective term U(ξ) on the contacts' leading principal component
+(:mod:`eghn_md.models.collective_bias`) is corrected the same way from ξ's density each round: the slow state
+populations that the pair tables correct only pair by pair.
+
 The mismatch reported per round is each pair's total-variation distance between the ensemble's and the reference's
-densities (0: the same, 1: disjoint), averaged over the pairs, and its largest value.
+densities (0: the same, 1: disjoint), averaged over the pairs, and its largest value; ``collective_mismatch`` the
+same distance for ξ.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -27,6 +32,7 @@ import numpy as np
 import torch
 
 from eghn_md.errors import DataError, UsageError
+from eghn_md.models.collective_bias import Collective, collective_density, collective_values, contact_component
 from eghn_md.models.pair_bias import KNOTS, boltzmann_correction, pair_densities
 from eghn_md.rollout.ensemble import ensemble_rollout
 from eghn_md.rollout.guard import GuardConfig
@@ -51,8 +57,12 @@ class FitBiasConfig:
     seed: int = 0
     cutoff: float = 12.0
     min_fraction: float = 0.01
+    collective: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.collective, bool):
+            raise UsageError(f"fit-bias: collective must be true or false, got {self.collective!r}",
+                             params=("collective",))
         for key, low in (("rounds", 1), ("replicas", 1), ("steps", 1)):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -86,6 +96,16 @@ def _start_table(model: torch.nn.Module, index: torch.Tensor) -> torch.Tensor:
     return torch.zeros(index.shape[1], KNOTS, dtype=torch.float64)
 
 
+def _start_collective(model: torch.nn.Module, index: torch.Tensor, reference: np.ndarray) -> Collective:
+    """The collective term a fit starts from: the model's own on the same pairs, else the reference's contact
+    component with a zero table."""
+    own = model.collective_bias
+    if own is not None and torch.equal(model.bias_index.cpu(), index):
+        return Collective(**{k: getattr(own, k).detach().cpu().double().clone()
+                             for k in ("weight", "mean", "grid", "table")})
+    return contact_component(reference, index)
+
+
 def _chain_ends(result, starts: torch.Tensor) -> torch.Tensor:
     """The frames (R, N, 3) the next round continues from: each replica's last frame, or its first start where the
     guard stopped it."""
@@ -113,8 +133,10 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
         raise UsageError(f"fit-bias: no node pair is closer than {config.cutoff:g} Å in {config.min_fraction:g} of "
                          "the training frames", params=("cutoff", "min_fraction"))
     table = _start_table(model, index)
-    model.set_pair_bias(index, table, nodes=int(reference.shape[1]))
+    cv = _start_collective(model, index, reference) if config.collective else None
+    model.set_pair_bias(index, table, nodes=int(reference.shape[1]), collective=cv)
     p_ref = pair_densities(reference, index)
+    cv_ref = collective_density(collective_values(reference, index, cv), cv.grid) if cv is not None else None
     history: list[dict] = []
     chains = starts
     progress = as_progress(progress)
@@ -131,10 +153,14 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
             p_model = pair_densities(frames, index)
             rec = {"round": r, "frames": int(len(frames)), **_mismatch(p_model, p_ref),
                    "stopped": sum(s is not None for s in res.stopped), "table_max_kT": float(table.abs().max())}
+            if cv is not None:
+                cv_model = collective_density(collective_values(frames, index, cv), cv.grid)
+                rec["collective_mismatch"] = _mismatch(cv_model, cv_ref)["mismatch_mean"]
             if r < config.rounds:
-                step = boltzmann_correction(p_model, p_ref, weight=config.weight)
-                table = table + step
-                model.set_pair_bias(index, table, nodes=int(reference.shape[1]))
+                table = table + boltzmann_correction(p_model, p_ref, weight=config.weight)
+                if cv is not None:
+                    cv = replace(cv, table=cv.table + boltzmann_correction(cv_model, cv_ref, weight=config.weight)[0])
+                model.set_pair_bias(index, table, nodes=int(reference.shape[1]), collective=cv)
             history.append(rec)
             progress.update({"done": r + 1, "info": f"mismatch {rec['mismatch_mean']:.4f} (round {r})"})
     finally:

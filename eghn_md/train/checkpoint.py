@@ -245,5 +245,6 @@ def describe(path: str | Path) -> dict:
         "best_epoch": ckpt.metrics.get("best_epoch"),
         "best_val_mse_A2": ckpt.metrics.get("best_val_mse"),
         "pair_bias_pairs": mc.get("bias_pairs") or None,
+        "pair_bias_collective": bool(mc.get("bias_collective")) if mc.get("bias_pairs") else None,
     }
     return out
