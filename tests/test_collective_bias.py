@@ -65,6 +65,12 @@ def test_the_gradient_is_that_of_u_of_xi():
                       rate=0.7, collective=small)
     assert float(move.norm(dim=1).max()) < MAX_SHIFT
     torch.testing.assert_close(move, -0.7 * 0.01 * xr.grad, atol=1e-12, rtol=0)
+    # the two terms are bounded each on its own: stiff pair tables do not swamp the collective move
+    stiff = 1e4 * torch.randn(INDEX.shape[1], KNOTS, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    pairs_only = bias_shift(x, index=INDEX, table=stiff, ptr=ptr, rate=0.7)
+    both = bias_shift(x, index=INDEX, table=stiff, ptr=ptr, rate=0.7, collective=small)
+    assert float(pairs_only.norm(dim=1).max()) == pytest.approx(MAX_SHIFT)
+    torch.testing.assert_close(both - pairs_only, -0.7 * 0.01 * xr.grad, atol=1e-12, rtol=0)
 
 
 def test_the_contact_component_is_the_contacts_that_move_together():

@@ -36,10 +36,10 @@ __all__ = ["R_MIN", "SPACING", "KNOTS", "knots", "pair_energy", "bias_shift", "p
 R_MIN = 3.0
 SPACING = 0.25
 KNOTS = 57
-#: [Å] the most any node is moved by the bias in one sample (the move is shortened to it, direction kept): a bound
-#: against a runaway table, not a part of the fit; at 1 Å it clipped the fitted tables at AdK's closed interface and
-#: the fit stalled with the closed state under-populated (results/generative_equilibrium.md §12)
-MAX_SHIFT = 2.0
+#: [Å] the most any node is moved by each term of the bias in one sample (the pair tables' move and the collective
+#: term's move are each shortened to it, direction kept; one bound on their sum let the stiff pair tables swamp the
+#: collective term: results/generative_equilibrium.md §12)
+MAX_SHIFT = 1.0
 #: [Å] width of the Gaussian that smooths a pair's distance histogram into a density on the knots
 DENSITY_WIDTH = 0.35
 #: density (per knot, each pair's sums to 1) added to both densities before their log ratio: where neither run
@@ -72,9 +72,9 @@ def pair_energy(r: Tensor, table: Tensor) -> Tensor:
 
 def bias_shift(x: Tensor, *, index: Tensor, table: Tensor, ptr: Tensor, rate: float,
                collective: Optional[Collective] = None) -> Tensor:
-    """The bias's move (N, 3) [Å] of the frames ``x``: −``rate`` × the gradient of Σ_p U_p(r_p) (+ U(ξ) of a
-    ``collective`` bias over the same pairs, :mod:`~eghn_md.models.collective_bias`), each node's move shortened to
-    at most :data:`MAX_SHIFT`.
+    """The bias's move (N, 3) [Å] of the frames ``x``: −``rate`` × the gradient of Σ_p U_p(r_p), each node's move
+    shortened to at most :data:`MAX_SHIFT`, plus the same of U(ξ) for a ``collective`` term over the same pairs
+    (:mod:`~eghn_md.models.collective_bias`), shortened on its own.
 
     Args:
         x: (N, 3) [Å] positions of a batch of graphs of n nodes each, side by side.
@@ -92,9 +92,14 @@ def bias_shift(x: Tensor, *, index: Tensor, table: Tensor, ptr: Tensor, rate: fl
     slope = (tab.gather(1, (k + 1).unsqueeze(1)) - tab.gather(1, k.unsqueeze(1))) / SPACING  # dU/dr [kT/Å]
     f = slope * d / r.unsqueeze(1)
     grad = scatter_sum(f, i, x.shape[0]) - scatter_sum(f, j, x.shape[0])
+    move = _bounded(-float(rate) * grad)
     if collective is not None:
-        grad = grad + collective_gradient(x, index=index, collective=collective, ptr=ptr)
-    move = -float(rate) * grad
+        move = move + _bounded(-float(rate) * collective_gradient(x, index=index, collective=collective, ptr=ptr))
+    return move
+
+
+def _bounded(move: Tensor) -> Tensor:
+    """``move`` (N, 3) [Å] with every node's row shortened to at most :data:`MAX_SHIFT`."""
     norm = move.norm(dim=1, keepdim=True)
     return move * torch.clamp(MAX_SHIFT / norm.clamp_min(1e-12), max=1.0)
 
