@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from _bias import INDEX, N, bias_graphs, bias_model, sampler
 from eghn_md.data.batch import collate
 from eghn_md.errors import UsageError
-from eghn_md.models import ModelConfig, build_model
+from eghn_md.models import ModelConfig
 from eghn_md.models.collective_bias import (
     CONTACT_BETA,
     CONTACT_R,
@@ -23,10 +24,6 @@ from eghn_md.models.collective_bias import (
 )
 from eghn_md.models.pair_bias import KNOTS, MAX_SHIFT, bias_shift
 from eghn_md.testing.equivariance import assert_equivariant, permute_batch
-from eghn_md.testing.synthetic import random_graph
-
-N = 8
-INDEX = torch.tensor([[0, 0, 1, 2, 3], [4, 7, 5, 6, 7]])
 
 
 def _collective(seed=0, scale=2.0):
@@ -97,43 +94,24 @@ def test_the_contact_component_is_the_contacts_that_move_together():
     assert float(cv.table.abs().max()) == 0.0
 
 
-def _model(index=INDEX, cv=None):
-    torch.manual_seed(0)
-    cfg = ModelConfig(name="eghn", node_in=4, edge_in=2, hidden=8, n_layers=2, n_pool_layers=1, n_clusters=3,
-                      length_scale=3.0, disp_scale=1.5, generative=True, sample_steps=3)
-    model = build_model(cfg).double().eval()
-    if cv is not None:
-        model.set_pair_bias(index, torch.zeros(index.shape[1], KNOTS, dtype=torch.float64), nodes=N, collective=cv)
-    return model
-
-
-def _graphs(k=3):
-    gen = torch.Generator().manual_seed(5)
-    return [random_graph(N, node_in=4, edge_in=2, generator=gen) for _ in range(k)]
-
-
-def _sample(model):
-    return lambda b: model(b, noise=b.vel).pos.detach()
-
-
 def test_sampling_with_the_collective_term_is_equivariant_and_reads_it():
-    model = _model(cv=_collective(scale=20.0))
+    model = bias_model(collective=_collective(scale=20.0))
     assert model.config.bias_collective and "collective" in repr(model)
-    batch = collate(_graphs())
-    assert_equivariant(_sample(model), batch, atol=1e-10, reflections=True, n_trials=2)
-    assert float((_sample(_model())(batch) - _sample(model)(batch)).abs().max()) > 1e-3
-    g = _graphs(1)[0]
+    batch = collate(bias_graphs())
+    assert_equivariant(sampler(model), batch, atol=1e-10, reflections=True, n_trials=2)
+    assert float((sampler(bias_model())(batch) - sampler(model)(batch)).abs().max()) > 1e-3
+    g = bias_graphs(1)[0]
     pg, perm = permute_batch(g, seed=3)
     inv = torch.empty_like(perm)
     inv[perm] = torch.arange(N)
-    got = _sample(_model(index=inv[INDEX], cv=_collective(scale=20.0)))(pg)
-    torch.testing.assert_close(got, _sample(model)(g)[perm], atol=1e-10, rtol=1e-10)
+    got = sampler(bias_model(index=inv[INDEX], collective=_collective(scale=20.0)))(pg)
+    torch.testing.assert_close(got, sampler(model)(g)[perm], atol=1e-10, rtol=1e-10)
 
 
 def test_wrong_shapes_and_a_collective_term_without_pairs_are_refused():
     cv = _collective()
     bad = Collective(weight=cv.weight[:3], mean=cv.mean, grid=cv.grid, table=cv.table)
     with pytest.raises(ValueError, match="collective term needs weight and mean"):
-        _model(cv=bad)
+        bias_model(collective=bad)
     with pytest.raises(UsageError, match="bias_collective"):
         ModelConfig(name="eghn", node_in=4, generative=True, bias_collective=True)

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from _bias import INDEX, N, bias_graphs, bias_model, sampler
 from _data import run_cli
 from eghn_md.data.batch import collate
 from eghn_md.errors import UsageError
-from eghn_md.models import ModelConfig, build_model
+from eghn_md.models import ModelConfig
 from eghn_md.models.pair_bias import (
     KNOTS,
     MAX_SHIFT,
@@ -29,32 +30,10 @@ from eghn_md.models.pair_bias import (
 from eghn_md.testing.equivariance import assert_equivariant, permute_batch
 from eghn_md.testing.synthetic import random_graph
 
-N = 8
-INDEX = torch.tensor([[0, 0, 1, 2, 3], [4, 7, 5, 6, 7]])
-
 
 def _table(seed=0, scale=2.0):
     gen = torch.Generator().manual_seed(seed)
     return scale * torch.randn(INDEX.shape[1], KNOTS, generator=gen, dtype=torch.float64)
-
-
-def _model(index=INDEX, table=None):
-    torch.manual_seed(0)
-    cfg = ModelConfig(name="eghn", node_in=4, edge_in=2, hidden=8, n_layers=2, n_pool_layers=1, n_clusters=3,
-                      length_scale=3.0, disp_scale=1.5, generative=True, sample_steps=3)
-    model = build_model(cfg).double().eval()
-    if table is not None:
-        model.set_pair_bias(index, table, nodes=N)
-    return model
-
-
-def _graphs(k=3):
-    gen = torch.Generator().manual_seed(5)
-    return [random_graph(N, node_in=4, edge_in=2, generator=gen) for _ in range(k)]
-
-
-def _sample(model):
-    return lambda b: model(b, noise=b.vel).pos.detach()  # noise in the velocity channel, which the model does not read
 
 
 def test_the_move_is_minus_rate_times_the_gradient_of_the_tables():
@@ -84,22 +63,22 @@ def test_the_tables_are_linear_between_knots_and_continued_beyond():
 
 
 def test_biased_sampling_is_e3_equivariant_and_reads_the_bias():
-    model = _model(table=_table())
-    batch = collate(_graphs())
-    assert_equivariant(_sample(model), batch, atol=1e-10, reflections=True, n_trials=2)
-    biased = _sample(model)(batch)
-    assert float((_sample(_model())(batch) - biased).abs().max()) > 1e-3
-    flat = _model(table=torch.zeros(INDEX.shape[1], KNOTS, dtype=torch.float64))
-    torch.testing.assert_close(_sample(flat)(batch), _sample(_model())(batch), atol=1e-12, rtol=0)
+    model = bias_model(table=_table())
+    batch = collate(bias_graphs())
+    assert_equivariant(sampler(model), batch, atol=1e-10, reflections=True, n_trials=2)
+    biased = sampler(model)(batch)
+    assert float((sampler(bias_model())(batch) - biased).abs().max()) > 1e-3
+    flat = bias_model(table=torch.zeros(INDEX.shape[1], KNOTS, dtype=torch.float64))
+    torch.testing.assert_close(sampler(flat)(batch), sampler(bias_model())(batch), atol=1e-12, rtol=0)
 
 
 def test_biased_sampling_is_permutation_equivariant_with_the_pairs_relabelled():
-    g = _graphs(1)[0]
-    base = _sample(_model(table=_table()))(g)
+    g = bias_graphs(1)[0]
+    base = sampler(bias_model(table=_table()))(g)
     pg, perm = permute_batch(g, seed=3)
     inv = torch.empty_like(perm)
     inv[perm] = torch.arange(N)
-    got = _sample(_model(index=inv[INDEX], table=_table()))(pg)
+    got = sampler(bias_model(index=inv[INDEX], table=_table()))(pg)
     torch.testing.assert_close(got, base[perm], atol=1e-10, rtol=1e-10)
 
 
@@ -125,14 +104,14 @@ def test_the_correction_rises_where_the_model_goes_too_often():
 
 
 def test_a_graph_of_another_size_and_bad_shapes_are_refused():
-    model = _model(table=_table())
+    model = bias_model(table=_table())
     other = random_graph(N + 2, node_in=4, edge_in=2, generator=torch.Generator().manual_seed(1))
     with pytest.raises(ValueError, match=f"graph 1 of the batch has {N + 2} nodes.*fitted for {N} nodes"):
-        model(collate([_graphs(1)[0], other]))
+        model(collate([bias_graphs(1)[0], other]))
     with pytest.raises(ValueError, match="node numbers must lie in"):
-        _model(index=INDEX + 3, table=_table())
+        bias_model(index=INDEX + 3, table=_table())
     with pytest.raises(ValueError, match="expected index"):
-        _model(table=_table()[:, :5])
+        bias_model(table=_table()[:, :5])
     with pytest.raises(UsageError, match="pair bias"):
         ModelConfig(name="eghn", node_in=4, bias_pairs=3, bias_nodes=8)
 
