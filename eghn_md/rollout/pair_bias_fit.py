@@ -89,21 +89,21 @@ def _mismatch(model_density: torch.Tensor, reference_density: torch.Tensor) -> d
     return {"mismatch_mean": float(tv.mean()), "mismatch_max": float(tv.max())}
 
 
-def _start_table(model: torch.nn.Module, index: torch.Tensor) -> torch.Tensor:
-    """The tables (P, KNOTS) [kT] a fit starts from: the model's own on the same pairs, else zeros."""
-    if model.config.bias_pairs and torch.equal(model.bias_index.cpu(), index):
-        return model.bias_table.detach().cpu().double().clone()
-    return torch.zeros(index.shape[1], KNOTS, dtype=torch.float64)
-
-
-def _start_collective(model: torch.nn.Module, index: torch.Tensor, reference: np.ndarray) -> Collective:
-    """The collective term a fit starts from: the model's own on the same pairs, else the reference's contact
-    component with a zero table."""
-    own = model.collective_bias
-    if own is not None and torch.equal(model.bias_index.cpu(), index):
-        return Collective(**{k: getattr(own, k).detach().cpu().double().clone()
-                             for k in ("weight", "mean", "grid", "table")})
-    return contact_component(reference, index)
+def _start_bias(model: torch.nn.Module, index: torch.Tensor, reference: np.ndarray, *, collective: bool
+                ) -> tuple[torch.Tensor, Optional[Collective]]:
+    """The tables (P, KNOTS) [kT] and the collective term (None without ``collective``) a fit starts from: the
+    model's own where its bias is on the same pairs, else zeros and the reference's contact component with a zero
+    table."""
+    same = bool(model.config.bias_pairs) and torch.equal(model.bias_index.cpu(), index)
+    table = (model.bias_table.detach().cpu().double().clone() if same
+             else torch.zeros(index.shape[1], KNOTS, dtype=torch.float64))
+    if not collective:
+        return table, None
+    own = model.collective_bias if same else None
+    if own is None:
+        return table, contact_component(reference, index)
+    return table, Collective(**{k: getattr(own, k).detach().cpu().double().clone()
+                                for k in ("weight", "mean", "grid", "table")})
 
 
 def _chain_ends(result, starts: torch.Tensor) -> torch.Tensor:
@@ -132,8 +132,7 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
     if index.shape[1] == 0:
         raise UsageError(f"fit-bias: no node pair is closer than {config.cutoff:g} Å in {config.min_fraction:g} of "
                          "the training frames", params=("cutoff", "min_fraction"))
-    table = _start_table(model, index)
-    cv = _start_collective(model, index, reference) if config.collective else None
+    table, cv = _start_bias(model, index, reference, collective=config.collective)
     model.set_pair_bias(index, table, nodes=int(reference.shape[1]), collective=cv)
     p_ref = pair_densities(reference, index)
     cv_ref = collective_density(collective_values(reference, index, cv), cv.grid) if cv is not None else None
