@@ -15,12 +15,14 @@ from eghn_md.models import ModelConfig
 from eghn_md.models.collective_bias import (
     CONTACT_BETA,
     CONTACT_R,
+    CV_DENSITY_WIDTH,
     CV_KNOTS,
     Collective,
     collective_density,
     collective_gradient,
     collective_values,
     contact_component,
+    step_width,
 )
 from eghn_md.models.pair_bias import KNOTS, MAX_SHIFT, bias_shift
 from eghn_md.testing.equivariance import assert_equivariant, permute_batch
@@ -92,6 +94,28 @@ def test_the_contact_component_is_the_contacts_that_move_together():
     p = collective_density(xi, cv.grid)
     assert p.shape == (1, CV_KNOTS) and float(p.sum()) == pytest.approx(1.0)
     assert float(cv.table.abs().max()) == 0.0
+
+
+def test_the_fit_smooths_over_one_steps_spread_of_xi():
+    """One pair at 7 Å then 9 Å: ξ moves by w·(s(9) − s(7)) per step, s the switching function written out; the
+    width is that in knot spacings (never under the floor), and the density of one value spreads over it."""
+    index = torch.tensor([[0], [1]])
+    one, zero = torch.ones(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    cv = Collective(weight=one, mean=zero, grid=torch.tensor([-0.1, 0.1], dtype=torch.float64),
+                    table=torch.zeros(CV_KNOTS, dtype=torch.float64))
+    frames = np.zeros((2, 2, 3))
+    frames[0, 1, 0], frames[1, 1, 0] = 7.0, 9.0
+    s = [1.0 / (1.0 + np.exp(CONTACT_BETA * (r - CONTACT_R))) for r in (7.0, 9.0)]
+    spacing = 0.2 / (CV_KNOTS - 1)
+    assert step_width(frames[:1], frames[1:], index, cv) == pytest.approx(abs(s[1] - s[0]) / spacing)
+    assert step_width(frames, frames, index, cv) == CV_DENSITY_WIDTH
+    centre = torch.tensor([0.0], dtype=torch.float64)  # the middle knot
+    pos = torch.arange(CV_KNOTS, dtype=torch.float64) - (CV_KNOTS - 1) / 2
+    for width in (1.0, 4.0):
+        p = collective_density(centre, cv.grid, width=width)[0]
+        assert float((p * pos.square()).sum()) == pytest.approx(width**2, rel=1e-3)
+    with pytest.raises(ValueError, match="width must be > 0"):
+        collective_density(centre, cv.grid, width=0.0)
 
 
 def test_sampling_with_the_collective_term_is_equivariant_and_reads_it():

@@ -16,6 +16,7 @@ from _data import run_cli
 from eghn_md.data.batch import collate
 from eghn_md.errors import UsageError
 from eghn_md.models import ModelConfig
+from eghn_md.models.collective_bias import CV_DENSITY_WIDTH
 from eghn_md.models.pair_bias import (
     KNOTS,
     MAX_SHIFT,
@@ -138,6 +139,8 @@ def test_fit_bias_through_the_command_line(tmp_path):
     assert float(model.bias_table.abs().max()) > 0
     assert model.config.bias_collective and float(model.bias_cv_table.abs().max()) > 0  # on by default
     assert all(0 <= r["collective_mismatch"] <= 1 for r in summary["rounds"])
+    assert len({r["collective_width"] for r in summary["rounds"]}) == 1  # one step's spread of ξ, in knots
+    assert summary["rounds"][0]["collective_width"] >= CV_DENSITY_WIDTH
     again = run_cli("fit-bias", shipped, data, "-o", out, "--rounds", "1")
     assert again.exit_code == 2 and "exists" in again.output and "Traceback" not in again.output
     refined = run_cli("fit-bias", out, data, "-o", tmp_path / "refined.pt", "--rounds", "1", "--replicas", "2",

@@ -13,8 +13,11 @@ the training frames (:func:`contact_component`; sign fixed so that its largest e
 means. No state definition is read: ξ is whatever motion changes most contacts in the training run.
 
 U is piecewise linear on :data:`CV_KNOTS` knots evenly spaced over the training run's range of ξ widened by
-:data:`CV_MARGIN` each side, continued linearly beyond. ξ depends on distances only, so sampling with the bias stays
-exactly E(3)-equivariant; permuting the nodes with the pairs relabelled permutes the move.
+:data:`CV_MARGIN` each side, continued linearly beyond. The densities it is fitted from are smoothed over one model
+step's spread of ξ (:func:`step_width`): the sampler moves ξ by about that much per step, so it cannot feel a
+feature of U narrower than it, and a fit on finer densities deepens such features round after round without moving
+the populations (``results/generative_equilibrium.md`` §13). ξ depends on distances only, so sampling with the bias
+stays exactly E(3)-equivariant; permuting the nodes with the pairs relabelled permutes the move.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from eghn_md.models.contact_prior import pair_distances, pairs_in_graphs
 from eghn_md.nn.edges import scatter_sum
 
 __all__ = ["CONTACT_R", "CONTACT_BETA", "CV_KNOTS", "CV_MARGIN", "CV_DENSITY_WIDTH", "Collective",
-           "contact_component", "collective_values", "collective_gradient", "collective_density"]
+           "contact_component", "collective_values", "collective_gradient", "collective_density", "step_width"]
 
 #: [Å] distance at which a contact counts half formed, and the switching function's steepness [1/Å]
 CONTACT_R = 8.0
@@ -37,7 +40,7 @@ CONTACT_BETA = 2.0
 #: knots of U(ξ) over the training range of ξ, widened by this fraction of the range on each side
 CV_KNOTS = 41
 CV_MARGIN = 0.15
-#: width of the Gaussian that smooths ξ's histogram, in knot spacings
+#: the narrowest Gaussian that smooths ξ's histogram, in knot spacings (:func:`step_width` widens it to one step)
 CV_DENSITY_WIDTH = 1.0
 
 
@@ -108,15 +111,31 @@ def collective_gradient(x: Tensor, *, index: Tensor, collective: Collective, ptr
     return scatter_sum(f, i, x.shape[0]) - scatter_sum(f, j, x.shape[0])
 
 
-def collective_density(xi: Tensor, grid: Tensor) -> Tensor:
+def step_width(before, after, index: Tensor, collective: Collective) -> float:
+    """The root-mean-square change of ξ over one model step, in knot spacings and at least :data:`CV_DENSITY_WIDTH`:
+    the width :func:`collective_density` smooths with in a fit.
+
+    Args:
+        before, after: (T, N, 3) [Å] frames one horizon apart (NumPy or tensors, T ≥ 1): ``after[t]`` follows
+            ``before[t]`` by the model's ΔT in the training trajectory.
+        index: (2, P) long the pairs of ξ.
+    """
+    d = collective_values(after, index, collective) - collective_values(before, index, collective)
+    spacing = float(collective.grid[1] - collective.grid[0]) / (CV_KNOTS - 1)
+    return max(CV_DENSITY_WIDTH, float(d.square().mean().sqrt()) / spacing)
+
+
+def collective_density(xi: Tensor, grid: Tensor, *, width: float = CV_DENSITY_WIDTH) -> Tensor:
     """The density (1, :data:`CV_KNOTS`) float64 of the values ``xi`` (T,) on the knots spanning ``grid`` (2,):
-    linear binning (beyond the knots on the end knots), smoothed by a Gaussian of :data:`CV_DENSITY_WIDTH` spacings,
-    summing to 1."""
+    linear binning (beyond the knots on the end knots), smoothed by a Gaussian of ``width`` knot spacings, summing
+    to 1."""
+    if not width > 0:
+        raise ValueError(f"width must be > 0 knot spacings, got {width!r}")
     k, u = _segment(xi.double().cpu(), grid.double().cpu())
     u = u.clamp(0.0, 1.0)
     counts = torch.zeros(CV_KNOTS, dtype=torch.float64)
     counts.index_add_(0, k, 1 - u)
     counts.index_add_(0, k + 1, u)
     pos = torch.arange(CV_KNOTS, dtype=torch.float64)
-    smooth = counts @ torch.exp(-0.5 * ((pos[:, None] - pos[None, :]) / CV_DENSITY_WIDTH) ** 2)
+    smooth = counts @ torch.exp(-0.5 * ((pos[:, None] - pos[None, :]) / width) ** 2)
     return (smooth / smooth.sum().clamp_min(1e-300)).unsqueeze(0)

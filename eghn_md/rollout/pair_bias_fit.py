@@ -15,7 +15,9 @@ bias is fitted on what the model was trained on, and judged like the model on an
 
 With ``collective`` (the default) a collective term U(ξ) on the contacts' leading principal component
 (:mod:`eghn_md.models.collective_bias`) is corrected the same way from ξ's density each round: the slow state
-populations that the pair tables correct only pair by pair.
+populations that the pair tables correct only pair by pair. Its densities are smoothed over one model step's spread
+of ξ on the training windows (:func:`~eghn_md.models.collective_bias.step_width`, reported as
+``collective_width`` in knot spacings).
 
 The mismatch reported per round is each pair's total-variation distance between the ensemble's and the reference's
 densities (0: the same, 1: disjoint), averaged over the pairs, and its largest value; ``collective_mismatch`` the
@@ -32,7 +34,14 @@ import numpy as np
 import torch
 
 from eghn_md.errors import DataError, UsageError
-from eghn_md.models.collective_bias import Collective, collective_density, collective_values, contact_component
+from eghn_md.models.collective_bias import (
+    CV_DENSITY_WIDTH,
+    Collective,
+    collective_density,
+    collective_values,
+    contact_component,
+    step_width,
+)
 from eghn_md.models.pair_bias import KNOTS, boltzmann_correction, pair_densities
 from eghn_md.rollout.ensemble import ensemble_rollout
 from eghn_md.rollout.guard import GuardConfig
@@ -116,6 +125,7 @@ def _chain_ends(result, starts: torch.Tensor) -> torch.Tensor:
 
 def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torch.Tensor, h: torch.Tensor,
                   bonds: torch.Tensor, cutoff: float, config: FitBiasConfig,
+                  step_pairs: Optional[tuple[np.ndarray, np.ndarray]] = None,
                   progress: Optional[Progress] = None) -> list[dict]:
     """Fit ``model``'s pair bias in place (a generative :class:`~eghn_md.models.generative.FlowModel`; a bias it
     already has on the same pairs is refined, one on other pairs replaced); returns one record per round (the
@@ -127,6 +137,9 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
         starts: (R, N, 3) [Å] the replicas' start frames (R = ``config.replicas``), on the model's device / dtype;
             each later round continues every replica from where the previous round left it.
         h: (N, F) node scalars; ``bonds``: (2, B) long, both directions; ``cutoff``: [Å] the data's edge cutoff.
+        step_pairs: two (S, N, 3) [Å] arrays of training frames one model step (ΔT) apart, from which the collective
+            term's densities take their smoothing width; without them the narrowest,
+            :data:`~eghn_md.models.collective_bias.CV_DENSITY_WIDTH`.
     """
     index = bias_pair_index(reference, bonds.cpu(), cutoff=config.cutoff, min_fraction=config.min_fraction)
     if index.shape[1] == 0:
@@ -135,7 +148,9 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
     table, cv = _start_bias(model, index, reference, collective=config.collective)
     model.set_pair_bias(index, table, nodes=int(reference.shape[1]), collective=cv)
     p_ref = pair_densities(reference, index)
-    cv_ref = collective_density(collective_values(reference, index, cv), cv.grid) if cv is not None else None
+    width = step_width(*step_pairs, index, cv) if cv is not None and step_pairs is not None else CV_DENSITY_WIDTH
+    cv_ref = (collective_density(collective_values(reference, index, cv), cv.grid, width=width)
+              if cv is not None else None)
     history: list[dict] = []
     chains = starts
     progress = as_progress(progress)
@@ -153,8 +168,9 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
             rec = {"round": r, "frames": int(len(frames)), **_mismatch(p_model, p_ref),
                    "stopped": sum(s is not None for s in res.stopped), "table_max_kT": float(table.abs().max())}
             if cv is not None:
-                cv_model = collective_density(collective_values(frames, index, cv), cv.grid)
+                cv_model = collective_density(collective_values(frames, index, cv), cv.grid, width=width)
                 rec["collective_mismatch"] = _mismatch(cv_model, cv_ref)["mismatch_mean"]
+                rec["collective_width"] = width
             if r < config.rounds:
                 table = table + boltzmann_correction(p_model, p_ref, weight=config.weight)
                 if cv is not None:
@@ -178,6 +194,18 @@ def _reference_and_starts(sets: Sequence, replicas: int) -> tuple[np.ndarray, li
     pairs = rollout_starts(sets, replicas)
     starts = [ws.frame(t).numpy() for ws, t in pairs]
     return reference, [starts[k % len(starts)] for k in range(replicas)]
+
+
+def _step_pairs(sets: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """Training frames and the frames one horizon after them (each (S, N, 3) [Å], S ≤ :data:`MAX_REFERENCE_FRAMES`,
+    evenly thinned), within each block."""
+    pairs = [(ws, t) for ws in sets for t in range(ws.block_start, ws.block_stop - ws.horizon)]
+    if not pairs:
+        raise DataError("fit-bias: no training block is longer than the model's horizon")
+    keep = np.unique(np.linspace(0, len(pairs) - 1, num=min(len(pairs), MAX_REFERENCE_FRAMES)).round().astype(int))
+    before = np.stack([pairs[k][0].frame(pairs[k][1]).numpy() for k in keep])
+    after = np.stack([pairs[k][0].frame(pairs[k][1] + pairs[k][0].horizon).numpy() for k in keep])
+    return before, after
 
 
 def fit_bias_run(model_path: str | Path, data: Sequence[str | Path], output: str | Path, *, config: FitBiasConfig,
@@ -209,7 +237,7 @@ def fit_bias_run(model_path: str | Path, data: Sequence[str | Path], output: str
         history = fit_pair_bias(model, reference=reference, starts=torch.as_tensor(np.stack(starts), dtype=dtype,
                                                                                    device=dev),
                                 h=sets[0].h.to(dev, dtype), bonds=sets[0].bonds.to(dev), cutoff=sets[0].cutoff,
-                                config=config, progress=progress)
+                                config=config, step_pairs=_step_pairs(sets), progress=progress)
     summary = {"model": str(model_path), "output": str(output), "pairs": int(model.config.bias_pairs),
                "reference_frames": int(len(reference)), "config": asdict(config), "rounds": history}
     save_checkpoint(output, model_config=model.config.to_dict(), data_config=ckpt.data_config,
