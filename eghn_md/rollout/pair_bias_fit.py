@@ -196,12 +196,12 @@ def _reference_and_starts(sets: Sequence, replicas: int) -> tuple[np.ndarray, li
     return reference, [starts[k % len(starts)] for k in range(replicas)]
 
 
-def _step_pairs(sets: Sequence) -> tuple[np.ndarray, np.ndarray]:
+def _step_pairs(sets: Sequence) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """Training frames and the frames one horizon after them (each (S, N, 3) [Å], S ≤ :data:`MAX_REFERENCE_FRAMES`,
-    evenly thinned), within each block."""
+    evenly thinned), within each block; None where no block is longer than the horizon."""
     pairs = [(ws, t) for ws in sets for t in range(ws.block_start, ws.block_stop - ws.horizon)]
     if not pairs:
-        raise DataError("fit-bias: no training block is longer than the model's horizon")
+        return None
     keep = np.unique(np.linspace(0, len(pairs) - 1, num=min(len(pairs), MAX_REFERENCE_FRAMES)).round().astype(int))
     before = np.stack([pairs[k][0].frame(pairs[k][1]).numpy() for k in keep])
     after = np.stack([pairs[k][0].frame(pairs[k][1] + pairs[k][0].horizon).numpy() for k in keep])
@@ -237,7 +237,8 @@ def fit_bias_run(model_path: str | Path, data: Sequence[str | Path], output: str
         history = fit_pair_bias(model, reference=reference, starts=torch.as_tensor(np.stack(starts), dtype=dtype,
                                                                                    device=dev),
                                 h=sets[0].h.to(dev, dtype), bonds=sets[0].bonds.to(dev), cutoff=sets[0].cutoff,
-                                config=config, step_pairs=_step_pairs(sets), progress=progress)
+                                config=config, step_pairs=_step_pairs(sets) if config.collective else None,
+                                progress=progress)
     summary = {"model": str(model_path), "output": str(output), "pairs": int(model.config.bias_pairs),
                "reference_frames": int(len(reference)), "config": asdict(config), "rounds": history}
     save_checkpoint(output, model_config=model.config.to_dict(), data_config=ckpt.data_config,
