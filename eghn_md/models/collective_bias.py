@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from eghn_md.models.contact_prior import pair_distances, pairs_in_graphs
+from eghn_md.models.knot_table import segment, smoothed_density
 from eghn_md.nn.edges import scatter_sum
 
 __all__ = ["CONTACT_R", "CONTACT_BETA", "CV_KNOTS", "CV_MARGIN", "CV_DENSITY_WIDTH", "Collective",
@@ -86,11 +87,14 @@ def collective_values(frames, index: Tensor, collective: Collective) -> Tensor:
     return torch.cat([(_contacts(r)[0] - mu) @ w for r in pair_distances(x, index)])
 
 
+def _spacing(grid: Tensor) -> Tensor:
+    """The knots' spacing in ξ of a term whose first and last knots are ``grid`` (2,)."""
+    return (grid[1] - grid[0]) / (CV_KNOTS - 1)
+
+
 def _segment(xi: Tensor, grid: Tensor) -> tuple[Tensor, Tensor]:
     """Per value ``xi``: its knot segment (long) and position in it (in spacings, outside [0, 1] beyond)."""
-    s = (xi - grid[0]) / ((grid[1] - grid[0]) / (CV_KNOTS - 1))
-    k = s.floor().clamp(0, CV_KNOTS - 2)
-    return k.long(), s - k
+    return segment((xi - grid[0]) / _spacing(grid), CV_KNOTS)
 
 
 def collective_gradient(x: Tensor, *, index: Tensor, collective: Collective, ptr: Tensor) -> Tensor:
@@ -106,7 +110,7 @@ def collective_gradient(x: Tensor, *, index: Tensor, collective: Collective, ptr
     grid = collective.grid.to(x.dtype)
     k, _ = _segment(xi, grid)
     tab = collective.table.to(x.dtype)
-    slope = (tab[k + 1] - tab[k]) / ((grid[1] - grid[0]) / (CV_KNOTS - 1))  # dU/dξ per graph [kT]
+    slope = (tab[k + 1] - tab[k]) / _spacing(grid)  # dU/dξ per graph [kT]
     f = (slope.repeat_interleave(index.shape[1]) * w * ds / r).unsqueeze(1) * d
     return scatter_sum(f, i, x.shape[0]) - scatter_sum(f, j, x.shape[0])
 
@@ -121,8 +125,7 @@ def step_width(before, after, index: Tensor, collective: Collective) -> float:
         index: (2, P) long the pairs of ξ.
     """
     d = collective_values(after, index, collective) - collective_values(before, index, collective)
-    spacing = float(collective.grid[1] - collective.grid[0]) / (CV_KNOTS - 1)
-    return max(CV_DENSITY_WIDTH, float(d.square().mean().sqrt()) / spacing)
+    return max(CV_DENSITY_WIDTH, float(d.square().mean().sqrt()) / float(_spacing(collective.grid.double())))
 
 
 def collective_density(xi: Tensor, grid: Tensor, *, width: float = CV_DENSITY_WIDTH) -> Tensor:
@@ -136,6 +139,4 @@ def collective_density(xi: Tensor, grid: Tensor, *, width: float = CV_DENSITY_WI
     counts = torch.zeros(CV_KNOTS, dtype=torch.float64)
     counts.index_add_(0, k, 1 - u)
     counts.index_add_(0, k + 1, u)
-    pos = torch.arange(CV_KNOTS, dtype=torch.float64)
-    smooth = counts @ torch.exp(-0.5 * ((pos[:, None] - pos[None, :]) / width) ** 2)
-    return (smooth / smooth.sum().clamp_min(1e-300)).unsqueeze(0)
+    return smoothed_density(counts.unsqueeze(0), torch.arange(CV_KNOTS, dtype=torch.float64), width)

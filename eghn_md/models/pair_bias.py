@@ -27,6 +27,7 @@ from torch import Tensor
 
 from eghn_md.models.collective_bias import Collective, collective_gradient
 from eghn_md.models.contact_prior import pair_distances, pairs_in_graphs
+from eghn_md.models.knot_table import segment, smoothed_density
 from eghn_md.nn.edges import scatter_sum
 
 __all__ = ["R_MIN", "SPACING", "KNOTS", "knots", "pair_energy", "bias_shift", "pair_densities",
@@ -57,9 +58,7 @@ def knots(*, dtype=torch.float64, device=None) -> Tensor:
 def _segment(r: Tensor) -> tuple[Tensor, Tensor]:
     """Per distance ``r`` (P,) [Å]: the index (P,) of its table segment [k, k + 1] (the first / last beyond the
     knots) and its position in it (P,) in units of the spacing (outside [0, 1] beyond the knots)."""
-    s = (r - R_MIN) / SPACING
-    k = s.floor().clamp(0, KNOTS - 2)
-    return k.long(), s - k
+    return segment((r - R_MIN) / SPACING, KNOTS)
 
 
 def pair_energy(r: Tensor, table: Tensor) -> Tensor:
@@ -121,10 +120,7 @@ def pair_densities(frames, index: Tensor) -> Tensor:
         u = u.clamp(0.0, 1.0)  # beyond the knots: all on the end knot
         for kk, w in ((k, 1 - u), (k + 1, u)):
             counts.index_put_((rows.expand_as(kk).reshape(-1), kk.reshape(-1)), w.reshape(-1), accumulate=True)
-    grid = torch.arange(KNOTS, dtype=torch.float64) * SPACING
-    kernel = torch.exp(-0.5 * ((grid[:, None] - grid[None, :]) / DENSITY_WIDTH) ** 2)
-    smooth = counts @ kernel
-    return smooth / smooth.sum(dim=1, keepdim=True).clamp_min(1e-300)
+    return smoothed_density(counts, torch.arange(KNOTS, dtype=torch.float64) * SPACING, DENSITY_WIDTH)
 
 
 def boltzmann_correction(model_density: Tensor, reference_density: Tensor, *, weight: float = 1.0) -> Tensor:
