@@ -35,18 +35,21 @@ _D = FitBiasConfig()  # the defaults' one home
 @click.option("--seed", type=int, default=_D.seed, show_default=True, help="Seed of round 0's ensemble (round k: +k).")
 @click.option("--collective/--no-collective", default=_D.collective, show_default=True,
               help="Also fit a table on the pairs' leading contact component (the slow states' populations).")
+@click.option("--average", type=click.IntRange(min=1), default=_D.average, show_default=True,
+              help="Write the mean of the tables after the last N corrections (Polyak-Ruppert averaging of the "
+                   "rounds' sampling noise; 1: the last correction's tables).")
 @overwrite_option
 @device_option
 @quiet_option
 @json_option
 def fit_bias(model_path, data, output, rounds, replicas, steps, weight, cutoff, min_fraction, seed, collective,
-             overwrite, device, quiet, as_json):
+             average, overwrite, device, quiet, as_json):
     """Fit the pair bias of a generative MODEL on the training split of DATA.h5 (its own split fractions) and write
     MODEL with the bias to --output: the sampler then keeps the training run's pair-distance distributions."""
     from eghn_md.rollout.pair_bias_fit import fit_bias_run
 
     config = FitBiasConfig(rounds=rounds, replicas=replicas, steps=steps, weight=weight, seed=seed, cutoff=cutoff,
-                           min_fraction=min_fraction, collective=collective)
+                           min_fraction=min_fraction, collective=collective, average=average)
     console = stderr_console(quiet)
     progress = None
     if not quiet:

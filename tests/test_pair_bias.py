@@ -6,6 +6,7 @@ through the command line (a checkpoint that loads with its bias and samples othe
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +31,9 @@ from eghn_md.models.pair_bias import (
 )
 from eghn_md.testing.equivariance import assert_equivariant, permute_batch
 from eghn_md.testing.synthetic import random_graph
+
+#: the generative model shipped for the demo
+SHIPPED = Path(__file__).resolve().parents[1] / "examples" / "models" / "adk_eq_generative.pt"
 
 
 def _table(seed=0, scale=2.0):
@@ -117,14 +121,11 @@ def test_a_graph_of_another_size_and_bad_shapes_are_refused():
         ModelConfig(name="eghn", node_in=4, bias_pairs=3, bias_nodes=8)
 
 
-def test_fit_bias_through_the_command_line(tmp_path):
+def test_fit_bias_through_the_command_line(shipped_reference, tmp_path):
     """``eghn-md fit-bias`` on the shipped model's training data stand-in (a few frames of a short equilibrium run
     are not shipped, so a rollout of the shipped model itself is the reference): a checkpoint that loads with its
     bias, records every round and samples other frames than the model without it."""
-    from pathlib import Path
-
-    shipped = Path(__file__).resolve().parents[1] / "examples" / "models" / "adk_eq_generative.pt"
-    data = _shipped_reference(shipped, tmp_path)
+    shipped, data = SHIPPED, shipped_reference
     out = tmp_path / "bias.pt"
     res = run_cli("fit-bias", shipped, data, "-o", out, "--rounds", "2", "--replicas", "2", "--steps", "3",
                   "--json", "--quiet", "--device", "cpu")
@@ -156,12 +157,36 @@ def test_fit_bias_through_the_command_line(tmp_path):
     assert not load_model(tmp_path / "plain.pt")[0].config.bias_collective
 
 
-def _shipped_reference(shipped, tmp_path):
+def test_fit_bias_writes_the_mean_of_the_last_corrections(shipped_reference, tmp_path):
+    """``--average 2`` over two rounds writes the mean of the tables after corrections 1 and 2, which the fits of
+    one and two rounds (the same seeds, so the same chains) write on their own; out of range it is refused."""
+    from eghn_md.train.checkpoint import load_model
+
+    shipped, data = SHIPPED, shipped_reference
+    fitted = {}
+    for rounds, average in ((1, 1), (2, 1), (2, 2)):
+        out = tmp_path / f"r{rounds}a{average}.pt"
+        res = run_cli("fit-bias", shipped, data, "-o", out, "--rounds", str(rounds), "--average", str(average),
+                      "--replicas", "2", "--steps", "3", "--seed", "5", "--quiet", "--device", "cpu")
+        assert res.exit_code == 0, res.output
+        fitted[rounds, average] = load_model(out)[0]
+    one, two, mean = fitted[1, 1], fitted[2, 1], fitted[2, 2]
+    assert not torch.equal(one.bias_table, two.bias_table)
+    torch.testing.assert_close(mean.bias_table, (one.bias_table + two.bias_table) / 2)
+    torch.testing.assert_close(mean.bias_cv_table, (one.bias_cv_table + two.bias_cv_table) / 2)
+    bad = run_cli("fit-bias", shipped, data, "-o", tmp_path / "bad.pt", "--rounds", "2", "--average", "3")
+    assert bad.exit_code == 2 and "average" in bad.output and "[1, rounds = 2]" in bad.output
+    assert "Traceback" not in bad.output
+
+
+@pytest.fixture(scope="module")
+def shipped_reference(tmp_path_factory):
     """A dataset of 40 frames rolled out by the shipped model from the open crystal structure (a stand-in for
     its training run, which is not shipped), preprocessed like a user's trajectory."""
     from MDAnalysisTests.datafiles import PDB_small
 
-    roll = run_cli("rollout", shipped, PDB_small, "--steps", "40", "-o", tmp_path / "ref.dcd", "--quiet",
+    tmp_path = tmp_path_factory.mktemp("shipped_reference")
+    roll = run_cli("rollout", SHIPPED, PDB_small, "--steps", "40", "-o", tmp_path / "ref.dcd", "--quiet",
                    "--device", "cpu")
     assert roll.exit_code == 0, roll.output
     res = run_cli("preprocess", tmp_path / "ref.pdb", tmp_path / "ref.dcd", "-o", tmp_path / "ref.h5", "--quiet")

@@ -19,6 +19,11 @@ populations that the pair tables correct only pair by pair. Its densities are sm
 of ξ on the training windows (:func:`~eghn_md.models.collective_bias.step_width`, reported as
 ``collective_width`` in knot spacings).
 
+With ``average`` = A > 1 the bias written is the mean of the tables after the last A corrections (Polyak–Ruppert
+averaging), measured by the last ensemble: each round's densities come from a few hundred correlated steps, so the
+tables a constant step leaves behind wander with that round's sampling noise (a few hundredths in the slow states'
+populations); their mean over rounds does not.
+
 The mismatch reported per round is each pair's total-variation distance between the ensemble's and the reference's
 densities (0: the same, 1: disjoint), averaged over the pairs, and its largest value; ``collective_mismatch`` the
 same distance for ξ.
@@ -57,7 +62,8 @@ MAX_REFERENCE_FRAMES = 5000
 class FitBiasConfig:
     """How a pair bias is fitted (module docstring): ``rounds`` corrections, each from an ensemble of ``replicas``
     × ``steps`` steps seeded ``seed`` + round; ``weight`` the step of each correction; the pairs within
-    ``cutoff`` [Å] in at least ``min_fraction`` of the reference frames."""
+    ``cutoff`` [Å] in at least ``min_fraction`` of the reference frames; ``average``: the bias written is the mean of
+    the tables after the last ``average`` corrections (1: the last correction's)."""
 
     rounds: int = 16
     replicas: int = 8
@@ -67,6 +73,7 @@ class FitBiasConfig:
     cutoff: float = 12.0
     min_fraction: float = 0.01
     collective: bool = True
+    average: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.collective, bool):
@@ -76,6 +83,9 @@ class FitBiasConfig:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise UsageError(f"fit-bias: {key} must be an integer >= {low}, got {v!r}", params=(key,))
+        if isinstance(self.average, bool) or not isinstance(self.average, int) or not 1 <= self.average <= self.rounds:
+            raise UsageError(f"fit-bias: average must be an integer in [1, rounds = {self.rounds}], got "
+                             f"{self.average!r}", params=("average",))
         for key, lo, hi in (("weight", 0.0, 10.0), ("cutoff", 3.0, 100.0), ("min_fraction", 0.0, 1.0)):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo < v <= hi:
@@ -123,6 +133,24 @@ def _chain_ends(result, starts: torch.Tensor) -> torch.Tensor:
     return torch.stack(ends).to(device=starts.device, dtype=starts.dtype)
 
 
+class _TableMean:
+    """The running mean of the pair tables and of the collective table over the corrections that are averaged."""
+
+    def __init__(self) -> None:
+        self.count, self.table, self.cv_table = 0, None, None
+
+    def add(self, table: torch.Tensor, cv_table: Optional[torch.Tensor]) -> None:
+        self.count += 1
+        self.table = table.clone() if self.table is None else self.table + table
+        if cv_table is not None:
+            self.cv_table = cv_table.clone() if self.cv_table is None else self.cv_table + cv_table
+
+    def result(self, table: torch.Tensor, cv: Optional[Collective]) -> tuple[torch.Tensor, Optional[Collective]]:
+        """The averaged (table, collective term); ``cv`` gives the collective term's other fields."""
+        cv = None if cv is None else replace(cv, table=self.cv_table / self.count)
+        return self.table / self.count, cv
+
+
 def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torch.Tensor, h: torch.Tensor,
                   bonds: torch.Tensor, cutoff: float, config: FitBiasConfig,
                   step_pairs: Optional[tuple[np.ndarray, np.ndarray]] = None,
@@ -152,7 +180,7 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
     cv_ref = (collective_density(collective_values(reference, index, cv), cv.grid, width=width)
               if cv is not None else None)
     history: list[dict] = []
-    chains = starts
+    chains, mean = starts, _TableMean()
     progress = as_progress(progress)
     progress.start(config.rounds + 1)
     try:
@@ -175,6 +203,10 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
                 table = table + boltzmann_correction(p_model, p_ref, weight=config.weight)
                 if cv is not None:
                     cv = replace(cv, table=cv.table + boltzmann_correction(cv_model, cv_ref, weight=config.weight)[0])
+                if r >= config.rounds - config.average:
+                    mean.add(table, None if cv is None else cv.table)
+                if r == config.rounds - 1:
+                    table, cv = mean.result(table, cv)
                 model.set_pair_bias(index, table, nodes=int(reference.shape[1]), collective=cv)
             history.append(rec)
             progress.update({"done": r + 1, "info": f"mismatch {rec['mismatch_mean']:.4f} (round {r})"})
