@@ -80,10 +80,11 @@ def reprior(init: Path, out: Path, data: Path, fraction: float) -> Path:
                            metrics=ck.metrics)
 
 
-def _reference(data: Path, run: int = 2):
+def _reference(data: Path, run: int = 2, path: Path | None = None):
+    """Every Cα frame (T, N, 3) [Å] of run ``run`` of ``data`` (or of the DCD ``path``) and its frame spacing [ps]."""
     import MDAnalysis as mda
 
-    u = mda.Universe(str(data / "adk_cg.pdb"), str(data / f"run-{run}.dcd"))
+    u = mda.Universe(str(data / "adk_cg.pdb"), str(path or data / f"run-{run}.dcd"))
     ca = u.select_atoms("name CA")
     frames = np.stack([ca.positions.astype(np.float64) for _ in u.trajectory])
     return frames, float(u.trajectory.dt)
@@ -128,17 +129,18 @@ def judge(frames: list, ref: np.ndarray, info: dict, data: Path, horizon: int) -
     return out
 
 
-def distribution(ref: np.ndarray, frames: list, *, step_ps: float, horizon: int) -> dict:
+def distribution(ref: np.ndarray | list, frames: list, *, step_ps: float, horizon: int) -> dict:
     """The distributional metrics of ``frames`` (list of (T, N, 3) [Å], one frame per ``step_ps``) against the
-    reference run ``ref`` (T, N, 3) [Å] (its states read every ``horizon``-th frame): RMSF r and ratio, PC1–PC2 W2,
-    Rg Jensen–Shannon distance and the two-state summary."""
+    reference run ``ref`` (T, N, 3) [Å] or several runs pooled (a list of them; their states read every
+    ``horizon``-th frame): RMSF r and ratio, PC1–PC2 W2, Rg Jensen–Shannon distance and the two-state summary."""
     from MDAnalysisTests.datafiles import PDB_closed, PDB_small
 
     from eghn_md.rollout.distribution import compare_ensembles
     from eghn_md.rollout.states import states_from_files
 
-    states = states_from_files(PDB_closed, PDB_small, n_nodes=ref.shape[1], names=("closed", "open"))
-    m = compare_ensembles(reference=[ref], model=frames, states=states, step_ps=step_ps, reference_stride=horizon)
+    refs = ref if isinstance(ref, list) else [ref]
+    states = states_from_files(PDB_closed, PDB_small, n_nodes=refs[0].shape[1], names=("closed", "open"))
+    m = compare_ensembles(reference=refs, model=frames, states=states, step_ps=step_ps, reference_stride=horizon)
     return {"rmsf_r": m["rmsf"]["pearson_r"], "rmsf_ratio": m["rmsf"]["ratio"], "w2_A": m["pca"]["w2_A"],
             "js_rg": m["js"]["rg"], "states": m.get("states")}
 
@@ -183,6 +185,8 @@ def main() -> None:
     ap.add_argument("--floor", action="store_true", help="Also judge run 3 (MD) against run 2: the floor.")
     ap.add_argument("--judge-run", type=int, default=2, help="The reference run the ensembles start from and are "
                     "judged against (2, the test run; 1, the training run, to choose a sampler setting on).")
+    ap.add_argument("--pooled", default=None, help="Comma-separated DCDs of further independent MD runs (same "
+                    "topology): each ensemble is also judged against them and the judge run pooled (key 'pooled').")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     data, work = Path(args.data), Path(args.workdir)
@@ -201,6 +205,10 @@ def main() -> None:
     for (model, seed), run in runs.items():
         frames, info = roll(run, data, ref, args, seed)
         results[f"{model}_s{seed}"] = r = judge(frames, ref, info, data, args.horizon)
+        if args.pooled and "states" in r:
+            pooled = [ref] + [_reference(data, path=Path(p))[0] for p in args.pooled.split(",")]
+            r["pooled"] = distribution(pooled, frames, step_ps=info["step_ps"], horizon=args.horizon)
+            print("  pooled", json.dumps(r["pooled"]), flush=True)
         print(model, seed, json.dumps({k: v for k, v in r.items() if k != "states"}), flush=True)
         if r.get("states"):
             print("  states", json.dumps(r["states"]), flush=True)
