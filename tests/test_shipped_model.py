@@ -98,3 +98,36 @@ def test_evaluate_rollouts_of_a_generative_model_repeat(eq_h5):
     assert a["rmsd_A"]["model"] == b["rmsd_A"]["model"]
     assert a["distribution"]["rmsf"]["pearson_r"] == b["distribution"]["rmsf"]["pearson_r"]
     assert a["rmsd_A"]["model"][-1] > 0.5  # it moved: the sampler ran [Å]
+
+
+def test_evaluate_samples_reports_calibration_and_follows_the_source_scale(eq_h5, tmp_path):
+    """``evaluate --samples`` judges the samples as a distribution: errors of their mean and of one sample, the
+    coverage of their central 50 % beside a calibrated sampler's, and a wider source (``--source-scale``) widens
+    them; the same seed repeats."""
+    def sampled(*extra) -> dict:
+        res = run_cli("evaluate", MODEL, eq_h5, "--split", "val", "--samples", 4, "--per-node", tmp_path / "e.csv",
+                      "--json", "--quiet", "--device", "cpu", *extra, expect=0)
+        return json.loads(res.stdout)["sampled"]
+
+    a, b, wide = sampled(), sampled(), sampled("--source-scale", 2.0)
+    assert a == b  # seed 0 both times
+    assert a["n_samples"] == 4 and a["ideal"] == pytest.approx(0.3) and a["source_scale"] == 1.0
+    assert 0.0 <= a["coverage50"] <= 1.0 and a["mse_one"] > 0 and a["spread"] > 0
+    assert wide["source_scale"] == 2.0 and wide["spread"] > 1.5 * a["spread"]
+    assert sampled("--seed", 1)["mse_one"] != a["mse_one"]
+
+
+def test_ideal_coverage_is_what_samples_of_the_truths_distribution_score():
+    from eghn_md.train.evaluate import ideal_coverage
+
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.randn(16 + 1, 40000, generator=gen, dtype=torch.float64)  # 16 samples and the truth, per column
+    lo, hi = torch.quantile(draws[:16], 0.25, dim=0), torch.quantile(draws[:16], 0.75, dim=0)
+    share = float(((draws[16] >= lo) & (draws[16] <= hi)).double().mean())
+    assert ideal_coverage(16) == pytest.approx(7.5 / 17) and share == pytest.approx(ideal_coverage(16), abs=0.01)
+
+
+def test_evaluate_samples_refuses_a_deterministic_model(tiny_run, adk_h5, tmp_path):
+    res = run_cli("evaluate", tiny_run / "model.pt", adk_h5, "--samples", 4, "--per-node", tmp_path / "e.csv")
+    assert res.exit_code == 2 and "--samples" in res.output and "deterministic" in res.output
+    assert "Traceback" not in res.output

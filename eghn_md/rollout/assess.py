@@ -183,10 +183,12 @@ def write_rollout_csv(result: dict, path: str | Path) -> Path:
 
 def assess_model_rollouts(model_path: str | Path, data: Sequence[str | Path], *, split: str, steps: int,
                           n_starts: int = 4, device: str = "auto", states: Optional[Sequence[str | Path]] = None,
-                          keep_frames: bool = False, progress: Optional[Progress] = None) -> dict:
+                          keep_frames: bool = False, progress: Optional[Progress] = None,
+                          source_scale: Optional[float] = None) -> dict:
     """:func:`assess_rollouts` of a checkpoint on the ``split`` windows of dataset files (``all``: every window);
     ``states``: two structure files (Cα of the data's nodes) of states A and B
-    (:func:`~eghn_md.rollout.states.states_from_files`)."""
+    (:func:`~eghn_md.rollout.states.states_from_files`); ``source_scale``: a generative model's sampler λ
+    (default: the checkpoint's)."""
     from eghn_md.train.checkpoint import load_model
     from eghn_md.train.evaluate import physical_data_config
     from eghn_md.train.sources import build_splits
@@ -194,6 +196,8 @@ def assess_model_rollouts(model_path: str | Path, data: Sequence[str | Path], *,
 
     dev = resolve_device(device)
     model, ckpt = load_model(model_path, device=dev)
+    if source_scale is not None:
+        model.set_source_scale(source_scale)
     dc = physical_data_config(ckpt)
     which = "test" if split == "all" else split
     files = {"data": [], "test": list(data)} if split == "all" else {"data": list(data), "test": []}

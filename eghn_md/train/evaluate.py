@@ -2,6 +2,13 @@
 
 All errors are the paper's metric: mean squared error per coordinate [Å²] (nodes and the 3 coordinates pooled;
 multiply by 3 for the mean squared displacement per node).
+
+A generative model can also be judged as a distribution (:func:`sample_calibration`): ``n`` samples per window,
+the error of their mean and of one sample, and how often the truth lies in the samples' central 50 % interval
+(25th–75th percentile, ``torch.quantile``'s linear interpolation). For ``n`` samples and a truth drawn from the
+same distribution that share is 0.5 (n − 1) / (n + 1) in expectation (:func:`ideal_coverage`: 44.1 % for 16), the
+value a calibrated sampler scores; less means the samples are too narrow, more too wide. The sampler's source
+scale λ (``source_scale``) widens or narrows them, and can be chosen on a held-out split.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.utils import resolve_device
 
-__all__ = ["PREDICTORS", "evaluate_sets", "evaluate_model", "per_node_errors", "physical_data_config"]
+__all__ = ["PREDICTORS", "evaluate_sets", "evaluate_model", "ideal_coverage", "per_node_errors", "physical_data_config",
+           "sample_calibration"]
 
 
 @torch.no_grad()
@@ -53,6 +61,42 @@ def per_node_errors(
     return out
 
 
+def ideal_coverage(n_samples: int) -> float:
+    """The expected share of truths inside the central-50 % interval of ``n_samples`` samples when truth and samples
+    come from one distribution (ranks 1 + q (n − 1) interpolated, E[U_(k)] = k / (n + 1)): 0.5 (n − 1) / (n + 1)."""
+    return 0.5 * (n_samples - 1) / (n_samples + 1)
+
+
+@torch.no_grad()
+def sample_calibration(model: torch.nn.Module, samples: Sequence[GraphBatch], *, n_samples: int, seed: int = 0,
+                       device="cpu", sample_steps: Optional[int] = None) -> dict:
+    """A generative ``model`` judged as a distribution over the windows ``samples`` (module docstring):
+    ``n_samples`` samples of every window in one batched pass (``sample_steps`` integration steps, default the
+    model's), the noise drawn from a CPU generator seeded ``seed``. Returns ``mse_mean`` and ``mse_one`` [Å² per
+    coordinate] (the samples' mean, the first sample), ``coverage50`` and its ``ideal`` (fractions), ``spread``
+    (the samples' mean per-coordinate variance [Å²]) and ``n_samples``."""
+    if n_samples < 2:
+        raise UsageError(f"need at least 2 samples per window to judge their spread, got {n_samples}",
+                         params=("samples",))
+    device = resolve_device(device)
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    sums = {"mse_mean": 0.0, "mse_one": 0.0, "coverage50": 0.0, "spread": 0.0}
+    count = 0
+    for s in samples:
+        x = model(collate([s] * n_samples).to(device), generator=gen, steps=sample_steps).pos.double().cpu()
+        x = x.reshape(n_samples, s.num_nodes, 3)
+        y = s.target.double().cpu()
+        lo, hi = torch.quantile(x, 0.25, dim=0), torch.quantile(x, 0.75, dim=0)
+        sums["mse_mean"] += float(((x.mean(0) - y) ** 2).sum())
+        sums["mse_one"] += float(((x[0] - y) ** 2).sum())
+        sums["coverage50"] += float(((y >= lo) & (y <= hi)).double().sum())
+        sums["spread"] += float(x.var(0, unbiased=True).sum())
+        count += y.numel()
+    return {**{k: v / max(count, 1) for k, v in sums.items()}, "ideal": ideal_coverage(n_samples),
+            "n_samples": n_samples}
+
+
 def evaluate_sets(model: torch.nn.Module, sets: dict, *, batch_size: int = 8, device="cpu") -> dict:
     """``{split: {"model": mse, "static": mse, "const_velocity": mse, "windows": n}}`` [Å² per coordinate]."""
     out = {}
@@ -74,6 +118,9 @@ def evaluate_model(
     batch_size: int = 8,
     per_node_csv: Optional[str | Path] = None,
     whole: bool = False,
+    samples: Optional[int] = None,
+    source_scale: Optional[float] = None,
+    seed: int = 0,
 ) -> dict:
     """Evaluate a trained model on dataset files.
 
@@ -83,6 +130,9 @@ def evaluate_model(
         split: which time block of each trajectory (``train``/``val``/``test``, the model's split fractions), or
             ``all`` for every window of the files (e.g. an independent trajectory).
         per_node_csv: where to write the per-node errors (node, residue, atom, one column per predictor).
+        samples: a generative model only: also judge ``samples`` samples per window as a distribution
+            (:func:`sample_calibration`, noise seeded ``seed``; key ``"sampled"``).
+        source_scale: a generative model only: sample with this source scale λ (default: the checkpoint's).
     """
     from eghn_md.train.checkpoint import load_model
     from eghn_md.train.sources import build_splits
@@ -92,6 +142,7 @@ def evaluate_model(
     if not data:
         raise UsageError("no dataset given")
     model, ckpt = load_model(model_path, device=device)  # the inputs first: a missing model is named as such
+    _check_sampling(model, samples=samples, source_scale=source_scale)
     for d in data:
         if not Path(d).exists():
             raise UsageError(f"dataset file {str(d)!r} does not exist")
@@ -107,6 +158,10 @@ def evaluate_model(
     with splits:
         result = _evaluate(model, splits.sets[split_key], ckpt, batch_size, device, per_node_csv,
                            horizon=splits.horizon_frames)
+        if samples is not None:
+            result["sampled"] = {**sample_calibration(model, splits.sets[split_key], n_samples=samples, seed=seed,
+                                                      device=device),
+                                 "source_scale": float(model.config.source_scale), "seed": seed}
     result.update({"model_file": str(model_path), "data": [str(d) for d in data], "split": split,
                    "horizon_frames": splits.horizon_frames, "horizon_ps": splits.horizon_ps,
                    "frame_dt_ps": splits.frame_dt_ps, "trained_horizon_frames": int(ckpt.data_config["horizon"]),
@@ -115,6 +170,20 @@ def evaluate_model(
                                                      for s in splits.sources},
                    "notes": _step_notes(splits, ckpt) + splits.notes, "model_name": ckpt.model_config.get("name")})
     return result
+
+
+def _check_sampling(model: torch.nn.Module, *, samples: Optional[int], source_scale: Optional[float]) -> None:
+    """Refuse the sampling options for a deterministic model; set a generative model's source scale."""
+    from eghn_md.models.registry import is_generative
+
+    if samples is None and source_scale is None:
+        return
+    if not is_generative(model):
+        opt = "--samples" if samples is not None else "--source-scale"
+        raise UsageError(f"{opt} judges a generative model's samples; this model is deterministic (train with the "
+                         "generative preset)", params=("samples" if samples is not None else "source_scale",))
+    if source_scale is not None:
+        model.set_source_scale(source_scale)
 
 
 def _step_notes(splits, ckpt) -> list[str]:

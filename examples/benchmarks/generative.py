@@ -80,42 +80,32 @@ def one_step(run: Path, data: dict, n_samples: int, seed: int = 0, sample_steps=
              source_scale: float | None = None) -> dict:
     """Mean-of-samples and single-sample MSE [Å² per coordinate], the central-50 % coverage and the samples'
     spread (mean per-coordinate variance [Å²]) on DCD2 (``split`` "val": on DCD's validation windows), sampled
-    with the sampler's source scale λ = ``source_scale`` (default: the model's own)."""
-    from eghn_md.data.batch import collate
+    with the sampler's source scale λ = ``source_scale`` (default: the model's own);
+    :func:`eghn_md.train.evaluate.sample_calibration` (a deterministic model: its one prediction, coverage 0)."""
     from eghn_md.data.samples import DataConfig
     from eghn_md.models.registry import is_generative
     from eghn_md.train.checkpoint import load_model
+    from eghn_md.train.evaluate import evaluate_sets, sample_calibration
     from eghn_md.train.sources import build_splits
 
     model, ckpt = load_model(run / "model.pt")
     if source_scale is not None:
         model.set_source_scale(source_scale)
     cfg = DataConfig.from_dict(ckpt.data_config)
-    gen = torch.Generator().manual_seed(seed)
-    sq_mean = sq_one = inside = count = spread = 0.0
     with build_splits([data["dcd"]], config=cfg, test=[data["dcd2"]], only=[split],
                       expected_nodes=ckpt.nodes) as splits:
-        for s in splits.sets[split]:
-            if is_generative(model):
-                x = model(collate([s] * n_samples), generator=gen, steps=sample_steps).pos
-                x = x.double().reshape(n_samples, s.num_nodes, 3)
-            else:
-                x = model(s).pos.double().unsqueeze(0)
-            y = s.target.double()
-            sq_mean += float(((x.mean(0) - y) ** 2).sum())
-            sq_one += float(((x[0] - y) ** 2).sum())
-            lo, hi = torch.quantile(x, 0.25, dim=0), torch.quantile(x, 0.75, dim=0)
-            inside += float(((y >= lo) & (y <= hi)).double().sum())
-            spread += float(x.var(0, unbiased=True).sum()) if x.shape[0] > 1 else 0.0
-            count += y.numel()
-    return {"mse_mean": sq_mean / count, "mse_one": sq_one / count, "coverage50": inside / count,
-            "spread": spread / count}
+        if is_generative(model):
+            return sample_calibration(model, splits.sets[split], n_samples=n_samples, seed=seed,
+                                      sample_steps=sample_steps)
+        mse = evaluate_sets(model, {split: splits.sets[split]})[split]["model"]
+    return {"mse_mean": mse, "mse_one": mse, "coverage50": 0.0, "spread": 0.0}
 
 
 def ideal_coverage(n_samples: int) -> float:
-    """The expected share of draws inside the central-50 % interval of ``n_samples`` draws from the same
-    distribution (``torch.quantile``'s linear interpolation: E[U_(k)] = k / (n + 1) at ranks 1 + q(n − 1))."""
-    return 0.5 * (n_samples - 1) / (n_samples + 1)
+    """:func:`eghn_md.train.evaluate.ideal_coverage`."""
+    from eghn_md.train.evaluate import ideal_coverage as ideal
+
+    return ideal(n_samples)
 
 
 def calibrate(run: Path, data: dict, n_samples: int, sample_steps=None) -> dict:
