@@ -27,7 +27,7 @@ PARAM_FLAGS = {
     "top": "--top", "topology": "--topology", "trajectory": "--trajectory", "truth": "--truth", "val": "--val",
     "init": "--init", "source_scale": "--source-scale", "cutoff": "--cutoff", "min_fraction": "--min-fraction",
     "collective": "--collective",
-    "rounds": "--rounds", "weight": "--weight", "samples": "--samples",
+    "rounds": "--rounds", "weight": "--weight", "samples": "--samples", "average": "--average",
 }
 
 

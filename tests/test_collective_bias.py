@@ -96,6 +96,21 @@ def test_the_contact_component_is_the_contacts_that_move_together():
     assert float(cv.table.abs().max()) == 0.0
 
 
+@pytest.mark.parametrize("frames, pairs", [(40, 300), (500, 120)])
+def test_the_leading_direction_is_the_covariances_top_eigenvector(frames, pairs):
+    """Fewer frames than pairs (the T × T Gram matrix) or more (the P × P one): the covariance's top eigenvector."""
+    from eghn_md.models.collective_bias import _leading_direction
+
+    gen = torch.Generator().manual_seed(frames)
+    rows = torch.randn(frames, 1, generator=gen, dtype=torch.float64) @ torch.randn(1, pairs, generator=gen,
+                                                                                     dtype=torch.float64)
+    rows = rows + 0.3 * torch.randn(frames, pairs, generator=gen, dtype=torch.float64)
+    rows = rows - rows.mean(dim=0)
+    w = _leading_direction(rows)
+    top = torch.linalg.eigh(rows.T @ rows / (frames - 1))[1][:, -1]
+    assert float(w.norm()) == pytest.approx(1.0) and abs(float(w @ top)) == pytest.approx(1.0, abs=1e-12)
+
+
 def test_the_fit_smooths_over_one_steps_spread_of_xi():
     """One pair at 7 Å then 9 Å: ξ moves by w·(s(9) − s(7)) per step, s the switching function written out; the
     width is that in knot spacings (never under the floor), and the density of one value spreads over it."""

@@ -69,15 +69,25 @@ def contact_component(frames, index: Tensor) -> Collective:
     s = torch.cat([_contacts(r)[0] for r in pair_distances(x, index)])  # (T, P)
     mean = s.mean(dim=0)
     centred = s - mean
-    cov = centred.T @ centred / max(1, len(s) - 1)
-    _, vectors = torch.linalg.eigh(cov)
-    w = vectors[:, -1]
+    w = _leading_direction(centred)
     w = w * torch.sign(w[w.abs().argmax()])
     xi = centred @ w
     lo, hi = float(xi.min()), float(xi.max())
     pad = CV_MARGIN * max(hi - lo, 1e-6)
     grid = torch.tensor([lo - pad, hi + pad], dtype=torch.float64)
     return Collective(weight=w, mean=mean, grid=grid, table=torch.zeros(CV_KNOTS, dtype=torch.float64))
+
+
+def _leading_direction(centred: Tensor) -> Tensor:
+    """The unit leading principal direction (P,) of centred rows (T, P): from the smaller of the two Gram matrices
+    (T × T when there are fewer frames than pairs, then mapped back through the rows), so a short reference does not
+    pay for a P × P eigendecomposition."""
+    if centred.shape[0] < centred.shape[1]:
+        _, u = torch.linalg.eigh(centred @ centred.T)
+        w = centred.T @ u[:, -1]
+        return w / w.norm().clamp_min(1e-300)
+    _, vectors = torch.linalg.eigh(centred.T @ centred)
+    return vectors[:, -1]
 
 
 def collective_values(frames, index: Tensor, collective: Collective) -> Tensor:
