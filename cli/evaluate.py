@@ -33,12 +33,14 @@ from eghn_md.choices import EVAL_SPLITS
 @click.option("--source-scale", type=click.FloatRange(min=0, min_open=True), default=None,
               help="A generative model: sample with this source scale (lambda; default the checkpoint's), e.g. to "
                    "choose one on --split val that calibrates the samples.")
+@click.option("--sample-steps", type=click.IntRange(min=1), default=None,
+              help="A generative model: integration steps per sample with --samples (default: the model's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples' noise (--samples).")
 @device_option
 @quiet_option
 @json_option
 def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, rollout_starts, states, samples,
-             source_scale, seed, device, quiet, as_json):
+             source_scale, sample_steps, seed, device, quiet, as_json):
     """Evaluate MODEL (RUN/model.pt) on DATA.h5 files: the paper's MSE per coordinate [Å²] at the horizon."""
     from pathlib import Path
 
@@ -50,7 +52,8 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, r
     if per_node_csv is None:
         per_node_csv = str(Path(model_path).parent / f"errors_{split}.csv")
     result = evaluate_model(model_path, list(data), split=split, device=device, batch_size=batch_size,
-                            per_node_csv=per_node_csv, samples=samples, source_scale=source_scale, seed=seed)
+                            per_node_csv=per_node_csv, samples=samples, source_scale=source_scale, seed=seed,
+                            sample_steps=sample_steps)
     console = stderr_console(quiet)
     if rollout_steps:
         result["rollout"] = _rollouts(model_path, data, split, rollout_steps, rollout_starts, states, device, console,
@@ -79,7 +82,9 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, r
 
 def _print_sampled(console, r: dict) -> None:
     s = r["n_samples"]
-    console.print(f"{s} samples per window (source scale {r['source_scale']:g}, seed {r['seed']}): MSE of their mean "
+    steps = "" if r["sample_steps"] is None else f", {r['sample_steps']} sampling steps"
+    console.print(f"{s} samples per window (source scale {r['source_scale']:g}{steps}, seed {r['seed']}): MSE of "
+                  f"their mean "
                   f"{r['mse_mean']:.4f} Å², of one sample {r['mse_one']:.4f} Å², spread {r['spread']:.4f} Å²; "
                   f"truth in the central 50 %: {100 * r['coverage50']:.1f} % (calibrated: {100 * r['ideal']:.1f} %; "
                   "less: too narrow, more: too wide)")

@@ -115,6 +115,8 @@ def test_evaluate_samples_reports_calibration_and_follows_the_source_scale(eq_h5
     assert 0.0 <= a["coverage50"] <= 1.0 and a["mse_one"] > 0 and a["spread"] > 0
     assert wide["source_scale"] == 2.0 and wide["spread"] > 1.5 * a["spread"]
     assert sampled("--seed", 1)["mse_one"] != a["mse_one"]
+    few = sampled("--sample-steps", 1)
+    assert few["sample_steps"] == 1 and a["sample_steps"] is None and few["mse_one"] != a["mse_one"]
 
 
 def test_ideal_coverage_is_what_samples_of_the_truths_distribution_score():
@@ -131,3 +133,5 @@ def test_evaluate_samples_refuses_a_deterministic_model(tiny_run, adk_h5, tmp_pa
     res = run_cli("evaluate", tiny_run / "model.pt", adk_h5, "--samples", 4, "--per-node", tmp_path / "e.csv")
     assert res.exit_code == 2 and "--samples" in res.output and "deterministic" in res.output
     assert "Traceback" not in res.output
+    res = run_cli("evaluate", tiny_run / "model.pt", adk_h5, "--sample-steps", 2, "--per-node", tmp_path / "e.csv")
+    assert res.exit_code == 2 and "add --samples" in res.output and "Traceback" not in res.output

@@ -121,6 +121,7 @@ def evaluate_model(
     samples: Optional[int] = None,
     source_scale: Optional[float] = None,
     seed: int = 0,
+    sample_steps: Optional[int] = None,
 ) -> dict:
     """Evaluate a trained model on dataset files.
 
@@ -133,6 +134,7 @@ def evaluate_model(
         samples: a generative model only: also judge ``samples`` samples per window as a distribution
             (:func:`sample_calibration`, noise seeded ``seed``; key ``"sampled"``).
         source_scale: a generative model only: sample with this source scale λ (default: the checkpoint's).
+        sample_steps: with ``samples``: integration steps per sample (default: the checkpoint's).
     """
     from eghn_md.train.checkpoint import load_model
     from eghn_md.train.sources import build_splits
@@ -143,6 +145,8 @@ def evaluate_model(
         raise UsageError("no dataset given")
     model, ckpt = load_model(model_path, device=device)  # the inputs first: a missing model is named as such
     _check_sampling(model, samples=samples, source_scale=source_scale)
+    if sample_steps is not None and samples is None:
+        raise UsageError("--sample-steps sets how --samples are drawn: add --samples K", params=("sample_steps",))
     for d in data:
         if not Path(d).exists():
             raise UsageError(f"dataset file {str(d)!r} does not exist")
@@ -160,8 +164,9 @@ def evaluate_model(
                            horizon=splits.horizon_frames)
         if samples is not None:
             result["sampled"] = {**sample_calibration(model, splits.sets[split_key], n_samples=samples, seed=seed,
-                                                      device=device),
-                                 "source_scale": float(model.config.source_scale), "seed": seed}
+                                                      device=device, sample_steps=sample_steps),
+                                 "source_scale": float(model.config.source_scale), "seed": seed,
+                                 "sample_steps": sample_steps}
     result.update({"model_file": str(model_path), "data": [str(d) for d in data], "split": split,
                    "horizon_frames": splits.horizon_frames, "horizon_ps": splits.horizon_ps,
                    "frame_dt_ps": splits.frame_dt_ps, "trained_horizon_frames": int(ckpt.data_config["horizon"]),
