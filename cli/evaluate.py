@@ -75,7 +75,7 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, r
     console.print(t)
     console.print(f"{result['windows']} windows; per-node errors in {lit(result['per_node_csv'])}")
     if "sampled" in result:
-        _print_sampled(console, result["sampled"])
+        _print_sampled(console, {**result["sampled"], "source_scale": result["source_scale"]})
     if rollout_steps:
         _print_rollouts(console, result["rollout"])
 

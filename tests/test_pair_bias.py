@@ -167,15 +167,17 @@ def test_fit_bias_writes_the_mean_of_the_last_corrections(shipped_reference, tmp
     for rounds, average in ((1, 1), (2, 1), (2, 2)):
         out = tmp_path / f"r{rounds}a{average}.pt"
         res = run_cli("fit-bias", shipped, data, "-o", out, "--rounds", str(rounds), "--average", str(average),
-                      "--replicas", "2", "--steps", "3", "--seed", "5", "--quiet", "--device", "cpu")
+                      "--replicas", "2", "--steps", "3", "--seed", "5", "--quiet", "--json", "--device", "cpu")
         assert res.exit_code == 0, res.output
         fitted[rounds, average] = load_model(out)[0]
+        last = json.loads(res.stdout)["rounds"][-1]  # the last ensemble samples with the tables written
+        assert last["table_max_kT"] == pytest.approx(float(fitted[rounds, average].bias_table.abs().max()), rel=1e-6)
     one, two, mean = fitted[1, 1], fitted[2, 1], fitted[2, 2]
     assert not torch.equal(one.bias_table, two.bias_table)
     torch.testing.assert_close(mean.bias_table, (one.bias_table + two.bias_table) / 2)
     torch.testing.assert_close(mean.bias_cv_table, (one.bias_cv_table + two.bias_cv_table) / 2)
     bad = run_cli("fit-bias", shipped, data, "-o", tmp_path / "bad.pt", "--rounds", "2", "--average", "3")
-    assert bad.exit_code == 2 and "average" in bad.output and "[1, rounds = 2]" in bad.output
+    assert bad.exit_code == 2 and "average" in bad.output and "[1, --rounds = 2]" in bad.output
     assert "Traceback" not in bad.output
 
 

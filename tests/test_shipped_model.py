@@ -107,7 +107,8 @@ def test_evaluate_samples_reports_calibration_and_follows_the_source_scale(eq_h5
     def sampled(*extra) -> dict:
         res = run_cli("evaluate", MODEL, eq_h5, "--split", "val", "--samples", 4, "--per-node", tmp_path / "e.csv",
                       "--json", "--quiet", "--device", "cpu", *extra, expect=0)
-        return json.loads(res.stdout)["sampled"]
+        out = json.loads(res.stdout)
+        return {**out["sampled"], "source_scale": out["source_scale"]}  # the λ behind every error reported
 
     a, b, wide = sampled(), sampled(), sampled("--source-scale", 2.0)
     assert a == b  # seed 0 both times
@@ -134,4 +135,4 @@ def test_evaluate_samples_refuses_a_deterministic_model(tiny_run, adk_h5, tmp_pa
     assert res.exit_code == 2 and "--samples" in res.output and "deterministic" in res.output
     assert "Traceback" not in res.output
     res = run_cli("evaluate", tiny_run / "model.pt", adk_h5, "--sample-steps", 2, "--per-node", tmp_path / "e.csv")
-    assert res.exit_code == 2 and "add --samples" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 2 and "give --samples too" in res.output and "Traceback" not in res.output

@@ -85,7 +85,9 @@ def _leading_direction(centred: Tensor) -> Tensor:
     if centred.shape[0] < centred.shape[1]:
         _, u = torch.linalg.eigh(centred @ centred.T)
         w = centred.T @ u[:, -1]
-        return w / w.norm().clamp_min(1e-300)
+        if float(w.norm()) > 0:
+            return w / w.norm()
+        # rows that do not vary: every direction is leading; the P × P branch's unit vector
     _, vectors = torch.linalg.eigh(centred.T @ centred)
     return vectors[:, -1]
 

@@ -84,8 +84,9 @@ class FitBiasConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise UsageError(f"fit-bias: {key} must be an integer >= {low}, got {v!r}", params=(key,))
         if isinstance(self.average, bool) or not isinstance(self.average, int) or not 1 <= self.average <= self.rounds:
-            raise UsageError(f"fit-bias: average must be an integer in [1, rounds = {self.rounds}], got "
-                             f"{self.average!r}", params=("average",))
+            raise UsageError(f"fit-bias: `average` must be an integer in [1, `rounds` = {self.rounds}] (the "
+                             f"corrections whose tables are averaged), got {self.average!r}",
+                             params=("average", "rounds"))
         for key, lo, hi in (("weight", 0.0, 10.0), ("cutoff", 3.0, 100.0), ("min_fraction", 0.0, 1.0)):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo < v <= hi:
@@ -151,6 +152,19 @@ class _TableMean:
         return self.table / self.count, cv
 
 
+def _corrected(table: torch.Tensor, cv: Optional[Collective], p_model: torch.Tensor, p_ref: torch.Tensor,
+               cv_densities: Optional[tuple[torch.Tensor, torch.Tensor]], *, r: int, config: FitBiasConfig,
+               mean: _TableMean) -> tuple[torch.Tensor, Optional[Collective]]:
+    """The tables after round ``r``'s correction (pair densities (P, KNOTS), ξ's (model, reference) (1, CV_KNOTS)),
+    added to ``mean`` when among the last ``config.average``; after the last round, their mean."""
+    table = table + boltzmann_correction(p_model, p_ref, weight=config.weight)
+    if cv is not None:
+        cv = replace(cv, table=cv.table + boltzmann_correction(*cv_densities, weight=config.weight)[0])
+    if r >= config.rounds - config.average:
+        mean.add(table, None if cv is None else cv.table)
+    return mean.result(table, cv) if r == config.rounds - 1 else (table, cv)
+
+
 def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torch.Tensor, h: torch.Tensor,
                   bonds: torch.Tensor, cutoff: float, config: FitBiasConfig,
                   step_pairs: Optional[tuple[np.ndarray, np.ndarray]] = None,
@@ -200,13 +214,8 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
                 rec["collective_mismatch"] = _mismatch(cv_model, cv_ref)["mismatch_mean"]
                 rec["collective_width"] = width
             if r < config.rounds:
-                table = table + boltzmann_correction(p_model, p_ref, weight=config.weight)
-                if cv is not None:
-                    cv = replace(cv, table=cv.table + boltzmann_correction(cv_model, cv_ref, weight=config.weight)[0])
-                if r >= config.rounds - config.average:
-                    mean.add(table, None if cv is None else cv.table)
-                if r == config.rounds - 1:
-                    table, cv = mean.result(table, cv)
+                table, cv = _corrected(table, cv, p_model, p_ref, (cv_model, cv_ref) if cv is not None else None,
+                                       r=r, config=config, mean=mean)
                 model.set_pair_bias(index, table, nodes=int(reference.shape[1]), collective=cv)
             history.append(rec)
             progress.update({"done": r + 1, "info": f"mismatch {rec['mismatch_mean']:.4f} (round {r})"})

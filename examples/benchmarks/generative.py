@@ -101,16 +101,11 @@ def one_step(run: Path, data: dict, n_samples: int, seed: int = 0, sample_steps=
     return {"mse_mean": mse, "mse_one": mse, "coverage50": 0.0, "spread": 0.0}
 
 
-def ideal_coverage(n_samples: int) -> float:
-    """:func:`eghn_md.train.evaluate.ideal_coverage`."""
-    from eghn_md.train.evaluate import ideal_coverage as ideal
-
-    return ideal(n_samples)
-
-
 def calibrate(run: Path, data: dict, n_samples: int, sample_steps=None) -> dict:
     """The source scale λ, from :data:`SCALES`, whose coverage on DCD's validation windows is nearest to a
     calibrated sampler's (:func:`ideal_coverage`): chosen without reading DCD2."""
+    from eghn_md.train.evaluate import ideal_coverage
+
     target = ideal_coverage(n_samples)
     scan = {lam: one_step(run, data, n_samples, sample_steps=sample_steps, split="val", source_scale=lam)
             for lam in SCALES}

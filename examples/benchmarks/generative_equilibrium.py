@@ -196,7 +196,13 @@ def main() -> None:
             for seed in (int(s) for s in args.seeds.split(","))}
     if args.train_only:
         return
-    ref, _ = _reference(data, args.judge_run)
+    ref, dt = _reference(data, args.judge_run)
+    pooled = [ref]
+    for path in (args.pooled.split(",") if args.pooled else []):
+        other, other_dt = _reference(data, path=Path(path))
+        if abs(other_dt - dt) > 1e-6 * dt:
+            ap.error(f"--pooled {path}: frames {other_dt:g} ps apart, the judge run's {dt:g} ps")
+        pooled.append(other)
     results = {}
     if args.floor:
         results["floor_md_run3"] = r = floor(data, ref, args.horizon)
@@ -205,8 +211,7 @@ def main() -> None:
     for (model, seed), run in runs.items():
         frames, info = roll(run, data, ref, args, seed)
         results[f"{model}_s{seed}"] = r = judge(frames, ref, info, data, args.horizon)
-        if args.pooled and "states" in r:
-            pooled = [ref] + [_reference(data, path=Path(p))[0] for p in args.pooled.split(",")]
+        if len(pooled) > 1 and "states" in r:
             r["pooled"] = distribution(pooled, frames, step_ps=info["step_ps"], horizon=args.horizon)
             print("  pooled", json.dumps(r["pooled"]), flush=True)
         print(model, seed, json.dumps({k: v for k, v in r.items() if k != "states"}), flush=True)
