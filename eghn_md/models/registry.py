@@ -27,7 +27,7 @@ from eghn_md.models.rf import RF
 
 __all__ = ["MODELS", "MODEL_NAMES", "build_model", "capabilities_of", "check_model_config", "config_capabilities",
            "has_pooling", "ignored_option_warnings", "is_generative", "is_markov", "model_capabilities", "model_class",
-           "model_names", "models_with"]
+           "model_names", "models_with", "set_source_scale"]
 
 #: every model by the name a configuration gives it
 MODELS: dict[str, type[nn.Module]] = {
@@ -133,6 +133,15 @@ def build_model(config: ModelConfig) -> nn.Module:
 def is_generative(model: nn.Module) -> bool:
     """Whether a built ``model`` samples its prediction (its declaration's ``generative``)."""
     return capabilities_of(model).generative
+
+
+def set_source_scale(model: nn.Module, value: float) -> None:
+    """A generative ``model`` samples with λ = ``value`` on its source noise from now on (UsageError otherwise)."""
+    if not is_generative(model):
+        raise UsageError(f"`source_scale` {value} scales a generative model's sampling noise, but this model is "
+                         "deterministic; drop it or train one with the generative `preset`",
+                         params=("source_scale", "preset"))
+    model.set_source_scale(value)
 
 
 def is_markov(model: nn.Module) -> bool:

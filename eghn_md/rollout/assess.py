@@ -197,9 +197,9 @@ def assess_model_rollouts(model_path: str | Path, data: Sequence[str | Path], *,
     dev = resolve_device(device)
     model, ckpt = load_model(model_path, device=dev)
     if source_scale is not None:
-        from eghn_md.rollout.rollout import _set_source_scale
+        from eghn_md.models.registry import set_source_scale
 
-        _set_source_scale(model, source_scale)
+        set_source_scale(model, source_scale)
     dc = physical_data_config(ckpt)
     which = "test" if split == "all" else split
     files = {"data": [], "test": list(data)} if split == "all" else {"data": list(data), "test": []}

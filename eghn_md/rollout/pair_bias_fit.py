@@ -224,14 +224,18 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
     return history
 
 
+def _evenly_thinned(n: int) -> np.ndarray:
+    """Indices of at most :data:`MAX_REFERENCE_FRAMES` of ``n`` items, evenly spaced, first and last included."""
+    return np.unique(np.linspace(0, n - 1, num=min(n, MAX_REFERENCE_FRAMES)).round().astype(int))
+
+
 def _reference_and_starts(sets: Sequence, replicas: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """Every frame of the training blocks (evenly thinned to :data:`MAX_REFERENCE_FRAMES`) and ``replicas`` start
     frames evenly spaced over the blocks' windows."""
     from eghn_md.rollout.assess import rollout_starts
 
     frames = [ws.frame(f).numpy() for ws in sets for f in range(ws.block_start, ws.block_stop)]
-    keep = np.unique(np.linspace(0, len(frames) - 1, num=min(len(frames), MAX_REFERENCE_FRAMES)).round().astype(int))
-    reference = np.stack([frames[int(k)] for k in keep])
+    reference = np.stack([frames[int(k)] for k in _evenly_thinned(len(frames))])
     pairs = rollout_starts(sets, replicas)
     starts = [ws.frame(t).numpy() for ws, t in pairs]
     return reference, [starts[k % len(starts)] for k in range(replicas)]
@@ -243,7 +247,7 @@ def _step_pairs(sets: Sequence) -> Optional[tuple[np.ndarray, np.ndarray]]:
     pairs = [(ws, t) for ws in sets for t in range(ws.block_start, ws.block_stop - ws.horizon)]
     if not pairs:
         return None
-    keep = np.unique(np.linspace(0, len(pairs) - 1, num=min(len(pairs), MAX_REFERENCE_FRAMES)).round().astype(int))
+    keep = _evenly_thinned(len(pairs))
     before = np.stack([pairs[k][0].frame(pairs[k][1]).numpy() for k in keep])
     after = np.stack([pairs[k][0].frame(pairs[k][1] + pairs[k][0].horizon).numpy() for k in keep])
     return before, after

@@ -199,7 +199,9 @@ def rollout_run(
         paths = _output_paths(Path(output), truth=truth, overwrite=overwrite)
     start = open_start(model_path, topology, trajectories, frame=frame, steps=steps if truth else 0, device=device)
     if source_scale is not None:
-        _set_source_scale(start.model, source_scale)
+        from eghn_md.models.registry import set_source_scale
+
+        set_source_scale(start.model, source_scale)
     if replicas is not None or start.x_prev is None:
         if compile and hasattr(start.model, "net"):  # a generative model: its denoiser runs every sampling step
             start.model.net = compile_model(start.model.net)
@@ -217,17 +219,6 @@ def rollout_run(
     )
     return _write_single(paths, start, result, model_path=model_path, frame=frame, steps=steps, truth=truth,
                          constrain=constrain, compile=compile)
-
-
-def _set_source_scale(model, value: float) -> None:
-    """A generative ``model`` samples with λ = ``value`` on its source noise from now on (UsageError otherwise)."""
-    from eghn_md.models.registry import is_generative
-
-    if not is_generative(model):
-        raise UsageError(f"`source_scale` {value} scales a generative model's sampling noise, but this model is "
-                         "deterministic; drop it or train one with the generative `preset`",
-                         params=("source_scale", "preset"))
-    model.set_source_scale(value)
 
 
 def _sampled_run(start, output: Path, *, replicas: Optional[int], frame: int, model_path, constrain: bool,

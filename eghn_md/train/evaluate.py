@@ -6,8 +6,8 @@ multiply by 3 for the mean squared displacement per node).
 A generative model can also be judged as a distribution (:func:`sample_calibration`): ``n`` samples per window,
 the error of their mean and of one sample, and how often the truth lies in the samples' central 50 % interval
 (25th–75th percentile, ``torch.quantile``'s linear interpolation). For ``n`` samples and a truth drawn from the
-same distribution that share is 0.5 (n − 1) / (n + 1) in expectation (:func:`ideal_coverage`: 44.1 % for 16), the
-value a calibrated sampler scores; less means the samples are too narrow, more too wide. The sampler's source
+same distribution that share is about 0.5 (n − 1) / (n + 1) (:func:`ideal_coverage`: 44.1 % for 16), the value a
+calibrated sampler scores; less means the samples are too narrow, more too wide. The sampler's source
 scale λ (``source_scale``) widens or narrows them, and can be chosen on a held-out split.
 """
 
@@ -191,20 +191,19 @@ def _check_sampling(model: torch.nn.Module, *, samples: Optional[int], source_sc
                     sample_steps: Optional[int]) -> None:
     """Refuse the sampling options for a deterministic model (and ``sample_steps`` without ``samples``); set a
     generative model's source scale."""
-    from eghn_md.models.registry import is_generative
+    from eghn_md.models.registry import is_generative, set_source_scale
 
     if sample_steps is not None and samples is None:
         raise UsageError("`sample_steps` sets how the `samples` are drawn: give `samples` too",
                          params=("sample_steps", "samples"))
     if samples is not None:
         _check_count(samples)
-    for name, value in (("samples", samples), ("source_scale", source_scale)):
-        if value is not None and not is_generative(model):
-            raise UsageError(f"`{name}` {value} applies to a generative model's samples, but this model is "
+        if not is_generative(model):
+            raise UsageError(f"`samples` {samples} judges a generative model's samples, but this model is "
                              "deterministic; drop it or train one with the generative `preset`",
-                             params=(name, "preset"))
+                             params=("samples", "preset"))
     if source_scale is not None:
-        model.set_source_scale(source_scale)
+        set_source_scale(model, source_scale)
 
 
 def _step_notes(splits, ckpt) -> list[str]:
