@@ -12,7 +12,7 @@ import torch
 from eghn_md.errors import UsageError
 
 __all__ = ["resolve_device", "seed_everything", "release_heap", "HEAP_TRIM_STEPS", "reject_unknown_fields",
-           "DEVICE_CHOICES", "Progress", "SILENT", "as_progress"]
+           "DEVICE_CHOICES", "Progress", "SILENT", "as_progress", "evenly_spaced"]
 
 from eghn_md.choices import DEVICES as DEVICE_CHOICES  # noqa: E402  (one home, torch-free)
 
@@ -90,6 +90,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def evenly_spaced(n: int, k: int) -> np.ndarray:
+    """Indices (≤ ``k``,) int64 of ``k`` of ``n`` items, evenly spaced, first and last included, ascending and
+    distinct (all ``n`` when ``k`` ≥ ``n``; none when ``n`` or ``k`` is 0)."""
+    k = min(int(n), int(k))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.linspace(0, int(n) - 1, num=k).round().astype(np.int64))
 
 
 def reject_unknown_fields(d: dict, cls, *, what: str) -> None:

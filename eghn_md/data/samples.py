@@ -24,7 +24,7 @@ from torch import Tensor
 
 from eghn_md.data.batch import GraphBatch
 from eghn_md.errors import DataError, UsageError
-from eghn_md.utils import reject_unknown_fields
+from eghn_md.utils import evenly_spaced, reject_unknown_fields
 
 __all__ = [
     "DataConfig",
@@ -280,9 +280,8 @@ def compute_stats(samples: Sequence[GraphBatch], *, max_samples: int = 64) -> di
     n = len(samples)
     if n == 0:
         raise UsageError("cannot compute statistics of an empty training set")
-    idx = np.linspace(0, n - 1, num=min(n, max_samples)).round().astype(int)
     lengths, rad2, vel2, disp2, degree, geometry = [], [], [], [], [], []
-    for i in np.unique(idx):
+    for i in evenly_spaced(n, max_samples):
         s = samples[int(i)]
         geometry.append(_geometry(s))
         d = (s.pos[s.edge_index[0]] - s.pos[s.edge_index[1]]).norm(dim=1)

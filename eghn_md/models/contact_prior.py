@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from eghn_md.graph.separation import nonlocal_mask
+from eghn_md.utils import evenly_spaced
 
 __all__ = ["pair_statistics", "pair_distances", "pairs_in_graphs", "add_prior_edges", "PRIOR_EDGE_FEATURES",
            "PRIOR_MEAN_UNIT", "PRIOR_STD_UNIT", "SEPARATIONS"]
@@ -93,7 +94,7 @@ def pair_statistics(frames, *, bonds, cutoff: float, min_separation: int = 3, ma
     if not 0 <= float(min_fraction) <= 1:
         raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction!r}")
     if x.shape[0] > int(max_frames):
-        x = x[torch.from_numpy(np.unique(np.linspace(0, x.shape[0] - 1, int(max_frames)).round().astype(np.int64)))]
+        x = x[torch.from_numpy(evenly_spaced(x.shape[0], max_frames))]
     n = x.shape[1]
     pairs = torch.triu_indices(n, n, offset=1)
     pairs = pairs[:, _separated(pairs, torch.as_tensor(bonds).long(), n, int(min_separation))]

@@ -29,7 +29,7 @@ from eghn_md.rollout.rollout import GuardConfig, const_velocity_rollout, rollout
 from eghn_md.rollout.start import model_dtype
 from eghn_md.rollout.states import TwoStates, states_from_files
 from eghn_md.rollout.validity import validity_report
-from eghn_md.utils import Progress, as_progress
+from eghn_md.utils import Progress, as_progress, evenly_spaced
 
 __all__ = ["assess_rollouts", "assess_model_rollouts", "rollout_starts", "write_rollout_csv"]
 
@@ -41,8 +41,7 @@ def rollout_starts(window_sets: Sequence, n_starts: int) -> list[tuple[object, i
     pairs = [(ws, t) for ws in window_sets for t in ws.starts]
     if not pairs:
         raise UsageError("no window fits in the chosen split for a rollout start; try `split` all", params=("split",))
-    idx = np.unique(np.linspace(0, len(pairs) - 1, num=min(n_starts, len(pairs))).round().astype(int))
-    return [pairs[int(i)] for i in idx]
+    return [pairs[int(i)] for i in evenly_spaced(len(pairs), n_starts)]
 
 
 def _true_frames(ws, t: int, steps: int) -> np.ndarray:

@@ -37,6 +37,7 @@ import numpy as np
 
 from eghn_md.errors import DataError, UsageError
 from eghn_md.rollout.states import TwoStates, state_series, state_summary
+from eghn_md.utils import evenly_spaced
 
 __all__ = ["compare_ensembles", "reference_floor", "superpose", "mean_structure", "rmsf", "pca_basis",
            "project", "w2_exact", "js_distance", "pairwise_js", "radius_of_gyration", "JS_BINS", "MIN_PAIR_SEP"]
@@ -73,7 +74,7 @@ def mean_structure(frames: np.ndarray, *, tol: float = 1e-4, max_rounds: int = 1
     """(N, 3) [Å] mean of (T, N, 3) [Å] frames superposed on their own mean (iterated from frame 0); of at most
     ``max_frames`` evenly spaced frames."""
     x = np.asarray(frames, dtype=np.float64)
-    x = x[np.unique(np.linspace(0, len(x) - 1, min(len(x), max_frames)).round().astype(int))]
+    x = x[evenly_spaced(len(x), max_frames)]
     mean = x[0] - x[0].mean(axis=0)
     for _ in range(max_rounds):
         new = superpose(x, mean).mean(axis=0)

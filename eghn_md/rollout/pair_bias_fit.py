@@ -50,7 +50,7 @@ from eghn_md.models.collective_bias import (
 from eghn_md.models.pair_bias import KNOTS, boltzmann_correction, pair_densities
 from eghn_md.rollout.ensemble import ensemble_rollout
 from eghn_md.rollout.guard import GuardConfig
-from eghn_md.utils import Progress, as_progress
+from eghn_md.utils import Progress, as_progress, evenly_spaced
 
 __all__ = ["FitBiasConfig", "bias_pair_index", "fit_pair_bias", "fit_bias_run", "MAX_REFERENCE_FRAMES"]
 
@@ -226,7 +226,7 @@ def fit_pair_bias(model: torch.nn.Module, *, reference: np.ndarray, starts: torc
 
 def _evenly_thinned(n: int) -> np.ndarray:
     """Indices of at most :data:`MAX_REFERENCE_FRAMES` of ``n`` items, evenly spaced, first and last included."""
-    return np.unique(np.linspace(0, n - 1, num=min(n, MAX_REFERENCE_FRAMES)).round().astype(int))
+    return evenly_spaced(n, MAX_REFERENCE_FRAMES)
 
 
 def _reference_and_starts(sets: Sequence, replicas: int) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -31,7 +31,7 @@ from eghn_md.train.config import RunConfig
 from eghn_md.train.flow_objective import objective_for
 from eghn_md.train.loop import FitResult, TrainState, fit
 from eghn_md.train.sources import build_splits
-from eghn_md.utils import Progress
+from eghn_md.utils import Progress, evenly_spaced
 
 __all__ = ["train_run", "write_text_atomic"]
 
@@ -250,7 +250,7 @@ def _training_frames(splits, max_frames: int):
         raise UsageError(f"model: contact_prior in the `config_file` needs one system, but the training datasets "
                          f"have different node counts ({counts})", params=("config_file",))
     where = [(p, t) for p in parts for t in range(p.block_start, p.block_stop)]
-    pick = np.unique(np.linspace(0, len(where) - 1, min(len(where), int(max_frames))).round().astype(np.int64))
+    pick = evenly_spaced(len(where), max_frames)
     return np.stack([where[k][0].frame(where[k][1]).numpy() for k in pick])
 
 
@@ -275,7 +275,6 @@ def _contact_prior(model_cfg, splits, last):
 def _training_pairs(splits, max_pairs: int):
     """``(starts, ends)`` (P, N, 3) [Å]: frames of the training split and the frames one horizon later (each part's
     own horizon), at most ``max_pairs`` evenly spaced, from the parts with the first part's node count."""
-    import numpy as np
     import torch
 
     parts = splits.sets["train"].parts
@@ -284,7 +283,7 @@ def _training_pairs(splits, max_pairs: int):
     if not where:
         raise UsageError("model: spectral_source needs training frames one horizon apart, and the training split "
                          "has none", params=("config_file",))
-    pick = np.unique(np.linspace(0, len(where) - 1, min(len(where), int(max_pairs))).round().astype(np.int64))
+    pick = evenly_spaced(len(where), max_pairs)
     starts = torch.stack([where[k][0].frame(where[k][1]) for k in pick])
     ends = torch.stack([where[k][0].frame(where[k][1] + where[k][0].horizon) for k in pick])
     return starts, ends
