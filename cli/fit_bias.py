@@ -38,18 +38,22 @@ _D = FitBiasConfig()  # the defaults' one home
 @click.option("--average", type=click.IntRange(min=1), default=_D.average, show_default=True,
               help="Write the mean of the tables after the last N corrections (Polyak-Ruppert averaging of the "
                    "rounds' sampling noise; 1: the last correction's tables).")
+@click.option("--source-scale", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Sample the ensembles with this source scale (lambda) and keep it in the written model "
+                   "(default: the model's own); choose it on `evaluate --split val --samples 16`.")
 @overwrite_option
 @device_option
 @quiet_option
 @json_option
 def fit_bias(model_path, data, output, rounds, replicas, steps, weight, cutoff, min_fraction, seed, collective,
-             average, overwrite, device, quiet, as_json):
+             average, source_scale, overwrite, device, quiet, as_json):
     """Fit the pair bias of a generative MODEL on the training split of DATA.h5 (its own split fractions) and write
     MODEL with the bias to --output: the sampler then keeps the training run's pair-distance distributions."""
     from eghn_md.rollout.pair_bias_fit import fit_bias_run
 
     config = FitBiasConfig(rounds=rounds, replicas=replicas, steps=steps, weight=weight, seed=seed, cutoff=cutoff,
-                           min_fraction=min_fraction, collective=collective, average=average)
+                           min_fraction=min_fraction, collective=collective, average=average,
+                           source_scale=source_scale)
     console = stderr_console(quiet)
     progress = None
     if not quiet:

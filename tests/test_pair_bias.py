@@ -151,10 +151,20 @@ def test_fit_bias_through_the_command_line(shipped_reference, tmp_path):
     assert first["table_max_kT"] == pytest.approx(float(model.bias_table.abs().max()), rel=1e-6)
     again, _ = load_model(tmp_path / "refined.pt")
     torch.testing.assert_close(again.bias_cv_weight, model.bias_cv_weight)  # the same ξ, its table refined
-    plain = run_cli("fit-bias", shipped, data, "-o", tmp_path / "plain.pt", "--rounds", "1", "--replicas", "2",
-                    "--steps", "3", "--no-collective", "--quiet", "--device", "cpu")
-    assert plain.exit_code == 0, plain.output
-    assert not load_model(tmp_path / "plain.pt")[0].config.bias_collective
+    fits = {}
+    for scale in (None, "1.5"):
+        out = tmp_path / f"plain_{scale}.pt"
+        plain = run_cli("fit-bias", shipped, data, "-o", out, "--rounds", "1", "--replicas", "2", "--steps", "3",
+                        "--no-collective", "--json", "--quiet", "--device", "cpu",
+                        *(() if scale is None else ("--source-scale", scale)))
+        assert plain.exit_code == 0, plain.output
+        fits[scale] = (load_model(out)[0], json.loads(plain.stdout)["rounds"][0])
+    assert not fits[None][0].config.bias_collective
+    assert fits[None][0].config.source_scale == model.config.source_scale == 1.0  # the model's own λ, kept
+    assert fits["1.5"][0].config.source_scale == 1.5  # the λ its ensembles ran with, kept for the rollout
+    assert fits["1.5"][1]["mismatch_mean"] != fits[None][1]["mismatch_mean"]  # same seed, wider steps
+    bad = run_cli("fit-bias", shipped, data, "-o", tmp_path / "bad.pt", "--source-scale", "0")
+    assert bad.exit_code == 2 and "--source-scale" in bad.output and "Traceback" not in bad.output
 
 
 def test_fit_bias_writes_the_mean_of_the_last_corrections(shipped_reference, tmp_path):
@@ -211,3 +221,13 @@ def test_each_round_continues_the_chains_of_the_last():
     frames[0][-1] = 7.0
     ends = _chain_ends(EnsembleResult(frames=frames, stopped=[None, {"step": 2, "reason": "x"}]), starts)
     assert ends.dtype == torch.float64 and float(ends[0].max()) == 7.0 and float(ends[1].abs().max()) == 0.0
+
+
+def test_fit_bias_config_names_the_bad_value():
+    from eghn_md.rollout.pair_bias_fit import FitBiasConfig
+
+    for bad in (0.0, -1.0, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(UsageError, match="source_scale") as err:
+            FitBiasConfig(source_scale=bad)
+        assert err.value.params == ("source_scale",)
+    assert FitBiasConfig(source_scale=2).source_scale == 2 and FitBiasConfig().source_scale is None

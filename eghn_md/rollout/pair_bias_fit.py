@@ -24,6 +24,11 @@ averaging), measured by the last ensemble: each round's densities come from a fe
 tables a constant step leaves behind wander with that round's sampling noise (a few hundredths in the slow states'
 populations); their mean over rounds does not.
 
+With ``source_scale`` λ the ensembles sample with that λ on the source noise and the checkpoint written keeps it
+(``rollout`` then samples with it by default): λ chosen on the validation windows so that the one-step samples are
+calibrated (``eghn-md evaluate --split val --samples 16 --source-scale λ``) gives the steps the data's spread, and the
+bias fitted at that λ restores the pair and state distributions the larger steps would otherwise widen.
+
 The mismatch reported per round is each pair's total-variation distance between the ensemble's and the reference's
 densities (0: the same, 1: disjoint), averaged over the pairs, and its largest value; ``collective_mismatch`` the
 same distance for ξ.
@@ -31,6 +36,7 @@ same distance for ξ.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
@@ -63,7 +69,8 @@ class FitBiasConfig:
     """How a pair bias is fitted (module docstring): ``rounds`` corrections, each from an ensemble of ``replicas``
     × ``steps`` steps seeded ``seed`` + round; ``weight`` the step of each correction; the pairs within
     ``cutoff`` [Å] in at least ``min_fraction`` of the reference frames; ``average``: the bias written is the mean of
-    the tables after the last ``average`` corrections (1: the last correction's)."""
+    the tables after the last ``average`` corrections (1: the last correction's); ``source_scale``: the sampler's λ
+    the ensembles run with and the written model keeps (None: the model's own)."""
 
     rounds: int = 16
     replicas: int = 8
@@ -74,6 +81,7 @@ class FitBiasConfig:
     min_fraction: float = 0.01
     collective: bool = True
     average: int = 1
+    source_scale: Optional[float] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.collective, bool):
@@ -87,6 +95,10 @@ class FitBiasConfig:
             raise UsageError(f"fit-bias: `average` must be an integer in [1, `rounds` = {self.rounds}] (the "
                              f"corrections whose tables are averaged), got {self.average!r}",
                              params=("average", "rounds"))
+        v = self.source_scale
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
+            raise UsageError(f"fit-bias: `source_scale` must be a finite number > 0 (the sampler's λ) or None (the "
+                             f"model's own), got {v!r}", params=("source_scale",))
         for key, lo, hi in (("weight", 0.0, 10.0), ("cutoff", 3.0, 100.0), ("min_fraction", 0.0, 1.0)):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo < v <= hi:
@@ -258,7 +270,7 @@ def fit_bias_run(model_path: str | Path, data: Sequence[str | Path], output: str
     """Fit the pair bias of the generative checkpoint ``model_path`` on the training split of ``data`` (the
     model's own split fractions) and write the checkpoint with it to ``output``; returns the summary."""
     from eghn_md.io.atomic import check_output_path
-    from eghn_md.models.registry import is_generative
+    from eghn_md.models.registry import is_generative, set_source_scale
     from eghn_md.rollout.start import model_dtype
     from eghn_md.train.checkpoint import load_model, save_checkpoint
     from eghn_md.train.evaluate import physical_data_config
@@ -272,6 +284,8 @@ def fit_bias_run(model_path: str | Path, data: Sequence[str | Path], output: str
     if not is_generative(model):
         raise UsageError(f"fit-bias: {str(model_path)!r} is a deterministic model; a pair bias is descended by a "
                          "generative model's sampler (train with the generative preset)")
+    if config.source_scale is not None:
+        set_source_scale(model, config.source_scale)
     with build_splits(list(data), config=physical_data_config(ckpt), only=["train"],
                       expected_nodes=ckpt.nodes) as splits:
         sets = splits.sets["train"].parts
