@@ -28,7 +28,7 @@ PARAM_FLAGS = {
     "init": "--init", "source_scale": "--source-scale", "cutoff": "--cutoff", "min_fraction": "--min-fraction",
     "collective": "--collective",
     "rounds": "--rounds", "weight": "--weight", "samples": "--samples", "average": "--average",
-    "sample_steps": "--sample-steps",
+    "sample_steps": "--sample-steps", "calibrate": "--calibrate",
 }
 
 

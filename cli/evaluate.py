@@ -35,12 +35,16 @@ from eghn_md.choices import EVAL_SPLITS
                    "choose one on --split val that calibrates the samples.")
 @click.option("--sample-steps", type=click.IntRange(min=1), default=None,
               help="A generative model: integration steps per sample with --samples (default: the model's).")
+@click.option("--calibrate", is_flag=True, default=False,
+              help="A generative model: first search the source scale whose samples (--samples, default 16) are "
+                   "calibrated on the split (a few passes from --source-scale or the checkpoint's), then evaluate "
+                   "with it; choose it on --split val and use it in `fit-bias --source-scale` / `rollout`.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples' noise (--samples).")
 @device_option
 @quiet_option
 @json_option
 def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, rollout_starts, states, samples,
-             source_scale, sample_steps, seed, device, quiet, as_json):
+             source_scale, sample_steps, calibrate, seed, device, quiet, as_json):
     """Evaluate MODEL (RUN/model.pt) on DATA.h5 files: the paper's MSE per coordinate [Å²] at the horizon."""
     from pathlib import Path
 
@@ -53,11 +57,11 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, r
         per_node_csv = str(Path(model_path).parent / f"errors_{split}.csv")
     result = evaluate_model(model_path, list(data), split=split, device=device, batch_size=batch_size,
                             per_node_csv=per_node_csv, samples=samples, source_scale=source_scale, seed=seed,
-                            sample_steps=sample_steps)
+                            sample_steps=sample_steps, calibrate=calibrate)
     console = stderr_console(quiet)
     if rollout_steps:
         result["rollout"] = _rollouts(model_path, data, split, rollout_steps, rollout_starts, states, device, console,
-                                      quiet, source_scale)
+                                      quiet, result.get("source_scale", source_scale))
     if as_json:
         emit_json(result)
         return
@@ -74,10 +78,32 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, r
         t.add_row(label, f"{result[k]:.4f}", f"{3 * result[k]:.4f}")
     console.print(t)
     console.print(f"{result['windows']} windows; per-node errors in {lit(result['per_node_csv'])}")
+    if "calibration" in result:
+        _print_calibration(console, result["calibration"])
     if "sampled" in result:
         _print_sampled(console, {**result["sampled"], "source_scale": result["source_scale"]})
     if rollout_steps:
         _print_rollouts(console, result["rollout"])
+
+
+def _print_calibration(console, c: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"source scale search (calibrated: {100 * c['ideal']:.1f} % of the truths in the central 50 %)")
+    for col in ("pass", "source scale", "truth in central 50 %", "spread [Å²]", "MSE of the mean [Å²]"):
+        t.add_column(col, justify="right")
+    for i, p in enumerate(c["passes"]):
+        mark = " *" if p["source_scale"] == c["source_scale"] else ""
+        t.add_row(str(i + 1), f"{p['source_scale']:g}{mark}", f"{100 * p['coverage50']:.1f} %", f"{p['spread']:.4f}",
+                  f"{p['mse_mean']:.4f}")
+    console.print(t)
+    from eghn_md.train.evaluate import CALIBRATION_TOLERANCE
+
+    if not c["bracketed"] and abs(c["coverage50"] - c["ideal"]) > CALIBRATION_TOLERANCE:
+        console.print("[yellow]Warning:[/] the passes did not reach the calibrated coverage from both sides; the "
+                      "source scale found is the nearest tried")
+    console.print(f"source scale {c['source_scale']:g}: use it with `fit-bias --source-scale {c['source_scale']:g}` "
+                  f"or `rollout --source-scale {c['source_scale']:g}`")
 
 
 def _print_sampled(console, r: dict) -> None:

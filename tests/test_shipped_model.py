@@ -120,6 +120,48 @@ def test_evaluate_samples_reports_calibration_and_follows_the_source_scale(eq_h5
     assert few["sample_steps"] == 1 and a["sample_steps"] is None and few["mse_one"] != a["mse_one"]
 
 
+def test_evaluate_calibrate_finds_the_source_scale_of_calibrated_samples(eq_h5, tmp_path):
+    """``evaluate --calibrate``: passes at several λ with one seed, the λ nearest the ideal coverage kept, and the
+    errors, samples and rollouts reported at it."""
+    res = run_cli("evaluate", MODEL, eq_h5, "--split", "val", "--samples", 4, "--calibrate", "--per-node",
+                  tmp_path / "e.csv", "--json", "--quiet", "--device", "cpu", expect=0)
+    out = json.loads(res.stdout)
+    cal, lams = out["calibration"], [p["source_scale"] for p in out["calibration"]["passes"]]
+    assert lams[0] == 1.0 and len(set(lams)) == len(lams) and 1 < len(lams) <= 8  # from the checkpoint's λ
+    near = min(cal["passes"], key=lambda p: abs(p["coverage50"] - cal["ideal"]))
+    assert cal["source_scale"] == near["source_scale"] == out["source_scale"]
+    assert out["sampled"]["coverage50"] == near["coverage50"] and cal["ideal"] == pytest.approx(0.3)
+    # the same search again from another λ ends at a λ as well calibrated (one seed: coverage grows with λ)
+    again = run_cli("evaluate", MODEL, eq_h5, "--split", "val", "--samples", 4, "--calibrate", "--source-scale",
+                    near["source_scale"], "--per-node", tmp_path / "e.csv", "--json", "--quiet", "--device", "cpu",
+                    expect=0)
+    assert json.loads(again.stdout)["calibration"]["passes"][0]["coverage50"] == near["coverage50"]
+
+
+def test_the_source_scale_search_brackets_then_interpolates(monkeypatch):
+    """:func:`calibrate_source_scale` on a coverage known in closed form (rising with λ): widened by 1.5 until
+    bracketed, then interpolated to the tolerance; a coverage that never rises far enough stops after the passes
+    allowed, at the best λ tried."""
+    from eghn_md.train import evaluate as ev
+    from eghn_md.train.checkpoint import load_model
+
+    model, _ = load_model(MODEL)
+    for curve, expect_bracket in ((lambda lam: min(1.0, 0.441 * (lam / 1.8) ** 0.8), True),
+                                  (lambda lam: 0.2 + 0.0 * lam, False)):
+        monkeypatch.setattr(ev, "sample_calibration", lambda m, w, **kw: {
+            "coverage50": curve(float(m.config.source_scale)), "mse_mean": 1.0, "mse_one": 2.0, "spread": 1.0,
+            "ideal": ev.ideal_coverage(kw["n_samples"]), "n_samples": kw["n_samples"]})
+        model.set_source_scale(1.0)
+        c = ev.calibrate_source_scale(model, [], n_samples=16)
+        lams = [p["source_scale"] for p in c["passes"]]
+        assert lams[:3] == [1.0, 1.5, 2.25] and c["bracketed"] is expect_bracket
+        assert float(model.config.source_scale) == c["source_scale"]
+        if expect_bracket:
+            assert abs(c["coverage50"] - c["ideal"]) <= ev.CALIBRATION_TOLERANCE and 1.6 < c["source_scale"] < 2.0
+        else:
+            assert len(lams) == ev.MAX_CALIBRATION_PASSES and c["coverage50"] == 0.2
+
+
 def test_ideal_coverage_is_what_samples_of_the_truths_distribution_score():
     from eghn_md.train.evaluate import ideal_coverage
 
@@ -136,3 +178,6 @@ def test_evaluate_samples_refuses_a_deterministic_model(tiny_run, adk_h5, tmp_pa
     assert "Traceback" not in res.output
     res = run_cli("evaluate", tiny_run / "model.pt", adk_h5, "--sample-steps", 2, "--per-node", tmp_path / "e.csv")
     assert res.exit_code == 2 and "give --samples too" in res.output and "Traceback" not in res.output
+    res = run_cli("evaluate", tiny_run / "model.pt", adk_h5, "--calibrate", "--per-node", tmp_path / "e.csv")
+    assert res.exit_code == 2 and "--calibrate" in res.output and "deterministic" in res.output
+    assert "Traceback" not in res.output

@@ -26,8 +26,8 @@ from eghn_md.errors import UsageError
 from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.utils import resolve_device
 
-__all__ = ["PREDICTORS", "evaluate_sets", "evaluate_model", "ideal_coverage", "per_node_errors", "physical_data_config",
-           "sample_calibration"]
+__all__ = ["PREDICTORS", "evaluate_sets", "evaluate_model", "ideal_coverage", "calibrate_source_scale",
+           "per_node_errors", "physical_data_config", "sample_calibration"]
 
 
 @torch.no_grad()
@@ -98,6 +98,67 @@ def sample_calibration(model: torch.nn.Module, windows: Sequence[GraphBatch], *,
             "n_samples": n_samples}
 
 
+#: the most :func:`sample_calibration` passes :func:`calibrate_source_scale` spends on one search
+MAX_CALIBRATION_PASSES = 8
+#: [fraction] a coverage this close to the ideal ends the search
+CALIBRATION_TOLERANCE = 0.01
+
+
+def calibrate_source_scale(model: torch.nn.Module, windows: Sequence[GraphBatch], *, n_samples: int = 16,
+                           seed: int = 0, device="cpu", sample_steps: Optional[int] = None,
+                           max_passes: int = MAX_CALIBRATION_PASSES) -> dict:
+    """The source scale λ under which a generative ``model``'s samples of ``windows`` are calibrated: the truth in
+    their central 50 % as often as :func:`ideal_coverage` says (within :data:`CALIBRATION_TOLERANCE`).
+
+    From the model's own λ, each pass (:func:`sample_calibration`, the same ``seed`` every time, so the coverage
+    grows smoothly with λ) widens λ by 1.5 while the samples are too narrow, narrows it while too wide, and once the
+    ideal is bracketed interpolates log λ between the bracket's ends (λ to 0.01); at most ``max_passes`` passes.
+    The model is left at the λ whose coverage lies nearest the ideal. Returns ``source_scale`` (that λ),
+    ``coverage50``, ``ideal``, ``bracketed`` (whether passes on both sides of the ideal were seen) and ``passes``
+    (each pass's :func:`sample_calibration` result with its ``source_scale``, in the order run)."""
+    from eghn_md.models.registry import set_source_scale
+
+    target, passes = ideal_coverage(n_samples), []
+
+    def covered(lam: float) -> float:
+        set_source_scale(model, lam)
+        passes.append({"source_scale": lam, **sample_calibration(model, windows, n_samples=n_samples, seed=seed,
+                                                                 device=device, sample_steps=sample_steps)})
+        return passes[-1]["coverage50"]
+
+    lam = float(model.config.source_scale)
+    below, above = {}, {}  # λ -> coverage of the passes too narrow / wide enough
+    while len(passes) < max(int(max_passes), 1):
+        c = covered(lam)
+        (below if c < target else above)[lam] = c
+        if abs(c - target) <= CALIBRATION_TOLERANCE:
+            break
+        nxt = _next_scale(lam, below, above, target)
+        if nxt is None:
+            break
+        lam = nxt
+    best = min(passes, key=lambda p: abs(p["coverage50"] - target))
+    set_source_scale(model, best["source_scale"])
+    return {"source_scale": best["source_scale"], "coverage50": best["coverage50"], "ideal": target,
+            "bracketed": bool(below and above), "passes": passes}
+
+
+def _next_scale(lam: float, below: dict, above: dict, target: float) -> Optional[float]:
+    """The next λ of :func:`calibrate_source_scale` (rounded to 0.01), or None when it was already tried."""
+    import math
+
+    if not above:
+        nxt = lam * 1.5
+    elif not below:
+        nxt = lam / 1.5
+    else:  # between the widest λ still too narrow and the narrowest wide enough, interpolated in log λ
+        lo, hi = max(below), min(above)
+        w = (target - below[lo]) / max(above[hi] - below[lo], 1e-12)
+        nxt = math.exp(math.log(lo) + min(max(w, 0.2), 0.8) * (math.log(hi) - math.log(lo)))
+    nxt = max(round(nxt, 2), 0.01)
+    return None if nxt in below or nxt in above else nxt
+
+
 def _check_count(n_samples) -> None:
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise UsageError(f"`samples` must be an integer >= 2 (samples per window, to judge their spread), got "
@@ -129,6 +190,7 @@ def evaluate_model(
     source_scale: Optional[float] = None,
     seed: int = 0,
     sample_steps: Optional[int] = None,
+    calibrate: bool = False,
 ) -> dict:
     """Evaluate a trained model on dataset files.
 
@@ -142,7 +204,11 @@ def evaluate_model(
             (:func:`sample_calibration`, noise seeded ``seed``; key ``"sampled"``).
         source_scale: a generative model only: sample with this source scale λ (default: the checkpoint's).
         sample_steps: with ``samples``: integration steps per sample (default: the checkpoint's).
+        calibrate: a generative model only: first search the source scale λ whose ``samples`` (16 when not given)
+            are calibrated on the split (:func:`calibrate_source_scale`, from ``source_scale`` or the checkpoint's;
+            key ``"calibration"``), then evaluate everything at that λ.
     """
+    from eghn_md.models.registry import is_generative
     from eghn_md.train.checkpoint import load_model
 
     if split not in EVAL_SPLITS:
@@ -150,6 +216,12 @@ def evaluate_model(
     if not data:
         raise UsageError("no dataset given")
     model, ckpt = load_model(model_path, device=device)  # the inputs first: a missing model is named as such
+    if calibrate:
+        if not is_generative(model):
+            raise UsageError("`calibrate` searches the source scale of a generative model's samples, but this model is "
+                             "deterministic; drop it or train one with the generative `preset`",
+                             params=("calibrate", "preset"))
+        samples = 16 if samples is None else samples
     _check_sampling(model, samples=samples, source_scale=source_scale, sample_steps=sample_steps)
     for d in data:
         if not Path(d).exists():
@@ -158,12 +230,18 @@ def evaluate_model(
         check_output_path(per_node_csv, overwrite=True)
     splits, split_key = _eval_splits(data, ckpt, split)
     with splits:
-        result = _evaluate(model, splits.sets[split_key], ckpt, batch_size, device, per_node_csv,
-                           horizon=splits.horizon_frames)
+        windows, calibration = splits.sets[split_key], None
+        if calibrate:  # the model is left at the λ found, which everything below then uses
+            calibration = calibrate_source_scale(model, windows, n_samples=samples, seed=seed, device=device,
+                                                 sample_steps=sample_steps)
+        result = _evaluate(model, windows, ckpt, batch_size, device, per_node_csv, horizon=splits.horizon_frames)
         if samples is not None:
-            result["sampled"] = {**sample_calibration(model, splits.sets[split_key], n_samples=samples, seed=seed,
-                                                      device=device, sample_steps=sample_steps),
-                                 "seed": seed, "sample_steps": sample_steps}
+            sampled = (sample_calibration(model, windows, n_samples=samples, seed=seed, device=device,
+                                          sample_steps=sample_steps) if calibration is None else
+                       _found(calibration))
+            result["sampled"] = {**sampled, "seed": seed, "sample_steps": sample_steps}
+        if calibration is not None:
+            result["calibration"] = calibration
     if source_scale is not None or samples is not None:  # the λ behind the model's errors and the samples
         result["source_scale"] = float(model.config.source_scale)
     result.update({"model_file": str(model_path), "data": [str(d) for d in data], "split": split,
@@ -174,6 +252,12 @@ def evaluate_model(
                                                      for s in splits.sources},
                    "notes": _step_notes(splits, ckpt) + splits.notes, "model_name": ckpt.model_config.get("name")})
     return result
+
+
+def _found(calibration: dict) -> dict:
+    """The :func:`sample_calibration` result of the pass at the λ :func:`calibrate_source_scale` chose."""
+    best = next(p for p in calibration["passes"] if p["source_scale"] == calibration["source_scale"])
+    return {k: v for k, v in best.items() if k != "source_scale"}
 
 
 def _eval_splits(data: Sequence[str | Path], ckpt, split: str):
