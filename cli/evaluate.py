@@ -38,7 +38,7 @@ from eghn_md.choices import EVAL_SPLITS
 @click.option("--calibrate", is_flag=True, default=False,
               help="A generative model: first search the source scale whose samples (--samples, default 16) are "
                    "calibrated on the split (a few passes from --source-scale or the checkpoint's), then evaluate "
-                   "with it; choose it on --split val and use it in `fit-bias --source-scale` / `rollout`.")
+                   "with it (on --split val: the lambda for one-step samples, `rollout --source-scale`).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples' noise (--samples).")
 @device_option
 @quiet_option
@@ -102,8 +102,9 @@ def _print_calibration(console, c: dict) -> None:
     if not c["bracketed"] and abs(c["coverage50"] - c["ideal"]) > CALIBRATION_TOLERANCE:
         console.print("[yellow]Warning:[/] the passes did not reach the calibrated coverage from both sides; the "
                       "source scale found is the nearest tried")
-    console.print(f"source scale {c['source_scale']:g}: use it with `fit-bias --source-scale {c['source_scale']:g}` "
-                  f"or `rollout --source-scale {c['source_scale']:g}`")
+    console.print(f"source scale {c['source_scale']:g} calibrates one step's samples: `rollout --source-scale "
+                  f"{c['source_scale']:g}` samples with it (long ensembles may want less: a model whose mean step is "
+                  "off needs wider samples to cover the truth than the MD's own spread)")
 
 
 def _print_sampled(console, r: dict) -> None:

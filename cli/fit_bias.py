@@ -40,7 +40,7 @@ _D = FitBiasConfig()  # the defaults' one home
                    "rounds' sampling noise; 1: the last correction's tables).")
 @click.option("--source-scale", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Sample the ensembles with this source scale (lambda) and keep it in the written model "
-                   "(default: the model's own); choose it on `evaluate --split val --samples 16`.")
+                   "(default: the model's own).")
 @overwrite_option
 @device_option
 @quiet_option

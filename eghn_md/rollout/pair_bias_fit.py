@@ -25,9 +25,10 @@ tables a constant step leaves behind wander with that round's sampling noise (a 
 populations); their mean over rounds does not.
 
 With ``source_scale`` λ the ensembles sample with that λ on the source noise and the checkpoint written keeps it
-(``rollout`` then samples with it by default): λ chosen on the validation windows so that the one-step samples are
-calibrated (``eghn-md evaluate --split val --samples 16 --source-scale λ``) gives the steps the data's spread, and the
-bias fitted at that λ restores the pair and state distributions the larger steps would otherwise widen.
+(``rollout`` then samples with it by default), so the tables are fitted for the sampler they will be used with.
+Measured on equilibrium AdK (``examples/benchmarks/results/generative_equilibrium.md`` §15): the λ that calibrates
+the one-step samples' coverage (``eghn-md evaluate --calibrate``, 1.75–2.25) widens the steps beyond the MD's and the
+tables, whose move is bounded, no longer hold the pair distances (mismatch 0.18–0.38 against 0.06 at λ = 1).
 
 The mismatch reported per round is each pair's total-variation distance between the ensemble's and the reference's
 densities (0: the same, 1: disjoint), averaged over the pairs, and its largest value; ``collective_mismatch`` the
