@@ -112,7 +112,8 @@ def _print_sampled(console, r: dict) -> None:
     steps = "" if r["sample_steps"] is None else f", {r['sample_steps']} sampling steps"
     console.print(f"{s} samples per window (source scale {r['source_scale']:g}{steps}, seed {r['seed']}): MSE of "
                   f"their mean {r['mse_mean']:.4f} Å², of one sample {r['mse_one']:.4f} Å², "
-                  f"spread {r['spread']:.4f} Å²; "
+                  f"spread {r['spread']:.4f} Å²; step {r['step_msd']:.4f} Å² against the data's "
+                  f"{r['data_step_msd']:.4f} Å² ({r['step_ratio']:.2f}x); "
                   f"truth in the central 50 %: {100 * r['coverage50']:.1f} % (calibrated: {100 * r['ideal']:.1f} %; "
                   "less: too narrow, more: too wide)")
 

@@ -108,13 +108,15 @@ def test_evaluate_samples_reports_calibration_and_follows_the_source_scale(eq_h5
         res = run_cli("evaluate", MODEL, eq_h5, "--split", "val", "--samples", 4, "--per-node", tmp_path / "e.csv",
                       "--json", "--quiet", "--device", "cpu", *extra, expect=0)
         out = json.loads(res.stdout)
-        return {**out["sampled"], "source_scale": out["source_scale"]}  # the λ behind every error reported
+        return {**out["sampled"], "source_scale": out["source_scale"], "static": out["static"]}  # λ behind them
 
     a, b, wide = sampled(), sampled(), sampled("--source-scale", 2.0)
     assert a == b  # seed 0 both times
     assert a["n_samples"] == 4 and a["ideal"] == pytest.approx(0.3) and a["source_scale"] == 1.0
     assert 0.0 <= a["coverage50"] <= 1.0 and a["mse_one"] > 0 and a["spread"] > 0
     assert wide["source_scale"] == 2.0 and wide["spread"] > 1.5 * a["spread"]
+    assert a["data_step_msd"] == pytest.approx(a["static"])  # the truth's step is what "static" errs by
+    assert a["step_ratio"] == pytest.approx(a["step_msd"] / a["data_step_msd"]) and wide["step_msd"] > a["step_msd"]
     assert sampled("--seed", 1)["mse_one"] != a["mse_one"]
     few = sampled("--sample-steps", 1)
     assert few["sample_steps"] == 1 and a["sample_steps"] is None and few["mse_one"] != a["mse_one"]

@@ -77,12 +77,14 @@ def sample_calibration(model: torch.nn.Module, windows: Sequence[GraphBatch], *,
     ``n_samples`` samples of every window in one batched pass (``sample_steps`` integration steps, default the
     model's), the noise drawn from a CPU generator seeded ``seed``. Returns ``mse_mean`` and ``mse_one`` [Å² per
     coordinate] (the samples' mean, the first sample), ``coverage50`` and its ``ideal`` (fractions), ``spread``
-    (the samples' mean per-coordinate variance [Å²]) and ``n_samples``."""
+    (the samples' mean per-coordinate variance [Å²]), ``step_msd`` and ``data_step_msd`` [Å² per coordinate] (how
+    far a sample and the truth lie from x_t: the step a rollout takes against the data's; their ratio
+    ``step_ratio`` < 1 means the sampler's steps are shorter than the trajectory's) and ``n_samples``."""
     _check_count(n_samples)
     device = resolve_device(device)
     model.eval()
     gen = torch.Generator().manual_seed(seed)
-    sums = {"mse_mean": 0.0, "mse_one": 0.0, "coverage50": 0.0, "spread": 0.0}
+    sums = {"mse_mean": 0.0, "mse_one": 0.0, "coverage50": 0.0, "spread": 0.0, "step_msd": 0.0, "data_step_msd": 0.0}
     count = 0
     for s in windows:
         x = model(collate([s] * n_samples).to(device), generator=gen, steps=sample_steps).pos.double().cpu()
@@ -93,9 +95,13 @@ def sample_calibration(model: torch.nn.Module, windows: Sequence[GraphBatch], *,
         sums["mse_one"] += float(((x[0] - y) ** 2).sum())
         sums["coverage50"] += float(((y >= lo) & (y <= hi)).double().sum())
         sums["spread"] += float(x.var(0, unbiased=True).sum())
+        x_t = s.pos.double().cpu()
+        sums["step_msd"] += float(((x - x_t) ** 2).sum()) / n_samples
+        sums["data_step_msd"] += float(((y - x_t) ** 2).sum())
         count += y.numel()
-    return {**{k: v / max(count, 1) for k, v in sums.items()}, "ideal": ideal_coverage(n_samples),
-            "n_samples": n_samples}
+    out = {k: v / max(count, 1) for k, v in sums.items()}
+    return {**out, "step_ratio": out["step_msd"] / out["data_step_msd"] if out["data_step_msd"] > 0 else float("nan"),
+            "ideal": ideal_coverage(n_samples), "n_samples": n_samples}
 
 
 #: the most :func:`sample_calibration` passes :func:`calibrate_source_scale` spends on one search
