@@ -214,7 +214,6 @@ def evaluate_model(
             are calibrated on the split (:func:`calibrate_source_scale`, from ``source_scale`` or the checkpoint's;
             key ``"calibration"``), then evaluate everything at that λ.
     """
-    from eghn_md.models.registry import is_generative
     from eghn_md.train.checkpoint import load_model
 
     if split not in EVAL_SPLITS:
@@ -222,13 +221,8 @@ def evaluate_model(
     if not data:
         raise UsageError("no dataset given")
     model, ckpt = load_model(model_path, device=device)  # the inputs first: a missing model is named as such
-    if calibrate:
-        if not is_generative(model):
-            raise UsageError("`calibrate` searches the source scale of a generative model's samples, but this model is "
-                             "deterministic; drop it or train one with the generative `preset`",
-                             params=("calibrate", "preset"))
-        samples = 16 if samples is None else samples
-    _check_sampling(model, samples=samples, source_scale=source_scale, sample_steps=sample_steps)
+    samples = _check_sampling(model, samples=samples, source_scale=source_scale, sample_steps=sample_steps,
+                              calibrate=calibrate)
     for d in data:
         if not Path(d).exists():
             raise UsageError(f"dataset file {str(d)!r} does not exist")
@@ -236,15 +230,13 @@ def evaluate_model(
         check_output_path(per_node_csv, overwrite=True)
     splits, split_key = _eval_splits(data, ckpt, split)
     with splits:
-        windows, calibration = splits.sets[split_key], None
-        if calibrate:  # the model is left at the λ found, which everything below then uses
-            calibration = calibrate_source_scale(model, windows, n_samples=samples, seed=seed, device=device,
-                                                 sample_steps=sample_steps)
+        windows, kw = splits.sets[split_key], {"n_samples": samples, "seed": seed, "device": device,
+                                               "sample_steps": sample_steps}
+        # the model is left at the λ found, which everything below then uses
+        calibration = calibrate_source_scale(model, windows, **kw) if calibrate else None
         result = _evaluate(model, windows, ckpt, batch_size, device, per_node_csv, horizon=splits.horizon_frames)
         if samples is not None:
-            sampled = (sample_calibration(model, windows, n_samples=samples, seed=seed, device=device,
-                                          sample_steps=sample_steps) if calibration is None else
-                       _found(calibration))
+            sampled = sample_calibration(model, windows, **kw) if calibration is None else _found(calibration)
             result["sampled"] = {**sampled, "seed": seed, "sample_steps": sample_steps}
         if calibration is not None:
             result["calibration"] = calibration
@@ -278,10 +270,17 @@ def _eval_splits(data: Sequence[str | Path], ckpt, split: str):
 
 
 def _check_sampling(model: torch.nn.Module, *, samples: Optional[int], source_scale: Optional[float],
-                    sample_steps: Optional[int]) -> None:
+                    sample_steps: Optional[int], calibrate: bool = False) -> Optional[int]:
     """Refuse the sampling options for a deterministic model (and ``sample_steps`` without ``samples``); set a
-    generative model's source scale."""
+    generative model's source scale. Returns the samples per window (16 for ``calibrate`` when not given)."""
     from eghn_md.models.registry import is_generative, set_source_scale
+
+    if calibrate:
+        if not is_generative(model):
+            raise UsageError("`calibrate` searches the source scale of a generative model's samples, but this model is "
+                             "deterministic; drop it or train one with the generative `preset`",
+                             params=("calibrate", "preset"))
+        samples = 16 if samples is None else samples
 
     if sample_steps is not None and samples is None:
         raise UsageError("`sample_steps` sets how the `samples` are drawn: give `samples` too",
@@ -294,6 +293,7 @@ def _check_sampling(model: torch.nn.Module, *, samples: Optional[int], source_sc
                              params=("samples", "preset"))
     if source_scale is not None:
         set_source_scale(model, source_scale)
+    return samples
 
 
 def _step_notes(splits, ckpt) -> list[str]:
