@@ -150,7 +150,7 @@ def test_the_source_scale_search_brackets_then_interpolates(monkeypatch):
     model, _ = load_model(MODEL)
     for curve, expect_bracket in ((lambda lam: min(1.0, 0.441 * (lam / 1.8) ** 0.8), True),
                                   (lambda lam: 0.2 + 0.0 * lam, False)):
-        monkeypatch.setattr(ev, "sample_calibration", lambda m, w, **kw: {
+        monkeypatch.setattr(ev, "sample_calibration", lambda m, w, curve=curve, **kw: {
             "coverage50": curve(float(m.config.source_scale)), "mse_mean": 1.0, "mse_one": 2.0, "spread": 1.0,
             "ideal": ev.ideal_coverage(kw["n_samples"]), "n_samples": kw["n_samples"]})
         model.set_source_scale(1.0)
