@@ -89,6 +89,8 @@ def evaluate(model_path, data, split, per_node_csv, batch_size, rollout_steps, r
 def _print_calibration(console, c: dict) -> None:
     from rich.table import Table
 
+    from eghn_md.train.evaluate import CALIBRATION_TOLERANCE
+
     t = Table(title=f"source scale search (calibrated: {100 * c['ideal']:.1f} % of the truths in the central 50 %)")
     for col in ("pass", "source scale", "truth in central 50 %", "spread [Å²]", "MSE of the mean [Å²]"):
         t.add_column(col, justify="right")
@@ -97,8 +99,6 @@ def _print_calibration(console, c: dict) -> None:
         t.add_row(str(i + 1), f"{p['source_scale']:g}{mark}", f"{100 * p['coverage50']:.1f} %", f"{p['spread']:.4f}",
                   f"{p['mse_mean']:.4f}")
     console.print(t)
-    from eghn_md.train.evaluate import CALIBRATION_TOLERANCE
-
     if not c["bracketed"] and abs(c["coverage50"] - c["ideal"]) > CALIBRATION_TOLERANCE:
         console.print("[yellow]Warning:[/] the passes did not reach the calibrated coverage from both sides; the "
                       "source scale found is the nearest tried")

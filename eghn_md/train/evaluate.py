@@ -275,22 +275,18 @@ def _check_sampling(model: torch.nn.Module, *, samples: Optional[int], source_sc
     generative model's source scale. Returns the samples per window (16 for ``calibrate`` when not given)."""
     from eghn_md.models.registry import is_generative, set_source_scale
 
-    if calibrate:
-        if not is_generative(model):
-            raise UsageError("`calibrate` searches the source scale of a generative model's samples, but this model is "
-                             "deterministic; drop it or train one with the generative `preset`",
-                             params=("calibrate", "preset"))
-        samples = 16 if samples is None else samples
-
-    if sample_steps is not None and samples is None:
+    if sample_steps is not None and samples is None and not calibrate:
         raise UsageError("`sample_steps` sets how the `samples` are drawn: give `samples` too",
                          params=("sample_steps", "samples"))
     if samples is not None:
         _check_count(samples)
-        if not is_generative(model):
-            raise UsageError(f"`samples` {samples} judges a generative model's samples, but this model is "
-                             "deterministic; drop it or train one with the generative `preset`",
-                             params=("samples", "preset"))
+    if (calibrate or samples is not None) and not is_generative(model):
+        asked = ("calibrate", "`calibrate` searches the source scale of") if calibrate else \
+            ("samples", f"`samples` {samples} judges")
+        raise UsageError(f"{asked[1]} a generative model's samples, but this model is deterministic; drop it or train "
+                         "one with the generative `preset`", params=(asked[0], "preset"))
+    if calibrate and samples is None:
+        samples = 16
     if source_scale is not None:
         set_source_scale(model, source_scale)
     return samples
