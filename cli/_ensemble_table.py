@@ -32,11 +32,30 @@ def _state_rows(d: dict, f: dict) -> list[tuple[str, str, str, str]]:
     a, b = d["states"]["definition"]["names"]
     unit = "ps" if d["states"]["model"]["dt_ps"] == d["states"]["model"]["dt_ps"] else "steps"
     dwell = "mean_dwell_ps" if unit == "ps" else "mean_dwell_steps"
-    rows = [(f"population {b}", "population", b, 2)]
-    rows += [(f"{x} → {y} per 1,000 steps", "per_1000_steps", f"{x}_to_{y}", 2) for x, y in ((a, b), (b, a))]
+    rows = [(f"{x} → {y} per 1,000 steps", "per_1000_steps", f"{x}_to_{y}", 2) for x, y in ((a, b), (b, a))]
     rows += [(f"mean dwell {x} [{unit}]", dwell, x, 1) for x in (a, b)]
-    return [(escape(label), _fmt(m[k][n], dg), _fmt(r[k][n], dg), _fmt(h.get(k, {}).get(n), dg))
-            for label, k, n, dg in rows]
+    pop = (escape(f"population {b} ± standard error"), _population(m, b), _population(r, b),
+           _population(h, b) if h else "–")
+    return [pop, _gap_row(d["states"].get("population_gap"))] + [
+        (escape(label), _fmt(m[k][n], dg), _fmt(r[k][n], dg), _fmt(h.get(k, {}).get(n), dg))
+        for label, k, n, dg in rows]
+
+
+def _population(summary: dict, name: str) -> str:
+    """``0.67 ± 0.02`` (the error when the summary has one)."""
+    text = _fmt(summary["population"][name], 2)
+    se = summary.get("population_se")
+    return text if se is None or text == "–" else f"{text} ± {se:.2f}"
+
+
+def _gap_row(gap) -> tuple[str, str, str, str]:
+    """The model's population minus the reference's, with the combined error and the gap in errors."""
+    if not gap or gap.get("model_minus_reference") is None:
+        return ("population gap, model − reference", "–", "", "")
+    text = f"{gap['model_minus_reference']:+.2f}"
+    if gap.get("se") is not None:
+        text += f" ± {gap['se']:.2f}" + (f" ({gap['z']:+.1f} SE)" if gap.get("z") is not None else "")
+    return (escape(f"population gap {gap['state']}, model − reference"), text, "0", "")
 
 
 def print_distribution(console, d: dict) -> None:

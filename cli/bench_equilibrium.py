@@ -56,9 +56,10 @@ def generate(out_dir, frames, seed, threads, temperature, steps_per_frame, start
         emit_json(summary)
         return
     st, v = summary["states"], summary["validity"]
-    p_open = st["population"]["open"]
+    p_open, se = st["population"]["open"], st.get("population_se")
+    pop = "-" if p_open is None else f"{p_open:.2f}" + ("" if se is None else f" ± {se:.2f}")
     console.print(f"wrote {summary['files']['trajectory']}: {summary['n_frames']} frames, "
                   f"{summary['frame_dt_ps']:g} ps apart; transitions closed→open {st['transitions']['closed_to_open']},"
                   f" open→closed {st['transitions']['open_to_closed']}; population open "
-                  f"{'-' if p_open is None else f'{p_open:.2f}'}; {v['frames_with_break']} frames with a break, "
+                  f"{pop}; {v['frames_with_break']} frames with a break, "
                   f"{v['frames_with_clash']} with a clash; {summary['wall_time_s']:.0f} s")

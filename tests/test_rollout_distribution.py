@@ -144,6 +144,13 @@ def test_states_and_validity_of_hopping_ensembles():
     assert r["mean_dwell_ps"] == {"closed": 200.0, "open": 250.0}  # complete visits: 20 steps closed, 30, 20 open
     assert m["transitions"] == {"closed_to_open": 1, "open_to_closed": 0} and m["n_steps"] == 100
     assert m["population"]["open"] == pytest.approx(72 / 102)
+    # the reference's error from its dwell times (20 and 25 steps over 100 committed steps); the model has no complete
+    # visit of either state, so no error, and the gap has none either
+    a, b = 1 / 20, 1 / 25
+    assert r["population_se"] == pytest.approx((0.25 / 100 * (2 - a - b) / (a + b)) ** 0.5)
+    assert m["population_se"] is None
+    assert out["states"]["population_gap"] == {"state": "open", "model_minus_reference": pytest.approx(72 / 102 - 0.5),
+                                               "se": None, "z": None}
     v = out["validity"]
     assert v["reference"]["n_frames"] == 200 and v["model"]["n_frames"] == 102
     assert v["reference"]["frames_with_break"] == 0 and v["model"]["frames_with_break"] == 1

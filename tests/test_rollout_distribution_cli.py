@@ -73,3 +73,29 @@ def test_states_errors_are_one_line(tiny_run, adk_h5, state_pdbs, tmp_path):
     res = run_cli("evaluate", str(tiny_run / "model.pt"), adk_h5, "--split", "all", "--rollout", "5",
                   "--states", *state_pdbs)
     assert res.exit_code == 2 and "--states needs rollouts of at least 20 steps" in res.output
+
+
+def test_distribution_table_shows_population_errors_and_the_gap():
+    """The states rows of ``evaluate --rollout``'s table: each population with its error, and the gap in errors."""
+    from rich.console import Console
+
+    from cli._ensemble_table import print_distribution
+
+    def summary(p_open, se):
+        return {"population": {"closed": 1 - p_open, "open": p_open}, "population_se": se, "dt_ps": 16.0,
+                "per_1000_steps": {"closed_to_open": 30.0, "open_to_closed": 30.0},
+                "mean_dwell_ps": {"closed": 230.0, "open": 270.0}}
+
+    gap = {"state": "open", "model_minus_reference": 0.13, "se": 0.06, "z": 2.17}
+    d = {"n_frames": {"model": 16008, "reference": 1251}, "n_trajectories": {"model": 8},
+         "reference_frames_apart": 10, "rmsf": {"pearson_r": 0.97, "ratio": 1.1}, "pca": {"w2_A": 0.8},
+         "js": {"rg": 0.3, "pairwise_distances": 0.1},
+         "states": {"model": summary(0.67, 0.021), "reference": summary(0.54, None), "population_gap": gap,
+                    "definition": {"names": ["closed", "open"]}}}
+    console = Console(record=True, width=160)
+    print_distribution(console, d)
+    text = console.export_text()
+    assert "population open ± standard error" in text and "0.67 ± 0.02" in text
+    row = next(line for line in text.splitlines() if "population open ±" in line)
+    assert "0.54 ±" not in row and "0.54" in row  # no error without complete visits of both states
+    assert "+0.13 ± 0.06 (+2.2 SE)" in text

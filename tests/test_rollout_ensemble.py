@@ -135,3 +135,53 @@ def test_rollout_hands_the_heap_back():
     assert first is second and isinstance(first, bool) and HEAP_TRIM_STEPS >= 1
     if sys.platform.startswith("linux") and "musl" not in (ctypes.util.find_library("c") or ""):
         assert first  # glibc Linux, as CI runs
+
+
+def test_replica_chunks_bound_the_nodes_and_balance_the_workers():
+    from eghn_md.rollout.ensemble import replica_chunks
+
+    assert replica_chunks(32, 214, max_chunk_nodes=4096) == [(0, 16), (16, 32)]  # 2 passes of <= 19, balanced
+    assert replica_chunks(8, 214, max_chunk_nodes=4096) == [(0, 8)]
+    assert replica_chunks(8, 214, max_chunk_nodes=4096, workers=2) == [(0, 4), (4, 8)]
+    assert replica_chunks(5, 10, max_chunk_nodes=0, workers=3) == [(0, 2), (2, 4), (4, 5)]
+    assert replica_chunks(2, 10, max_chunk_nodes=0, workers=4) == [(0, 1), (1, 2)]
+    assert replica_chunks(3, 5000, max_chunk_nodes=4096) == [(0, 1), (1, 2), (2, 3)]  # one replica over the bound
+    assert replica_chunks(0, 10, max_chunk_nodes=0) == []
+    for r, n, m, w in ((32, 214, 4096, 1), (7, 100, 250, 2), (9, 50, 0, 4)):
+        chunks = replica_chunks(r, n, max_chunk_nodes=m, workers=w)
+        sizes = [b - a for a, b in chunks]
+        assert chunks[0][0] == 0 and chunks[-1][1] == r
+        assert all(c[1] == d[0] for c, d in zip(chunks[:-1], chunks[1:], strict=True))
+        assert max(sizes) - min(sizes) <= 1 and (m == 0 or max(sizes) * n <= max(m, n))
+
+
+def test_ensemble_does_not_depend_on_the_workers(gen_run, open_pdb, monkeypatch):
+    """Passes run side by side on threads (each with its share of torch's threads) or one after the other: the same
+    samples, and torch's thread count and grad mode are what they were."""
+    import eghn_md.rollout.ensemble as ensemble
+    from eghn_md.rollout.ensemble import ensemble_rollout
+
+    monkeypatch.setattr(ensemble, "MIN_PARALLEL_NODES", 1)  # these passes of 1-2 replicas go side by side too
+    ran_on = set()
+    step = ensemble._in_parallel
+
+    def spy(fn, items, workers):
+        ran_on.add(workers)
+        return step(fn, items, workers)
+
+    monkeypatch.setattr(ensemble, "_in_parallel", spy)
+    from eghn_md.rollout.start import open_start
+
+    st = open_start(gen_run / "model.pt", open_pdb, [], frame=0, device="cpu")
+    model = st.model.double()
+    x = torch.as_tensor(st.frames[0], dtype=torch.float64).expand(5, -1, -1).clone()
+    kw = dict(starts=x, h=st.system.h.double(), bonds=st.system.bonds, cutoff=st.cutoff, steps=2, seed=3,
+              max_chunk_nodes=0)
+    threads = torch.get_num_threads()
+    a = ensemble_rollout(model, workers=1, **kw)
+    b = ensemble_rollout(model, workers=3, **kw)
+    assert torch.get_num_threads() == threads and torch.is_grad_enabled() and ran_on == {3}
+    for fa, fb in zip(a.frames, b.frames, strict=True):
+        np.testing.assert_allclose(fa, fb, atol=1e-9)
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        ensemble_rollout(model, workers=0, **kw)

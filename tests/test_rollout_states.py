@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from eghn_md.errors import DataError, UsageError
-from eghn_md.rollout.states import contact_fractions, order_parameter, state_series, state_summary, two_states
+from eghn_md.rollout.states import (
+    contact_fractions,
+    order_parameter,
+    population_se,
+    state_series,
+    state_summary,
+    two_states,
+)
 from tests._data import datafile, mda_positions
 
 
@@ -131,3 +138,38 @@ def test_states_from_all_atom_files_pick_the_ca(adk_states):
     np.testing.assert_allclose(s.r0_b, adk_states.r0_b, atol=1e-5)
     with pytest.raises(DataError, match="has 214 Cα nodes but the data has 200"):
         states_from_files(datafile("PDB_closed"), datafile("PDB_small"), n_nodes=200)
+
+
+def _markov_runs(rng, *, leave: tuple[float, float], frames: int, runs: int) -> np.ndarray:
+    """(runs, frames) int8 two-state Markov chains leaving state k with probability ``leave[k]`` per frame, each
+    started from the stationary distribution."""
+    a, b = leave
+    s = np.empty((runs, frames), dtype=np.int8)
+    s[:, 0] = rng.random(runs) < a / (a + b)
+    u = rng.random((runs, frames))
+    for t in range(1, frames):
+        stay = u[:, t] >= np.where(s[:, t - 1] == 0, a, b)
+        s[:, t] = np.where(stay, s[:, t - 1], 1 - s[:, t - 1])
+    return s
+
+
+def test_population_se_matches_the_scatter_of_independent_runs():
+    """The reported standard error of a population against the spread of the same population over many independent
+    runs (one chain each, and eight replicas pooled), for slow and fast switching."""
+    rng = np.random.default_rng(7)
+    for leave in ((1 / 14, 1 / 17), (1 / 40, 1 / 90), (0.5, 0.3)):
+        runs = _markov_runs(rng, leave=leave, frames=1250, runs=800)
+        pops = runs.mean(axis=1)
+        ses = [state_summary(r, dt_ps=1.0)["population_se"] for r in runs[:200]]
+        assert np.median(ses) == pytest.approx(pops.std(), rel=0.15)
+        pooled = runs.reshape(100, 8, 1250)
+        se8 = [state_summary(list(r), dt_ps=1.0)["population_se"] for r in pooled[:50]]
+        assert np.median(se8) == pytest.approx(pooled.mean(axis=(1, 2)).std(), rel=0.25)
+
+
+def test_population_se_needs_visits_of_both_states():
+    s = np.array([0] * 5 + [1] * 10, dtype=np.int8)  # no complete visit: no dwell time to read the correlation from
+    assert state_summary(s, dt_ps=1.0)["population_se"] is None
+    with pytest.raises(UsageError, match="dwell times >= 1"):
+        population_se(0.5, 100, dwell_frames=(0.5, 3.0))
+    assert population_se(0.5, 100, dwell_frames=(1.0, 1.0)) == 0.0  # strictly alternating: no error

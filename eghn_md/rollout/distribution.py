@@ -20,7 +20,10 @@ for generated ensembles (AlphaFlow, Jing et al. 2024; Str2Str, Lu et al. 2024):
 * **States** (with a :class:`~eghn_md.rollout.states.TwoStates`): populations, transitions per 1,000 steps each way
   and the mean dwell time [ps] of each ensemble (:func:`~eghn_md.rollout.states.state_summary`, counts summed over
   trajectories). One *step* is ``step_ps`` (a rollout step = the model's horizon); the reference is read every
-  ``reference_stride`` frames for this, so that both are sampled at the same interval.
+  ``reference_stride`` frames for this, so that both are sampled at the same interval. Each population carries its
+  standard error (:func:`~eghn_md.rollout.states.population_se`), and ``population_gap`` gives the model's second
+  state's population minus the reference's with the two errors combined: a finite reference run is itself an
+  estimate (one 1,250-step run of equilibrium AdK: ± 0.06), so a gap of one or two such errors is not a model error.
 * **Validity** (with ``bonds``): chain breaks and clashes of every frame of both ensembles, as
   :func:`~eghn_md.rollout.validity.validity_report` defines them.
 
@@ -39,8 +42,9 @@ from eghn_md.errors import DataError, UsageError
 from eghn_md.rollout.states import TwoStates, state_series, state_summary
 from eghn_md.utils import evenly_spaced
 
-__all__ = ["compare_ensembles", "reference_floor", "superpose", "mean_structure", "rmsf", "pca_basis",
-           "project", "w2_exact", "js_distance", "pairwise_js", "radius_of_gyration", "JS_BINS", "MIN_PAIR_SEP"]
+__all__ = ["compare_ensembles", "reference_floor", "population_gap", "superpose", "mean_structure", "rmsf",
+           "pca_basis", "project", "w2_exact", "js_distance", "pairwise_js", "radius_of_gyration", "JS_BINS",
+           "MIN_PAIR_SEP"]
 
 JS_BINS = 50  #: histogram bins of the Jensen–Shannon distances (Str2Str)
 MIN_PAIR_SEP = 3  #: smallest sequence separation |i − j| of the pairwise distances (Str2Str)
@@ -284,11 +288,25 @@ def compare_ensembles(*, reference: Sequence[np.ndarray], model: Sequence[np.nda
         "rg_A": {"reference_mean": float(rg_r.mean()), "model_mean": float(rg_m.mean())},
     }
     if states is not None:
-        out["states"] = {"reference": _states(states, ref, reference_stride, step_ps),
-                         "model": _states(states, mod, 1, step_ps), "definition": states.describe()}
+        st = {"reference": _states(states, ref, reference_stride, step_ps), "model": _states(states, mod, 1, step_ps),
+              "definition": states.describe()}
+        out["states"] = {**st, "population_gap": population_gap(st["model"], st["reference"], states.names[1])}
     if bonds is not None:
         out["validity"] = {"reference": _validity(ref, bonds, node_kind), "model": _validity(mod, bonds, node_kind)}
     return out
+
+
+def population_gap(model: dict, reference: dict, name: str) -> dict:
+    """Population of state ``name`` in ``model`` minus that in ``reference`` (two :func:`state_summary` results) with
+    its standard error, sqrt(se_model² + se_reference²), and the gap in units of that error (``z``); entries are None
+    where a population or an error is unknown."""
+    pm, pr = model["population"][name], reference["population"][name]
+    gap = None if pm is None or pr is None else pm - pr
+    se = None
+    if model.get("population_se") is not None and reference.get("population_se") is not None:
+        se = float(np.hypot(model["population_se"], reference["population_se"]))
+    z = gap / se if gap is not None and se else None
+    return {"state": name, "model_minus_reference": gap, "se": se, "z": z}
 
 
 def reference_floor(reference: Sequence[np.ndarray], **kwargs) -> dict:

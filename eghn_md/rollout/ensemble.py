@@ -1,7 +1,8 @@
 """Ensembles: R replicas of a rollout advanced together, one batched forward pass per step.
 
 The R current frames are the graphs of one disjoint-union :class:`~eghn_md.data.batch.GraphBatch` (edges rebuilt
-from every frame, pairs of different replicas never joined), so a step costs one model call whatever R is. A
+from every frame, pairs of different replicas never joined), so a step costs one model call whatever R is (in
+passes of at most ``max_chunk_nodes`` nodes; on a CPU large passes run side by side, one per core: ``workers``). A
 generative model (:mod:`eghn_md.models.generative`) draws every replica's noise from one ``torch.Generator`` seeded
 by the user: the ensemble is reproducible for a seed, and the replicas of one start differ. The models are batch
 independent, so replica r's trajectory depends on its own start and noise only.
@@ -30,12 +31,16 @@ from eghn_md.io.atomic import atomic_path, check_output_path
 from eghn_md.rollout.guard import GuardConfig, StepGuard
 from eghn_md.utils import HEAP_TRIM_STEPS, Progress, as_progress, release_heap
 
-__all__ = ["EnsembleResult", "ensemble_rollout", "replica_batch", "ensemble_run", "ensemble_paths",
-           "DEFAULT_CHUNK_NODES"]
+__all__ = ["EnsembleResult", "ensemble_rollout", "replica_batch", "replica_chunks", "ensemble_run",
+           "ensemble_paths", "DEFAULT_CHUNK_NODES", "MIN_PARALLEL_NODES"]
 
 #: nodes per batched model pass of an ensemble step: per-edge tensors stay cache-sized, as in training
 #: (``train: max_chunk_nodes``); measured in examples/benchmarks/results/generative.md
 DEFAULT_CHUNK_NODES = 4096
+#: nodes a pass needs before passes go side by side on threads (``workers``): each thread's Python dispatch holds
+#: the GIL, so small passes contend for it. AdK on 2 cores: passes of 3,424 nodes (R = 32) side by side gave 1.4×
+#: the replica-steps/s, of 856 nodes (R = 8) 0.9× (``examples/benchmarks/results/generative_equilibrium.md`` §16)
+MIN_PARALLEL_NODES = 2048
 
 
 @dataclass
@@ -72,32 +77,71 @@ def replica_batch(x: torch.Tensor, *, h: torch.Tensor, bonds: torch.Tensor, cuto
                       ptr=torch.arange(r + 1, device=dev) * n, local_edge_index=all_bonds)
 
 
+def replica_chunks(r: int, n: int, *, max_chunk_nodes: int, workers: int = 1) -> list[tuple[int, int]]:
+    """The replica ranges ``[a, b)`` of one step's passes through the model: as few passes as keep each within
+    ``max_chunk_nodes`` nodes (0: no bound; a pass holds at least one replica of ``n`` nodes), but at least
+    ``workers`` when there are that many replicas, and of equal size to within one replica."""
+    if r < 1:
+        return []
+    per = r if max_chunk_nodes <= 0 else max(1, int(max_chunk_nodes) // n)
+    k = min(r, max(-(-r // per), int(workers)))
+    size, extra = divmod(r, k)
+    bounds = [0]
+    for i in range(k):
+        bounds.append(bounds[-1] + size + (i < extra))
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _in_parallel(fn, items: list, workers: int) -> list:
+    """``[fn(item) for item in items]`` on ``workers`` threads, each with ``torch.get_num_threads() // workers``
+    intra-op threads (at least 1) and the caller's grad mode; the thread count is restored afterwards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads, grad = torch.get_num_threads(), torch.is_grad_enabled()
+
+    def run(item):
+        with torch.set_grad_enabled(grad):
+            return fn(item)
+
+    torch.set_num_threads(max(1, threads // workers))  # fresh threads read it when they first run an op
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(run, items))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _model_step(model, x: torch.Tensor, vel: Optional[torch.Tensor], *, h, bonds, cutoff: float, generator,
-                sample_steps: Optional[int], max_chunk_nodes: int) -> torch.Tensor:
+                sample_steps: Optional[int], max_chunk_nodes: int, workers: int = 1) -> torch.Tensor:
     """The next frames (R, N, 3) [Å] of R replicas at ``x`` (R, N, 3), in batched passes of at most
-    ``max_chunk_nodes`` nodes (0: one pass). A generative model's noise for all R is drawn first, so the samples do
-    not depend on the chunking."""
+    ``max_chunk_nodes`` nodes (0: one pass; :func:`replica_chunks`), up to ``workers`` of them at a time (passes of
+    at least :data:`MIN_PARALLEL_NODES` nodes). A generative
+    model's noise for all R is drawn first, so the samples do not depend on the chunking or the workers."""
     from eghn_md.models.registry import is_generative
 
     r, n = x.shape[:2]
-    per = r if max_chunk_nodes <= 0 else max(1, int(max_chunk_nodes) // n)
     gen = is_generative(model)
     z = torch.randn((r, n, 3), generator=generator, dtype=torch.float64).to(x) if gen else None
-    out = []
-    for a in range(0, r, per):
-        b = replica_batch(x[a:a + per], h=h, bonds=bonds, cutoff=cutoff,
-                          vel=None if vel is None else vel[a:a + per])
-        pos = model(b, noise=z[a:a + per].reshape(-1, 3), steps=sample_steps).pos if gen else model(b).pos
-        out.append(pos.reshape(-1, n, 3))
-    return torch.cat(out)
+
+    def one(chunk: tuple[int, int]) -> torch.Tensor:
+        a, b = chunk
+        batch = replica_batch(x[a:b], h=h, bonds=bonds, cutoff=cutoff, vel=None if vel is None else vel[a:b])
+        pos = model(batch, noise=z[a:b].reshape(-1, 3), steps=sample_steps).pos if gen else model(batch).pos
+        return pos.reshape(-1, n, 3)
+
+    workers = min(workers, max(1, r * n // MIN_PARALLEL_NODES))
+    chunks = replica_chunks(r, n, max_chunk_nodes=max_chunk_nodes, workers=workers)
+    if workers > 1 and len(chunks) > 1:
+        return torch.cat(_in_parallel(one, chunks, workers))
+    return torch.cat([one(c) for c in chunks])
 
 
 @torch.no_grad()
 def ensemble_rollout(model: torch.nn.Module, *, starts: torch.Tensor, h: torch.Tensor, bonds: torch.Tensor,
                      cutoff: float, steps: int, x_prev: Optional[torch.Tensor] = None, seed: int = 0,
                      sample_steps: Optional[int] = None, guard: Optional[GuardConfig] = None,
-                     max_chunk_nodes: int = DEFAULT_CHUNK_NODES, progress: Optional[Progress] = None
-                     ) -> EnsembleResult:
+                     max_chunk_nodes: int = DEFAULT_CHUNK_NODES, workers: Optional[int] = None,
+                     progress: Optional[Progress] = None) -> EnsembleResult:
     """Roll R replicas out ``steps`` horizons, batched (see the module docstring).
 
     Args:
@@ -112,6 +156,10 @@ def ensemble_rollout(model: torch.nn.Module, *, starts: torch.Tensor, h: torch.T
         guard: divergence bounds per replica (default :class:`~eghn_md.rollout.guard.GuardConfig`).
         max_chunk_nodes: the replicas go through the model in batches of at most this many nodes (0: all at once);
             the results do not depend on it.
+        workers: batches run side by side on a CPU, each on its share of torch's threads, when each keeps at least
+            :data:`MIN_PARALLEL_NODES` nodes (None: one per thread on a CPU, so two threads run two half-ensembles
+            each on one core instead of every small op on two cores: 1.4× the replica-steps/s of AdK at R = 32 on
+            2 cores; 1 elsewhere). The results do not depend on it.
         progress: over the ``steps`` steps.
     """
     from eghn_md.models.registry import is_markov
@@ -121,6 +169,10 @@ def ensemble_rollout(model: torch.nn.Module, *, starts: torch.Tensor, h: torch.T
         raise ValueError("this model reads a velocity channel: ensemble_rollout needs x_prev")
     gen = torch.Generator().manual_seed(int(seed))
     r = starts.shape[0]
+    if workers is None:
+        workers = torch.get_num_threads() if starts.device.type == "cpu" else 1
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     guards = [StepGuard(guard or GuardConfig(), starts[k], bonds) for k in range(r)]
     frames = [[starts[k].cpu().numpy().astype(np.float32)] for k in range(r)]
     stopped: list = [None] * r
@@ -133,7 +185,8 @@ def ensemble_rollout(model: torch.nn.Module, *, starts: torch.Tensor, h: torch.T
             idx = torch.tensor(active, device=starts.device)
             vel = None if markov else cur[idx] - prev[idx]
             nxt = _model_step(model, cur[idx], vel, h=h, bonds=bonds, cutoff=cutoff, generator=gen,
-                              sample_steps=sample_steps, max_chunk_nodes=max_chunk_nodes).to(cur.dtype)
+                              sample_steps=sample_steps, max_chunk_nodes=max_chunk_nodes,
+                              workers=int(workers)).to(cur.dtype)
             still = []
             for a, k in enumerate(active):
                 reason = guards[k](cur[k], nxt[a])

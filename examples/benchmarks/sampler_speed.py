@@ -2,14 +2,19 @@
 
 One step of ``eghn-md rollout --replicas R`` is :func:`eghn_md.rollout.ensemble.ensemble_rollout` advancing R frames
 of AdK (214 Cα nodes) one horizon: edges rebuilt from every frame, ``--sample-steps`` denoiser passes with the
-model's guidance, R replicas batched into passes of at most ``--chunk-nodes`` nodes. For every chunk size the R
-values are timed round-robin (``--rounds`` rounds, the median kept), so a drift of the machine's speed hits them
-alike; the table gives seconds per step, steps/s, replica-steps/s and the cost relative to R = 1.
+model's guidance, R replicas batched into passes of at most ``--chunk-nodes`` nodes, ``--workers`` passes side by
+side. Every (chunk size, workers, R) setting is timed round-robin with the others (``--rounds`` rounds, the median
+kept), so a drift of the machine's speed hits them alike; the table gives seconds per step, steps/s,
+replica-steps/s and the cost relative to the first R, and the first R's share of the largest replica-steps/s
+measured (:func:`first_share`): once the largest R saturates the machine, its cost relative to the first R is
+R × that share, so the share says how far a target such as R = 32 ≤ 8× R = 1 is a property of the machine rather
+than of the code (``examples/benchmarks/results/generative_equilibrium.md`` §16).
 
 Usage::
 
     OMP_NUM_THREADS=2 python examples/benchmarks/sampler_speed.py --model examples/models/adk_eq_generative.pt \\
-        --replicas 1,8,32 --chunk-nodes 1024,2048,4096 --sample-steps 4 [--device cuda] [--json out.json]
+        --replicas 1,8,32 --chunk-nodes 1024,2048,4096 --workers 1,auto --sample-steps 4 [--device cuda] \\
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ def _start(model: str, device: str):
     return open_start(model, PDB_small, [], frame=0, device=device)
 
 
-def time_step(st, r: int, *, chunk: int, sample_steps, steps: int) -> float:
+def time_step(st, r: int, *, chunk: int, sample_steps, steps: int, workers=None) -> float:
     """Seconds per ensemble rollout step of ``r`` replicas of ``st`` (a :class:`~eghn_md.rollout.start.ModelStart`)
     all starting at its first frame: ``steps`` timed steps after one warm-up step."""
     from eghn_md.rollout.ensemble import ensemble_rollout
@@ -38,7 +43,7 @@ def time_step(st, r: int, *, chunk: int, sample_steps, steps: int) -> float:
     x0 = torch.as_tensor(st.frames[0], dtype=st.dtype, device=st.device)
     kw = dict(starts=x0.expand(r, -1, -1).clone(), h=st.system.h.to(st.device, st.dtype),
               bonds=st.system.bonds.to(st.device), cutoff=st.cutoff, sample_steps=sample_steps,
-              max_chunk_nodes=chunk)
+              max_chunk_nodes=chunk, workers=workers)
     ensemble_rollout(st.model, steps=1, **kw)
     if st.device.type == "cuda":
         torch.cuda.synchronize()
@@ -49,6 +54,13 @@ def time_step(st, r: int, *, chunk: int, sample_steps, steps: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+def first_share(rows: dict, reps: list) -> float:
+    """The first R's replica-steps/s as a fraction of the largest measured: how much of the machine one small batch
+    already uses. Once the largest R saturates the machine, its cost relative to the first R is (largest R) × this
+    share, whatever the code: on a machine that R = 1 keeps half busy, R = 32 costs ~16× R = 1 at best."""
+    return rows[reps[0]]["replica_steps_per_s"] / max(rows[r]["replica_steps_per_s"] for r in reps)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="a generative model.pt")
@@ -57,6 +69,8 @@ def main() -> None:
     ap.add_argument("--sample-steps", type=int, default=None)
     ap.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--workers", default="auto", help="comma-separated ensemble_rollout workers values ('auto': one "
+                    "per torch thread on a CPU)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -64,21 +78,31 @@ def main() -> None:
     reps = [int(r) for r in args.replicas.split(",")]
     out = {"threads": torch.get_num_threads(), "device": args.device, "sample_steps": args.sample_steps,
            "chunks": {}}
-    for chunk in (int(c) for c in args.chunk_nodes.split(",")):
-        times = {r: [] for r in reps}
-        for _ in range(args.rounds):
-            for r in reps:
-                times[r].append(time_step(st, r, chunk=chunk, sample_steps=args.sample_steps, steps=args.steps))
-        med = {r: statistics.median(t) for r, t in times.items()}
+    settings = [(int(c), None if w == "auto" else int(w)) for c in args.chunk_nodes.split(",")
+                for w in args.workers.split(",")]
+    times = {(c, w, r): [] for c, w in settings for r in reps}
+    for _ in range(args.rounds):
+        for (chunk, workers, r), t in times.items():
+            t.append(time_step(st, r, chunk=chunk, sample_steps=args.sample_steps, steps=args.steps,
+                               workers=workers))
+    for chunk, workers in settings:
+        med = {r: statistics.median(times[(chunk, workers, r)]) for r in reps}
         base = med[reps[0]]
-        out["chunks"][chunk] = {r: {"s_per_step": med[r], "steps_per_s": 1 / med[r], "replica_steps_per_s": r / med[r],
-                                    "cost_vs_first": med[r] / base} for r in reps}
-        print(f"chunk {chunk} nodes:", flush=True)
+        key = f"{chunk}" if len(settings) == 1 else f"{chunk}/workers={workers or 'auto'}"
+        rows = {r: {"s_per_step": med[r], "steps_per_s": 1 / med[r], "replica_steps_per_s": r / med[r],
+                    "cost_vs_first": med[r] / base} for r in reps}
+        out["chunks"][key] = rows
+        print(f"chunk {chunk} nodes, workers {workers or 'auto'}:", flush=True)
         for r in reps:
-            v = out["chunks"][chunk][r]
+            v = rows[r]
             print(f"  R = {r:3d}: {v['s_per_step']:.4f} s/step, {v['steps_per_s']:.2f} steps/s, "
                   f"{v['replica_steps_per_s']:.1f} replica-steps/s, {v['cost_vs_first']:.2f}x R = {reps[0]}",
                   flush=True)
+        share = first_share(rows, reps)
+        rows["first_share_of_peak"] = share
+        print(f"  R = {reps[0]} runs at {100 * share:.0f} % of the largest replica-steps/s measured; R = {reps[-1]} "
+              f"costs {reps[-1]} x that share = {reps[-1] * share:.1f}x R = {reps[0]} once the machine is saturated",
+              flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=2)
