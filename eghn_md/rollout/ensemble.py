@@ -115,8 +115,8 @@ def _model_step(model, x: torch.Tensor, vel: Optional[torch.Tensor], *, h, bonds
                 sample_steps: Optional[int], max_chunk_nodes: int, workers: int = 1) -> torch.Tensor:
     """The next frames (R, N, 3) [Å] of R replicas at ``x`` (R, N, 3), in batched passes of at most
     ``max_chunk_nodes`` nodes (0: one pass; :func:`replica_chunks`), up to ``workers`` of them at a time (passes of
-    at least :data:`MIN_PARALLEL_NODES` nodes). A generative
-    model's noise for all R is drawn first, so the samples do not depend on the chunking or the workers."""
+    at least :data:`MIN_PARALLEL_NODES` nodes). A generative model's noise for all R is drawn first, so the samples
+    do not depend on the chunking or the workers."""
     from eghn_md.models.registry import is_generative
 
     r, n = x.shape[:2]
