@@ -144,9 +144,9 @@ def test_states_and_validity_of_hopping_ensembles():
     assert r["mean_dwell_ps"] == {"closed": 200.0, "open": 250.0}  # complete visits: 20 steps closed, 30, 20 open
     assert m["transitions"] == {"closed_to_open": 1, "open_to_closed": 0} and m["n_steps"] == 100
     assert m["population"]["open"] == pytest.approx(72 / 102)
-    # the reference's error from its dwell times (20 and 25 steps over 100 committed steps); the model has no complete
-    # visit of either state, so no error, and the gap has none either
-    a, b = 1 / 20, 1 / 25
+    # the reference's error from its rates: 2 transitions out of 49 closed steps with a next one, 2 out of 50 open;
+    # the model never goes back to closed, so no error, and the gap has none either
+    a, b = 2 / 49, 2 / 50
     assert r["population_se"] == pytest.approx((0.25 / 100 * (2 - a - b) / (a + b)) ** 0.5)
     assert m["population_se"] is None
     assert out["states"]["population_gap"] == {"state": "open", "model_minus_reference": pytest.approx(72 / 102 - 0.5),

@@ -156,20 +156,10 @@ def test_replica_chunks_bound_the_nodes_and_balance_the_workers():
 
 
 def test_ensemble_does_not_depend_on_the_workers(gen_run, open_pdb, monkeypatch):
-    """Passes run side by side on threads (each with its share of torch's threads) or one after the other: the same
-    samples, and torch's thread count and grad mode are what they were."""
+    """Passes run side by side on threads (each with its share of torch's threads and the caller's grad mode) or one
+    after the other: the same samples, torch's thread count restored; small passes stay one after the other."""
     import eghn_md.rollout.ensemble as ensemble
     from eghn_md.rollout.ensemble import ensemble_rollout
-
-    monkeypatch.setattr(ensemble, "MIN_PARALLEL_NODES", 1)  # these passes of 1-2 replicas go side by side too
-    ran_on = set()
-    step = ensemble._in_parallel
-
-    def spy(fn, items, workers):
-        ran_on.add(workers)
-        return step(fn, items, workers)
-
-    monkeypatch.setattr(ensemble, "_in_parallel", spy)
     from eghn_md.rollout.start import open_start
 
     st = open_start(gen_run / "model.pt", open_pdb, [], frame=0, device="cpu")
@@ -177,10 +167,28 @@ def test_ensemble_does_not_depend_on_the_workers(gen_run, open_pdb, monkeypatch)
     x = torch.as_tensor(st.frames[0], dtype=torch.float64).expand(5, -1, -1).clone()
     kw = dict(starts=x, h=st.system.h.double(), bonds=st.system.bonds, cutoff=st.cutoff, steps=2, seed=3,
               max_chunk_nodes=0)
+    seen = []
+    step = ensemble._in_parallel
+
+    def spy(fn, items, workers):
+        def checked(item):
+            seen.append((torch.get_num_threads(), torch.is_grad_enabled()))
+            return fn(item)
+        return step(checked, items, workers)
+
+    monkeypatch.setattr(ensemble, "_in_parallel", spy)
     threads = torch.get_num_threads()
-    a = ensemble_rollout(model, workers=1, **kw)
-    b = ensemble_rollout(model, workers=3, **kw)
-    assert torch.get_num_threads() == threads and torch.is_grad_enabled() and ran_on == {3}
+    torch.set_num_threads(4)
+    try:
+        a = ensemble_rollout(model, workers=1, **kw)
+        ensemble_rollout(model, workers=3, **kw)  # 5 × 214 nodes: passes below MIN_PARALLEL_NODES stay serial
+        assert seen == []
+        monkeypatch.setattr(ensemble, "MIN_PARALLEL_NODES", 1)  # now passes of 1–2 replicas go side by side
+        b = ensemble_rollout(model, workers=3, **kw)
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(threads)
+    assert seen and set(seen) == {(1, False)}  # 4 // 3 threads each, under the rollout's no_grad
     for fa, fb in zip(a.frames, b.frames, strict=True):
         np.testing.assert_allclose(fa, fb, atol=1e-9)
     with pytest.raises(ValueError, match="workers must be >= 1, got 0"):

@@ -167,9 +167,14 @@ def test_population_se_matches_the_scatter_of_independent_runs():
         assert np.median(se8) == pytest.approx(pooled.mean(axis=(1, 2)).std(), rel=0.25)
 
 
-def test_population_se_needs_visits_of_both_states():
-    s = np.array([0] * 5 + [1] * 10, dtype=np.int8)  # no complete visit: no dwell time to read the correlation from
+def test_population_se_needs_transitions_both_ways():
+    s = np.array([0] * 5 + [1] * 10, dtype=np.int8)  # no way back: no rate to read the correlation from
     assert state_summary(s, dt_ps=1.0)["population_se"] is None
+    # one transition each way, 4 + 3 closed frames (6 with a next frame), 6 open: leave 1/6 and 1/6, p = 6/13
+    s = np.array([-1] + [0] * 4 + [1] * 6 + [0] * 3, dtype=np.int8)
+    a = b = 1 / 6
+    want = (6 / 13 * 7 / 13 / 13 * (2 - a - b) / (a + b)) ** 0.5
+    assert state_summary(s, dt_ps=1.0)["population_se"] == pytest.approx(want)
     with pytest.raises(UsageError, match="dwell times >= 1"):
         population_se(0.5, 100, dwell_frames=(0.5, 3.0))
     assert population_se(0.5, 100, dwell_frames=(1.0, 1.0)) == 0.0  # strictly alternating: no error

@@ -103,7 +103,9 @@ def _in_parallel(fn, items: list, workers: int) -> list:
         with torch.set_grad_enabled(grad):
             return fn(item)
 
-    torch.set_num_threads(max(1, threads // workers))  # fresh threads read it when they first run an op
+    # the pool's threads are new, so they read this count when they first run an op (a reused pool would keep the
+    # count its threads started with)
+    torch.set_num_threads(max(1, threads // workers))
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(run, items))
@@ -116,7 +118,7 @@ def _model_step(model, x: torch.Tensor, vel: Optional[torch.Tensor], *, h, bonds
     """The next frames (R, N, 3) [Å] of R replicas at ``x`` (R, N, 3), in batched passes of at most
     ``max_chunk_nodes`` nodes (0: one pass; :func:`replica_chunks`), up to ``workers`` of them at a time (passes of
     at least :data:`MIN_PARALLEL_NODES` nodes). A generative model's noise for all R is drawn first, so the samples
-    do not depend on the chunking or the workers."""
+    do not depend on the chunking or the workers (up to floating-point rounding)."""
     from eghn_md.models.registry import is_generative
 
     r, n = x.shape[:2]
@@ -131,7 +133,7 @@ def _model_step(model, x: torch.Tensor, vel: Optional[torch.Tensor], *, h, bonds
 
     workers = min(workers, max(1, r * n // MIN_PARALLEL_NODES))
     chunks = replica_chunks(r, n, max_chunk_nodes=max_chunk_nodes, workers=workers)
-    if workers > 1 and len(chunks) > 1:
+    if workers > 1 and len(chunks) > 1 and min(b - a for a, b in chunks) * n >= MIN_PARALLEL_NODES:
         return torch.cat(_in_parallel(one, chunks, workers))
     return torch.cat([one(c) for c in chunks])
 
@@ -155,11 +157,11 @@ def ensemble_rollout(model: torch.nn.Module, *, starts: torch.Tensor, h: torch.T
         sample_steps: integration steps per sample (None: the model's own).
         guard: divergence bounds per replica (default :class:`~eghn_md.rollout.guard.GuardConfig`).
         max_chunk_nodes: the replicas go through the model in batches of at most this many nodes (0: all at once);
-            the results do not depend on it.
+            the results do not depend on it (up to floating-point rounding, which long rollouts amplify).
         workers: batches run side by side on a CPU, each on its share of torch's threads, when each keeps at least
             :data:`MIN_PARALLEL_NODES` nodes (None: one per thread on a CPU, so two threads run two half-ensembles
             each on one core instead of every small op on two cores: 1.4× the replica-steps/s of AdK at R = 32 on
-            2 cores; 1 elsewhere). The results do not depend on it.
+            2 cores; 1 elsewhere). The results do not depend on it (up to rounding, as for ``max_chunk_nodes``).
         progress: over the ``steps`` steps.
     """
     from eghn_md.models.registry import is_markov

@@ -22,12 +22,14 @@ Definitions (distances between nodes, Cα for residue nodes, in Å):
   visits whose entry and exit both lie inside the trajectory (a visit cut by the start or the end is left out of
   the mean but its frames count in the populations). A list of trajectories (replicas) sums the counts.
 * **Statistical error of the populations** (:func:`population_se`): a population read from a finite trajectory is
-  the time average of a correlated 0/1 series. For a two-state Markov chain that leaves A with probability
-  a = 1 / (mean dwell in A) per frame and B with b = 1 / (mean dwell in B), the variance of that average over T
-  committed frames is p (1 − p) / T · (2 − a − b) / (a + b) (the integrated autocorrelation of the indicator, whose
-  correlation decays as (1 − a − b)^k); independent replicas add their frames to T. On the equilibrium AdK benchmark
-  this gives ± 0.056 for one MD run of 1,250 steps, where six independent runs scatter by 0.058
-  (``examples/benchmarks/results/generative_equilibrium.md`` §13c, §17).
+  the time average of a correlated 0/1 series. For a two-state Markov chain that leaves A with probability a per
+  frame and B with b, the variance of that average over T committed frames is p (1 − p) / T · (2 − a − b) / (a + b)
+  (the integrated autocorrelation of the indicator, whose correlation decays as (1 − a − b)^k); a and b are
+  estimated as the transitions out of each state over its committed frames that have a next frame (so visits cut
+  by a trajectory's ends count too), and independent replicas add their frames to T. It assumes the trajectories
+  sample the equilibrium: replicas from one start, or from starts away from it, carry a bias it does not include.
+  On the equilibrium AdK benchmark it gives ± 0.054 for one MD run of 1,250 steps, where six independent runs
+  scatter by 0.058 (``examples/benchmarks/results/generative_equilibrium.md`` §13c, §17).
 """
 
 from __future__ import annotations
@@ -217,8 +219,8 @@ def state_summary(series: np.ndarray | Sequence[np.ndarray], *, dt_ps: float,
         JSON-able dict: ``n_frames``, ``n_committed``, ``population`` {name: fraction of committed frames, None
         without any}, ``transitions`` {"A_to_B", "B_to_A" spelled with the names: count}, ``mean_dwell_ps``
         {name: mean over complete visits, None without one}, ``n_complete_visits`` {name: count}, ``dt_ps``,
-        ``population_se``: the standard error of either population (:func:`population_se`; None unless both states
-        have a complete visit).
+        ``population_se``: the standard error of either population (:func:`population_se`; None unless there are
+        transitions both ways).
     """
     one = isinstance(series, np.ndarray) and series.ndim == 1
     runs = [series] if one else [np.asarray(s) for s in series]
@@ -227,8 +229,11 @@ def state_summary(series: np.ndarray | Sequence[np.ndarray], *, dt_ps: float,
     frames = np.zeros(2, dtype=np.int64)
     trans = np.zeros(2, dtype=np.int64)  # 0→1, 1→0
     dwell: list[list[int]] = [[], []]
+    leaving = np.zeros(2, dtype=np.int64)  # committed frames of each state with a committed next frame
     for s in runs:
         frames += np.bincount(s[s != UNCOMMITTED].astype(np.int64), minlength=2)[:2]
+        nxt = s[:-1][s[1:] != UNCOMMITTED]
+        leaving += np.bincount(nxt[nxt != UNCOMMITTED].astype(np.int64), minlength=2)[:2]
         st, first, end = _visits(s)
         for k in range(1, len(st)):
             trans[st[k - 1]] += 1
@@ -237,9 +242,9 @@ def state_summary(series: np.ndarray | Sequence[np.ndarray], *, dt_ps: float,
     committed = int(frames.sum())
     a, b = names
     se = None
-    if dwell[0] and dwell[1]:
-        mean_dwell = (float(np.mean(dwell[0])), float(np.mean(dwell[1])))
-        se = population_se(float(frames[1] / committed), committed, dwell_frames=mean_dwell)
+    if trans.all():  # per-frame leave probabilities trans / leaving: their inverses are the mean dwell times
+        se = population_se(float(frames[1] / committed), committed,
+                           dwell_frames=(float(leaving[0] / trans[0]), float(leaving[1] / trans[1])))
     return {
         "n_frames": int(sum(len(r) for r in runs)), "n_committed": committed, "dt_ps": float(dt_ps),
         "population": {n: (float(frames[k] / committed) if committed else None) for k, n in enumerate(names)},
@@ -253,7 +258,7 @@ def state_summary(series: np.ndarray | Sequence[np.ndarray], *, dt_ps: float,
 def population_se(p: float, n_frames: int, *, dwell_frames: tuple[float, float]) -> float:
     """Standard error of a two-state population ``p`` read from ``n_frames`` committed frames of a Markov chain whose
     mean dwell times are ``dwell_frames`` (state A, state B) [frames, ≥ 1] (the module docstring gives the formula):
-    sqrt(p (1 − p) / T · (2 − a − b) / (a + b)), a and b the inverse dwell times."""
+    sqrt(p (1 − p) / T · (2 − a − b) / (a + b)), a and b the inverse dwell times (per-frame leave probabilities)."""
     if n_frames < 1 or min(dwell_frames) < 1.0:
         raise UsageError(f"population_se needs n_frames >= 1 and dwell times >= 1 frame, got {n_frames}, "
                          f"{tuple(dwell_frames)}")

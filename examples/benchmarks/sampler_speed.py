@@ -75,11 +75,11 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     st = _start(args.model, args.device)
-    reps = [int(r) for r in args.replicas.split(",")]
+    reps = sorted({int(r) for r in args.replicas.split(",")})
     out = {"threads": torch.get_num_threads(), "device": args.device, "sample_steps": args.sample_steps,
            "chunks": {}}
-    settings = [(int(c), None if w == "auto" else int(w)) for c in args.chunk_nodes.split(",")
-                for w in args.workers.split(",")]
+    settings = [(int(c), None if w == "auto" else int(w)) for c in dict.fromkeys(args.chunk_nodes.split(","))
+                for w in dict.fromkeys(args.workers.split(","))]
     times = {(c, w, r): [] for c, w in settings for r in reps}
     for _ in range(args.rounds):
         for (chunk, workers, r), t in times.items():
@@ -88,18 +88,17 @@ def main() -> None:
     for chunk, workers in settings:
         med = {r: statistics.median(times[(chunk, workers, r)]) for r in reps}
         base = med[reps[0]]
-        key = f"{chunk}" if len(settings) == 1 else f"{chunk}/workers={workers or 'auto'}"
+        key = f"{chunk}" if len(settings) == 1 else f"{chunk}/workers={'auto' if workers is None else workers}"
         rows = {r: {"s_per_step": med[r], "steps_per_s": 1 / med[r], "replica_steps_per_s": r / med[r],
                     "cost_vs_first": med[r] / base} for r in reps}
-        out["chunks"][key] = rows
-        print(f"chunk {chunk} nodes, workers {workers or 'auto'}:", flush=True)
+        print(f"chunk {chunk} nodes, workers {'auto' if workers is None else workers}:", flush=True)
         for r in reps:
             v = rows[r]
             print(f"  R = {r:3d}: {v['s_per_step']:.4f} s/step, {v['steps_per_s']:.2f} steps/s, "
                   f"{v['replica_steps_per_s']:.1f} replica-steps/s, {v['cost_vs_first']:.2f}x R = {reps[0]}",
                   flush=True)
         share = first_share(rows, reps)
-        rows["first_share_of_peak"] = share
+        out["chunks"][key] = {"replicas": rows, "first_share_of_peak": share}
         print(f"  R = {reps[0]} runs at {100 * share:.0f} % of the largest replica-steps/s measured; R = {reps[-1]} "
               f"costs {reps[-1]} x that share = {reps[-1] * share:.1f}x R = {reps[0]} once the machine is saturated",
               flush=True)
