@@ -248,7 +248,8 @@ def _reference_and_starts(sets: Sequence, replicas: int) -> tuple[np.ndarray, li
     from eghn_md.rollout.assess import rollout_starts
 
     where = [(ws, f) for ws in sets for f in range(ws.block_start, ws.block_stop)]  # read only the frames kept
-    reference = np.stack([where[int(k)][0].frame(where[int(k)][1]).numpy() for k in _evenly_thinned(len(where))])
+    kept = [where[int(k)] for k in _evenly_thinned(len(where))]
+    reference = np.stack([ws.frame(f).numpy() for ws, f in kept])
     pairs = rollout_starts(sets, replicas)
     starts = [ws.frame(t).numpy() for ws, t in pairs]
     return reference, [starts[k % len(starts)] for k in range(replicas)]
